@@ -1,0 +1,679 @@
+//! The embedded backend: llama.cpp through `llama-cpp-2`.
+//!
+//! `LlamaContext` borrows the model and is not `Sync`, so one dedicated thread loads the model,
+//! creates the context and then serves jobs from a channel until every handle is dropped. Each job
+//! carries its own reply channel, so concurrent callers get their own answers; jobs run one at a
+//! time, and a job with several prompts is decoded as one batch.
+//!
+//! KV layout: sequence 0 holds the fixed round-1 instruction prefix and is never cleared; a request
+//! copies it into its working sequence(s) (`seq_cp`, which needs the unified KV cache) and decodes
+//! only the rest of its prompt.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use super::{
+    entropy, log_normaliser, Backend, BackendInfo, CancelToken, Counters, Decision, EngineError,
+    FinishReason, GenerateRequest, Generation, Score, Stats,
+};
+use crate::gguf;
+use crate::prompt::{self, Markup, Prompt};
+
+/// Settings of the embedded engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// The GGUF model file.
+    pub model: PathBuf,
+    /// An optional GGUF LoRA adapter.
+    pub adapter: Option<PathBuf>,
+    /// Adapter scale (1.0 applies it as trained).
+    pub adapter_scale: f32,
+    /// Layers to offload to the GPU (0 = CPU only; only with the `cuda` feature).
+    pub gpu_layers: u32,
+    /// CPU threads (0 = all cores).
+    pub threads: usize,
+    /// Context window in tokens, shared by all sequences.
+    pub n_ctx: u32,
+    /// Most prompts decoded together in one batch.
+    pub batch_prompts: usize,
+}
+
+impl LlamaConfig {
+    /// Defaults for a model file.
+    pub fn new(model: impl Into<PathBuf>) -> LlamaConfig {
+        LlamaConfig {
+            model: model.into(),
+            adapter: None,
+            adapter_scale: 1.0,
+            gpu_layers: 0,
+            threads: 0,
+            n_ctx: 4096,
+            batch_prompts: 4,
+        }
+    }
+}
+
+type Reply<T> = mpsc::Sender<Result<T, EngineError>>;
+
+enum Job {
+    Decide(Vec<Prompt>, CancelToken, Reply<Vec<Decision>>),
+    Generate(GenerateRequest, CancelToken, Reply<Generation>),
+    Score(String, String, CancelToken, Reply<Score>),
+}
+
+/// Handle to the engine thread. Cheap to share behind an `Arc`; dropping the last handle stops
+/// the thread.
+pub struct LlamaEngine {
+    jobs: mpsc::Sender<Job>,
+    info: BackendInfo,
+    counters: Arc<Counters>,
+}
+
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let enabled = std::env::var_os("CLARIFYCODER_LLAMA_LOG").is_some();
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(enabled),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Stopped(Some(format!("llama.cpp backend init failed: {e}"))))
+}
+
+impl LlamaEngine {
+    /// Checks the files, then loads the model (and adapter) on a new engine thread. Returns once
+    /// the model is ready or failed to load.
+    pub fn load(config: LlamaConfig) -> Result<LlamaEngine, EngineError> {
+        let model_info = gguf::read(&config.model).map_err(EngineError::Model)?;
+        if model_info.is_adapter() {
+            return Err(EngineError::Model(gguf::GgufError::Invalid {
+                path: config.model.clone(),
+                reason: "this is a LoRA adapter, not a model; pass it as the adapter".into(),
+            }));
+        }
+        if let Some(adapter) = &config.adapter {
+            check_adapter(adapter, model_info.architecture())?;
+        }
+        let markup = Markup::detect(model_info.architecture(), model_info.chat_template());
+        let info = BackendInfo {
+            backend: "embedded".into(),
+            model: config.model.display().to_string(),
+            adapter: config.adapter.as_ref().map(|p| p.display().to_string()),
+            markup,
+            n_ctx: config.n_ctx as usize,
+        };
+        let counters = Arc::new(Counters::default());
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread_counters = counters.clone();
+        std::thread::Builder::new()
+            .name("clarifycoder-engine".into())
+            .spawn(move || engine_thread(config, markup, jobs_rx, ready_tx, thread_counters))
+            .map_err(|e| EngineError::Stopped(Some(format!("cannot start engine thread: {e}"))))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(LlamaEngine {
+                jobs: jobs_tx,
+                info,
+                counters,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(EngineError::Stopped(Some(
+                "engine thread died while loading".into(),
+            ))),
+        }
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send(make(tx))
+            .map_err(|_| EngineError::Stopped(None))?;
+        rx.recv()
+            .map_err(|_| EngineError::Stopped(Some("the engine thread panicked".into())))?
+    }
+}
+
+fn check_adapter(path: &Path, model_arch: Option<&str>) -> Result<(), EngineError> {
+    let info = gguf::read(path).map_err(|e| EngineError::Adapter(e.to_string()))?;
+    if !info.is_adapter() {
+        return Err(EngineError::Adapter(format!(
+            "'{}' is not a LoRA adapter (general.type is not \"adapter\")",
+            path.display()
+        )));
+    }
+    if let (Some(a), Some(m)) = (info.architecture(), model_arch) {
+        if a != m {
+            return Err(EngineError::Adapter(format!(
+                "'{}' was trained for architecture '{a}' but the model is '{m}'",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Backend for LlamaEngine {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    fn decide(
+        &self,
+        prompts: &[Prompt],
+        cancel: &CancelToken,
+    ) -> Result<Vec<Decision>, EngineError> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|tx| Job::Decide(prompts.to_vec(), cancel.clone(), tx))
+    }
+
+    fn generate(
+        &self,
+        request: &GenerateRequest,
+        cancel: &CancelToken,
+    ) -> Result<Generation, EngineError> {
+        self.call(|tx| Job::Generate(request.clone(), cancel.clone(), tx))
+    }
+
+    fn score(
+        &self,
+        prompt: &str,
+        continuation: &str,
+        cancel: &CancelToken,
+    ) -> Result<Score, EngineError> {
+        self.call(|tx| {
+            Job::Score(
+                prompt.to_string(),
+                continuation.to_string(),
+                cancel.clone(),
+                tx,
+            )
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+}
+
+fn engine_thread(
+    config: LlamaConfig,
+    markup: Markup,
+    jobs: mpsc::Receiver<Job>,
+    ready: mpsc::Sender<Result<(), EngineError>>,
+    counters: Arc<Counters>,
+) {
+    let (model, mut adapter) = match load_model(&config) {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut state = match State::new(&model, &config, markup, adapter.as_mut(), counters) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    for job in jobs {
+        // A panic inside llama.cpp bindings leaves the context in an unknown state: answer the
+        // caller, then stop; the owner restarts the engine.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+            Job::Decide(prompts, cancel, reply) => {
+                let _ = reply.send(state.decide(&prompts, &cancel));
+            }
+            Job::Generate(req, cancel, reply) => {
+                let _ = reply.send(state.generate(&req, &cancel));
+            }
+            Job::Score(p, c, cancel, reply) => {
+                let _ = reply.send(state.score(&p, &c, &cancel));
+            }
+        }));
+        if outcome.is_err() {
+            return;
+        }
+    }
+}
+
+type Loaded = (LlamaModel, Option<llama_cpp_2::model::LlamaLoraAdapter>);
+
+fn load_model(config: &LlamaConfig) -> Result<Loaded, EngineError> {
+    let backend = backend()?;
+    let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
+    let mut model = LlamaModel::load_from_file(backend, &config.model, &params).map_err(|e| {
+        EngineError::Load {
+            path: config.model.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    let adapter = match &config.adapter {
+        Some(path) => Some(model.lora_adapter_init(path).map_err(|e| {
+            EngineError::Adapter(format!("llama.cpp rejected '{}': {e}", path.display()))
+        })?),
+        None => None,
+    };
+    Ok((model, adapter))
+}
+
+/// Everything the engine thread keeps between jobs.
+struct State<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    counters: Arc<Counters>,
+    /// Tokens of the cached instruction prefix in sequence 0 (BOS included).
+    prefix: Vec<LlamaToken>,
+    /// `code_start[t]`: token t begins a code fence.
+    code_start: Vec<bool>,
+    n_ctx: usize,
+    n_batch: usize,
+    /// Working sequences are 1..=lanes.
+    lanes: usize,
+}
+
+impl<'m> State<'m> {
+    fn new(
+        model: &'m LlamaModel,
+        config: &LlamaConfig,
+        markup: Markup,
+        adapter: Option<&mut llama_cpp_2::model::LlamaLoraAdapter>,
+        counters: Arc<Counters>,
+    ) -> Result<State<'m>, EngineError> {
+        let backend = backend()?;
+        let threads = if config.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            config.threads
+        } as i32;
+        let lanes = config.batch_prompts.clamp(1, 16);
+        let n_ctx = config.n_ctx.max(256);
+        let n_batch = n_ctx.min(2048);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch.min(512))
+            .with_n_seq_max(lanes as u32 + 1)
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads)
+            .with_kv_unified(true)
+            .with_swa_full(true);
+        let mut ctx = model
+            .new_context(backend, params)
+            .map_err(|e| EngineError::Load {
+                path: config.model.clone(),
+                reason: format!("cannot create a context of {n_ctx} tokens: {e}"),
+            })?;
+        if let Some(adapter) = adapter {
+            ctx.lora_adapter_set(adapter, config.adapter_scale)
+                .map_err(|e| {
+                    EngineError::Adapter(format!("llama.cpp could not apply the adapter: {e}"))
+                })?;
+        }
+        let vocab = model.vocab();
+        let code_start = (0..vocab.n_tokens())
+            .map(|t| {
+                let piece = vocab.token_to_piece(LlamaToken(t), false, None);
+                prompt::piece_begins_code(&String::from_utf8_lossy(&piece))
+            })
+            .collect();
+        let mut state = State {
+            model,
+            ctx,
+            counters,
+            prefix: Vec::new(),
+            code_start,
+            n_ctx: n_ctx as usize,
+            n_batch: n_batch as usize,
+            lanes,
+        };
+        let prefix_text = prompt::round1(markup, "").prefix().to_string();
+        let prefix = state.tokenize(&prefix_text);
+        state.decode_into(0, &prefix, 0, &CancelToken::new())?;
+        state.prefix = prefix;
+        Ok(state)
+    }
+
+    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// Prepares working sequence `seq` for `tokens`: reuses the cached prefix when `tokens` starts
+    /// with it. Returns the position from which tokens still need decoding.
+    fn prepare_seq(&mut self, seq: i32, tokens: &[LlamaToken]) -> Result<usize, EngineError> {
+        self.ctx
+            .clear_kv_cache_seq(Some(seq as u32), None, None)
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+        if !self.prefix.is_empty()
+            && tokens.len() > self.prefix.len()
+            && tokens.starts_with(&self.prefix)
+        {
+            self.ctx
+                .copy_kv_cache_seq(0, seq, None, None)
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+            Counters::add(&self.counters.reused_tokens, self.prefix.len() as u64);
+            Ok(self.prefix.len())
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// Decodes `tokens` into sequence `seq` starting at position `start`, in chunks of the batch
+    /// size, with logits for the last token only.
+    fn decode_into(
+        &mut self,
+        seq: i32,
+        tokens: &[LlamaToken],
+        start: usize,
+        cancel: &CancelToken,
+    ) -> Result<(), EngineError> {
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        let mut pos = start;
+        for chunk in tokens.chunks(self.n_batch) {
+            cancel.check()?;
+            batch.clear();
+            for (i, &t) in chunk.iter().enumerate() {
+                let last = pos + i + 1 == start + tokens.len();
+                batch
+                    .add(t, (pos + i) as i32, &[seq], last)
+                    .map_err(|e| EngineError::Inference(e.to_string()))?;
+            }
+            self.decode(&mut batch)?;
+            Counters::add(&self.counters.prompt_tokens, chunk.len() as u64);
+            pos += chunk.len();
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, batch: &mut LlamaBatch) -> Result<(), EngineError> {
+        Counters::add(&self.counters.decode_calls, 1);
+        self.ctx
+            .decode(batch)
+            .map_err(|e| EngineError::Inference(e.to_string()))
+    }
+
+    fn check_fits(&self, tokens: usize) -> Result<(), EngineError> {
+        // Sequence 0 (the prefix) is resident too.
+        let max = self.n_ctx.saturating_sub(self.prefix.len() + 1);
+        if tokens > max {
+            return Err(EngineError::PromptTooLong { tokens, max });
+        }
+        Ok(())
+    }
+
+    fn p_code(&self, logits: &[f32]) -> f32 {
+        let log_z = log_normaliser(logits);
+        let mass: f64 = logits
+            .iter()
+            .zip(&self.code_start)
+            .filter(|(_, &is_code)| is_code)
+            .map(|(&l, _)| ((l - log_z) as f64).exp())
+            .sum();
+        mass as f32
+    }
+
+    fn decide(
+        &mut self,
+        prompts: &[Prompt],
+        cancel: &CancelToken,
+    ) -> Result<Vec<Decision>, EngineError> {
+        let tokenized: Vec<Vec<LlamaToken>> =
+            prompts.iter().map(|p| self.tokenize(&p.text)).collect();
+        for t in &tokenized {
+            self.check_fits(t.len())?;
+        }
+        let mut out = Vec::with_capacity(prompts.len());
+        let mut next = 0;
+        while next < tokenized.len() {
+            cancel.check()?;
+            // Take as many prompts as there are lanes and fit into the KV cache and one batch.
+            let mut group = Vec::new();
+            let mut kv_used = self.prefix.len();
+            let mut batch_used = 0;
+            while next < tokenized.len() && group.len() < self.lanes {
+                let seq = group.len() as i32 + 1;
+                let tokens = &tokenized[next];
+                let start = self.prepare_seq(seq, tokens)?;
+                let need = tokens.len() - start;
+                if !group.is_empty()
+                    && (kv_used + need > self.n_ctx || batch_used + need > self.n_batch)
+                {
+                    break;
+                }
+                kv_used += need;
+                batch_used += need;
+                group.push((seq, next, start));
+                next += 1;
+            }
+            if group.len() == 1 && batch_used > self.n_batch {
+                // One long prompt: decode in chunks.
+                let (seq, idx, start) = group[0];
+                let tokens = tokenized[idx][start..].to_vec();
+                self.decode_into(seq, &tokens, start, cancel)?;
+                out.push(Decision::from_p_code(
+                    self.p_code(self.ctx.get_logits_ith(-1)),
+                ));
+            } else {
+                let mut batch = LlamaBatch::new(batch_used.max(1), 1);
+                let mut last_index = Vec::new();
+                for &(seq, idx, start) in &group {
+                    let tokens = &tokenized[idx];
+                    for (pos, &t) in tokens.iter().enumerate().skip(start) {
+                        let last = pos + 1 == tokens.len();
+                        batch
+                            .add(t, pos as i32, &[seq], last)
+                            .map_err(|e| EngineError::Inference(e.to_string()))?;
+                    }
+                    last_index.push(batch.n_tokens() - 1);
+                }
+                self.decode(&mut batch)?;
+                Counters::add(&self.counters.prompt_tokens, batch_used as u64);
+                for i in last_index {
+                    out.push(Decision::from_p_code(
+                        self.p_code(self.ctx.get_logits_ith(i)),
+                    ));
+                }
+            }
+            for &(seq, _, _) in &group {
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            }
+        }
+        Counters::add(&self.counters.decided, prompts.len() as u64);
+        Ok(out)
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        cancel: &CancelToken,
+    ) -> Result<Generation, EngineError> {
+        Counters::add(&self.counters.generations, 1);
+        let tokens = self.tokenize(&req.prompt.text);
+        self.check_fits(tokens.len() + req.max_tokens.min(1))?;
+        let seq = 1;
+        let start = self.prepare_seq(seq, &tokens)?;
+        self.decode_into(seq, &tokens[start..], start, cancel)?;
+        let vocab = self.model.vocab();
+        let mut rng = SplitMix64(req.seed ^ 0x9E37_79B9_7F4A_7C15);
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut pos = tokens.len();
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut produced = 0;
+        let finish = loop {
+            if produced >= req.max_tokens {
+                break FinishReason::Length;
+            }
+            if pos + 1 >= self.n_ctx {
+                break FinishReason::Length;
+            }
+            cancel.check()?;
+            let mut logits = self.ctx.get_logits_ith(-1).to_vec();
+            if produced == 0 && req.forbid_code_start {
+                for (l, &is_code) in logits.iter_mut().zip(&self.code_start) {
+                    if is_code {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let token = LlamaToken(sample(&logits, req.temperature, &mut rng) as i32);
+            produced += 1;
+            if vocab.is_eog(token) {
+                break FinishReason::EndOfGeneration;
+            }
+            bytes.extend(vocab.token_to_piece(token, true, None));
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                let kept = text[..cut].to_string();
+                bytes = kept.into_bytes();
+                break FinishReason::Stop;
+            }
+            batch.clear();
+            batch
+                .add(token, pos as i32, &[seq], true)
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+            self.decode(&mut batch)?;
+            pos += 1;
+        };
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        Counters::add(&self.counters.generated_tokens, produced as u64);
+        Ok(Generation {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            tokens: produced,
+            finish,
+        })
+    }
+
+    fn score(
+        &mut self,
+        prompt_text: &str,
+        continuation: &str,
+        cancel: &CancelToken,
+    ) -> Result<Score, EngineError> {
+        Counters::add(&self.counters.scores, 1);
+        let prompt_tokens = self.tokenize(prompt_text);
+        let full_text = format!("{prompt_text}{continuation}");
+        let mut tokens = self.tokenize(&full_text);
+        if !tokens.starts_with(&prompt_tokens) {
+            // The boundary merged into one token: score the continuation tokenized on its own.
+            tokens = prompt_tokens.clone();
+            tokens.extend(
+                self.model
+                    .vocab()
+                    .tokenize(continuation.as_bytes(), false, true),
+            );
+        }
+        self.check_fits(tokens.len())?;
+        let first = prompt_tokens.len();
+        if tokens.len() <= first {
+            return Ok(Score {
+                token_logprobs: Vec::new(),
+                token_entropies: Vec::new(),
+            });
+        }
+        let seq = 1;
+        let start = self.prepare_seq(seq, &tokens)?.min(first - 1);
+        let mut token_logprobs = Vec::new();
+        let mut token_entropies = Vec::new();
+        let mut pos = start;
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        if start > 0 {
+            // Keep the copied prefix only up to `start`.
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(start as u32), None);
+        }
+        while pos < tokens.len() - 1 {
+            cancel.check()?;
+            batch.clear();
+            let end = (pos + self.n_batch).min(tokens.len() - 1);
+            let mut want = Vec::new();
+            for (p, &t) in tokens.iter().enumerate().take(end).skip(pos) {
+                let need_logits = p + 1 >= first;
+                batch
+                    .add(t, p as i32, &[seq], need_logits)
+                    .map_err(|e| EngineError::Inference(e.to_string()))?;
+                if need_logits {
+                    want.push((batch.n_tokens() - 1, tokens[p + 1]));
+                }
+            }
+            self.decode(&mut batch)?;
+            Counters::add(&self.counters.prompt_tokens, (end - pos) as u64);
+            for (i, next) in want {
+                let logits = self.ctx.get_logits_ith(i);
+                let log_z = log_normaliser(logits);
+                token_logprobs.push(logits[next.0 as usize] - log_z);
+                token_entropies.push(entropy(logits, log_z));
+            }
+            pos = end;
+        }
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        Ok(Score {
+            token_logprobs,
+            token_entropies,
+        })
+    }
+}
+
+/// Greedy (temperature 0) or temperature sampling.
+fn sample(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> usize {
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 {
+                    (i, l)
+                } else {
+                    best
+                }
+            })
+            .0
+    };
+    if temperature <= 0.0 {
+        return argmax();
+    }
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| (((l - max) / temperature) as f64).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut target = rng.next_f64() * total;
+    for (i, w) in weights.iter().enumerate() {
+        target -= w;
+        if target <= 0.0 {
+            return i;
+        }
+    }
+    argmax()
+}
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

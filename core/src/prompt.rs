@@ -1,0 +1,480 @@
+//! The one prompt format. The server, the trainer and the evaluator all render prompts and read
+//! responses through this module, so the text a model was trained on is byte-for-byte the text it
+//! is asked at run time. Tests pin the exact rendered strings; changing any of them is a format
+//! change and must bump [`FORMAT_VERSION`] (which also invalidates cached results).
+
+use serde::{Deserialize, Serialize};
+
+/// Version of everything this module renders. Part of every result-cache key.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The round-1 instruction, exactly as in the HumanEvalComm benchmark.
+pub const ROUND1_INSTRUCTION: &str = "You are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:";
+
+/// The request that closes round 2, after the answers to the model's questions.
+pub const ROUND2_REQUEST: &str =
+    "Given above conversations, generate Python code directly (Markdown) to solve the coding problem:";
+
+/// Who speaks a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The person (or the benchmark) asking.
+    User,
+    /// The model answering.
+    Model,
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    /// Speaker.
+    pub role: Role,
+    /// Text of the turn, without any markup.
+    pub content: String,
+}
+
+impl Turn {
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    /// A model turn.
+    pub fn model(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::Model,
+            content: content.into(),
+        }
+    }
+}
+
+/// Turn markup of a model family. We recognise the family from the GGUF's chat template (or its
+/// architecture when it has none) and render the markup ourselves instead of executing the Jinja
+/// template: the trainer has no llama.cpp, and both must produce identical text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Markup {
+    /// Gemma: `<start_of_turn>user\n...<end_of_turn>\n<start_of_turn>model\n`.
+    Gemma,
+    /// ChatML (Qwen and others): `<|im_start|>user\n...<|im_end|>\n<|im_start|>assistant\n`.
+    ChatMl,
+    /// Llama 3: `<|start_header_id|>user<|end_header_id|>\n\n...<|eot_id|>`.
+    Llama3,
+    /// Models without a chat template: `### Instruction:` / `### Response:` sections.
+    Plain,
+}
+
+impl Markup {
+    /// Picks the markup from a GGUF's `tokenizer.chat_template` and `general.architecture`.
+    pub fn detect(architecture: Option<&str>, chat_template: Option<&str>) -> Markup {
+        if let Some(template) = chat_template {
+            if template.contains("<start_of_turn>") {
+                return Markup::Gemma;
+            }
+            if template.contains("<|im_start|>") {
+                return Markup::ChatMl;
+            }
+            if template.contains("<|start_header_id|>") {
+                return Markup::Llama3;
+            }
+        }
+        match architecture {
+            Some(arch) if arch.starts_with("gemma") => Markup::Gemma,
+            Some(arch) if arch.starts_with("qwen") => Markup::ChatMl,
+            _ => Markup::Plain,
+        }
+    }
+
+    fn open(self, role: Role) -> &'static str {
+        match (self, role) {
+            (Markup::Gemma, Role::User) => "<start_of_turn>user\n",
+            (Markup::Gemma, Role::Model) => "<start_of_turn>model\n",
+            (Markup::ChatMl, Role::User) => "<|im_start|>user\n",
+            (Markup::ChatMl, Role::Model) => "<|im_start|>assistant\n",
+            (Markup::Llama3, Role::User) => "<|start_header_id|>user<|end_header_id|>\n\n",
+            (Markup::Llama3, Role::Model) => "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            (Markup::Plain, Role::User) => "### Instruction:\n",
+            (Markup::Plain, Role::Model) => "### Response:\n",
+        }
+    }
+
+    /// The text that ends a turn. A trained model ends its answer with it.
+    pub fn end_of_turn(self) -> &'static str {
+        match self {
+            Markup::Gemma => "<end_of_turn>\n",
+            Markup::ChatMl => "<|im_end|>\n",
+            Markup::Llama3 => "<|eot_id|>",
+            Markup::Plain => "\n",
+        }
+    }
+
+    /// Strings at which generation stops (besides the model's end-of-generation tokens).
+    pub fn stop_strings(self) -> Vec<String> {
+        let stops: &[&str] = match self {
+            Markup::Gemma => &["<end_of_turn>", "<start_of_turn>"],
+            Markup::ChatMl => &["<|im_end|>", "<|im_start|>"],
+            Markup::Llama3 => &["<|eot_id|>", "<|start_header_id|>"],
+            Markup::Plain => &["### Instruction:", "### Response:"],
+        };
+        stops.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Renders a conversation. When the last turn is the user's, an open model turn follows, so
+    /// the text ends where the model starts writing.
+    pub fn render(self, turns: &[Turn]) -> String {
+        let mut out = String::new();
+        for turn in turns {
+            out.push_str(self.open(turn.role));
+            out.push_str(&turn.content);
+            out.push_str(self.end_of_turn());
+        }
+        if turns.last().is_none_or(|t| t.role == Role::User) {
+            out.push_str(self.open(Role::Model));
+        }
+        out
+    }
+}
+
+/// A rendered prompt plus the length of its fixed prefix (everything up to the problem), which
+/// is the same for every round-1 request and whose KV cache the engine keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// The full text to feed the model (the tokenizer adds BOS).
+    pub text: String,
+    /// Byte length of the fixed prefix of `text`.
+    pub prefix_len: usize,
+}
+
+impl Prompt {
+    /// The fixed prefix.
+    pub fn prefix(&self) -> &str {
+        &self.text[..self.prefix_len]
+    }
+}
+
+/// The user message of round 1: the instruction, a newline, the problem.
+pub fn round1_message(problem: &str) -> String {
+    format!("{ROUND1_INSTRUCTION}\n{problem}")
+}
+
+/// The round-1 prompt for a problem (for us: [`crate::python::Function::problem`]).
+pub fn round1(markup: Markup, problem: &str) -> Prompt {
+    let text = markup.render(&[Turn::user(round1_message(problem))]);
+    let prefix_len = markup.open(Role::User).len() + ROUND1_INSTRUCTION.len() + 1;
+    Prompt { text, prefix_len }
+}
+
+/// The conversation of round 2: round 1, the model's questions, then the answers and the request
+/// for code.
+pub fn round2_turns(problem: &str, questions: &str, answers: &str) -> Vec<Turn> {
+    vec![
+        Turn::user(round1_message(problem)),
+        Turn::model(questions.trim()),
+        Turn::user(format!("{}\n\n{ROUND2_REQUEST}", answers.trim())),
+    ]
+}
+
+/// The round-2 prompt: round 1, the model's questions, then the answers and the request for code.
+pub fn round2(markup: Markup, problem: &str, questions: &str, answers: &str) -> Prompt {
+    let text = markup.render(&round2_turns(problem, questions, answers));
+    let prefix_len = markup.open(Role::User).len() + ROUND1_INSTRUCTION.len() + 1;
+    Prompt { text, prefix_len }
+}
+
+/// A training example: the prompt (no loss) and the completion the model learns to write (the
+/// answer followed by the end-of-turn marker).
+pub fn training_pair(markup: Markup, problem: &str, answer: &str) -> (String, String) {
+    let prompt = round1(markup, problem).text;
+    let completion = format!("{}{}", answer.trim_end(), markup.end_of_turn());
+    (prompt, completion)
+}
+
+/// Whether a token's text begins a Markdown code fence: after leading white space it starts with
+/// "```" or is a non-empty prefix of it ("`", "``"). The probability mass the model puts on such
+/// tokens as its first output token is its probability of answering with code; the rest is its
+/// probability of asking (see `Engine::decide`).
+pub fn piece_begins_code(piece: &str) -> bool {
+    let t = piece.trim_start();
+    !t.is_empty() && (t.starts_with("```") || "```".starts_with(t))
+}
+
+/// What a model answered in round 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Response {
+    /// The response contains a fenced code block: the model wrote code.
+    Code {
+        /// Contents of the first fenced block (without the fences).
+        code: String,
+    },
+    /// No fenced code: the model asked. The questions, split into items (possibly empty).
+    Questions {
+        /// One entry per question.
+        questions: Vec<String>,
+    },
+}
+
+/// Classifies a response and extracts its code or its questions.
+pub fn parse_response(text: &str) -> Response {
+    if let Some(code) = first_code_block(text) {
+        return Response::Code { code };
+    }
+    Response::Questions {
+        questions: split_questions(text),
+    }
+}
+
+/// Contents of the first fenced code block. An unterminated fence (a truncated generation) runs to
+/// the end of the text.
+pub fn first_code_block(text: &str) -> Option<String> {
+    let start = text.find("```")?;
+    let after = &text[start + 3..];
+    // Skip the info string (e.g. "python") up to the end of the line.
+    let body_start = after.find('\n').map(|i| i + 1).unwrap_or(after.len());
+    let body = &after[body_start..];
+    let code = match body.find("```") {
+        Some(end) => &body[..end],
+        None => body,
+    };
+    Some(code.trim_end().to_string() + "\n")
+}
+
+/// Splits a question response into items: list entries when the text is a numbered or bulleted
+/// list (continuation lines joined), else the sentences that end with '?', else the whole text.
+pub fn split_questions(text: &str) -> Vec<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let mut items: Vec<String> = Vec::new();
+    let mut in_list = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = strip_list_marker(trimmed) {
+            items.push(rest.to_string());
+            in_list = true;
+        } else if in_list && !trimmed.is_empty() {
+            let last = items.last_mut().expect("in_list implies an item");
+            last.push(' ');
+            last.push_str(trimmed);
+        } else if trimmed.is_empty() {
+            in_list = false;
+        }
+    }
+    if !items.is_empty() {
+        return items
+            .into_iter()
+            .map(|s| clean_item(&s))
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    let flat = collapse_whitespace(text);
+    let questions: Vec<String> = sentences(&flat)
+        .into_iter()
+        .filter(|s| s.ends_with('?'))
+        .map(|s| clean_item(&s))
+        .collect();
+    if questions.is_empty() {
+        vec![flat]
+    } else {
+        questions
+    }
+}
+
+fn strip_list_marker(line: &str) -> Option<&str> {
+    for bullet in ["- ", "* ", "• "] {
+        if let Some(rest) = line.strip_prefix(bullet) {
+            return Some(rest.trim());
+        }
+    }
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    if digits > 0 && digits <= 3 {
+        let rest = &line[digits..];
+        if let Some(rest) = rest.strip_prefix(". ").or_else(|| rest.strip_prefix(") ")) {
+            return Some(rest.trim());
+        }
+    }
+    None
+}
+
+fn clean_item(item: &str) -> String {
+    collapse_whitespace(item.trim().trim_matches('*').trim())
+}
+
+fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        current.push(c);
+        let at_break =
+            matches!(c, '?' | '!' | '.') && chars.peek().is_none_or(|n| n.is_whitespace());
+        if at_break {
+            out.push(current.trim().to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    const PROBLEM: &str = "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n";
+
+    #[test]
+    fn round1_gemma_text_is_pinned() {
+        let prompt = round1(Markup::Gemma, PROBLEM);
+        expect![[r#"
+            "<start_of_turn>user\nYou are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:\ndef add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n<end_of_turn>\n<start_of_turn>model\n"
+        "#]]
+        .assert_debug_eq(&prompt.text);
+        assert_eq!(
+            prompt.prefix(),
+            format!("<start_of_turn>user\n{ROUND1_INSTRUCTION}\n")
+        );
+    }
+
+    #[test]
+    fn round1_other_markups_are_pinned() {
+        let rendered: Vec<String> = [Markup::ChatMl, Markup::Llama3, Markup::Plain]
+            .into_iter()
+            .map(|m| round1(m, "P").text)
+            .collect();
+        expect![[r####"
+            [
+                "<|im_start|>user\nYou are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:\nP<|im_end|>\n<|im_start|>assistant\n",
+                "<|start_header_id|>user<|end_header_id|>\n\nYou are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:\nP<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+                "### Instruction:\nYou are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:\nP\n### Response:\n",
+            ]
+        "####]]
+        .assert_debug_eq(&rendered);
+    }
+
+    #[test]
+    fn round2_gemma_text_is_pinned() {
+        let prompt = round2(Markup::Gemma, "P", "1. Which order?\n", "Ascending.\n");
+        expect![[r#"
+            "<start_of_turn>user\nYou are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:\nP<end_of_turn>\n<start_of_turn>model\n1. Which order?<end_of_turn>\n<start_of_turn>user\nAscending.\n\nGiven above conversations, generate Python code directly (Markdown) to solve the coding problem:<end_of_turn>\n<start_of_turn>model\n"
+        "#]]
+        .assert_debug_eq(&prompt.text);
+        assert!(prompt.text.starts_with(round1(Markup::Gemma, "P").prefix()));
+    }
+
+    #[test]
+    fn training_pair_is_prompt_plus_answer_and_end_of_turn() {
+        let (prompt, completion) = training_pair(Markup::Gemma, "P", "Which order?\n\n");
+        assert_eq!(prompt, round1(Markup::Gemma, "P").text);
+        assert_eq!(completion, "Which order?<end_of_turn>\n");
+    }
+
+    #[test]
+    fn markup_detection() {
+        let gemma_template = "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m.role }}";
+        assert_eq!(
+            Markup::detect(Some("llama"), Some(gemma_template)),
+            Markup::Gemma
+        );
+        assert_eq!(
+            Markup::detect(Some("qwen2"), Some("<|im_start|>")),
+            Markup::ChatMl
+        );
+        assert_eq!(
+            Markup::detect(None, Some("<|start_header_id|>")),
+            Markup::Llama3
+        );
+        assert_eq!(Markup::detect(Some("gemma3"), None), Markup::Gemma);
+        assert_eq!(Markup::detect(Some("qwen2"), None), Markup::ChatMl);
+        assert_eq!(Markup::detect(Some("llama"), None), Markup::Plain);
+        assert_eq!(Markup::detect(None, None), Markup::Plain);
+    }
+
+    #[test]
+    fn code_fence_pieces() {
+        for piece in ["```", "```python", " ```", "\n```py", "`", "``", "\n\n``"] {
+            assert!(piece_begins_code(piece), "{piece:?}");
+        }
+        for piece in ["", " ", "\n", "What", "`x", "def", "``x", "Here"] {
+            assert!(!piece_begins_code(piece), "{piece:?}");
+        }
+    }
+
+    #[test]
+    fn code_responses() {
+        let r = parse_response("```python\ndef f():\n    return 1\n```\n");
+        assert_eq!(
+            r,
+            Response::Code {
+                code: "def f():\n    return 1\n".into()
+            }
+        );
+        // Code after prose still counts as code; the first block wins.
+        let r = parse_response("Sure, here it is:\n```\nx = 1\n```\nand\n```\ny\n```");
+        assert_eq!(
+            r,
+            Response::Code {
+                code: "x = 1\n".into()
+            }
+        );
+        // A truncated generation: unterminated fence.
+        let r = parse_response("```python\ndef f(");
+        assert_eq!(
+            r,
+            Response::Code {
+                code: "def f(\n".into()
+            }
+        );
+        // Questions that mention code in a fence are still code: a fence is the rule.
+        let r = parse_response("Do you mean this?\n```\nsorted(x)\n```");
+        assert!(matches!(r, Response::Code { .. }));
+    }
+
+    #[test]
+    fn question_responses() {
+        let cases = [
+            (
+                "1. Should the list be sorted ascending?\n2. What if it is empty?",
+                vec![
+                    "Should the list be sorted ascending?",
+                    "What if it is empty?",
+                ],
+            ),
+            (
+                "I have questions:\n- What is the unit\n  of the timeout?\n- Can `n` be negative?",
+                vec!["What is the unit of the timeout?", "Can `n` be negative?"],
+            ),
+            (
+                "1) **Which order?**\n\n2) Ties?",
+                vec!["Which order?", "Ties?"],
+            ),
+            (
+                "The description is unclear. What should happen for ties? Is the input sorted?",
+                vec!["What should happen for ties?", "Is the input sorted?"],
+            ),
+            (
+                "Please clarify the return type.",
+                vec!["Please clarify the return type."],
+            ),
+            ("  \n ", vec![]),
+        ];
+        for (text, want) in cases {
+            let want: Vec<String> = want.into_iter().map(String::from).collect();
+            assert_eq!(
+                parse_response(text),
+                Response::Questions { questions: want },
+                "{text:?}"
+            );
+        }
+    }
+}

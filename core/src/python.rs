@@ -1,0 +1,939 @@
+//! Extraction of Python functions (signature + docstring) with tree-sitter.
+//!
+//! [`extract`] parses a Python source text and returns every function and method it
+//! contains, in source order, together with precise positions (byte offset, line,
+//! UTF-8 and UTF-16 columns) so that both a CLI linter and a language server can
+//! report diagnostics. [`Function::problem`] renders the exact text the model sees.
+//!
+//! Extraction never fails and never panics: files with syntax errors yield whatever
+//! tree-sitter recovered, and the error regions are reported in
+//! [`ParsedFile::syntax_errors`].
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tree_sitter::{Node, Parser};
+
+/// A position in a source text: byte offset plus 0-based line and column in UTF-8 bytes and UTF-16 code units.
+///
+/// `line` counts the `'\n'` characters before `byte`; a `'\r'` before `'\n'` is an
+/// ordinary column character of its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// Byte offset from the start of the text.
+    pub byte: usize,
+    /// 0-based line number (number of `'\n'` before `byte`).
+    pub line: u32,
+    /// 0-based column in UTF-8 bytes since the start of the line.
+    pub utf8_col: u32,
+    /// 0-based column in UTF-16 code units since the start of the line.
+    pub utf16_col: u32,
+}
+
+/// A half-open range `[start, end)` of a source text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Span {
+    /// First position inside the range.
+    pub start: Position,
+    /// First position after the range.
+    pub end: Position,
+}
+
+/// The quotes delimiting a string literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuoteStyle {
+    /// `"""..."""`
+    TripleDouble,
+    /// `'''...'''`
+    TripleSingle,
+    /// `"..."`
+    Double,
+    /// `'...'`
+    Single,
+}
+
+impl QuoteStyle {
+    /// The delimiter as written in the source, e.g. `"""`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QuoteStyle::TripleDouble => "\"\"\"",
+            QuoteStyle::TripleSingle => "'''",
+            QuoteStyle::Double => "\"",
+            QuoteStyle::Single => "'",
+        }
+    }
+}
+
+/// The docstring of a function: the string literal that is its first statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Docstring {
+    /// Cleaned text: Python's `inspect.cleandoc()` of the literal's value (newlines normalized to LF).
+    pub text: String,
+    /// The literal's source text, including prefix and quotes.
+    pub raw: String,
+    /// Span of the string literal.
+    pub span: Span,
+    /// The quotes of the literal.
+    pub quote: QuoteStyle,
+    /// The string prefix as written, e.g. `""`, `"r"`, `"R"`, `"u"`.
+    pub prefix: String,
+}
+
+/// A function or method found in a Python source text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    /// The function's name.
+    pub name: String,
+    /// Dotted path of enclosing classes and functions plus the name, e.g. `Outer.method`.
+    pub qualname: String,
+    /// `async def`.
+    pub is_async: bool,
+    /// Defined directly inside a class body.
+    pub is_method: bool,
+    /// Source from `def`/`async` through the header's `:`, dedented by [`Function::indent`], newlines as LF.
+    pub signature: String,
+    /// Span of the `function_definition` node (without decorators).
+    pub def_span: Span,
+    /// Span of the function's name.
+    pub name_span: Span,
+    /// From the `def`/`async` keyword through the header's `:` token.
+    pub header_span: Span,
+    /// Span including decorators (equal to `def_span` when there are none).
+    pub decorated_span: Span,
+    /// The docstring, if the body starts with one.
+    pub docstring: Option<Docstring>,
+    /// Span of the body block.
+    pub body: Span,
+    /// Leading whitespace of the def line (may contain tabs).
+    pub indent: String,
+    /// Leading whitespace of the body's first statement line (`indent` + 4 spaces when the body is on the header line).
+    pub body_indent: String,
+    /// The def line carries a `# clarify: ignore` comment.
+    pub ignored: bool,
+    /// Lowercase hex SHA-256 (all 64 hex digits) of [`Function::problem`].
+    pub hash: String,
+}
+
+impl Function {
+    /// The exact text the model sees: the signature and, if any, the docstring re-indented by 4 spaces.
+    pub fn problem(&self) -> String {
+        render_problem(
+            &self.signature,
+            self.docstring.as_ref().map(|d| d.text.as_str()),
+        )
+    }
+}
+
+/// The result of [`extract`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParsedFile {
+    /// All functions and methods, in source order (by start of `def_span`).
+    pub functions: Vec<Function>,
+    /// The file opens with a `# clarify: ignore-file` comment (before the first statement).
+    pub ignore_file: bool,
+    /// tree-sitter found syntax errors.
+    pub has_syntax_errors: bool,
+    /// Spans of the outermost error regions and of missing tokens (zero width).
+    pub syntax_errors: Vec<Span>,
+}
+
+/// Renders the model's view of a function from its signature and cleaned docstring text.
+///
+/// This is the contract behind [`Function::problem`]: `signature + "\n"`, then, with a
+/// docstring, `    """` + text (lines after the first indented by 4 spaces, empty lines
+/// left empty) + (`"\n    "` when multi-line) + `"""\n`. A `"""` inside the text is
+/// written `\"\"\"` and a final `"` or `\` is escaped with a backslash.
+pub fn render_problem(signature: &str, docstring: Option<&str>) -> String {
+    let mut out = String::with_capacity(signature.len() + docstring.map_or(0, str::len) + 32);
+    out.push_str(signature);
+    out.push('\n');
+    let Some(text) = docstring else {
+        return out;
+    };
+    let escaped = escape_docstring_text(text);
+    out.push_str("    \"\"\"");
+    for (i, line) in escaped.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str("    ");
+            }
+        }
+        out.push_str(line);
+    }
+    if text.contains('\n') {
+        out.push_str("\n    ");
+    }
+    out.push_str("\"\"\"\n");
+    out
+}
+
+fn escape_docstring_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("\"\"\"") {
+            out.push_str("\\\"\\\"\\\"");
+            rest = &rest[3..];
+            continue;
+        }
+        rest = &rest[c.len_utf8()..];
+        if rest.is_empty() && (c == '"' || c == '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Python's `inspect.cleandoc()` (CPython 3.11 semantics): expand tabs to 8 columns,
+/// strip the first line's leading whitespace, remove the common indentation of the
+/// other non-blank lines, and drop leading and trailing empty lines.
+pub fn cleandoc(doc: &str) -> String {
+    let expanded = expand_tabs(doc);
+    let mut lines: Vec<&str> = expanded.split('\n').collect();
+    let mut margin = usize::MAX;
+    for line in &lines[1..] {
+        let content = line.trim_start_matches(py_isspace).chars().count();
+        if content > 0 {
+            margin = margin.min(line.chars().count() - content);
+        }
+    }
+    lines[0] = lines[0].trim_start_matches(py_isspace);
+    if margin < usize::MAX {
+        for line in &mut lines[1..] {
+            *line = match line.char_indices().nth(margin) {
+                Some((i, _)) => &line[i..],
+                None => "",
+            };
+        }
+    }
+    while lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let first = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    lines[first..].join("\n")
+}
+
+/// Python's `str.isspace()` for one character.
+fn py_isspace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `str.expandtabs(8)`: the column restarts after `\n` and `\r`.
+fn expand_tabs(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut col = 0usize;
+    for c in s.chars() {
+        match c {
+            '\t' => {
+                let n = 8 - col % 8;
+                out.extend(std::iter::repeat_n(' ', n));
+                col += n;
+            }
+            '\n' | '\r' => {
+                out.push(c);
+                col = 0;
+            }
+            _ => {
+                out.push(c);
+                col += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Converts `\r\n` and lone `\r` to `\n`, as Python's tokenizer does.
+fn normalize_newlines(s: &str) -> String {
+    if !s.contains('\r') {
+        return s.to_owned();
+    }
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// Position of a byte offset in `source` (clamped to the text length and to a char boundary).
+pub fn position_at(source: &str, byte: usize) -> Position {
+    let byte = floor_char_boundary(source, byte);
+    let before = &source.as_bytes()[..byte];
+    let line = before.iter().filter(|&&b| b == b'\n').count();
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    Position {
+        byte,
+        line: to_u32(line),
+        utf8_col: to_u32(byte - line_start),
+        utf16_col: to_u32(utf16_len(&source[line_start..byte])),
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().map(char::len_utf16).sum()
+    }
+}
+
+fn floor_char_boundary(s: &str, byte: usize) -> usize {
+    let mut b = byte.min(s.len());
+    while !s.is_char_boundary(b) {
+        b -= 1;
+    }
+    b
+}
+
+/// `&s[start..end]`, clamped to char boundaries; never panics.
+fn slice(s: &str, start: usize, end: usize) -> &str {
+    let end = floor_char_boundary(s, end);
+    let start = floor_char_boundary(s, start.min(end));
+    &s[start..end]
+}
+
+/// Fast byte offset → [`Position`] conversion for one text.
+struct LineIndex<'a> {
+    source: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(source: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(
+            source
+                .bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex {
+            source,
+            line_starts,
+        }
+    }
+
+    fn line_of(&self, byte: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= byte) - 1
+    }
+
+    fn line_start(&self, line: usize) -> usize {
+        self.line_starts[line]
+    }
+
+    fn position(&self, byte: usize) -> Position {
+        let byte = floor_char_boundary(self.source, byte);
+        let line = self.line_of(byte);
+        let start = self.line_starts[line];
+        Position {
+            byte,
+            line: to_u32(line),
+            utf8_col: to_u32(byte - start),
+            utf16_col: to_u32(utf16_len(&self.source[start..byte])),
+        }
+    }
+
+    fn span(&self, start: usize, end: usize) -> Span {
+        Span {
+            start: self.position(start),
+            end: self.position(end.max(start)),
+        }
+    }
+
+    fn node_span(&self, node: Node) -> Span {
+        self.span(node.start_byte(), node.end_byte())
+    }
+
+    /// Leading spaces, tabs and form feeds of the line containing `byte`.
+    fn leading_whitespace(&self, byte: usize) -> &'a str {
+        let start = self.line_start(self.line_of(floor_char_boundary(self.source, byte)));
+        let rest = &self.source[start..];
+        let len = rest
+            .bytes()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\x0c'))
+            .count();
+        &rest[..len]
+    }
+}
+
+/// A `# clarify: ...` pragma found in a comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pragma {
+    Ignore,
+    IgnoreFile,
+}
+
+/// Finds the pragmas in a comment's text; spacing around `#`, `:` and `-` is free.
+fn pragmas(comment: &str) -> impl Iterator<Item = Pragma> + '_ {
+    comment
+        .match_indices('#')
+        .filter_map(|(i, _)| parse_pragma(&comment[i + 1..]))
+}
+
+fn parse_pragma(s: &str) -> Option<Pragma> {
+    fn is_word(c: char) -> bool {
+        c.is_alphanumeric() || c == '_' || c == '-'
+    }
+    let s = s.trim_start().strip_prefix("clarify")?;
+    let s = s.trim_start().strip_prefix(':')?;
+    let s = s.trim_start().strip_prefix("ignore")?;
+    let after = s.trim_start();
+    if let Some(rest) = after.strip_prefix('-') {
+        let rest = rest.trim_start().strip_prefix("file")?;
+        return match rest.chars().next() {
+            Some(c) if is_word(c) => None,
+            _ => Some(Pragma::IgnoreFile),
+        };
+    }
+    match s.chars().next() {
+        Some(c) if is_word(c) => None,
+        _ => Some(Pragma::Ignore),
+    }
+}
+
+/// Parses `source` and extracts every function. Never fails: files with syntax errors yield whatever tree-sitter recovered.
+pub fn extract(source: &str) -> ParsedFile {
+    let mut parser = Parser::new();
+    let tree = parser
+        .set_language(&tree_sitter_python::LANGUAGE.into())
+        .ok()
+        .and_then(|()| parser.parse(source, None));
+    let index = LineIndex::new(source);
+    let Some(tree) = tree else {
+        return ParsedFile {
+            functions: Vec::new(),
+            ignore_file: false,
+            has_syntax_errors: true,
+            syntax_errors: vec![index.span(0, source.len())],
+        };
+    };
+    let root = tree.root_node();
+
+    let mut defs = Vec::new();
+    let mut comments = Vec::new();
+    let mut errors: Vec<(usize, usize)> = Vec::new();
+    let mut cursor = root.walk();
+    'walk: loop {
+        let node = cursor.node();
+        match node.kind() {
+            "function_definition" => defs.push(node),
+            "comment" => comments.push(node),
+            _ => {}
+        }
+        if node.is_error() || node.is_missing() {
+            errors.push((node.start_byte(), node.end_byte()));
+        }
+        if cursor.goto_first_child() {
+            continue;
+        }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                break 'walk;
+            }
+        }
+    }
+
+    // Pragmas.
+    let mut root_cursor = root.walk();
+    let first_statement = root
+        .named_children(&mut root_cursor)
+        .find(|n| n.kind() != "comment")
+        .map_or(usize::MAX, |n| n.start_byte());
+    let mut ignore_file = false;
+    let mut ignored_lines = Vec::new();
+    for comment in &comments {
+        let text = slice(source, comment.start_byte(), comment.end_byte());
+        for pragma in pragmas(text) {
+            match pragma {
+                Pragma::IgnoreFile if comment.start_byte() < first_statement => ignore_file = true,
+                Pragma::IgnoreFile => {}
+                Pragma::Ignore => ignored_lines.push(index.line_of(comment.start_byte())),
+            }
+        }
+    }
+
+    // Syntax errors: outermost regions only.
+    errors.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
+    let mut outer: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in errors {
+        let covered = outer
+            .last()
+            .is_some_and(|&(ps, pe)| (ps, pe) == (s, e) || (s < pe && e <= pe));
+        if !covered {
+            outer.push((s, e));
+        }
+    }
+    let syntax_errors = outer.iter().map(|&(s, e)| index.span(s, e)).collect();
+
+    let mut functions: Vec<Function> = defs
+        .into_iter()
+        .filter_map(|def| function(source, &index, def, &ignored_lines))
+        .collect();
+    functions.sort_by_key(|f| f.def_span.start.byte);
+
+    ParsedFile {
+        functions,
+        ignore_file,
+        has_syntax_errors: root.has_error(),
+        syntax_errors,
+    }
+}
+
+fn node_text<'a>(source: &'a str, node: Node) -> &'a str {
+    slice(source, node.start_byte(), node.end_byte())
+}
+
+/// Named children of `node` that are not comments.
+fn code_children(node: Node<'_>) -> impl Iterator<Item = Node<'_>> {
+    let mut cursor = node.walk();
+    let children: Vec<Node<'_>> = node
+        .named_children(&mut cursor)
+        .filter(|n| n.kind() != "comment")
+        .collect();
+    children.into_iter()
+}
+
+fn function(
+    source: &str,
+    index: &LineIndex,
+    def: Node,
+    ignored_lines: &[usize],
+) -> Option<Function> {
+    let name_node = def.child_by_field_name("name")?;
+    if name_node.is_missing() || name_node.start_byte() >= name_node.end_byte() {
+        return None;
+    }
+    let name = node_text(source, name_node).to_owned();
+
+    let mut cursor = def.walk();
+    let children: Vec<Node> = def.children(&mut cursor).collect();
+    let is_async = children.first().is_some_and(|n| n.kind() == "async");
+    let start = def.start_byte();
+    let header_end = children
+        .iter()
+        .find(|n| n.kind() == ":")
+        .map(|n| n.end_byte())
+        .or_else(|| {
+            ["name", "type_parameters", "parameters", "return_type"]
+                .iter()
+                .filter_map(|f| def.child_by_field_name(f))
+                .map(|n| n.end_byte())
+                .max()
+        })
+        .unwrap_or(def.end_byte())
+        .max(start);
+
+    let def_line = index.line_of(start);
+    let indent = index.leading_whitespace(start).to_owned();
+    let signature = dedent(
+        &normalize_newlines(slice(source, start, header_end)),
+        &indent,
+    );
+
+    let body_node = def.child_by_field_name("body");
+    let body = match body_node {
+        Some(b) => index.node_span(b),
+        None => index.span(header_end, header_end),
+    };
+    let first_stmt = body_node.and_then(|b| code_children(b).next());
+    let header_end_line = index.line_of(header_end);
+    let body_indent = match first_stmt {
+        Some(stmt) if index.line_of(stmt.start_byte()) > header_end_line => {
+            index.leading_whitespace(stmt.start_byte()).to_owned()
+        }
+        _ => format!("{indent}    "),
+    };
+    let docstring = first_stmt.and_then(|stmt| docstring(source, index, stmt));
+
+    let mut qual = vec![name.clone()];
+    let mut ancestor = def.parent();
+    while let Some(a) = ancestor {
+        if matches!(a.kind(), "function_definition" | "class_definition") {
+            let n = a
+                .child_by_field_name("name")
+                .map_or("", |n| node_text(source, n));
+            qual.push(n.to_owned());
+        }
+        ancestor = a.parent();
+    }
+    qual.reverse();
+    let qualname = qual.join(".");
+
+    let decorated = def
+        .parent()
+        .filter(|p| p.kind() == "decorated_definition")
+        .filter(|p| p.child_by_field_name("definition") == Some(def));
+    let container = decorated.unwrap_or(def).parent();
+    let is_method = container.is_some_and(|b| {
+        b.kind() == "block" && b.parent().is_some_and(|c| c.kind() == "class_definition")
+    });
+    let def_span = index.node_span(def);
+    let decorated_span = decorated.map_or(def_span, |d| index.node_span(d));
+
+    let mut function = Function {
+        name,
+        qualname,
+        is_async,
+        is_method,
+        signature,
+        def_span,
+        name_span: index.node_span(name_node),
+        header_span: index.span(start, header_end),
+        decorated_span,
+        docstring,
+        body,
+        indent,
+        body_indent,
+        ignored: ignored_lines.contains(&def_line),
+        hash: String::new(),
+    };
+    function.hash = hex_sha256(&function.problem());
+    Some(function)
+}
+
+fn hex_sha256(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Removes `indent` from the start of every line after the first.
+fn dedent(text: &str, indent: &str) -> String {
+    if indent.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(line.strip_prefix(indent).unwrap_or(line));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The docstring, if `stmt` (a body's first statement) is a lone plain string literal.
+fn docstring(source: &str, index: &LineIndex, stmt: Node) -> Option<Docstring> {
+    if stmt.kind() != "expression_statement" {
+        return None;
+    }
+    let mut cursor = stmt.walk();
+    let mut parts = stmt.children(&mut cursor).filter(|n| n.kind() != "comment");
+    let string = parts.next()?;
+    if parts.next().is_some() || string.kind() != "string" || string.has_error() {
+        return None;
+    }
+    let raw = node_text(source, string);
+    let literal = parse_literal(raw)?;
+    let value = normalize_newlines(literal.body);
+    let value = if literal.is_raw {
+        value
+    } else {
+        unescape(&value)
+    };
+    Some(Docstring {
+        text: cleandoc(&value),
+        raw: raw.to_owned(),
+        span: index.node_span(string),
+        quote: literal.quote,
+        prefix: literal.prefix.to_owned(),
+    })
+}
+
+struct Literal<'a> {
+    prefix: &'a str,
+    quote: QuoteStyle,
+    body: &'a str,
+    is_raw: bool,
+}
+
+/// Splits a string literal into prefix, quotes and body; `None` for byte strings,
+/// f-/t-strings, unknown prefixes and unterminated literals.
+fn parse_literal(raw: &str) -> Option<Literal<'_>> {
+    let prefix_len = raw.find(['"', '\''])?;
+    let prefix = &raw[..prefix_len];
+    let lower = prefix.to_ascii_lowercase();
+    let is_raw = match lower.as_str() {
+        "" | "u" => false,
+        "r" => true,
+        _ => return None,
+    };
+    let rest = &raw[prefix_len..];
+    let quote = if rest.starts_with("\"\"\"") {
+        QuoteStyle::TripleDouble
+    } else if rest.starts_with("'''") {
+        QuoteStyle::TripleSingle
+    } else if rest.starts_with('"') {
+        QuoteStyle::Double
+    } else {
+        QuoteStyle::Single
+    };
+    let q = quote.as_str();
+    if rest.len() < 2 * q.len() || !rest.ends_with(q) {
+        return None;
+    }
+    let body = &rest[q.len()..rest.len() - q.len()];
+    // The closing quote must not be escaped (an unterminated literal that ends in `\"`).
+    let backslashes = body.bytes().rev().take_while(|&b| b == b'\\').count();
+    if backslashes % 2 == 1 {
+        return None;
+    }
+    Some(Literal {
+        prefix,
+        quote,
+        body,
+        is_raw,
+    })
+}
+
+/// Processes the escape sequences of a non-raw string; invalid or unsupported
+/// escapes (such as `\N{...}`) are left as written.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('\\') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        let Some(c) = after.chars().next() else {
+            out.push('\\');
+            rest = after;
+            break;
+        };
+        let simple = match c {
+            '\n' => Some(None),
+            '\\' => Some(Some('\\')),
+            '\'' => Some(Some('\'')),
+            '"' => Some(Some('"')),
+            'a' => Some(Some('\u{7}')),
+            'b' => Some(Some('\u{8}')),
+            'f' => Some(Some('\u{c}')),
+            'n' => Some(Some('\n')),
+            'r' => Some(Some('\r')),
+            't' => Some(Some('\t')),
+            'v' => Some(Some('\u{b}')),
+            _ => None,
+        };
+        if let Some(replacement) = simple {
+            out.extend(replacement);
+            rest = &after[c.len_utf8()..];
+            continue;
+        }
+        let (digits, radix, len) = match c {
+            '0'..='7' => {
+                let n = after
+                    .bytes()
+                    .take(3)
+                    .take_while(|b| (b'0'..=b'7').contains(b))
+                    .count();
+                (&after[..n], 8, n)
+            }
+            'x' => (after.get(1..3).unwrap_or(""), 16, 3),
+            'u' => (after.get(1..5).unwrap_or(""), 16, 5),
+            'U' => (after.get(1..9).unwrap_or(""), 16, 9),
+            _ => ("", 0, 0),
+        };
+        let expected = if radix == 8 { len } else { len - 1 };
+        let decoded =
+            (radix != 0 && digits.len() == expected && digits.chars().all(|d| d.is_digit(radix)))
+                .then(|| u32::from_str_radix(digits, radix).ok())
+                .flatten()
+                .and_then(char::from_u32);
+        match decoded {
+            Some(ch) => {
+                out.push(ch);
+                rest = &after[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleandoc_matches_python() {
+        assert_eq!(cleandoc(""), "");
+        assert_eq!(cleandoc("Foo."), "Foo.");
+        assert_eq!(cleandoc("\n    Foo.\n\n    Bar.\n    "), "Foo.\n\nBar.");
+        assert_eq!(cleandoc("Foo.\n    "), "Foo.\n    ");
+        assert_eq!(cleandoc("  Foo.\n      a\n    b\n"), "Foo.\n  a\nb");
+        assert_eq!(cleandoc("x\n\ta\n        b"), "x\na\nb");
+        assert_eq!(cleandoc("x\n  \t a"), "x\na");
+        assert_eq!(cleandoc("\n\n"), "");
+        assert_eq!(cleandoc("é\n  ü\n   ö"), "é\nü\n ö");
+    }
+
+    #[test]
+    fn unescape_sequences() {
+        assert_eq!(unescape(r#"a\nb\tc\\d\'e\"f"#), "a\nb\tc\\d'e\"f");
+        assert_eq!(unescape("a\\\nb"), "ab");
+        assert_eq!(
+            unescape(r"\d\w \N{DASH} \x4 \x41\u00e9\U0001F600\101\0"),
+            "\\d\\w \\N{DASH} \\x4 Aé😀A\0"
+        );
+        assert_eq!(unescape("\\"), "\\");
+        assert_eq!(unescape(r"\ud800"), r"\ud800");
+    }
+
+    #[test]
+    fn literal_parsing() {
+        let l = parse_literal("r'''x'''").unwrap();
+        assert_eq!(
+            (l.prefix, l.quote, l.body, l.is_raw),
+            ("r", QuoteStyle::TripleSingle, "x", true)
+        );
+        assert!(parse_literal("b'x'").is_none());
+        assert!(parse_literal("f'x'").is_none());
+        assert!(parse_literal("Rb'x'").is_none());
+        assert!(parse_literal("'x").is_none());
+        assert!(parse_literal("'''x'").is_none());
+        assert!(parse_literal("'x\\'").is_none());
+        assert_eq!(parse_literal("''").unwrap().body, "");
+        assert_eq!(parse_literal("\"\"\"\"\"\"").unwrap().body, "");
+    }
+
+    #[test]
+    fn pragma_parsing() {
+        assert_eq!(
+            pragmas("# clarify: ignore").collect::<Vec<_>>(),
+            [Pragma::Ignore]
+        );
+        assert_eq!(
+            pragmas("#clarify:ignore").collect::<Vec<_>>(),
+            [Pragma::Ignore]
+        );
+        assert_eq!(
+            pragmas("#  clarify :  ignore  # more").collect::<Vec<_>>(),
+            [Pragma::Ignore]
+        );
+        assert_eq!(
+            pragmas("# noqa # clarify: ignore").collect::<Vec<_>>(),
+            [Pragma::Ignore]
+        );
+        assert_eq!(
+            pragmas("# clarify: ignore-file").collect::<Vec<_>>(),
+            [Pragma::IgnoreFile]
+        );
+        assert_eq!(
+            pragmas("#clarify:ignore - file").collect::<Vec<_>>(),
+            [Pragma::IgnoreFile]
+        );
+        assert!(pragmas("# clarify: ignored").next().is_none());
+        assert!(pragmas("# clarify: ignore-files").next().is_none());
+        assert!(pragmas("# clarify: ignore-foo").next().is_none());
+        assert!(pragmas("# clarify ignore").next().is_none());
+    }
+
+    #[test]
+    fn positions() {
+        let s = "a\r\n😀é\tx\n";
+        assert_eq!(
+            position_at(s, 0),
+            Position {
+                byte: 0,
+                line: 0,
+                utf8_col: 0,
+                utf16_col: 0
+            }
+        );
+        assert_eq!(
+            position_at(s, 2),
+            Position {
+                byte: 2,
+                line: 0,
+                utf8_col: 2,
+                utf16_col: 2
+            }
+        );
+        assert_eq!(
+            position_at(s, 3),
+            Position {
+                byte: 3,
+                line: 1,
+                utf8_col: 0,
+                utf16_col: 0
+            }
+        );
+        // Inside the emoji: clamped down to its start.
+        assert_eq!(
+            position_at(s, 5),
+            Position {
+                byte: 3,
+                line: 1,
+                utf8_col: 0,
+                utf16_col: 0
+            }
+        );
+        assert_eq!(
+            position_at(s, 9),
+            Position {
+                byte: 9,
+                line: 1,
+                utf8_col: 6,
+                utf16_col: 3
+            }
+        );
+        assert_eq!(
+            position_at(s, 100),
+            Position {
+                byte: 12,
+                line: 2,
+                utf8_col: 0,
+                utf16_col: 0
+            }
+        );
+        assert_eq!(
+            position_at("", 5),
+            Position {
+                byte: 0,
+                line: 0,
+                utf8_col: 0,
+                utf16_col: 0
+            }
+        );
+        let index = LineIndex::new(s);
+        for b in 0..=20 {
+            assert_eq!(index.position(b), position_at(s, b), "byte {b}");
+        }
+    }
+
+    #[test]
+    fn escaping_in_problem() {
+        assert_eq!(
+            render_problem("def f():", Some("a\"")),
+            "def f():\n    \"\"\"a\\\"\"\"\"\n"
+        );
+        assert_eq!(
+            render_problem("def f():", Some("a\\")),
+            "def f():\n    \"\"\"a\\\\\"\"\"\n"
+        );
+        assert_eq!(
+            render_problem("def f():", Some("x\"\"\"\"")),
+            "def f():\n    \"\"\"x\\\"\\\"\\\"\\\"\"\"\"\n"
+        );
+        assert_eq!(
+            render_problem("def f():", Some("x\"\"\"")),
+            "def f():\n    \"\"\"x\\\"\\\"\\\"\"\"\"\n"
+        );
+    }
+}

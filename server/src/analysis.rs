@@ -1,0 +1,173 @@
+//! From functions to clarifying questions: decide, then (for flagged functions) ask the model
+//! what it would ask, with a persistent cache so unchanged functions are never re-run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clarifycoder_core::engine::{Backend, CancelToken, EngineError, GenerateRequest};
+use clarifycoder_core::prompt::{self, Response, FORMAT_VERSION};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Analysis knobs that change results.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Options {
+    /// Flag a function when `p_ask >= threshold`.
+    pub threshold: f32,
+    /// Most questions kept per function.
+    pub max_questions: usize,
+    /// Most tokens generated for the questions.
+    pub max_tokens: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            threshold: 0.5,
+            max_questions: 3,
+            max_tokens: 96,
+        }
+    }
+}
+
+/// What the model made of one function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Probability that the model asks rather than codes.
+    pub p_ask: f32,
+    /// Its questions; generated only for flagged functions.
+    pub questions: Option<Vec<String>>,
+}
+
+/// Results on disk, one file per (model identity, prompt format, generation length).
+pub struct ResultCache {
+    path: Option<PathBuf>,
+    entries: HashMap<String, Outcome>,
+    dirty: bool,
+}
+
+impl ResultCache {
+    /// An in-memory cache that never touches the disk.
+    pub fn in_memory() -> ResultCache {
+        ResultCache {
+            path: None,
+            entries: HashMap::new(),
+            dirty: false,
+        }
+    }
+
+    /// Opens (or starts) the cache for a model identity. A corrupt file is set aside and a new
+    /// one started: the cache only saves time.
+    pub fn open(dir: PathBuf, model_identity: &str, options: &Options) -> ResultCache {
+        let mut h = Sha256::new();
+        h.update(model_identity);
+        h.update(format!(
+            "\0format={FORMAT_VERSION}\0max_tokens={}",
+            options.max_tokens
+        ));
+        let hex = format!("{:x}", h.finalize());
+        let path = dir.join(format!("{}.json", &hex[..16]));
+        let entries = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                eprintln!(
+                    "warning: result cache '{}' is unreadable ({e}); starting a new one",
+                    path.display()
+                );
+                HashMap::new()
+            }),
+            Err(_) => HashMap::new(),
+        };
+        ResultCache {
+            path: Some(path),
+            entries,
+            dirty: false,
+        }
+    }
+
+    /// A cached outcome.
+    pub fn get(&self, function_hash: &str) -> Option<&Outcome> {
+        self.entries.get(function_hash)
+    }
+
+    /// Records an outcome.
+    pub fn put(&mut self, function_hash: &str, outcome: Outcome) {
+        self.entries.insert(function_hash.to_string(), outcome);
+        self.dirty = true;
+    }
+
+    /// Writes the cache (atomically: temp file + rename) if it changed.
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec(&self.entries)?)?;
+        std::fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Runs the model over problems (texts from `Function::problem`).
+pub struct Analyzer {
+    backend: Arc<dyn Backend>,
+    options: Options,
+}
+
+impl Analyzer {
+    /// An analyzer over a loaded backend.
+    pub fn new(backend: Arc<dyn Backend>, options: Options) -> Analyzer {
+        Analyzer { backend, options }
+    }
+
+    /// The probability of asking, for each problem (one batched call).
+    pub fn decide(&self, problems: &[&str], cancel: &CancelToken) -> Result<Vec<f32>, EngineError> {
+        let markup = self.backend.info().markup;
+        let prompts: Vec<_> = problems.iter().map(|p| prompt::round1(markup, p)).collect();
+        Ok(self
+            .backend
+            .decide(&prompts, cancel)?
+            .into_iter()
+            .map(|d| d.p_ask)
+            .collect())
+    }
+
+    /// The questions the model asks about a problem, given that it asks (code-fence tokens are
+    /// excluded as its first token).
+    pub fn questions(
+        &self,
+        problem: &str,
+        cancel: &CancelToken,
+    ) -> Result<Vec<String>, EngineError> {
+        let markup = self.backend.info().markup;
+        let mut request = GenerateRequest::greedy(
+            prompt::round1(markup, problem),
+            markup,
+            self.options.max_tokens,
+        );
+        request.forbid_code_start = true;
+        let generation = self.backend.generate(&request, cancel)?;
+        let mut questions = match prompt::parse_response(&generation.text) {
+            Response::Questions { questions } => questions,
+            // Code later in the answer: keep the prose before it as the question.
+            Response::Code { .. } => {
+                let prose = generation.text.split("```").next().unwrap_or_default();
+                prompt::split_questions(prose)
+            }
+        };
+        questions.truncate(self.options.max_questions);
+        Ok(questions)
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+}

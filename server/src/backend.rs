@@ -1,0 +1,153 @@
+//! Turning settings into a running backend, with messages that say what to do when it fails.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
+use clarifycoder_core::engine::{Backend, EngineError};
+use clarifycoder_core::gguf::GgufError;
+use clarifycoder_core::settings::{self, BackendKind, Origin, Resolved, Settings};
+use sha2::{Digest, Sha256};
+
+/// What will be loaded, resolved from settings without loading anything.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The settings the plan came from.
+    pub settings: Settings,
+    /// The model file (embedded backend).
+    pub model: Resolved,
+    /// The adapter, if any.
+    pub adapter: Option<Resolved>,
+}
+
+impl Plan {
+    /// Resolves model and adapter: flag/editor setting → environment → config file → default.
+    /// `explicit` holds flags, `config` the configuration file's settings.
+    pub fn new(explicit: Settings, config: Settings) -> Plan {
+        let model = settings::resolve_model(explicit.model.as_deref(), config.model.as_deref());
+        let adapter = settings::resolve_adapter(
+            explicit.adapter.as_deref(),
+            config.adapter.as_deref(),
+            &model,
+        );
+        Plan {
+            settings: explicit.or(config),
+            model,
+            adapter,
+        }
+    }
+
+    /// The backend kind.
+    pub fn backend(&self) -> BackendKind {
+        self.settings.backend.unwrap_or_default()
+    }
+
+    /// A key that changes whenever the served model could answer differently: the model and
+    /// adapter files (path, size, modification time) or the endpoint and model name. Fails when
+    /// the model file is missing, with the install hint.
+    pub fn identity(&self) -> anyhow::Result<String> {
+        let mut h = Sha256::new();
+        match self.backend() {
+            BackendKind::Embedded => {
+                h.update(file_identity(&self.model.path, "model")?);
+                if let Some(adapter) = &self.adapter {
+                    h.update(file_identity(&adapter.path, "adapter")?);
+                }
+            }
+            BackendKind::Openai => {
+                h.update(self.settings.endpoint.as_deref().unwrap_or_default());
+                h.update([0]);
+                h.update(self.settings.api_model.as_deref().unwrap_or_default());
+            }
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// Loads the backend. Slow for the embedded one (the model is read).
+    pub fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        let s = &self.settings;
+        match self.backend() {
+            BackendKind::Embedded => {
+                let mut config = LlamaConfig::new(self.model.path.clone());
+                config.adapter = self.adapter.as_ref().map(|a| a.path.clone());
+                config.gpu_layers = s.gpu_layers.unwrap_or(0);
+                config.threads = s.threads.unwrap_or(0);
+                if let Some(n) = s.ctx_size {
+                    config.n_ctx = n;
+                }
+                let engine = LlamaEngine::load(config).map_err(|e| self.explain(e))?;
+                Ok(Arc::new(engine))
+            }
+            BackendKind::Openai => {
+                let Some(endpoint) = s.endpoint.clone() else {
+                    bail!("backend is `openai` but no endpoint is set; set `endpoint` (e.g. http://gpu-box:8080)");
+                };
+                let mut config = OpenAiConfig::new(
+                    endpoint,
+                    s.api_model.clone().unwrap_or_else(|| "default".into()),
+                );
+                config.api_key_env = s.api_key_env.clone();
+                let engine = OpenAiEngine::new(config)
+                    .context("cannot set up the OpenAI-compatible backend")?;
+                Ok(Arc::new(engine))
+            }
+        }
+    }
+
+    fn explain(&self, e: EngineError) -> anyhow::Error {
+        match &e {
+            EngineError::Model(GgufError::NotFound(path)) => {
+                let how = match self.model.origin {
+                    Origin::Default => settings::INSTALL_HINT.to_string(),
+                    origin => format!("it was set by {origin}; fix that setting, or unset it to use the default model"),
+                };
+                anyhow::anyhow!("model not found at '{}'; {how}", path.display())
+            }
+            EngineError::Model(_) => anyhow::anyhow!(
+                "{e}; re-install it with `make setup` or pass another file with --model"
+            ),
+            EngineError::Adapter(_) => {
+                anyhow::anyhow!("{e}; pass --adapter none to run without it")
+            }
+            _ => anyhow::Error::new(e),
+        }
+    }
+}
+
+fn file_identity(path: &PathBuf, what: &str) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(path).map_err(|_| {
+        if what == "model" {
+            anyhow::anyhow!(
+                "{what} not found at '{}'; {}",
+                path.display(),
+                settings::INSTALL_HINT
+            )
+        } else {
+            anyhow::anyhow!(
+                "{what} not found at '{}'; pass --adapter none to run without it",
+                path.display()
+            )
+        }
+    })?;
+    if !meta.is_file() {
+        bail!(
+            "{what} '{}' is not a file (a GGUF file is expected)",
+            path.display()
+        );
+    }
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(format!(
+        "{}\0{}\0{}\0",
+        canonical.display(),
+        meta.len(),
+        mtime
+    ))
+}

@@ -1,0 +1,366 @@
+//! `clarifycoder check`: the linter mode.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clarifycoder_core::engine::{CancelToken, Stats};
+use clarifycoder_core::python;
+use clarifycoder_core::settings;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::analysis::{Analyzer, Options, Outcome, ResultCache};
+use crate::backend::Plan;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `path:line:col: clarify[score=0.83] question` lines.
+    Text,
+    /// One JSON document with diagnostics, warnings and statistics.
+    Json,
+}
+
+/// What `check` needs besides the model plan.
+pub struct CheckArgs {
+    /// Files and directories.
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    pub format: Format,
+    /// Analysis options.
+    pub options: Options,
+    /// Files larger than this are skipped with a warning.
+    pub max_file_size: u64,
+    /// Do not read or write the result cache.
+    pub no_cache: bool,
+}
+
+/// One flagged function.
+#[derive(Debug, Serialize)]
+pub struct Diagnostic {
+    /// The file, as found.
+    pub path: String,
+    /// 1-based line of the function name.
+    pub line: u32,
+    /// 1-based byte column of the function name.
+    pub column: u32,
+    /// Qualified name.
+    pub function: String,
+    /// Probability that the model asks.
+    pub score: f32,
+    /// The questions.
+    pub questions: Vec<String>,
+    /// Whether the result came from the cache.
+    pub cached: bool,
+}
+
+/// Counts for the JSON output and tests.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckStats {
+    /// Python files read.
+    pub files: usize,
+    /// Functions found.
+    pub functions: usize,
+    /// Functions sent to the model or found in the cache (those with a docstring, not ignored).
+    pub analyzed: usize,
+    /// Functions skipped by a pragma.
+    pub ignored: usize,
+    /// Functions answered from the cache.
+    pub cache_hits: usize,
+    /// Functions flagged.
+    pub flagged: usize,
+    /// Work the inference engine did in this run (all zero when everything was cached).
+    pub inference: Stats,
+    /// Wall time.
+    pub elapsed_ms: u128,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    version: u32,
+    diagnostics: &'a [Diagnostic],
+    warnings: &'a [String],
+    errors: &'a [String],
+    stats: &'a CheckStats,
+}
+
+struct Item {
+    path: String,
+    function: python::Function,
+}
+
+/// Runs the check and prints the report; returns the exit code (0 clean, 1 flagged, 2 errors).
+pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let mut stats = CheckStats::default();
+
+    let files = collect_files(&args.paths, &mut errors);
+    let mut items = Vec::new();
+    for file in &files {
+        let shown = file.display().to_string();
+        let bytes = match std::fs::metadata(file) {
+            Ok(m) if m.len() > args.max_file_size => {
+                warnings.push(format!(
+                    "{shown}: skipped, {} bytes is over the {} byte limit (raise --max-file-size to check it)",
+                    m.len(),
+                    args.max_file_size
+                ));
+                continue;
+            }
+            _ => match std::fs::read(file) {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(format!("{shown}: cannot read: {e}"));
+                    continue;
+                }
+            },
+        };
+        let Ok(source) = String::from_utf8(bytes) else {
+            warnings.push(format!("{shown}: skipped, not valid UTF-8"));
+            continue;
+        };
+        stats.files += 1;
+        let parsed = python::extract(&source);
+        if parsed.has_syntax_errors {
+            warnings.push(format!(
+                "{shown}: has syntax errors; checking what could be parsed"
+            ));
+        }
+        for function in parsed.functions {
+            stats.functions += 1;
+            if parsed.ignore_file || function.ignored {
+                stats.ignored += 1;
+                continue;
+            }
+            let has_doc = function
+                .docstring
+                .as_ref()
+                .is_some_and(|d| !d.text.trim().is_empty());
+            if has_doc {
+                items.push(Item {
+                    path: shown.clone(),
+                    function,
+                });
+            }
+        }
+    }
+    stats.analyzed = items.len();
+
+    let mut diagnostics = Vec::new();
+    if !items.is_empty() {
+        match analyze(&items, &args, &plan, &mut stats) {
+            Ok(outcomes) => {
+                for (item, (outcome, cached)) in items.iter().zip(outcomes) {
+                    if outcome.p_ask >= args.options.threshold {
+                        let f = &item.function;
+                        diagnostics.push(Diagnostic {
+                            path: item.path.clone(),
+                            line: f.name_span.start.line + 1,
+                            column: f.name_span.start.utf8_col + 1,
+                            function: f.qualname.clone(),
+                            score: outcome.p_ask,
+                            questions: outcome.questions.unwrap_or_default(),
+                            cached,
+                        });
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    stats.flagged = diagnostics.len();
+    stats.elapsed_ms = started.elapsed().as_millis();
+
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        Format::Text => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            for d in &diagnostics {
+                let questions = if d.questions.is_empty() {
+                    "the model would rather ask than code, but gave no question".to_string()
+                } else {
+                    d.questions.join(" ")
+                };
+                writeln!(
+                    stdout,
+                    "{}:{}:{}: clarify[score={:.2}] {questions}",
+                    d.path, d.line, d.column, d.score
+                )?;
+            }
+        }
+        Format::Json => {
+            let report = Report {
+                version: 1,
+                diagnostics: &diagnostics,
+                warnings: &warnings,
+                errors: &errors,
+                stats: &stats,
+            };
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            writeln!(stdout)?;
+        }
+    }
+    Ok(if !errors.is_empty() {
+        2
+    } else if !diagnostics.is_empty() {
+        1
+    } else {
+        0
+    })
+}
+
+/// The outcome of every item, and whether it came from the cache. Loads the model only when
+/// something is not cached.
+fn analyze(
+    items: &[Item],
+    args: &CheckArgs,
+    plan: &Plan,
+    stats: &mut CheckStats,
+) -> anyhow::Result<Vec<(Outcome, bool)>> {
+    let identity = plan.identity()?;
+    let mut cache = if args.no_cache {
+        ResultCache::in_memory()
+    } else {
+        ResultCache::open(
+            settings::cache_dir().join("results"),
+            &identity,
+            &args.options,
+        )
+    };
+    let threshold = args.options.threshold;
+    let needs_work = |o: Option<&Outcome>| match o {
+        None => true,
+        Some(o) => o.p_ask >= threshold && o.questions.is_none(),
+    };
+    let mut results: Vec<Option<(Outcome, bool)>> = items
+        .iter()
+        .map(|item| {
+            let cached = cache.get(&item.function.hash);
+            (!needs_work(cached)).then(|| {
+                (
+                    cached.cloned().expect("not needing work implies cached"),
+                    true,
+                )
+            })
+        })
+        .collect();
+    stats.cache_hits = results.iter().filter(|r| r.is_some()).count();
+
+    let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+    if !pending.is_empty() {
+        let backend = plan.open()?;
+        let analyzer = Analyzer::new(backend.clone(), args.options);
+        let outcome = run_model(items, &pending, &analyzer, &mut cache, &mut results);
+        stats.inference = backend.stats();
+        // Keep what was computed even when a later step failed.
+        if let Err(e) = cache.save() {
+            eprintln!("warning: cannot write the result cache: {e}");
+        }
+        outcome?;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every item analyzed"))
+        .collect())
+}
+
+fn run_model(
+    items: &[Item],
+    pending: &[usize],
+    analyzer: &Analyzer,
+    cache: &mut ResultCache,
+    results: &mut [Option<(Outcome, bool)>],
+) -> anyhow::Result<()> {
+    let cancel = CancelToken::new();
+    let threshold = analyzer.options().threshold;
+    let bar = ProgressBar::new(pending.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {pos}/{len} functions [{elapsed_precise} < {eta}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    for chunk in pending.chunks(8) {
+        // Decide for the functions that have no cached score.
+        let undecided: Vec<usize> = chunk
+            .iter()
+            .copied()
+            .filter(|&i| cache.get(&items[i].function.hash).is_none())
+            .collect();
+        let problems: Vec<String> = undecided
+            .iter()
+            .map(|&i| items[i].function.problem())
+            .collect();
+        let refs: Vec<&str> = problems.iter().map(String::as_str).collect();
+        let scores = analyzer
+            .decide(&refs, &cancel)
+            .context("the model failed to score functions")?;
+        for (&i, p_ask) in undecided.iter().zip(scores) {
+            cache.put(
+                &items[i].function.hash,
+                Outcome {
+                    p_ask,
+                    questions: None,
+                },
+            );
+        }
+        for &i in chunk {
+            let f = &items[i].function;
+            let mut outcome = cache.get(&f.hash).cloned().expect("decided above");
+            if outcome.p_ask >= threshold && outcome.questions.is_none() {
+                bar.set_message(f.qualname.clone());
+                let questions = analyzer
+                    .questions(&f.problem(), &cancel)
+                    .with_context(|| format!("the model failed on {}", f.qualname))?;
+                outcome.questions = Some(questions);
+                cache.put(&f.hash, outcome.clone());
+            }
+            results[i] = Some((outcome, false));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Python files under the given paths: directories are walked (respecting .gitignore and hidden
+/// files), files given explicitly are always taken.
+fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push(path.clone());
+            continue;
+        }
+        if !path.is_dir() {
+            errors.push(format!("{}: no such file or directory", path.display()));
+            continue;
+        }
+        let walker = ignore::WalkBuilder::new(path).require_git(false).build();
+        for entry in walker {
+            match entry {
+                Ok(e) if e.file_type().is_some_and(|t| t.is_file()) && is_python(e.path()) => {
+                    files.push(e.into_path());
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{e}")),
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn is_python(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "py")
+}

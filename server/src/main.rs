@@ -1,0 +1,198 @@
+//! `clarifycoder`: asks clarifying questions about unclear Python functions, as a linter
+//! (`check`) and, later, as a language server.
+
+mod analysis;
+mod backend;
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use clarifycoder_core::settings::{BackendKind, Settings};
+
+use crate::analysis::Options;
+use crate::backend::Plan;
+
+#[derive(Parser)]
+#[command(
+    name = "clarifycoder",
+    version,
+    about = "Asks clarifying questions about unclear Python functions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check Python files and report functions whose docstring the model would rather ask about
+    /// than implement. Exit code: 0 nothing flagged, 1 something flagged, 2 errors.
+    Check(CheckCli),
+}
+
+#[derive(Args)]
+struct CheckCli {
+    /// Files and directories to check (directories are searched for *.py, honouring .gitignore).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: check::Format,
+    /// Report a function when the model's probability of asking is at least this [default: 0.5].
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Most questions shown per function [default: 3].
+    #[arg(long)]
+    max_questions: Option<usize>,
+    /// Most tokens generated for one function's questions [default: 96].
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Skip files larger than this many bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_file_size: u64,
+    /// Do not read or write the result cache.
+    #[arg(long)]
+    no_cache: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// Model selection, shared by every command.
+#[derive(Args)]
+struct ModelArgs {
+    /// GGUF model file [env: CLARIFYCODER_MODEL; default: Gemma 3 270M in the model cache].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// GGUF LoRA adapter file, or `none` [env: CLARIFYCODER_ADAPTER].
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Configuration file [default: clarifycoder.toml in the working directory or above].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Inference backend.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// OpenAI-compatible endpoint, for `--backend openai`.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Model name to request from the endpoint.
+    #[arg(long)]
+    api_model: Option<String>,
+    /// Environment variable holding the endpoint's API key.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Layers to offload to the GPU (builds with the `cuda` feature).
+    #[arg(long)]
+    gpu_layers: Option<u32>,
+    /// Inference threads (0 = all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Context window in tokens [default: 4096].
+    #[arg(long)]
+    ctx_size: Option<u32>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendArg {
+    Embedded,
+    Openai,
+}
+
+impl ModelArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            model: self.model.clone(),
+            adapter: self.adapter.clone(),
+            backend: self.backend.map(|b| match b {
+                BackendArg::Embedded => BackendKind::Embedded,
+                BackendArg::Openai => BackendKind::Openai,
+            }),
+            endpoint: self.endpoint.clone(),
+            api_model: self.api_model.clone(),
+            api_key_env: self.api_key_env.clone(),
+            gpu_layers: self.gpu_layers,
+            threads: self.threads,
+            ctx_size: self.ctx_size,
+            ..Settings::default()
+        }
+    }
+
+    fn config_file(&self) -> anyhow::Result<Settings> {
+        let path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None => Settings::discover(&std::env::current_dir()?),
+        };
+        let Some(path) = path else {
+            return Ok(Settings::default());
+        };
+        let settings = Settings::from_toml_file(&path).map_err(anyhow::Error::msg)?;
+        for key in settings.unknown.keys() {
+            eprintln!("warning: {}: unknown key `{key}` ignored", path.display());
+        }
+        // Relative paths in a config file are relative to the file.
+        let base = path.parent().map(PathBuf::from).unwrap_or_default();
+        let rebase = |p: Option<PathBuf>| {
+            p.map(|p| {
+                if p.is_relative() && p.as_os_str() != "none" {
+                    base.join(p)
+                } else {
+                    p
+                }
+            })
+        };
+        Ok(Settings {
+            model: rebase(settings.model.clone()),
+            adapter: rebase(settings.adapter.clone()),
+            ..settings
+        })
+    }
+}
+
+fn run() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => {
+            let config = args.model.config_file()?;
+            let mut explicit = args.model.settings();
+            explicit.threshold = args.threshold;
+            explicit.max_questions = args.max_questions;
+            explicit.max_tokens = args.max_tokens;
+            let plan = Plan::new(explicit, config);
+            let defaults = Options::default();
+            let s = &plan.settings;
+            let options = Options {
+                threshold: s.threshold.unwrap_or(defaults.threshold),
+                max_questions: s.max_questions.unwrap_or(defaults.max_questions),
+                max_tokens: s.max_tokens.unwrap_or(defaults.max_tokens),
+            };
+            if !(0.0..=1.0).contains(&options.threshold) {
+                anyhow::bail!(
+                    "threshold must be between 0 and 1, got {}",
+                    options.threshold
+                );
+            }
+            check::run(
+                check::CheckArgs {
+                    paths: args.paths,
+                    format: args.format,
+                    options,
+                    max_file_size: args.max_file_size,
+                    no_cache: args.no_cache,
+                },
+                plan,
+            )
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
