@@ -1,0 +1,197 @@
+//! `clarifycoder check` end to end: the real binary, the real model, a temp directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use clarifycoder_core::settings;
+use serde_json::Value;
+
+fn model_path() -> PathBuf {
+    let path = settings::resolve_model(None, None).path;
+    assert!(path.is_file(), "model not found at {}: {}", path.display(), settings::INSTALL_HINT);
+    path
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &[u8])]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        Fixture { dir, cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `clarifycoder check` in the fixture directory with its own result cache and the
+    /// default model (without an adapter, so results do not depend on what is installed).
+    fn check(&self, args: &[&str]) -> Output {
+        self.check_with_model(args, &model_path())
+    }
+
+    fn check_with_model(&self, args: &[&str], model: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .arg("check")
+            .args(args)
+            .current_dir(self.path())
+            .env("XDG_CACHE_HOME", self.cache.path())
+            .env("CLARIFYCODER_MODEL", model)
+            .env("CLARIFYCODER_ADAPTER", "none")
+            .output()
+            .unwrap()
+    }
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const VAGUE: &str = r#"def process(data):
+    """Process the data properly."""
+    return data
+
+
+def helper(x):
+    return x * 2
+
+
+def skipped(items):  # clarify: ignore
+    """Do the thing."""
+    return items
+"#;
+
+#[test]
+fn text_output_exit_code_and_cache() {
+    let f = Fixture::new(&[("pkg/vague.py", VAGUE.as_bytes())]);
+    // Threshold 0 flags every analyzed function, whatever this base model thinks.
+    let out = f.check(&["--threshold", "0", "--max-tokens", "12", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Only `process`: `helper` has no docstring, `skipped` carries the pragma.
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let prefix = "./pkg/vague.py:1:5: clarify[score=";
+    assert!(lines[0].starts_with(prefix), "{stdout}");
+    let score: f32 = lines[0][prefix.len()..prefix.len() + 4].parse().unwrap();
+    assert!((0.0..=1.0).contains(&score));
+    assert!(lines[0][prefix.len() + 4..].starts_with("] "), "{stdout}");
+
+    // JSON, second run: everything from the cache, no inference at all.
+    let out = f.check(&["--threshold", "0", "--max-tokens", "12", "--format", "json", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    let stats = &report["stats"];
+    assert_eq!(stats["files"], 1);
+    assert_eq!(stats["functions"], 3);
+    assert_eq!(stats["analyzed"], 1);
+    assert_eq!(stats["ignored"], 1);
+    assert_eq!(stats["cache_hits"], 1);
+    assert_eq!(stats["inference"]["decided"], 0);
+    assert_eq!(stats["inference"]["generations"], 0);
+    assert_eq!(stats["inference"]["prompt_tokens"], 0);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["path"], "./pkg/vague.py");
+    assert_eq!(d["line"], 1);
+    assert_eq!(d["column"], 5);
+    assert_eq!(d["function"], "process");
+    assert_eq!(d["cached"], true);
+    assert!(d["questions"].is_array());
+    assert_eq!(report["errors"], serde_json::json!([]));
+
+    // An edited docstring is a new function to the cache: exactly one decision.
+    std::fs::write(f.path().join("pkg/vague.py"), VAGUE.replace("properly", "carefully")).unwrap();
+    let out = f.check(&["--threshold", "0", "--max-tokens", "12", "--format", "json", "."]);
+    let report = json(&out);
+    assert_eq!(report["stats"]["cache_hits"], 0);
+    assert_eq!(report["stats"]["inference"]["decided"], 1);
+    assert_eq!(report["stats"]["inference"]["generations"], 1);
+}
+
+#[test]
+fn nothing_flagged_is_exit_zero_and_bad_files_are_warnings() {
+    let mut big = String::from("def f(x):\n    \"\"\"Double x.\"\"\"\n    return 2 * x\n");
+    while big.len() < 5 << 20 {
+        big.push_str("# padding padding padding padding padding padding padding padding\n");
+    }
+    let f = Fixture::new(&[
+        ("plain.py", b"def helper(x):\n    return x\n"),
+        ("latin1.py", b"def f():\n    \"\"\"Caf\xe9.\"\"\"\n"),
+        ("broken.py", b"def broken(:\n    pass\n\ndef fine(x):\n    return x\n"),
+        ("big.py", big.as_bytes()),
+        ("skip.py", b"# clarify: ignore-file\ndef f(x):\n    \"\"\"Do it.\"\"\"\n"),
+        ("ignored/.gitignore", b"*.py\n"),
+        ("ignored/gen.py", b"def f(x):\n    \"\"\"Do it.\"\"\"\n"),
+    ]);
+    let out = f.check(&["--format", "json", "."]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("latin1.py: skipped, not valid UTF-8"), "{warnings}");
+    assert!(warnings.contains("big.py: skipped") && warnings.contains("--max-file-size"), "{warnings}");
+    assert!(warnings.contains("broken.py: has syntax errors"), "{warnings}");
+    // plain, broken (both of its functions), skip; gen.py is git-ignored.
+    assert_eq!(report["stats"]["files"], 3);
+    assert_eq!(report["stats"]["analyzed"], 0);
+    assert_eq!(report["stats"]["ignored"], 1);
+}
+
+#[test]
+fn errors_exit_two_with_a_message_that_says_what_to_do() {
+    let f = Fixture::new(&[("a.py", VAGUE.as_bytes())]);
+
+    let out = f.check(&["missing_dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing_dir: no such file or directory"), "{}", stderr(&out));
+
+    // Missing model: the message names the variable that set it.
+    let out = f.check_with_model(&["a.py"], &f.path().join("nope.gguf"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("model not found") && err.contains("nope.gguf"), "{err}");
+
+    // A directory given as the model.
+    let out = f.check_with_model(&["a.py"], f.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is not a file"), "{}", stderr(&out));
+
+    // A truncated model: a clear error, no abort inside llama.cpp.
+    let truncated = f.path().join("cut.gguf");
+    let bytes = std::fs::read(model_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..1 << 20]).unwrap();
+    let out = f.check_with_model(&["a.py"], &truncated);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
+
+    // Bad flag values.
+    let out = f.check(&["--threshold", "7", "a.py"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("threshold must be between 0 and 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_file_sets_the_threshold() {
+    let f = Fixture::new(&[("a.py", VAGUE.as_bytes()), ("clarifycoder.toml", b"threshold = 1.0\nmax_tokens = 8\nshiny = true\n")]);
+    // p_ask never reaches 1.0 exactly, so nothing is flagged; the unknown key is a warning.
+    let out = f.check(&["a.py"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown key `shiny`"), "{}", stderr(&out));
+    // The flag beats the file.
+    let out = f.check(&["--threshold", "0", "a.py"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
