@@ -10,6 +10,8 @@
 //! [`ParsedFile::syntax_errors`].
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
 use sha2::{Digest, Sha256};
 use tree_sitter::{Node, Parser};
 
@@ -399,13 +401,17 @@ fn parse_pragma(s: &str) -> Option<Pragma> {
 }
 
 /// Parses `source` and extracts every function. Never fails: files with syntax errors yield whatever tree-sitter recovered.
+///
+/// When an error region swallows later definitions (an unclosed bracket, say), the region is
+/// blanked up to the next line that starts a `def`/`class`/decorator and the text is parsed
+/// again, so that the functions after a broken one are still found.
 pub fn extract(source: &str) -> ParsedFile {
+    let index = LineIndex::new(source);
     let mut parser = Parser::new();
     let tree = parser
         .set_language(&tree_sitter_python::LANGUAGE.into())
         .ok()
         .and_then(|()| parser.parse(source, None));
-    let index = LineIndex::new(source);
     let Some(tree) = tree else {
         return ParsedFile {
             functions: Vec::new(),
@@ -415,67 +421,39 @@ pub fn extract(source: &str) -> ParsedFile {
         };
     };
     let root = tree.root_node();
+    let scan = Scan::new(root, &index);
 
-    let mut defs = Vec::new();
-    let mut comments = Vec::new();
-    let mut errors: Vec<(usize, usize)> = Vec::new();
-    let mut cursor = root.walk();
-    'walk: loop {
-        let node = cursor.node();
-        match node.kind() {
-            "function_definition" => defs.push(node),
-            "comment" => comments.push(node),
-            _ => {}
-        }
-        if node.is_error() || node.is_missing() {
-            errors.push((node.start_byte(), node.end_byte()));
-        }
-        if cursor.goto_first_child() {
-            continue;
-        }
-        while !cursor.goto_next_sibling() {
-            if !cursor.goto_parent() {
-                break 'walk;
-            }
-        }
-    }
-
-    // Pragmas.
     let mut root_cursor = root.walk();
     let first_statement = root
         .named_children(&mut root_cursor)
         .find(|n| n.kind() != "comment")
         .map_or(usize::MAX, |n| n.start_byte());
-    let mut ignore_file = false;
-    let mut ignored_lines = Vec::new();
-    for comment in &comments {
-        let text = slice(source, comment.start_byte(), comment.end_byte());
-        for pragma in pragmas(text) {
-            match pragma {
-                Pragma::IgnoreFile if comment.start_byte() < first_statement => ignore_file = true,
-                Pragma::IgnoreFile => {}
-                Pragma::Ignore => ignored_lines.push(index.line_of(comment.start_byte())),
-            }
-        }
-    }
+    let ignore_file = scan.comments.iter().any(|c| {
+        c.start_byte() < first_statement
+            && pragmas(node_text(source, *c)).any(|p| p == Pragma::IgnoreFile)
+    });
+    let mut ignored_lines = BTreeSet::new();
+    scan.add_ignored_lines(source, &index, &mut ignored_lines);
 
-    // Syntax errors: outermost regions only.
-    errors.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
-    let mut outer: Vec<(usize, usize)> = Vec::new();
-    for (s, e) in errors {
-        let covered = outer
-            .last()
-            .is_some_and(|&(ps, pe)| (ps, pe) == (s, e) || (s < pe && e <= pe));
-        if !covered {
-            outer.push((s, e));
-        }
-    }
-    let syntax_errors = outer.iter().map(|&(s, e)| index.span(s, e)).collect();
-
-    let mut functions: Vec<Function> = defs
+    let syntax_errors = outermost(scan.errors.clone())
         .into_iter()
-        .filter_map(|def| function(source, &index, def, &ignored_lines))
+        .map(|(s, e)| index.span(s, e))
         .collect();
+    let mut functions: Vec<Function> = scan
+        .defs
+        .iter()
+        .filter_map(|def| function(source, &index, *def, &ignored_lines))
+        .collect();
+    if root.has_error() {
+        recover(
+            &mut parser,
+            source,
+            &index,
+            &scan,
+            &mut functions,
+            &mut ignored_lines,
+        );
+    }
     functions.sort_by_key(|f| f.def_span.start.byte);
 
     ParsedFile {
@@ -484,6 +462,195 @@ pub fn extract(source: &str) -> ParsedFile {
         has_syntax_errors: root.has_error(),
         syntax_errors,
     }
+}
+
+/// At most this many extra parses are spent on recovering from syntax errors.
+const MAX_RECOVERY_PASSES: usize = 16;
+
+/// Re-parses `source` with error regions blanked so that definitions swallowed by them are found.
+fn recover(
+    parser: &mut Parser,
+    source: &str,
+    index: &LineIndex,
+    first: &Scan,
+    functions: &mut Vec<Function>,
+    ignored_lines: &mut BTreeSet<usize>,
+) {
+    let mut masked = source.as_bytes().to_vec();
+    let mut errors = outermost(first.errors.clone());
+    for _ in 0..MAX_RECOVERY_PASSES {
+        let found_lines: BTreeSet<usize> = functions
+            .iter()
+            .flat_map(|f| [f.def_span.start.line, f.decorated_span.start.line])
+            .map(|l| l as usize)
+            .collect();
+        let mut changed = false;
+        for &(start, end) in &errors {
+            let first_line = index.line_of(start);
+            let candidate = (first_line + 1..index.line_starts.len())
+                .map(|line| (line, index.line_start(line)))
+                .take_while(|&(_, line_start)| line_start < end)
+                .find(|&(line, line_start)| {
+                    !found_lines.contains(&line) && starts_definition(&source[line_start..])
+                });
+            if let Some((_, line_start)) = candidate {
+                for b in &mut masked[start.min(line_start)..line_start] {
+                    if *b != b'\n' {
+                        *b = b' ';
+                    }
+                }
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&masked) else {
+            return;
+        };
+        let Some(tree) = parser.parse(text, None) else {
+            return;
+        };
+        let scan = Scan::new(tree.root_node(), index);
+        scan.add_ignored_lines(text, index, ignored_lines);
+        let known: BTreeSet<usize> = functions.iter().map(|f| f.def_span.start.byte).collect();
+        functions.extend(
+            scan.defs
+                .iter()
+                .filter(|def| !known.contains(&def.start_byte()))
+                .filter_map(|def| function(text, index, *def, ignored_lines)),
+        );
+        if !tree.root_node().has_error() {
+            return;
+        }
+        errors = outermost(scan.errors);
+    }
+}
+
+/// Whether a line starts (after indentation) with `def`, `async def`, `class` or a decorator.
+fn starts_definition(line: &str) -> bool {
+    fn keyword<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
+        let rest = s.strip_prefix(kw)?;
+        let trimmed = rest.trim_start_matches([' ', '\t', '\x0c']);
+        (trimmed.len() < rest.len()).then_some(trimmed)
+    }
+    let line = line.trim_start_matches([' ', '\t', '\x0c']);
+    line.starts_with('@')
+        || keyword(line, "def").is_some()
+        || keyword(line, "class").is_some()
+        || keyword(line, "async").is_some_and(|rest| keyword(rest, "def").is_some())
+}
+
+/// Keeps only the regions not contained in another one (input: any order).
+fn outermost(mut regions: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    regions.sort_by_key(|&(s, e)| (s, std::cmp::Reverse(e)));
+    let mut outer: Vec<(usize, usize)> = Vec::new();
+    for (s, e) in regions {
+        let covered = outer
+            .last()
+            .is_some_and(|&(ps, pe)| (ps, pe) == (s, e) || (s < pe && e <= pe));
+        if !covered {
+            outer.push((s, e));
+        }
+    }
+    outer
+}
+
+/// The nodes of interest in one syntax tree.
+struct Scan<'t> {
+    defs: Vec<Node<'t>>,
+    comments: Vec<Node<'t>>,
+    /// Error regions and missing tokens (possibly nested).
+    errors: Vec<(usize, usize)>,
+}
+
+impl<'t> Scan<'t> {
+    /// Walks the whole tree iteratively (no recursion: trees can be deep).
+    fn new(root: Node<'t>, index: &LineIndex) -> Self {
+        let mut scan = Scan {
+            defs: Vec::new(),
+            comments: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut cursor = root.walk();
+        loop {
+            let node = cursor.node();
+            match node.kind() {
+                "function_definition" => scan.defs.push(node),
+                "comment" => scan.comments.push(node),
+                _ => {}
+            }
+            if node.is_error() || node.is_missing() {
+                scan.errors.push((node.start_byte(), node.end_byte()));
+            } else if node.has_error() {
+                if let Some(region) = hidden_error(node, index) {
+                    scan.errors.push(region);
+                }
+            }
+            if cursor.goto_first_child() {
+                continue;
+            }
+            while !cursor.goto_next_sibling() {
+                if !cursor.goto_parent() {
+                    return scan;
+                }
+            }
+        }
+    }
+
+    /// Adds the lines carrying a `# clarify: ignore` comment.
+    fn add_ignored_lines(&self, source: &str, index: &LineIndex, lines: &mut BTreeSet<usize>) {
+        for comment in &self.comments {
+            if pragmas(node_text(source, *comment)).any(|p| p == Pragma::Ignore) {
+                lines.insert(index.line_of(comment.start_byte()));
+            }
+        }
+    }
+}
+
+/// The error of a node whose error is invisible: a missing hidden token such as a
+/// newline, which tree-sitter's API does not expose. `None` when a visible child has the error.
+fn hidden_error(node: Node, index: &LineIndex) -> Option<(usize, usize)> {
+    let mut cursor = node.walk();
+    let children: Vec<Node> = node.children(&mut cursor).collect();
+    if children
+        .iter()
+        .any(|c| c.has_error() || c.is_error() || c.is_missing())
+    {
+        return None;
+    }
+    if matches!(node.kind(), "module" | "block") {
+        // Most likely a missing newline between two statements on one line.
+        let code: Vec<&Node> = children.iter().filter(|c| c.kind() != "comment").collect();
+        for pair in code.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            let same_line = index.line_of(prev.end_byte()) == index.line_of(next.start_byte());
+            let compound = !matches!(
+                next.kind(),
+                "expression_statement"
+                    | "return_statement"
+                    | "pass_statement"
+                    | "break_statement"
+                    | "continue_statement"
+                    | "import_statement"
+                    | "import_from_statement"
+                    | "future_import_statement"
+                    | "raise_statement"
+                    | "global_statement"
+                    | "nonlocal_statement"
+                    | "assert_statement"
+                    | "delete_statement"
+                    | "print_statement"
+                    | "exec_statement"
+                    | "type_alias_statement"
+                    | ";"
+            );
+            if same_line && next.kind() != ";" && (prev.kind() != ";" || compound) {
+                return Some((next.start_byte(), next.start_byte()));
+            }
+        }
+    }
+    Some((node.start_byte(), node.end_byte()))
 }
 
 fn node_text<'a>(source: &'a str, node: Node) -> &'a str {
@@ -504,7 +671,7 @@ fn function(
     source: &str,
     index: &LineIndex,
     def: Node,
-    ignored_lines: &[usize],
+    ignored_lines: &BTreeSet<usize>,
 ) -> Option<Function> {
     let name_node = def.child_by_field_name("name")?;
     if name_node.is_missing() || name_node.start_byte() >= name_node.end_byte() {

@@ -13,7 +13,12 @@ use clarifycoder_core::settings;
 
 fn model_path() -> PathBuf {
     let path = settings::resolve_model(None, None).path;
-    assert!(path.is_file(), "model not found at {}: {}", path.display(), settings::INSTALL_HINT);
+    assert!(
+        path.is_file(),
+        "model not found at {}: {}",
+        path.display(),
+        settings::INSTALL_HINT
+    );
     path
 }
 
@@ -59,7 +64,10 @@ fn decide_returns_probabilities_and_batching_matches_single_calls() {
     assert!(after.reused_tokens > before.reused_tokens);
     for (p, b) in prompts.iter().zip(&batched) {
         let single = e.decide(std::slice::from_ref(p), &cancel).unwrap()[0];
-        assert!((single.p_ask - b.p_ask).abs() < 2e-3, "single {single:?} vs batched {b:?}");
+        assert!(
+            (single.p_ask - b.p_ask).abs() < 2e-3,
+            "single {single:?} vs batched {b:?}"
+        );
     }
 }
 
@@ -84,7 +92,11 @@ fn generate_honours_stop_strings() {
     // Pick a piece from the middle of the greedy output as the stop string: greedy decoding is
     // deterministic, so the same run must now stop just before it.
     let chars: Vec<char> = free.text.chars().collect();
-    assert!(chars.len() >= 8, "greedy output too short to test: {:?}", free.text);
+    assert!(
+        chars.len() >= 8,
+        "greedy output too short to test: {:?}",
+        free.text
+    );
     let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
     let expected = &free.text[..free.text.find(&stop).unwrap()];
     req.stop = vec![stop.clone()];
@@ -120,7 +132,11 @@ fn cancellation_stops_a_long_generation() {
     canceller.join().unwrap();
     assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
     // 3000 tokens take minutes on a CPU; a prompt stop takes well under that.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     // The engine is still usable afterwards.
     let d = e.decide(&[round1(CLEAR)], &CancelToken::new()).unwrap();
     assert_eq!(d.len(), 1);
@@ -137,7 +153,10 @@ fn concurrent_callers_get_their_own_answers() {
     let (a, b) = (make(CLEAR), make(VAGUE));
     let want_a = e.generate(&a, &CancelToken::new()).unwrap().text;
     let want_b = e.generate(&b, &CancelToken::new()).unwrap().text;
-    assert_ne!(want_a, want_b, "the two prompts should give different texts");
+    assert_ne!(
+        want_a, want_b,
+        "the two prompts should give different texts"
+    );
     let threads: Vec<_> = (0..4)
         .map(|i| {
             let e = e.clone();
@@ -155,13 +174,20 @@ fn concurrent_callers_get_their_own_answers() {
 fn score_gives_one_logprob_per_continuation_token() {
     let e = engine();
     let cancel = CancelToken::new();
-    let likely = e.score("The capital of France is", " Paris", &cancel).unwrap();
-    let unlikely = e.score("The capital of France is", " banana", &cancel).unwrap();
+    let likely = e
+        .score("The capital of France is", " Paris", &cancel)
+        .unwrap();
+    let unlikely = e
+        .score("The capital of France is", " banana", &cancel)
+        .unwrap();
     assert!(!likely.token_logprobs.is_empty());
     assert_eq!(likely.token_logprobs.len(), likely.token_entropies.len());
     assert!(likely.token_logprobs.iter().all(|lp| *lp <= 0.0));
     assert!(likely.token_entropies.iter().all(|h| *h >= 0.0));
-    assert!(likely.logprob() > unlikely.logprob(), "{likely:?} vs {unlikely:?}");
+    assert!(
+        likely.logprob() > unlikely.logprob(),
+        "{likely:?} vs {unlikely:?}"
+    );
     assert!(likely.perplexity().is_finite());
     // The round-1 prompt shares the cached prefix; scoring must not depend on that.
     let p = round1(CLEAR).text;
@@ -179,10 +205,18 @@ fn too_long_prompts_are_an_error_not_an_abort() {
     config.n_ctx = 256;
     let small = LlamaEngine::load(config).unwrap();
     let long = "word ".repeat(600);
-    let err = small.decide(&[prompt::round1(Markup::Gemma, &long)], &CancelToken::new()).unwrap_err();
+    let err = small
+        .decide(&[prompt::round1(Markup::Gemma, &long)], &CancelToken::new())
+        .unwrap_err();
     assert!(matches!(err, EngineError::PromptTooLong { .. }), "{err}");
     // Still serves a prompt that fits.
-    assert_eq!(small.decide(&[prompt::round1(Markup::Gemma, CLEAR)], &CancelToken::new()).unwrap().len(), 1);
+    assert_eq!(
+        small
+            .decide(&[prompt::round1(Markup::Gemma, CLEAR)], &CancelToken::new())
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -192,15 +226,30 @@ fn bad_model_files_are_clear_errors() {
     let truncated = dir.path().join("truncated.gguf");
     let bytes = std::fs::read(model_path()).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
-    let err = LlamaEngine::load(LlamaConfig::new(&truncated)).err().expect("truncated model must fail");
+    let err = LlamaEngine::load(LlamaConfig::new(&truncated))
+        .err()
+        .expect("truncated model must fail");
     let msg = err.to_string();
-    assert!(msg.contains("truncated") && msg.contains("truncated.gguf"), "{msg}");
+    assert!(
+        msg.contains("truncated") && msg.contains("truncated.gguf"),
+        "{msg}"
+    );
 
-    let err = LlamaEngine::load(LlamaConfig::new(dir.path())).err().unwrap();
-    assert!(matches!(err, EngineError::Model(GgufError::NotAFile(_))), "{err}");
+    let err = LlamaEngine::load(LlamaConfig::new(dir.path()))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, EngineError::Model(GgufError::NotAFile(_))),
+        "{err}"
+    );
 
-    let err = LlamaEngine::load(LlamaConfig::new(dir.path().join("missing.gguf"))).err().unwrap();
-    assert!(matches!(err, EngineError::Model(GgufError::NotFound(_))), "{err}");
+    let err = LlamaEngine::load(LlamaConfig::new(dir.path().join("missing.gguf")))
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, EngineError::Model(GgufError::NotFound(_))),
+        "{err}"
+    );
 
     // A model passed as the adapter.
     let mut config = LlamaConfig::new(model_path());

@@ -25,8 +25,12 @@ fn serve(responses: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let log = seen.clone();
     std::thread::spawn(move || {
         for (status, body) in responses {
-            let Ok((stream, _)) = listener.accept() else { return };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let mut reader = BufReader::new(stream);
             let mut headers = Vec::new();
             let mut length = 0;
@@ -50,7 +54,10 @@ fn serve(responses: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
             let mut buf = vec![0; length];
             reader.read_exact(&mut buf).unwrap();
             let body_json = serde_json::from_slice(&buf).unwrap_or(Value::Null);
-            log.lock().unwrap().push(Seen { headers, body: body_json });
+            log.lock().unwrap().push(Seen {
+                headers,
+                body: body_json,
+            });
             let mut stream = reader.into_inner();
             let reply = format!(
                 "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -79,7 +86,9 @@ fn decide_sums_fence_tokens_in_both_logprob_formats() {
     let (url, seen) = serve(vec![(200, legacy.to_string()), (200, modern.to_string())]);
     let engine = OpenAiEngine::new(config(&url)).unwrap();
     let p = prompt::round1(Markup::Gemma, "def f(): ...\n");
-    let d = engine.decide(&[p.clone(), p.clone()], &CancelToken::new()).unwrap();
+    let d = engine
+        .decide(&[p.clone(), p.clone()], &CancelToken::new())
+        .unwrap();
     assert!((d[0].p_code - 0.75).abs() < 1e-5, "{d:?}");
     assert!((d[1].p_code - 0.1).abs() < 1e-5, "{d:?}");
     let seen = seen.lock().unwrap();
@@ -95,7 +104,11 @@ fn generate_retries_server_errors_and_sends_the_key() {
     unsafe { std::env::set_var("CLARIFYCODER_TEST_KEY_1", "sekret") };
     let ok = json!({"choices": [{"text": "1. Which order?<end_of_turn>junk", "finish_reason": "stop"}],
         "usage": {"completion_tokens": 7}});
-    let (url, seen) = serve(vec![(503, "{}".into()), (429, "{}".into()), (200, ok.to_string())]);
+    let (url, seen) = serve(vec![
+        (503, "{}".into()),
+        (429, "{}".into()),
+        (200, ok.to_string()),
+    ]);
     let mut c = config(&url);
     c.api_key_env = Some("CLARIFYCODER_TEST_KEY_1".into());
     let engine = OpenAiEngine::new(c).unwrap();
@@ -106,9 +119,16 @@ fn generate_retries_server_errors_and_sends_the_key() {
     assert_eq!(g.tokens, 7);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
-    let auth = seen[2].headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.as_str());
+    let auth = seen[2]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.as_str());
     assert_eq!(auth, Some("Bearer sekret"));
-    assert_eq!(seen[2].body["stop"], json!(["<end_of_turn>", "<start_of_turn>"]));
+    assert_eq!(
+        seen[2].body["stop"],
+        json!(["<end_of_turn>", "<start_of_turn>"])
+    );
 }
 
 #[test]
@@ -118,20 +138,33 @@ fn client_errors_are_not_retried_and_name_the_endpoint() {
     let req = GenerateRequest::greedy(prompt::round1(Markup::Gemma, "P"), Markup::Gemma, 4);
     let err = engine.generate(&req, &CancelToken::new()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("HTTP 400") && msg.contains("bad model") && msg.contains(&url), "{msg}");
+    assert!(
+        msg.contains("HTTP 400") && msg.contains("bad model") && msg.contains(&url),
+        "{msg}"
+    );
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[test]
 fn unreachable_endpoint_is_a_clear_error_after_retries() {
     // Bind and drop a listener to get a port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
     c.retries = 1;
     let engine = OpenAiEngine::new(c).unwrap();
-    let err = engine.decide(&[prompt::round1(Markup::Gemma, "P")], &CancelToken::new()).unwrap_err();
+    let err = engine
+        .decide(&[prompt::round1(Markup::Gemma, "P")], &CancelToken::new())
+        .unwrap_err();
     assert!(matches!(err, EngineError::Http { .. }), "{err}");
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}/v1/completions")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{port}/v1/completions")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -139,7 +172,11 @@ fn missing_key_variable_is_reported() {
     let mut c = config("http://127.0.0.1:9");
     c.api_key_env = Some("CLARIFYCODER_TEST_KEY_UNSET".into());
     let err = OpenAiEngine::new(c).err().unwrap();
-    assert!(err.to_string().contains("CLARIFYCODER_TEST_KEY_UNSET is not set"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("CLARIFYCODER_TEST_KEY_UNSET is not set"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,11 +188,18 @@ fn score_reads_echoed_prompt_logprobs() {
         "token_logprobs": [null, -1.0, -0.5, -0.25, -3.0],
         "top_logprobs": [null, {"b": -1.0}, {"c": -0.5}, {"d": -0.25}, {"!": -3.0}]
     }}]});
-    let (url, _) = serve(vec![(200, body.to_string()), (200, json!({"choices": [{"text": "x"}]}).to_string())]);
+    let (url, _) = serve(vec![
+        (200, body.to_string()),
+        (200, json!({"choices": [{"text": "x"}]}).to_string()),
+    ]);
     let engine = OpenAiEngine::new(config(&url)).unwrap();
-    let s = engine.score(prompt_text, "cd", &CancelToken::new()).unwrap();
+    let s = engine
+        .score(prompt_text, "cd", &CancelToken::new())
+        .unwrap();
     assert_eq!(s.token_logprobs, vec![-0.5, -0.25]);
     assert_eq!(s.token_entropies.len(), 2);
-    let err = engine.score(prompt_text, "cd", &CancelToken::new()).unwrap_err();
+    let err = engine
+        .score(prompt_text, "cd", &CancelToken::new())
+        .unwrap_err();
     assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
 }

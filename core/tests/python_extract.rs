@@ -137,6 +137,7 @@ fn only_comments() {
     check(
         "# just a comment\n\n   # another\n",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
         "#]],
     );
 }
@@ -158,6 +159,23 @@ async def outer(x):
 def after(): pass
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            outer [async decorated@1:0/0] name@3:10/10
+              sig: "async def outer(x):"
+              doc: TripleDouble prefix="" "Outer." @4:4/4-4:16/16
+              body: lines 4-9 indent="" body_indent="    "
+            outer.inner [] name@5:8/8
+              sig: "def inner(y):"
+              doc: none
+              body: lines 6-8 indent="    " body_indent="        "
+            outer.inner.innermost [async] name@6:18/18
+              sig: "async def innermost():"
+              doc: Single prefix="" "Innermost." @7:12/12-7:24/24
+              body: lines 7-7 indent="        " body_indent="            "
+            after [] name@11:4/4
+              sig: "def after():"
+              doc: none
+              body: lines 11-11 indent="" body_indent="    "
         "#]],
     );
 }
@@ -190,6 +208,35 @@ def top():
             pass
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            Outer.method [method] name@4:8/8
+              sig: "def method(self):"
+              doc: TripleDouble prefix="" "A method." @5:8/8-5:23/23
+              body: lines 5-5 indent="    " body_indent="        "
+            Outer.static [method decorated@7:4/4] name@8:8/8
+              sig: "def static():"
+              doc: none
+              body: lines 9-9 indent="    " body_indent="        "
+            Outer.amethod [async method] name@11:14/14
+              sig: "async def amethod(self):"
+              doc: none
+              body: lines 12-12 indent="    " body_indent="        "
+            Outer.Inner.deep [method] name@15:12/12
+              sig: "def deep(self):"
+              doc: none
+              body: lines 16-17 indent="        " body_indent="            "
+            Outer.Inner.deep.local [] name@16:16/16
+              sig: "def local():"
+              doc: none
+              body: lines 17-17 indent="            " body_indent="                "
+            top [] name@19:4/4
+              sig: "def top():"
+              doc: none
+              body: lines 20-22 indent="" body_indent="    "
+            top.Local.m [method] name@21:12/12
+              sig: "def m(self):"
+              doc: none
+              body: lines 22-22 indent="        " body_indent="            "
         "#]],
     );
 }
@@ -216,6 +263,39 @@ def h():
     ''
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            a [] name@1:4/4
+              sig: "def a():"
+              doc: Single prefix="" "single" @2:4/4-2:12/12
+              body: lines 2-2 indent="" body_indent="    "
+            b [] name@3:4/4
+              sig: "def b():"
+              doc: Double prefix="" "double" @4:4/4-4:12/12
+              body: lines 4-4 indent="" body_indent="    "
+            c [] name@5:4/4
+              sig: "def c():"
+              doc: TripleSingle prefix="" "triple single" @6:4/4-6:23/23
+              body: lines 6-6 indent="" body_indent="    "
+            d [] name@7:4/4
+              sig: "def d():"
+              doc: TripleDouble prefix="" "triple double" @8:4/4-8:23/23
+              body: lines 8-8 indent="" body_indent="    "
+            e [] name@9:4/4
+              sig: "def e():"
+              doc: Double prefix="u" "unicode prefix" @10:4/4-10:21/21
+              body: lines 10-10 indent="" body_indent="    "
+            f [] name@11:4/4
+              sig: "def f():"
+              doc: TripleSingle prefix="U" "Upper unicode prefix" @12:4/4-12:31/31
+              body: lines 12-12 indent="" body_indent="    "
+            g [] name@13:4/4
+              sig: "def g():"
+              doc: TripleDouble prefix="" "\"Quoted\" start and end \"" @14:4/4-14:35/35
+              body: lines 14-14 indent="" body_indent="    "
+            h [] name@15:4/4
+              sig: "def h():"
+              doc: Single prefix="" "" @16:4/4-16:6/6
+              body: lines 16-16 indent="" body_indent="    "
         "#]],
     );
 }
@@ -233,6 +313,19 @@ def escaped():
 continued."""
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            raw [] name@1:4/4
+              sig: "def raw():"
+              doc: TripleDouble prefix="r" "Raw: \\n stays, \\d stays, \\\\ stays." @2:4/4-2:45/45
+              body: lines 2-2 indent="" body_indent="    "
+            raw_upper [] name@3:4/4
+              sig: "def raw_upper():"
+              doc: Single prefix="R" "\\t" @4:4/4-4:9/9
+              body: lines 4-4 indent="" body_indent="    "
+            escaped [] name@5:4/4
+              sig: "def escaped():"
+              doc: TripleDouble prefix="" "Tab:    here\nnew line, quote \" and ', backslash \\, unknown \\d, hex A, \\N{BULLET}, continued." @6:4/4-7:13/13
+              body: lines 6-7 indent="" body_indent="    "
         "#]],
     );
 }
@@ -265,6 +358,47 @@ def parenthesized():
     ("parenthesized")
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            fstring [] name@1:4/4
+              sig: "def fstring(name):"
+              doc: none
+              body: lines 2-2 indent="" body_indent="    "
+            fstring_raw [] name@3:4/4
+              sig: "def fstring_raw(name):"
+              doc: none
+              body: lines 4-4 indent="" body_indent="    "
+            byte_string [] name@5:4/4
+              sig: "def byte_string():"
+              doc: none
+              body: lines 6-6 indent="" body_indent="    "
+            raw_bytes [] name@7:4/4
+              sig: "def raw_bytes():"
+              doc: none
+              body: lines 8-8 indent="" body_indent="    "
+            concatenated [] name@9:4/4
+              sig: "def concatenated():"
+              doc: none
+              body: lines 10-10 indent="" body_indent="    "
+            not_first [] name@11:4/4
+              sig: "def not_first():"
+              doc: none
+              body: lines 12-13 indent="" body_indent="    "
+            call [] name@14:4/4
+              sig: "def call():"
+              doc: none
+              body: lines 15-15 indent="" body_indent="    "
+            tuple_of_strings [] name@16:4/4
+              sig: "def tuple_of_strings():"
+              doc: none
+              body: lines 17-17 indent="" body_indent="    "
+            comment_first [] name@18:4/4
+              sig: "def comment_first():"
+              doc: TripleDouble prefix="" "Still the docstring." @20:4/4-20:30/30
+              body: lines 20-20 indent="" body_indent="    "
+            parenthesized [] name@21:4/4
+              sig: "def parenthesized():"
+              doc: none
+              body: lines 22-22 indent="" body_indent="    "
         "#]],
     );
 }
@@ -274,6 +408,11 @@ fn crlf_line_endings() {
     check(
         "class C:\r\n    def f(self,\r\n          a):\r\n        \"\"\"Line one.\r\n\r\n        Line two.\r\n        \"\"\"\r\n        return a\r\n",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            C.f [method] name@1:8/8
+              sig: "def f(self,\n      a):"
+              doc: TripleDouble prefix="" "Line one.\n\nLine two." @3:8/8-6:11/11
+              body: lines 3-7 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -283,6 +422,11 @@ fn tab_indentation() {
     check(
         "class C:\n\tdef f(self,\n\t\t\ta):\n\t\t\"\"\"Summary.\n\n\t\tDetails\tindented\n\t\t\t\tmore.\n\t\t\"\"\"\n\t\treturn a\n",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            C.f [method] name@1:5/5
+              sig: "def f(self,\n\t\ta):"
+              doc: TripleDouble prefix="" "Summary.\n\nDetails indented\n                more." @3:2/2-7:5/5
+              body: lines 3-8 indent="\t" body_indent="\t\t"
         "#]],
     );
 }
@@ -293,6 +437,15 @@ fn unicode_columns() {
     check(
         "x = '😀'; def f(): pass\nclass 类:\n    def 方法(self):\n        \"\"\"Ünïcode 😀 文档\n        第二行 🎉\"\"\"\n",
         expect![[r#"
+            ignore_file=false syntax_errors=true ["0:12/10-0:12/10"]
+            f [] name@0:16/14
+              sig: "def f():"
+              doc: none
+              body: lines 0-0 indent="" body_indent="    "
+            类.方法 [method] name@2:8/8
+              sig: "def 方法(self):"
+              doc: TripleDouble prefix="" "Ünïcode 😀 文档\n第二行 🎉" @3:8/8-4:25/17
+              body: lines 3-4 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -310,6 +463,54 @@ def good(x):
     return x
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=true ["1:0/0-7:12/12"]
+            good [] name@5:4/4
+              sig: "def good(x):"
+              doc: TripleDouble prefix="" "Still found." @6:4/4-6:22/22
+              body: lines 6-7 indent="" body_indent="    "
+        "#]],
+    );
+}
+
+#[test]
+fn syntax_error_inside_class_and_between_functions() {
+    check(
+        r#"
+class A:
+    def broken(self, x:
+        return (
+    @property
+    def good(self):
+        """Good."""
+
+def f(:
+    pass
+
+def g(x):  # clarify: ignore
+    [1, 2
+    return x
+
+async def h():
+    'After two errors.'
+"#,
+        expect![[r#"
+            ignore_file=false syntax_errors=true ["1:0/0-17:0/0"]
+            good [decorated@4:4/4] name@5:8/8
+              sig: "def good(self):"
+              doc: TripleDouble prefix="" "Good." @6:8/8-6:19/19
+              body: lines 6-6 indent="    " body_indent="        "
+            f [] name@8:4/4
+              sig: "def f(:"
+              doc: none
+              body: lines 9-9 indent="" body_indent="    "
+            g [ignored] name@11:4/4
+              sig: "def g(x):"
+              doc: none
+              body: lines 13-13 indent="" body_indent="    "
+            h [async] name@15:10/10
+              sig: "async def h():"
+              doc: Single prefix="" "After two errors." @16:4/4-16:23/23
+              body: lines 16-16 indent="" body_indent="    "
         "#]],
     );
 }
@@ -325,6 +526,23 @@ class K:
     async def n(self): return 1
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            f [] name@1:4/4
+              sig: "def f():"
+              doc: none
+              body: lines 1-1 indent="" body_indent="    "
+            g [] name@2:4/4
+              sig: "def g():"
+              doc: Double prefix="" "Doc on the def line." @2:9/9-2:31/31
+              body: lines 2-2 indent="" body_indent="    "
+            K.m [method] name@4:8/8
+              sig: "def m(self):"
+              doc: none
+              body: lines 4-4 indent="    " body_indent="        "
+            K.n [async method] name@5:14/14
+              sig: "async def n(self):"
+              doc: none
+              body: lines 5-5 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -345,6 +563,15 @@ class Service:
     def generic[T](self, x: T) -> T: return x
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            Service.call [async method] name@2:14/14
+              sig: "async def call(\n    self,\n    request: \"Request\",  # the request\n    *,\n    timeout: float = 1.0,\n) -> dict[str, int]:"
+              doc: TripleDouble prefix="" "Call the service." @8:8/8-8:31/31
+              body: lines 8-8 indent="    " body_indent="        "
+            Service.generic [method] name@10:8/8
+              sig: "def generic[T](self, x: T) -> T:"
+              doc: none
+              body: lines 10-10 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -379,6 +606,47 @@ def j():  # clarify: ignore-file
     pass
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            a [ignored] name@1:4/4
+              sig: "def a():"
+              doc: none
+              body: lines 2-2 indent="" body_indent="    "
+            b [ignored] name@3:4/4
+              sig: "def b():"
+              doc: none
+              body: lines 4-4 indent="" body_indent="    "
+            c [ignored] name@5:4/4
+              sig: "def c():"
+              doc: none
+              body: lines 6-6 indent="" body_indent="    "
+            d [ignored] name@7:4/4
+              sig: "def d():"
+              doc: none
+              body: lines 8-8 indent="" body_indent="    "
+            e [] name@10:4/4
+              sig: "def e():"
+              doc: none
+              body: lines 11-11 indent="" body_indent="    "
+            f [ignored] name@12:4/4
+              sig: "def f(  # clarify: ignore\n    x,\n):"
+              doc: none
+              body: lines 15-15 indent="" body_indent="    "
+            g [decorated@16:0/0] name@17:4/4
+              sig: "def g():"
+              doc: none
+              body: lines 18-18 indent="" body_indent="    "
+            h [] name@19:4/4
+              sig: "def h():"
+              doc: none
+              body: lines 20-20 indent="" body_indent="    "
+            i [async ignored] name@21:10/10
+              sig: "async def i():"
+              doc: none
+              body: lines 22-22 indent="" body_indent="    "
+            j [] name@23:4/4
+              sig: "def j():"
+              doc: none
+              body: lines 24-24 indent="" body_indent="    "
         "#]],
     );
 }
@@ -388,22 +656,30 @@ fn ignore_file_pragma() {
     check(
         "#!/usr/bin/env python\n# -*- coding: utf-8 -*-\n#   clarify :ignore-file\ndef f():\n    pass\n",
         expect![[r#"
+            ignore_file=true syntax_errors=false []
+            f [] name@3:4/4
+              sig: "def f():"
+              doc: none
+              body: lines 4-4 indent="" body_indent="    "
         "#]],
     );
     check(
         "# clarify: ignore - file\n",
         expect![[r#"
+            ignore_file=true syntax_errors=false []
         "#]],
     );
     // Only comments before the first statement count.
     check(
         "import os\n# clarify: ignore-file\n",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
         "#]],
     );
     check(
         "\"\"\"Module docstring.\"\"\"\n# clarify: ignore-file\n",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
         "#]],
     );
 }
@@ -438,6 +714,39 @@ for _ in range(3):
         pass
 "#,
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            a [] name@2:8/8
+              sig: "def a():"
+              doc: none
+              body: lines 3-3 indent="    " body_indent="        "
+            b [] name@5:8/8
+              sig: "def b():"
+              doc: none
+              body: lines 6-6 indent="    " body_indent="        "
+            c [] name@8:8/8
+              sig: "def c():"
+              doc: none
+              body: lines 9-9 indent="    " body_indent="        "
+            d [] name@11:8/8
+              sig: "def d():"
+              doc: none
+              body: lines 12-12 indent="    " body_indent="        "
+            e [] name@14:8/8
+              sig: "def e():"
+              doc: none
+              body: lines 15-15 indent="    " body_indent="        "
+            f [] name@17:8/8
+              sig: "def f():"
+              doc: none
+              body: lines 18-18 indent="    " body_indent="        "
+            g [] name@20:8/8
+              sig: "def g():"
+              doc: none
+              body: lines 21-21 indent="    " body_indent="        "
+            h [] name@23:8/8
+              sig: "def h():"
+              doc: none
+              body: lines 24-24 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -447,6 +756,51 @@ fn fixture_sample() {
     check(
         include_str!("fixtures/python/sample.py"),
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            plain [] name@7:4/4
+              sig: "def plain(a, b=1, *args, key: str = \"k\", **kwargs) -> None:"
+              doc: TripleDouble prefix="" "Plain function.\n\nArgs:\n    a: the first.\n    b: the second." @8:4/4-13:7/7
+              body: lines 8-14 indent="" body_indent="    "
+            fetch [async] name@17:10/10
+              sig: "async def fetch(url: str) -> bytes:"
+              doc: TripleSingle prefix="" "Fetch *url*." @18:4/4-18:22/22
+              body: lines 18-23 indent="" body_indent="    "
+            fetch.retry [async] name@20:14/14
+              sig: "async def retry():"
+              doc: none
+              body: lines 21-21 indent="    " body_indent="        "
+            cached [decorated@26:0/0] name@28:4/4
+              sig: "def cached(n):"
+              doc: Double prefix="" "Cached." @29:4/4-29:13/13
+              body: lines 29-30 indent="" body_indent="    "
+            Shape.area [method] name@36:8/8
+              sig: "def area(self) -> float:"
+              doc: TripleDouble prefix="" "The area." @37:8/8-37:23/23
+              body: lines 37-38 indent="    " body_indent="        "
+            Shape.name [method decorated@40:4/4] name@41:8/8
+              sig: "def name(self):"
+              doc: none
+              body: lines 42-42 indent="    " body_indent="        "
+            Shape.Meta.describe [method] name@45:12/12
+              sig: "def describe(cls):"
+              doc: TripleDouble prefix="" "Describe\nthe meta class." @46:12/12-47:30/30
+              body: lines 46-52 indent="        " body_indent="            "
+            Shape.Meta.describe.helper [] name@49:16/16
+              sig: "def helper():"
+              doc: Double prefix="" "inner helper" @50:16/16-50:30/30
+              body: lines 50-50 indent="            " body_indent="                "
+            conditional [] name@56:8/8
+              sig: "def conditional():"
+              doc: TripleDouble prefix="" "Defined under if." @57:8/8-57:31/31
+              body: lines 57-57 indent="    " body_indent="        "
+            in_try [] name@60:12/12
+              sig: "def in_try():"
+              doc: none
+              body: lines 61-61 indent="        " body_indent="            "
+            in_except [] name@63:12/12
+              sig: "def in_except():"
+              doc: none
+              body: lines 64-64 indent="        " body_indent="            "
         "#]],
     );
 }
@@ -456,16 +810,27 @@ fn incomplete_definitions() {
     check(
         "def f(\n",
         expect![[r#"
+            ignore_file=false syntax_errors=true ["0:0/0-0:6/6"]
         "#]],
     );
     check(
         "def f():",
         expect![[r#"
+            ignore_file=false syntax_errors=false []
+            f [] name@0:4/4
+              sig: "def f():"
+              doc: none
+              body: lines 0-0 indent="" body_indent="    "
         "#]],
     );
     check(
         "def f():\n    \"\"\"Unterminated docstring\n",
         expect![[r#"
+            ignore_file=false syntax_errors=true ["1:4/4-1:19/19"]
+            f [] name@0:4/4
+              sig: "def f():"
+              doc: none
+              body: lines 1-1 indent="" body_indent="    "
         "#]],
     );
 }
@@ -529,12 +894,12 @@ fn problem_docstring_containing_triple_quotes() {
 #[test]
 fn problem_multiline_signature_in_class() {
     let parsed = extract(
-        "class C:\n    @property\n    def f(\n        self,\n        x: int,\n    ) -> int:  # note\n        \"\"\"Summary.\n\n          Indented detail.\n        \"\"\"\n        return x\n",
+        "class C:\n    @property\n    def f(\n        self,\n        x: int,\n    ) -> int:  # note\n        \"\"\"Summary.\n\n        Detail:\n          indented.\n        \"\"\"\n        return x\n",
     );
     let f = &parsed.functions[0];
     assert_eq!(
         f.problem(),
-        "def f(\n    self,\n    x: int,\n) -> int:\n    \"\"\"Summary.\n\n      Indented detail.\n    \"\"\"\n"
+        "def f(\n    self,\n    x: int,\n) -> int:\n    \"\"\"Summary.\n\n    Detail:\n      indented.\n    \"\"\"\n"
     );
 }
 
@@ -554,7 +919,7 @@ fn hash_is_stable_across_reformatting() {
         "def f(x): '''doc'''\n",
         "@decorator\ndef f(x):  # trailing comment\n    \"\"\"\n    doc\n    \"\"\"\n",
         "class C:\n    def f(x):\n        r\"\"\"doc\"\"\"\n",
-        "if True:\n\tdef f(x):\n\t\t\"\"\"doc\n\t\t\"\"\"\n",
+        "if True:\n\tdef f(x):\n\t\t\"\"\"doc\"\"\"\n",
     ] {
         assert_eq!(hash_of(same), base, "{same:?}");
     }
@@ -565,6 +930,9 @@ fn hash_is_stable_across_reformatting() {
         "def f(y):\n    \"\"\"doc\"\"\"\n",
         "def f(x):\n    pass\n",
         "async def f(x):\n    \"\"\"doc\"\"\"\n",
+        // Exactly like inspect.cleandoc(), a whitespace-only last line is kept when no
+        // other line sets the margin: the text is "doc\n    ".
+        "def f(x):\n    \"\"\"doc\n    \"\"\"\n",
     ] {
         assert_ne!(hash_of(different), base, "{different:?}");
     }

@@ -8,7 +8,12 @@ use serde_json::Value;
 
 fn model_path() -> PathBuf {
     let path = settings::resolve_model(None, None).path;
-    assert!(path.is_file(), "model not found at {}: {}", path.display(), settings::INSTALL_HINT);
+    assert!(
+        path.is_file(),
+        "model not found at {}: {}",
+        path.display(),
+        settings::INSTALL_HINT
+    );
     path
 }
 
@@ -25,7 +30,10 @@ impl Fixture {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         }
-        Fixture { dir, cache: tempfile::tempdir().unwrap() }
+        Fixture {
+            dir,
+            cache: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self) -> &Path {
@@ -53,7 +61,11 @@ impl Fixture {
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
     })
 }
 
@@ -92,7 +104,15 @@ fn text_output_exit_code_and_cache() {
     assert!(lines[0][prefix.len() + 4..].starts_with("] "), "{stdout}");
 
     // JSON, second run: everything from the cache, no inference at all.
-    let out = f.check(&["--threshold", "0", "--max-tokens", "12", "--format", "json", "."]);
+    let out = f.check(&[
+        "--threshold",
+        "0",
+        "--max-tokens",
+        "12",
+        "--format",
+        "json",
+        ".",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let report = json(&out);
     let stats = &report["stats"];
@@ -114,8 +134,20 @@ fn text_output_exit_code_and_cache() {
     assert_eq!(report["errors"], serde_json::json!([]));
 
     // An edited docstring is a new function to the cache: exactly one decision.
-    std::fs::write(f.path().join("pkg/vague.py"), VAGUE.replace("properly", "carefully")).unwrap();
-    let out = f.check(&["--threshold", "0", "--max-tokens", "12", "--format", "json", "."]);
+    std::fs::write(
+        f.path().join("pkg/vague.py"),
+        VAGUE.replace("properly", "carefully"),
+    )
+    .unwrap();
+    let out = f.check(&[
+        "--threshold",
+        "0",
+        "--max-tokens",
+        "12",
+        "--format",
+        "json",
+        ".",
+    ]);
     let report = json(&out);
     assert_eq!(report["stats"]["cache_hits"], 0);
     assert_eq!(report["stats"]["inference"]["decided"], 1);
@@ -131,9 +163,15 @@ fn nothing_flagged_is_exit_zero_and_bad_files_are_warnings() {
     let f = Fixture::new(&[
         ("plain.py", b"def helper(x):\n    return x\n"),
         ("latin1.py", b"def f():\n    \"\"\"Caf\xe9.\"\"\"\n"),
-        ("broken.py", b"def broken(:\n    pass\n\ndef fine(x):\n    return x\n"),
+        (
+            "broken.py",
+            b"def broken(:\n    pass\n\ndef fine(x):\n    return x\n",
+        ),
         ("big.py", big.as_bytes()),
-        ("skip.py", b"# clarify: ignore-file\ndef f(x):\n    \"\"\"Do it.\"\"\"\n"),
+        (
+            "skip.py",
+            b"# clarify: ignore-file\ndef f(x):\n    \"\"\"Do it.\"\"\"\n",
+        ),
         ("ignored/.gitignore", b"*.py\n"),
         ("ignored/gen.py", b"def f(x):\n    \"\"\"Do it.\"\"\"\n"),
     ]);
@@ -141,9 +179,18 @@ fn nothing_flagged_is_exit_zero_and_bad_files_are_warnings() {
     let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     let warnings = report["warnings"].to_string();
-    assert!(warnings.contains("latin1.py: skipped, not valid UTF-8"), "{warnings}");
-    assert!(warnings.contains("big.py: skipped") && warnings.contains("--max-file-size"), "{warnings}");
-    assert!(warnings.contains("broken.py: has syntax errors"), "{warnings}");
+    assert!(
+        warnings.contains("latin1.py: skipped, not valid UTF-8"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("big.py: skipped") && warnings.contains("--max-file-size"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("broken.py: has syntax errors"),
+        "{warnings}"
+    );
     // plain, broken (both of its functions), skip; gen.py is git-ignored.
     assert_eq!(report["stats"]["files"], 3);
     assert_eq!(report["stats"]["analyzed"], 0);
@@ -156,13 +203,20 @@ fn errors_exit_two_with_a_message_that_says_what_to_do() {
 
     let out = f.check(&["missing_dir"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("missing_dir: no such file or directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("missing_dir: no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
 
     // Missing model: the message names the variable that set it.
     let out = f.check_with_model(&["a.py"], &f.path().join("nope.gguf"));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("model not found") && err.contains("nope.gguf"), "{err}");
+    assert!(
+        err.contains("model not found") && err.contains("nope.gguf"),
+        "{err}"
+    );
 
     // A directory given as the model.
     let out = f.check_with_model(&["a.py"], f.path());
@@ -176,21 +230,38 @@ fn errors_exit_two_with_a_message_that_says_what_to_do() {
     let out = f.check_with_model(&["a.py"], &truncated);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("cut.gguf") && err.contains("truncated"),
+        "{err}"
+    );
 
     // Bad flag values.
     let out = f.check(&["--threshold", "7", "a.py"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("threshold must be between 0 and 1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("threshold must be between 0 and 1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn config_file_sets_the_threshold() {
-    let f = Fixture::new(&[("a.py", VAGUE.as_bytes()), ("clarifycoder.toml", b"threshold = 1.0\nmax_tokens = 8\nshiny = true\n")]);
+    let f = Fixture::new(&[
+        ("a.py", VAGUE.as_bytes()),
+        (
+            "clarifycoder.toml",
+            b"threshold = 1.0\nmax_tokens = 8\nshiny = true\n",
+        ),
+    ]);
     // p_ask never reaches 1.0 exactly, so nothing is flagged; the unknown key is a warning.
     let out = f.check(&["a.py"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unknown key `shiny`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown key `shiny`"),
+        "{}",
+        stderr(&out)
+    );
     // The flag beats the file.
     let out = f.check(&["--threshold", "0", "a.py"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -1,0 +1,17 @@
+# The two commands of the README: `make demo` and `make test`. Both set the machine up first.
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+# Check the bundled examples with the embedded default model. Exit code 1 means "something was
+# flagged", which is what the demo is for.
+demo: setup
+	./target/release/clarifycoder check examples/ || [ $$? -eq 1 ]
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+test: lint
+	cargo test --release --workspace
