@@ -187,9 +187,9 @@ fn escape_docstring_text(text: &str) -> String {
     out
 }
 
-/// Python's `inspect.cleandoc()` (CPython 3.11 semantics): expand tabs to 8 columns,
-/// strip the first line's leading whitespace, remove the common indentation of the
-/// other non-blank lines, and drop leading and trailing empty lines.
+/// Python's `inspect.cleandoc()`: expand tabs to 8 columns, strip the first line's leading
+/// whitespace, remove the common indentation of the other non-blank lines, and drop blank lines at
+/// both ends (whitespace-only lines count as blank; CPython 3.11 keeps a trailing one).
 pub fn cleandoc(doc: &str) -> String {
     let expanded = expand_tabs(doc);
     let mut lines: Vec<&str> = expanded.split('\n').collect();
@@ -209,13 +209,13 @@ pub fn cleandoc(doc: &str) -> String {
             };
         }
     }
-    while lines.last().is_some_and(|l| l.is_empty()) {
+    // Unlike CPython 3.11 (like the docstrings Python 3.13 compiles), whitespace-only lines at the
+    // ends count as blank: `"""Summary.\n    """` is "Summary.".
+    let blank = |l: &&str| l.chars().all(py_isspace);
+    while lines.last().is_some_and(|l| blank(&l)) {
         lines.pop();
     }
-    let first = lines
-        .iter()
-        .position(|l| !l.is_empty())
-        .unwrap_or(lines.len());
+    let first = lines.iter().position(|l| !blank(l)).unwrap_or(lines.len());
     lines[first..].join("\n")
 }
 
@@ -487,19 +487,36 @@ fn recover(
         let mut changed = false;
         for &(start, end) in &errors {
             let first_line = index.line_of(start);
-            let candidate = (first_line + 1..index.line_starts.len())
+            let mut candidates = (first_line + 1..index.line_starts.len())
                 .map(|line| (line, index.line_start(line)))
                 .take_while(|&(_, line_start)| line_start < end)
-                .find(|&(line, line_start)| {
+                .filter(|&(line, line_start)| {
                     !found_lines.contains(&line) && starts_definition(&source[line_start..])
-                });
-            if let Some((_, line_start)) = candidate {
-                for b in &mut masked[start.min(line_start)..line_start] {
-                    if *b != b'\n' {
-                        *b = b' ';
+                })
+                .peekable();
+            let Some(&(_, first_candidate)) = candidates.peek() else {
+                continue;
+            };
+            // Blank the broken lines up to a definition but keep class headers, so that the
+            // methods after the error keep their class; blank everything if that is not enough.
+            let broken_lines = |candidate_line: usize, candidate_start: usize| {
+                (first_line..candidate_line)
+                    .filter(|&line| !starts_class(&source[index.line_start(line)..]))
+                    .map(move |line| {
+                        start.max(index.line_start(line))
+                            ..index.line_start(line + 1).min(candidate_start)
+                    })
+            };
+            let keeping_classes = candidates.find(|&(line, line_start)| {
+                broken_lines(line, line_start).any(|range| needs_blanking(&masked[range]))
+            });
+            match keeping_classes {
+                Some((line, line_start)) => {
+                    for range in broken_lines(line, line_start) {
+                        changed |= blank(&mut masked[range]);
                     }
                 }
-                changed = true;
+                None => changed |= blank(&mut masked[start.min(first_candidate)..first_candidate]),
             }
         }
         if !changed {
@@ -525,6 +542,29 @@ fn recover(
         }
         errors = outermost(scan.errors);
     }
+}
+
+/// Whether [`blank`] would change anything.
+fn needs_blanking(bytes: &[u8]) -> bool {
+    bytes.iter().any(|b| !matches!(b, b'\n' | b' '))
+}
+
+/// Replaces everything but newlines with spaces; returns whether anything changed.
+fn blank(bytes: &mut [u8]) -> bool {
+    let changed = needs_blanking(bytes);
+    for b in bytes {
+        if *b != b'\n' {
+            *b = b' ';
+        }
+    }
+    changed
+}
+
+/// Whether a line starts (after indentation) with `class`.
+fn starts_class(line: &str) -> bool {
+    let line = line.trim_start_matches([' ', '\t', '\x0c']);
+    line.strip_prefix("class")
+        .is_some_and(|rest| rest.starts_with([' ', '\t', '\x0c']))
 }
 
 /// Whether a line starts (after indentation) with `def`, `async def`, `class` or a decorator.
@@ -583,9 +623,7 @@ impl<'t> Scan<'t> {
             if node.is_error() || node.is_missing() {
                 scan.errors.push((node.start_byte(), node.end_byte()));
             } else if node.has_error() {
-                if let Some(region) = hidden_error(node, index) {
-                    scan.errors.push(region);
-                }
+                hidden_errors(node, index, &mut scan.errors);
             }
             if cursor.goto_first_child() {
                 continue;
@@ -608,17 +646,18 @@ impl<'t> Scan<'t> {
     }
 }
 
-/// The error of a node whose error is invisible: a missing hidden token such as a
-/// newline, which tree-sitter's API does not expose. `None` when a visible child has the error.
-fn hidden_error(node: Node, index: &LineIndex) -> Option<(usize, usize)> {
+/// Locates the errors of a node whose error is invisible: a missing hidden token such as a
+/// newline, which tree-sitter's API does not expose. Nothing when a visible child has the error.
+fn hidden_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, usize)>) {
     let mut cursor = node.walk();
     let children: Vec<Node> = node.children(&mut cursor).collect();
     if children
         .iter()
         .any(|c| c.has_error() || c.is_error() || c.is_missing())
     {
-        return None;
+        return;
     }
+    let found = errors.len();
     if matches!(node.kind(), "module" | "block") {
         // Most likely a missing newline between two statements on one line.
         let code: Vec<&Node> = children.iter().filter(|c| c.kind() != "comment").collect();
@@ -646,11 +685,13 @@ fn hidden_error(node: Node, index: &LineIndex) -> Option<(usize, usize)> {
                     | ";"
             );
             if same_line && next.kind() != ";" && (prev.kind() != ";" || compound) {
-                return Some((next.start_byte(), next.start_byte()));
+                errors.push((next.start_byte(), next.start_byte()));
             }
         }
     }
-    Some((node.start_byte(), node.end_byte()))
+    if errors.len() == found {
+        errors.push((node.start_byte(), node.end_byte()));
+    }
 }
 
 fn node_text<'a>(source: &'a str, node: Node) -> &'a str {
@@ -942,7 +983,7 @@ mod tests {
         assert_eq!(cleandoc(""), "");
         assert_eq!(cleandoc("Foo."), "Foo.");
         assert_eq!(cleandoc("\n    Foo.\n\n    Bar.\n    "), "Foo.\n\nBar.");
-        assert_eq!(cleandoc("Foo.\n    "), "Foo.\n    ");
+        assert_eq!(cleandoc("Foo.\n    "), "Foo.");
         assert_eq!(cleandoc("  Foo.\n      a\n    b\n"), "Foo.\n  a\nb");
         assert_eq!(cleandoc("x\n\ta\n        b"), "x\na\nb");
         assert_eq!(cleandoc("x\n  \t a"), "x\na");

@@ -435,9 +435,9 @@ fn tab_indentation() {
 fn unicode_columns() {
     // Emoji are 4 UTF-8 bytes / 2 UTF-16 units, CJK 3 bytes / 1 unit.
     check(
-        "x = '😀'; def f(): pass\nclass 类:\n    def 方法(self):\n        \"\"\"Ünïcode 😀 文档\n        第二行 🎉\"\"\"\n",
+        "x = '😀'; def f(): pass\nclass 类:\n    def 方法(self):\n        \"\"\"Ünïcode 😀 文档\n        第二行 🎉\"\"\"\n中文 = 1; def h(): '文档 😀'\n",
         expect![[r#"
-            ignore_file=false syntax_errors=true ["0:12/10-0:12/10"]
+            ignore_file=false syntax_errors=true ["0:12/10-0:12/10", "5:12/8-5:12/8"]
             f [] name@0:16/14
               sig: "def f():"
               doc: none
@@ -446,6 +446,10 @@ fn unicode_columns() {
               sig: "def 方法(self):"
               doc: TripleDouble prefix="" "Ünïcode 😀 文档\n第二行 🎉" @3:8/8-4:25/17
               body: lines 3-4 indent="    " body_indent="        "
+            h [] name@5:16/12
+              sig: "def h():"
+              doc: Single prefix="" "文档 😀" @5:21/17-5:34/24
+              body: lines 5-5 indent="" body_indent="    "
         "#]],
     );
 }
@@ -495,7 +499,7 @@ async def h():
 "#,
         expect![[r#"
             ignore_file=false syntax_errors=true ["1:0/0-17:0/0"]
-            good [decorated@4:4/4] name@5:8/8
+            A.good [method decorated@4:4/4] name@5:8/8
               sig: "def good(self):"
               doc: TripleDouble prefix="" "Good." @6:8/8-6:19/19
               body: lines 6-6 indent="    " body_indent="        "
@@ -511,6 +515,24 @@ async def h():
               sig: "async def h():"
               doc: Single prefix="" "After two errors." @16:4/4-16:23/23
               body: lines 16-16 indent="" body_indent="    "
+        "#]],
+    );
+}
+
+#[test]
+fn syntax_error_keeps_class_context() {
+    check(
+        "class A:\n    x = (\n    def good(self):\n        pass\n\nclass B(:\n    def m(self): pass\n",
+        expect![[r#"
+            ignore_file=false syntax_errors=true ["1:4/4-1:9/9", "5:7/7-5:8/8"]
+            A.good [method] name@2:8/8
+              sig: "def good(self):"
+              doc: none
+              body: lines 3-3 indent="    " body_indent="        "
+            B.m [method] name@6:8/8
+              sig: "def m(self):"
+              doc: none
+              body: lines 6-6 indent="    " body_indent="        "
         "#]],
     );
 }
@@ -835,6 +857,45 @@ fn incomplete_definitions() {
     );
 }
 
+#[test]
+fn odd_characters() {
+    // A lone CR is a line break for Python (but not a line for positions).
+    check(
+        "def f(a,\r      b):\r    '''One.\r\r    Two.'''\r",
+        expect![[r#"
+            ignore_file=false syntax_errors=false []
+            f [] name@0:4/4
+              sig: "def f(a,\n      b):"
+              doc: TripleSingle prefix="" "One.\n\nTwo." @0:23/23-0:43/43
+              body: lines 0-0 indent="" body_indent="    "
+        "#]],
+    );
+    check(
+        "def f(\u{0}):\n    'nul \u{0} inside'\n\u{0}\ndef g(): pass\n",
+        expect![[r#"
+            ignore_file=false syntax_errors=true ["0:6/6-0:7/7", "1:4/4-1:18/18", "2:0/0-2:1/1"]
+            f [] name@0:4/4
+              sig: "def f(\0):"
+              doc: none
+              body: lines 1-1 indent="" body_indent="    "
+            g [] name@3:4/4
+              sig: "def g():"
+              doc: none
+              body: lines 3-3 indent="" body_indent="    "
+        "#]],
+    );
+    check(
+        "\u{feff}def f():\n    \"\"\"BOM before def.\"\"\"\n",
+        expect![[r#"
+            ignore_file=false syntax_errors=false []
+            f [] name@0:7/5
+              sig: "def f():"
+              doc: TripleDouble prefix="" "BOM before def." @1:4/4-1:25/25
+              body: lines 1-1 indent="" body_indent="    "
+        "#]],
+    );
+}
+
 // ---------------------------------------------------------------------------
 // problem() text
 
@@ -920,6 +981,8 @@ fn hash_is_stable_across_reformatting() {
         "@decorator\ndef f(x):  # trailing comment\n    \"\"\"\n    doc\n    \"\"\"\n",
         "class C:\n    def f(x):\n        r\"\"\"doc\"\"\"\n",
         "if True:\n\tdef f(x):\n\t\t\"\"\"doc\"\"\"\n",
+        // Closing quotes on their own line: the whitespace-only last line is blank.
+        "def f(x):\n    \"\"\"doc\n    \"\"\"\n",
     ] {
         assert_eq!(hash_of(same), base, "{same:?}");
     }
@@ -930,9 +993,6 @@ fn hash_is_stable_across_reformatting() {
         "def f(y):\n    \"\"\"doc\"\"\"\n",
         "def f(x):\n    pass\n",
         "async def f(x):\n    \"\"\"doc\"\"\"\n",
-        // Exactly like inspect.cleandoc(), a whitespace-only last line is kept when no
-        // other line sets the margin: the text is "doc\n    ".
-        "def f(x):\n    \"\"\"doc\n    \"\"\"\n",
     ] {
         assert_ne!(hash_of(different), base, "{different:?}");
     }

@@ -79,7 +79,8 @@ pub struct LlamaEngine {
     counters: Arc<Counters>,
 }
 
-fn backend() -> Result<&'static LlamaBackend, EngineError> {
+/// The process-wide llama.cpp backend (llama.cpp allows one initialisation per process).
+pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -524,15 +525,19 @@ impl<'m> State<'m> {
                 break FinishReason::Length;
             }
             cancel.check()?;
-            let mut logits = self.ctx.get_logits_ith(-1).to_vec();
-            if produced == 0 && req.forbid_code_start {
-                for (l, &is_code) in logits.iter_mut().zip(&self.code_start) {
+            let logits = self.ctx.get_logits_ith(-1);
+            let index = if produced == 0 && req.forbid_code_start {
+                let mut masked = logits.to_vec();
+                for (l, &is_code) in masked.iter_mut().zip(&self.code_start) {
                     if is_code {
                         *l = f32::NEG_INFINITY;
                     }
                 }
-            }
-            let token = LlamaToken(sample(&logits, req.temperature, &mut rng) as i32);
+                sample(&masked, req.temperature, &mut rng)
+            } else {
+                sample(logits, req.temperature, &mut rng)
+            };
+            let token = LlamaToken(index as i32);
             produced += 1;
             if vocab.is_eog(token) {
                 break FinishReason::EndOfGeneration;
