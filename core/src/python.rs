@@ -212,7 +212,7 @@ pub fn cleandoc(doc: &str) -> String {
     // Unlike CPython 3.11 (like the docstrings Python 3.13 compiles), whitespace-only lines at the
     // ends count as blank: `"""Summary.\n    """` is "Summary.".
     let blank = |l: &&str| l.chars().all(py_isspace);
-    while lines.last().is_some_and(|l| blank(l)) {
+    while lines.last().is_some_and(&blank) {
         lines.pop();
     }
     let first = lines.iter().position(|l| !blank(l)).unwrap_or(lines.len());
