@@ -257,3 +257,106 @@ fn bad_model_files_are_clear_errors() {
     let err = LlamaEngine::load(config).err().unwrap();
     assert!(err.to_string().contains("not a LoRA adapter"), "{err}");
 }
+
+/// Writes a LoRA adapter for the default model touching `blk.0.attn_q` and `blk.0.ffn_up`, in
+/// llama.cpp's layout: `lora_a` is [r, in] and `lora_b` is [out, r] (GGUF dims innermost first).
+fn write_adapter(path: &std::path::Path, b_scale: f32) {
+    use clarifycoder_core::gguf::{self, Value};
+    let info = gguf::read(&model_path()).unwrap();
+    let rank = 4u64;
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut random = |n: u64, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    };
+    let mut tensors = Vec::new();
+    let mut names = Vec::new();
+    for base in ["blk.0.attn_q.weight", "blk.0.ffn_up.weight"] {
+        let t = info.tensors.iter().find(|t| t.name == base).unwrap();
+        let (n_in, n_out) = (t.dims[0], t.dims[1]);
+        names.push((
+            format!("{base}.lora_a"),
+            vec![n_in, rank],
+            random(n_in * rank, 0.5),
+        ));
+        names.push((
+            format!("{base}.lora_b"),
+            vec![rank, n_out],
+            random(rank * n_out, b_scale),
+        ));
+    }
+    for (name, dims, data) in &names {
+        tensors.push((name.as_str(), dims.clone(), data.clone()));
+    }
+    gguf::write_f32(
+        path,
+        &[
+            (
+                "general.architecture",
+                Value::Str(info.architecture().unwrap().into()),
+            ),
+            ("general.type", Value::Str("adapter".into())),
+            ("adapter.type", Value::Str("lora".into())),
+            ("adapter.lora.alpha", Value::Float(rank as f64)),
+        ],
+        &tensors,
+    )
+    .unwrap();
+}
+
+#[test]
+fn lora_adapter_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zero, random) = (dir.path().join("zero.gguf"), dir.path().join("random.gguf"));
+    write_adapter(&zero, 0.0);
+    write_adapter(&random, 0.5);
+    let prompts = [round1(VAGUE)];
+    let cancel = CancelToken::new();
+    let base = engine().decide(&prompts, &cancel).unwrap()[0];
+    let with = |path: &std::path::Path| {
+        let mut config = LlamaConfig::new(model_path());
+        config.adapter = Some(path.to_path_buf());
+        let e = LlamaEngine::load(config).expect("adapter loads");
+        assert_eq!(e.info().adapter.as_deref(), Some(path.to_str().unwrap()));
+        e.decide(&prompts, &cancel).unwrap()[0]
+    };
+    // lora_b = 0 leaves the model unchanged; a random adapter changes its distribution.
+    let same = with(&zero);
+    assert!(
+        (same.p_code - base.p_code).abs() < 1e-4,
+        "{same:?} vs {base:?}"
+    );
+    let changed = with(&random);
+    assert!(
+        (changed.p_code - base.p_code).abs() > 1e-4,
+        "{changed:?} vs {base:?}"
+    );
+
+    // An adapter for another architecture is refused before llama.cpp sees it.
+    let other = dir.path().join("other.gguf");
+    clarifycoder_core::gguf::write_f32(
+        &other,
+        &[
+            (
+                "general.architecture",
+                clarifycoder_core::gguf::Value::Str("llama".into()),
+            ),
+            (
+                "general.type",
+                clarifycoder_core::gguf::Value::Str("adapter".into()),
+            ),
+        ],
+        &[],
+    )
+    .unwrap();
+    let mut config = LlamaConfig::new(model_path());
+    config.adapter = Some(other);
+    let err = LlamaEngine::load(config).err().unwrap();
+    assert!(err.to_string().contains("architecture 'llama'"), "{err}");
+}
