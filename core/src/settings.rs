@@ -70,6 +70,14 @@ pub struct Settings {
     /// Most tokens generated for the questions of one function.
     #[serde(alias = "max_tokens")]
     pub max_tokens: Option<usize>,
+    /// Language server: diagnostic severity (`error`, `warning`, `information`, `hint`).
+    pub severity: Option<String>,
+    /// Language server: milliseconds to wait after an edit before analysing.
+    #[serde(alias = "debounce_ms")]
+    pub debounce_ms: Option<u64>,
+    /// Language server: one diagnostic per question instead of one per function.
+    #[serde(alias = "per_question")]
+    pub per_question: Option<bool>,
     /// Keys we do not know; reported as warnings, never fatal.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
@@ -127,7 +135,10 @@ impl Settings {
             ctx_size,
             threshold,
             max_questions,
-            max_tokens
+            max_tokens,
+            severity,
+            debounce_ms,
+            per_question
         );
         for (k, v) in fallback.unknown {
             self.unknown.entry(k).or_insert(v);

@@ -166,6 +166,11 @@ impl Analyzer {
         Ok(questions)
     }
 
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.options

@@ -4,6 +4,7 @@
 mod analysis;
 mod backend;
 mod check;
+mod lsp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,18 @@ enum Command {
     /// Check Python files and report functions whose docstring the model would rather ask about
     /// than implement. Exit code: 0 nothing flagged, 1 something flagged, 2 errors.
     Check(CheckCli),
+    /// Run the language server (stdio by default).
+    Serve(ServeCli),
+}
+
+#[derive(Args)]
+struct ServeCli {
+    /// Use stdin/stdout (the default; accepted for editors that pass it).
+    #[arg(long)]
+    stdio: bool,
+    /// Listen on a TCP address instead, e.g. 127.0.0.1:9257.
+    #[arg(long, conflicts_with = "stdio")]
+    listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -153,6 +166,26 @@ impl ModelArgs {
 fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => {
+            // Logs go to stderr; stdout belongs to the protocol.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("CLARIFYCODER_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .init();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            match args.listen {
+                Some(addr) => runtime.block_on(lsp::serve_tcp(&addr))?,
+                None => runtime.block_on(lsp::serve_stdio()),
+            }
+            Ok(0)
+        }
         Command::Check(args) => {
             let config = args.model.config_file()?;
             let mut explicit = args.model.settings();

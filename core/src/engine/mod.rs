@@ -84,7 +84,8 @@ impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
-    pub(crate) fn check(&self) -> Result<(), EngineError> {
+    /// `Err(Cancelled)` once cancellation was requested.
+    pub fn check(&self) -> Result<(), EngineError> {
         if self.is_cancelled() {
             Err(EngineError::Cancelled)
         } else {

@@ -1,0 +1,197 @@
+//! Open documents: a rope, its version, and position conversion in the negotiated encoding.
+//!
+//! Lines end at '\n' only (a '\r' before it belongs to the line), which is how tree-sitter and
+//! therefore `core::python` count lines. Out-of-range positions are clamped, never a panic.
+
+use ropey::Rope;
+
+use super::types::{Position, Range, TextDocumentContentChangeEvent};
+
+/// How `Position::character` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 code units (bytes); used when the client offers it.
+    Utf8,
+    /// UTF-16 code units: the LSP default.
+    Utf16,
+}
+
+/// One open document.
+#[derive(Debug, Clone)]
+pub struct Document {
+    rope: Rope,
+    /// The client's version of this text.
+    pub version: i32,
+}
+
+impl Document {
+    /// A document with its first text.
+    pub fn new(text: &str, version: i32) -> Document {
+        Document {
+            rope: Rope::from_str(text),
+            version,
+        }
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> String {
+        self.rope.to_string()
+    }
+
+    /// Applies `didChange` content changes in order. Returns how many positions were out of range
+    /// and clamped.
+    pub fn apply(
+        &mut self,
+        changes: &[TextDocumentContentChangeEvent],
+        version: i32,
+        enc: Encoding,
+    ) -> usize {
+        let mut clamped = 0;
+        for change in changes {
+            match change.range {
+                None => self.rope = Rope::from_str(&change.text),
+                Some(range) => {
+                    let (start, c1) = self.char_index(range.start, enc);
+                    let (end, c2) = self.char_index(range.end, enc);
+                    clamped += c1 as usize + c2 as usize;
+                    let (start, end) = if start <= end {
+                        (start, end)
+                    } else {
+                        (end, start)
+                    };
+                    self.rope.remove(start..end);
+                    self.rope.insert(start, &change.text);
+                }
+            }
+        }
+        self.version = version;
+        clamped
+    }
+
+    /// The char index of a position, clamped into the text; the flag says whether it was clamped.
+    pub fn char_index(&self, pos: Position, enc: Encoding) -> (usize, bool) {
+        let lines = self.rope.len_lines();
+        let line = pos.line as usize;
+        if line >= lines {
+            return (self.rope.len_chars(), true);
+        }
+        let line_start = self.rope.line_to_char(line);
+        let slice = self.rope.line(line);
+        // The line without its '\n' (a '\r' before it counts as a character, as in tree-sitter).
+        let mut len = slice.len_chars();
+        if len > 0 && slice.char(len - 1) == '\n' {
+            len -= 1;
+        }
+        let want = pos.character as usize;
+        let mut units = 0;
+        for (i, c) in slice.chars().take(len).enumerate() {
+            if units >= want {
+                return (line_start + i, units > want);
+            }
+            units += match enc {
+                Encoding::Utf8 => c.len_utf8(),
+                Encoding::Utf16 => c.len_utf16(),
+            };
+        }
+        (line_start + len, units < want)
+    }
+
+    /// The LSP position of a byte offset in the text.
+    pub fn position_of_byte(&self, byte: usize, enc: Encoding) -> Position {
+        let byte = byte.min(self.rope.len_bytes());
+        let char_idx = self.rope.byte_to_char(byte);
+        let line = self.rope.char_to_line(char_idx);
+        let line_start = self.rope.line_to_char(line);
+        let character: usize = self
+            .rope
+            .slice(line_start..char_idx)
+            .chars()
+            .map(|c| match enc {
+                Encoding::Utf8 => c.len_utf8(),
+                Encoding::Utf16 => c.len_utf16(),
+            })
+            .sum();
+        Position {
+            line: line as u32,
+            character: character as u32,
+        }
+    }
+
+    /// The LSP range of a byte range.
+    pub fn range_of_bytes(&self, start: usize, end: usize, enc: Encoding) -> Range {
+        Range {
+            start: self.position_of_byte(start, enc),
+            end: self.position_of_byte(end, enc),
+        }
+    }
+
+    /// The byte offset of a position (clamped).
+    pub fn byte_of_position(&self, pos: Position, enc: Encoding) -> usize {
+        let (c, _) = self.char_index(pos, enc);
+        self.rope.char_to_byte(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(sl: u32, sc: u32, el: u32, ec: u32, text: &str) -> TextDocumentContentChangeEvent {
+        TextDocumentContentChangeEvent {
+            range: Some(Range {
+                start: Position::new(sl, sc),
+                end: Position::new(el, ec),
+            }),
+            range_length: None,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn utf16_and_utf8_columns() {
+        let mut d = Document::new("a😀b\r\nsecond\n", 1);
+        // '😀' is 2 UTF-16 units and 4 UTF-8 bytes.
+        d.apply(&[change(0, 3, 0, 4, "B")], 2, Encoding::Utf16);
+        assert_eq!(d.text(), "a😀B\r\nsecond\n");
+        d.apply(&[change(0, 5, 0, 6, "C")], 3, Encoding::Utf8);
+        assert_eq!(d.text(), "a😀C\r\nsecond\n");
+        assert_eq!(d.version, 3);
+        assert_eq!(d.position_of_byte(5, Encoding::Utf16), Position::new(0, 3));
+        assert_eq!(d.position_of_byte(5, Encoding::Utf8), Position::new(0, 5));
+        assert_eq!(d.position_of_byte(8, Encoding::Utf16), Position::new(1, 0));
+    }
+
+    #[test]
+    fn out_of_range_positions_are_clamped() {
+        let mut d = Document::new("ab\ncd", 1);
+        let clamped = d.apply(&[change(0, 10, 0, 99, "X")], 2, Encoding::Utf16);
+        assert_eq!(d.text(), "abX\ncd");
+        assert_eq!(clamped, 2);
+        d.apply(&[change(7, 0, 9, 9, "!")], 3, Encoding::Utf16);
+        assert_eq!(d.text(), "abX\ncd!");
+        // Reversed ranges are normalised.
+        d.apply(&[change(1, 2, 0, 1, "")], 4, Encoding::Utf16);
+        assert_eq!(d.text(), "a!");
+        // Inside a surrogate pair: clamped to the character boundary after it.
+        let mut d = Document::new("😀x", 1);
+        d.apply(&[change(0, 1, 0, 1, "Y")], 2, Encoding::Utf16);
+        assert_eq!(d.text(), "😀Yx");
+    }
+
+    #[test]
+    fn deletions_across_lines_and_full_replacement() {
+        let mut d = Document::new("one\r\ntwo\r\nthree", 1);
+        d.apply(&[change(0, 2, 2, 1, "")], 2, Encoding::Utf16);
+        assert_eq!(d.text(), "onhree");
+        d.apply(
+            &[TextDocumentContentChangeEvent {
+                range: None,
+                range_length: None,
+                text: "new".into(),
+            }],
+            3,
+            Encoding::Utf16,
+        );
+        assert_eq!(d.text(), "new");
+    }
+}

@@ -1,0 +1,260 @@
+//! The analysis worker: one thread that owns the backend and runs every model call, fed by a
+//! channel. LSP handlers never call the model; they send jobs here and get events back.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use clarifycoder_core::engine::{CancelToken, EngineError, GenerateRequest};
+use clarifycoder_core::prompt;
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use super::types::Uri;
+use crate::analysis::{Analyzer, Options, Outcome, ResultCache};
+use crate::backend::Plan;
+
+/// A function to analyse: its hash and the problem text the model sees.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// `Function::hash`.
+    pub hash: String,
+    /// `Function::problem()`.
+    pub problem: String,
+}
+
+/// Work for the worker.
+pub enum Job {
+    /// (Re)load the backend from a plan; replies with the outcome.
+    Load(Box<Plan>, Options, oneshot::Sender<Result<String, String>>),
+    /// Analyse the functions of one document version.
+    Analyze {
+        uri: Uri,
+        version: i32,
+        items: Vec<Item>,
+        cancel: CancelToken,
+    },
+    /// Generate an implementation for a problem; replies with the code.
+    Implement {
+        problem: String,
+        cancel: CancelToken,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Replies once every job queued before it is done.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What the worker reports.
+#[derive(Debug)]
+pub enum Event {
+    /// New results for a document version are in the cache.
+    Analyzed { uri: Uri, version: i32 },
+    /// The engine failed (message for the user).
+    EngineError(String),
+}
+
+/// The engine's state, for hover and the status of editors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineState {
+    /// Not loaded yet or loading.
+    Loading,
+    /// Ready, serving this model.
+    Ready(String),
+    /// Could not load; the message says why and what to do.
+    Failed(String),
+}
+
+/// Handle to the worker thread.
+#[derive(Clone)]
+pub struct Worker {
+    jobs: mpsc::Sender<Job>,
+    /// Results shared with the handlers (hover, code actions, diagnostics).
+    pub cache: Arc<Mutex<ResultCache>>,
+    /// Engine state.
+    pub state: Arc<Mutex<EngineState>>,
+    /// Functions sent to the model so far (decisions), for tests and benchmarks.
+    pub decided: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Worker {
+    /// Starts the worker thread.
+    pub fn start(cache: ResultCache, events: tmpsc::UnboundedSender<Event>) -> Worker {
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            jobs: tx,
+            cache: Arc::new(Mutex::new(cache)),
+            state: Arc::new(Mutex::new(EngineState::Loading)),
+            decided: Arc::default(),
+        };
+        let w = worker.clone();
+        std::thread::Builder::new()
+            .name("clarifycoder-analysis".into())
+            .spawn(move || run(rx, w, events))
+            .expect("spawn the analysis thread");
+        worker
+    }
+
+    /// Queues a job. Fails only when the worker thread is gone.
+    pub fn send(&self, job: Job) -> Result<(), String> {
+        self.jobs
+            .send(job)
+            .map_err(|_| "the analysis thread stopped".to_string())
+    }
+}
+
+fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>) {
+    let mut analyzer: Option<Analyzer> = None;
+    let mut plan: Option<(Plan, Options)> = None;
+    let mut pending: std::collections::VecDeque<Job> = Default::default();
+    loop {
+        // Drain the channel so that newer jobs can supersede older ones.
+        let job = match pending.pop_front() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        pending.extend(rx.try_iter());
+        match job {
+            Job::Load(p, options, reply) => {
+                *w.state.lock().unwrap() = EngineState::Loading;
+                let result = load(&p, options);
+                let message = match &result {
+                    Ok(a) => {
+                        let info = a.backend().info().clone();
+                        let m = format!("{} ({})", info.model, info.backend);
+                        *w.state.lock().unwrap() = EngineState::Ready(m.clone());
+                        Ok(m)
+                    }
+                    Err(e) => {
+                        *w.state.lock().unwrap() = EngineState::Failed(e.clone());
+                        Err(e.clone())
+                    }
+                };
+                analyzer = result.ok();
+                plan = Some((*p, options));
+                let _ = reply.send(message);
+            }
+            Job::Analyze {
+                uri,
+                version,
+                items,
+                cancel,
+            } => {
+                // A newer version of the same document is already queued: skip this one.
+                let superseded = pending
+                    .iter()
+                    .any(|j| matches!(j, Job::Analyze { uri: u, version: v, .. } if *u == uri && *v > version));
+                if superseded || cancel.is_cancelled() {
+                    continue;
+                }
+                let Some(a) = analyzer.as_ref() else { continue };
+                match analyze(a, &w, &items, &cancel) {
+                    Ok(()) => {}
+                    Err(EngineError::Cancelled) => {}
+                    Err(EngineError::Stopped(reason)) => {
+                        // The engine thread died: restart it once from the same plan.
+                        tracing::error!("engine stopped ({reason:?}); restarting");
+                        analyzer = plan.as_ref().and_then(|(p, o)| load(p, *o).ok());
+                        if analyzer.is_none() {
+                            let m = "the inference engine stopped and could not be restarted"
+                                .to_string();
+                            *w.state.lock().unwrap() = EngineState::Failed(m.clone());
+                            let _ = events.send(Event::EngineError(m));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = events.send(Event::EngineError(e.to_string()));
+                    }
+                }
+                let _ = events.send(Event::Analyzed { uri, version });
+                if let Err(e) = w.cache.lock().unwrap().save() {
+                    tracing::warn!("cannot write the result cache: {e}");
+                }
+            }
+            Job::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+            Job::Implement {
+                problem,
+                cancel,
+                reply,
+            } => {
+                let result = match analyzer.as_ref() {
+                    None => Err("the model is not loaded".to_string()),
+                    Some(a) => implement(a, &problem, &cancel).map_err(|e| e.to_string()),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+    let _ = w.cache.lock().unwrap().save();
+}
+
+fn load(plan: &Plan, options: Options) -> Result<Analyzer, String> {
+    plan.open()
+        .map(|b| Analyzer::new(b, options))
+        .map_err(|e| format!("{e:#}"))
+}
+
+fn analyze(
+    a: &Analyzer,
+    w: &Worker,
+    items: &[Item],
+    cancel: &CancelToken,
+) -> Result<(), EngineError> {
+    let threshold = a.options().threshold;
+    let undecided: Vec<&Item> = {
+        let cache = w.cache.lock().unwrap();
+        items
+            .iter()
+            .filter(|i| cache.get(&i.hash).is_none())
+            .collect()
+    };
+    for chunk in undecided.chunks(4) {
+        cancel.check()?;
+        let problems: Vec<&str> = chunk.iter().map(|i| i.problem.as_str()).collect();
+        let scores = a.decide(&problems, cancel)?;
+        w.decided
+            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut cache = w.cache.lock().unwrap();
+        for (item, p_ask) in chunk.iter().zip(scores) {
+            cache.put(
+                &item.hash,
+                Outcome {
+                    p_ask,
+                    questions: None,
+                },
+            );
+        }
+    }
+    for item in items {
+        cancel.check()?;
+        let needs = {
+            let cache = w.cache.lock().unwrap();
+            cache
+                .get(&item.hash)
+                .is_some_and(|o| o.p_ask >= threshold && o.questions.is_none())
+        };
+        if needs {
+            let questions = a.questions(&item.problem, cancel)?;
+            let mut cache = w.cache.lock().unwrap();
+            if let Some(mut o) = cache.get(&item.hash).cloned() {
+                o.questions = Some(questions);
+                cache.put(&item.hash, o);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Generates code for a problem, given that the model codes: the prompt is followed by an opening
+/// fence and generation stops at the closing one.
+fn implement(a: &Analyzer, problem: &str, cancel: &CancelToken) -> Result<String, EngineError> {
+    let backend = a.backend();
+    let markup = backend.info().markup;
+    let mut p = prompt::round1(markup, problem);
+    p.text.push_str("```python\n");
+    let mut request = GenerateRequest::greedy(p, markup, 384);
+    request.stop.push("```".into());
+    Ok(backend.generate(&request, cancel)?.text)
+}
