@@ -30,9 +30,9 @@ struct Cli {
 enum Command {
     /// Check Python files and report functions whose docstring the model would rather ask about
     /// than implement. Exit code: 0 nothing flagged, 1 something flagged, 2 errors.
-    Check(CheckCli),
+    Check(Box<CheckCli>),
     /// Run the language server (stdio by default).
-    Serve(ServeCli),
+    Serve(Box<ServeCli>),
 }
 
 #[derive(Args)]

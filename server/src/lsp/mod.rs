@@ -216,11 +216,14 @@ impl ClarifyServer {
         if let Some(old) = st.cancels.insert(uri.clone(), cancel.clone()) {
             old.cancel();
         }
+        let threshold = st.config.options.threshold;
         drop(st);
+        tracing::debug!("analysis queued for {} v{version}", uri.as_str());
         let _ = self.worker.send(Job::Analyze {
             uri: uri.clone(),
             version,
             items,
+            threshold,
             cancel,
         });
     }
@@ -292,6 +295,7 @@ impl ClarifyServer {
     }
 
     async fn publish(&self, uri: Uri, version: i32) {
+        tracing::debug!("results for {} v{version}", uri.as_str());
         let pull = self.state.lock().unwrap().pull;
         if pull {
             let _ = self.client.workspace_diagnostic_refresh().await;
@@ -313,18 +317,14 @@ impl ClarifyServer {
         let byte = doc.byte_of_position(pos, st.encoding);
         let text = doc.text();
         let parsed = python::extract(&text);
-        let f = parsed
-            .functions
-            .into_iter()
-            .filter(|f| {
-                let doc_end = f
-                    .docstring
-                    .as_ref()
-                    .map(|d| d.span.end.byte)
-                    .unwrap_or(f.header_span.end.byte);
-                f.decorated_span.start.byte <= byte && byte <= doc_end
-            })
-            .last()?;
+        let f = parsed.functions.into_iter().rfind(|f| {
+            let doc_end = f
+                .docstring
+                .as_ref()
+                .map(|d| d.span.end.byte)
+                .unwrap_or(f.header_span.end.byte);
+            f.decorated_span.start.byte <= byte && byte <= doc_end
+        })?;
         Some((text, f, st.encoding))
     }
 
@@ -403,10 +403,12 @@ impl ClarifyServer {
                     problem: f.problem(),
                 })
                 .collect();
+            let threshold = self.state.lock().unwrap().config.options.threshold;
             let _ = self.worker.send(Job::Analyze {
                 uri: uri.clone(),
                 version: 0,
                 items,
+                threshold,
                 cancel: CancelToken::new(),
             });
             // Wait until the worker has done this file.
@@ -627,6 +629,7 @@ impl LanguageServer for ClarifyServer {
                 return;
             }
             let clamped = doc.apply(&params.content_changes, version, enc);
+            tracing::debug!("{} is now v{version}", uri.as_str());
             if clamped > 0 {
                 tracing::warn!(
                     "{clamped} out-of-range positions clamped in {}",

@@ -30,6 +30,7 @@ pub enum Job {
         uri: Uri,
         version: i32,
         items: Vec<Item>,
+        threshold: f32,
         cancel: CancelToken,
     },
     /// Generate an implementation for a problem; replies with the code.
@@ -138,6 +139,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 uri,
                 version,
                 items,
+                threshold,
                 cancel,
             } => {
                 // A newer version of the same document is already queued: skip this one.
@@ -148,7 +150,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     continue;
                 }
                 let Some(a) = analyzer.as_ref() else { continue };
-                match analyze(a, &w, &items, &cancel) {
+                match analyze(a, &w, &items, threshold, &cancel) {
                     Ok(()) => {}
                     Err(EngineError::Cancelled) => {}
                     Err(EngineError::Stopped(reason)) => {
@@ -200,9 +202,9 @@ fn analyze(
     a: &Analyzer,
     w: &Worker,
     items: &[Item],
+    threshold: f32,
     cancel: &CancelToken,
 ) -> Result<(), EngineError> {
-    let threshold = a.options().threshold;
     let undecided: Vec<&Item> = {
         let cache = w.cache.lock().unwrap();
         items

@@ -1,0 +1,466 @@
+//! `clarifycoder serve` end to end: the real binary over stdin/stdout, the real model, and a small
+//! JSON-RPC client written here.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clarifycoder_core::python;
+use clarifycoder_core::settings;
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn model_path() -> PathBuf {
+    let path = settings::resolve_model(None, None).path;
+    assert!(
+        path.is_file(),
+        "model not found at {}: {}",
+        path.display(),
+        settings::INSTALL_HINT
+    );
+    path
+}
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    rx: mpsc::Receiver<Value>,
+    /// Notifications seen while waiting for something else.
+    backlog: VecDeque<Value>,
+    next_id: i64,
+    _cache: tempfile::TempDir,
+}
+
+impl Client {
+    fn start(model: &Path) -> Client {
+        let cache = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .arg("serve")
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("CLARIFYCODER_MODEL", model)
+            .env("CLARIFYCODER_ADAPTER", "none")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("CLARIFYCODER_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        length = v.parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Client {
+            child,
+            stdin,
+            rx,
+            backlog: VecDeque::new(),
+            next_id: 1,
+            _cache: cache,
+        }
+    }
+
+    fn send(&mut self, message: Value) {
+        let body = message.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Next message from the server, answering its requests (progress creation, refresh).
+    fn next(&mut self, deadline: Instant) -> Value {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self
+                .rx
+                .recv_timeout(left)
+                .expect("timed out waiting for the server");
+            if msg.get("method").is_some() && msg.get("id").is_some() {
+                let id = msg["id"].clone();
+                self.send(json!({"jsonrpc": "2.0", "id": id, "result": null}));
+                if msg["method"] == "workspace/diagnostic/refresh" {
+                    return msg;
+                }
+                continue;
+            }
+            return msg;
+        }
+    }
+
+    /// Sends a request and returns its response (`result` or `error`), keeping notifications.
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let msg = self.next(deadline);
+            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
+                return msg;
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// Waits for a notification matching `pred` (the backlog first).
+    fn wait(&mut self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self
+            .backlog
+            .iter()
+            .position(|m| m["method"] == method && pred(&m["params"]))
+        {
+            return self.backlog.remove(i).unwrap()["params"].clone();
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let msg = self.next(deadline);
+            if msg["method"] == method && pred(&msg["params"]) {
+                return msg["params"].clone();
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    fn initialize(&mut self, capabilities: Value, options: Value) -> Value {
+        let response = self.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
+        );
+        self.notify("initialized", json!({}));
+        response
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const URI: &str = "file:///tmp/clarify-fixture/shop.py";
+
+const SHOP: &str = "def total(prices):\n    \"\"\"Return the sum of the prices.\"\"\"\n    return sum(prices)\n\n\ndef process(data):\n    \"\"\"Process the data properly 😀.\"\"\"\n    ...\n\n\ndef helper(x):\n    return x\n";
+
+fn stats(c: &mut Client) -> u64 {
+    let r = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.stats", "arguments": []}),
+    );
+    r["result"]["decided"].as_u64().unwrap()
+}
+
+/// Applies LSP text edits (UTF-16 positions, non-overlapping) to a text.
+fn apply_edits(text: &str, edits: &[Value]) -> String {
+    let offset = |pos: &Value| -> usize {
+        let (line, character) = (
+            pos["line"].as_u64().unwrap() as usize,
+            pos["character"].as_u64().unwrap() as usize,
+        );
+        let line_start: usize = text.split_inclusive('\n').take(line).map(str::len).sum();
+        let mut units = 0;
+        for (i, c) in text[line_start..].char_indices() {
+            if units >= character || c == '\n' {
+                return line_start + i;
+            }
+            units += c.len_utf16();
+        }
+        text.len()
+    };
+    let mut edits: Vec<(usize, usize, String)> = edits
+        .iter()
+        .map(|e| {
+            (
+                offset(&e["range"]["start"]),
+                offset(&e["range"]["end"]),
+                e["newText"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let mut out = text.to_string();
+    for (s, e, t) in edits {
+        out.replace_range(s..e, &t);
+    }
+    out
+}
+
+#[test]
+fn diagnostics_edits_code_actions_hover_and_configuration() {
+    let mut c = Client::start(&model_path());
+    let init = c.initialize(
+        json!({"general": {"positionEncodings": ["utf-16"]}}),
+        json!({"threshold": 0.0, "maxTokens": 12, "debounceMs": 50, "shiny": 1}),
+    );
+    let caps = &init["result"]["capabilities"];
+    assert_eq!(
+        *caps,
+        json!({
+            "positionEncoding": "utf-16",
+            "textDocumentSync": {"openClose": true, "change": 2},
+            "hoverProvider": true,
+            "codeActionProvider": {"codeActionKinds": ["quickfix"], "resolveProvider": true},
+            "executeCommandProvider": {"commands": ["clarifycoder.checkWorkspace", "clarifycoder.restartEngine"]}
+        }),
+        "{caps:#}"
+    );
+    assert_eq!(init["result"]["serverInfo"]["name"], "clarifycoder");
+
+    // Open: both documented functions are flagged at threshold 0; `helper` has no docstring.
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    let diags = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 2, "{published:#}");
+    assert_eq!(diags[0]["source"], "clarifycoder");
+    assert_eq!(diags[0]["severity"], 3);
+    assert_eq!(
+        diags[0]["range"],
+        json!({"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 39}})
+    );
+    // The emoji counts as two UTF-16 units.
+    assert_eq!(
+        diags[1]["range"]["end"],
+        json!({"line": 6, "character": 39})
+    );
+    assert_eq!(diags[1]["data"]["function"], "process");
+    let decided_after_open = stats(&mut c);
+    assert_eq!(decided_after_open, 2);
+
+    // An edit inside one docstring: only that function goes back to the model.
+    let mut text = SHOP.replace("properly", "carefully");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 6, "character": 24}, "end": {"line": 6, "character": 32}}, "text": "carefully"}
+        ]}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 2);
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
+    assert_eq!(stats(&mut c), decided_after_open + 1);
+
+    // Hover on the def line.
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 5, "character": 5}}),
+    );
+    let md = hover["result"]["contents"]["value"].as_str().unwrap();
+    assert!(md.contains("`process`") && md.contains("P(ask) = "), "{md}");
+
+    // Code actions on `process`.
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 6, "character": 8}, "end": {"line": 6, "character": 8}},
+               "context": {"diagnostics": []}}),
+    );
+    let actions = actions["result"].as_array().unwrap().clone();
+    let titles: Vec<&str> = actions
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Answer the model's questions in the docstring",
+            "Generate the implementation",
+            "Ignore `process` (# clarify: ignore)",
+            "Ignore this file (# clarify: ignore-file)"
+        ]
+    );
+    let edits_of = |a: &Value| a["edit"]["changes"][URI].as_array().unwrap().clone();
+    let answered = apply_edits(&text, &edits_of(&actions[0]));
+    let parsed = python::extract(&answered);
+    assert!(!parsed.has_syntax_errors, "{answered}");
+    let doc = parsed.functions[1].docstring.clone().unwrap().text;
+    assert!(
+        doc.starts_with("Process the data carefully 😀.\n\nClarifications:\n- Q: "),
+        "{doc}"
+    );
+    let ignored = apply_edits(&text, &edits_of(&actions[2]));
+    assert!(python::extract(&ignored).functions[1].ignored, "{ignored}");
+    let ignored_file = apply_edits(&text, &edits_of(&actions[3]));
+    assert!(python::extract(&ignored_file).ignore_file);
+
+    // Generate: resolved lazily. The base model may write code that does not parse; then the
+    // server says so instead of breaking the file.
+    let resolved = c.request("codeAction/resolve", actions[1].clone());
+    if let Some(action) = resolved.get("result") {
+        let implemented = apply_edits(&text, &edits_of(action));
+        assert!(
+            !python::extract(&implemented).has_syntax_errors,
+            "{implemented}"
+        );
+        assert!(
+            implemented.contains("\"\"\"Process the data carefully 😀.\"\"\"\n"),
+            "{implemented}"
+        );
+    } else {
+        let message = resolved["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("does not parse") || message.contains("no body"),
+            "{message}"
+        );
+    }
+
+    // Apply the answer edit as the editor would: the diagnostics follow the new version.
+    // (TextEdit's `newText` is a content change's `text`.)
+    let answer_edits: Vec<Value> = edits_of(&actions[0])
+        .iter()
+        .map(|e| json!({"range": e["range"], "text": e["newText"]}))
+        .collect();
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 3}, "contentChanges": answer_edits}),
+    );
+    text = answered;
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 3);
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
+    assert_eq!(stats(&mut c), decided_after_open + 2);
+
+    // Raising the threshold to 1 hides everything without re-running the model.
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"clarifycoder": {"threshold": 1.0, "maxTokens": 12}}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"] == json!([])
+    });
+    assert_eq!(published["version"], 3);
+    assert_eq!(stats(&mut c), decided_after_open + 2);
+
+    // Unknown documents: empty results, not errors.
+    let hover = c.request("textDocument/hover", json!({"textDocument": {"uri": "file:///nope.py"}, "position": {"line": 0, "character": 0}}));
+    assert_eq!(hover["result"], Value::Null);
+    let _ = text;
+
+    let shutdown = c.request("shutdown", Value::Null);
+    assert_eq!(shutdown["result"], Value::Null);
+    c.notify("exit", Value::Null);
+}
+
+#[test]
+fn rapid_edits_publish_only_the_latest_version() {
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 200}),
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    // Ten quick edits inside the debounce window: only version 11 is analysed and published.
+    for v in 2..=11 {
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": URI, "version": v}, "contentChanges": [
+                {"range": {"start": {"line": 1, "character": 34}, "end": {"line": 1, "character": 34}}, "text": "!"}
+            ]}),
+        );
+    }
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["version"].as_i64().unwrap_or(0) > 1
+    });
+    assert_eq!(published["version"], 11, "{published:#}");
+    assert_eq!(stats(&mut c), 3);
+}
+
+#[test]
+fn pull_diagnostics_for_clients_that_ask() {
+    let mut c = Client::start(&model_path());
+    let init = c.initialize(
+        json!({"textDocument": {"diagnostic": {"dynamicRegistration": false}}}),
+        json!({"threshold": 0.0, "maxTokens": 4}),
+    );
+    assert_eq!(
+        init["result"]["capabilities"]["diagnosticProvider"]["identifier"],
+        "clarifycoder"
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    // The server asks the client to pull once results are in.
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let msg = c.next(deadline);
+        if msg["method"] == "workspace/diagnostic/refresh" {
+            break;
+        }
+    }
+    let report = c.request(
+        "textDocument/diagnostic",
+        json!({"textDocument": {"uri": URI}}),
+    );
+    assert_eq!(report["result"]["kind"], "full");
+    assert_eq!(
+        report["result"]["items"].as_array().unwrap().len(),
+        2,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn missing_model_is_one_message_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start(&dir.path().join("absent.gguf"));
+    c.initialize(json!({}), json!([]));
+    let message = c.wait("window/showMessage", |_| true);
+    let text = message["message"].as_str().unwrap();
+    assert!(
+        text.contains("model not found") && text.contains("absent.gguf"),
+        "{text}"
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 5}}),
+    );
+    let md = hover["result"]["contents"]["value"].as_str().unwrap();
+    assert!(md.contains("model is not available"), "{md}");
+    let restart = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.restartEngine"}),
+    );
+    assert_eq!(restart["result"]["ready"], false);
+}
