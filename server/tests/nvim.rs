@@ -1,0 +1,66 @@
+//! A real editor: headless Neovim starts the built server on a fixture, waits for diagnostics,
+//! applies a code action, and we check the buffer it ends with.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use clarifycoder_core::settings;
+
+#[test]
+fn neovim_gets_diagnostics_and_applies_a_code_action() {
+    let nvim =
+        which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
+    let model = settings::resolve_model(None, None).path;
+    assert!(
+        model.is_file(),
+        "model not found at {}: {}",
+        model.display(),
+        settings::INSTALL_HINT
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("shop.py");
+    std::fs::write(
+        &fixture,
+        "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n",
+    )
+    .unwrap();
+    let result = dir.path().join("result.txt");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/nvim/lsp_test.lua");
+    let status = Command::new(nvim)
+        .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
+        .arg(format!("luafile {}", script.display()))
+        .env("CLARIFYCODER_BIN", env!("CARGO_BIN_EXE_clarifycoder"))
+        .env("FIXTURE", &fixture)
+        .env("RESULT_FILE", &result)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("CLARIFYCODER_MODEL", &model)
+        .env("CLARIFYCODER_ADAPTER", "none")
+        .status()
+        .unwrap();
+    assert!(status.success(), "nvim exited with {status}");
+    let report = std::fs::read_to_string(&result).expect("the Lua script wrote no result");
+    assert!(!report.contains("error="), "{report}");
+    assert!(report.contains("diagnostics=1\n"), "{report}");
+    assert!(report.contains("source=clarifycoder\n"), "{report}");
+    assert!(report.contains("line=1\n"), "{report}");
+    assert!(report.contains("applied=true\n"), "{report}");
+    assert!(
+        report.contains("buffer|def process(data):  # clarify: ignore\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("buffer|    \"\"\"Process the data properly.\"\"\"\n"),
+        "{report}"
+    );
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
+}
