@@ -1,0 +1,172 @@
+//! A small LSP client for the tests and benchmarks: the real binary over stdin/stdout.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clarifycoder_core::settings;
+use serde_json::{json, Value};
+
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn model_path() -> PathBuf {
+    let path = settings::resolve_model(None, None).path;
+    assert!(
+        path.is_file(),
+        "model not found at {}: {}",
+        path.display(),
+        settings::INSTALL_HINT
+    );
+    path
+}
+
+pub struct Client {
+    pub child: Child,
+    stdin: ChildStdin,
+    rx: mpsc::Receiver<Value>,
+    /// Notifications seen while waiting for something else.
+    backlog: VecDeque<Value>,
+    next_id: i64,
+    _cache: tempfile::TempDir,
+}
+
+impl Client {
+    pub fn start(model: &Path) -> Client {
+        let cache = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .arg("serve")
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("CLARIFYCODER_MODEL", model)
+            .env("CLARIFYCODER_ADAPTER", "none")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("CLARIFYCODER_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            loop {
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        length = v.parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Client {
+            child,
+            stdin,
+            rx,
+            backlog: VecDeque::new(),
+            next_id: 1,
+            _cache: cache,
+        }
+    }
+
+    pub fn send(&mut self, message: Value) {
+        let body = message.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    pub fn notify(&mut self, method: &str, params: Value) {
+        self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// Next message from the server, answering its requests (progress creation, refresh).
+    pub fn next(&mut self, deadline: Instant) -> Value {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self
+                .rx
+                .recv_timeout(left)
+                .expect("timed out waiting for the server");
+            if msg.get("method").is_some() && msg.get("id").is_some() {
+                let id = msg["id"].clone();
+                self.send(json!({"jsonrpc": "2.0", "id": id, "result": null}));
+                if msg["method"] == "workspace/diagnostic/refresh" {
+                    return msg;
+                }
+                continue;
+            }
+            return msg;
+        }
+    }
+
+    /// Sends a request and returns its response (`result` or `error`), keeping notifications.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let msg = self.next(deadline);
+            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
+                return msg;
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// Waits for a notification matching `pred` (the backlog first).
+    pub fn wait(&mut self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self
+            .backlog
+            .iter()
+            .position(|m| m["method"] == method && pred(&m["params"]))
+        {
+            return self.backlog.remove(i).unwrap()["params"].clone();
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let msg = self.next(deadline);
+            if msg["method"] == method && pred(&msg["params"]) {
+                return msg["params"].clone();
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
+    pub fn initialize(&mut self, capabilities: Value, options: Value) -> Value {
+        let response = self.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": capabilities, "initializationOptions": options}),
+        );
+        self.notify("initialized", json!({}));
+        response
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

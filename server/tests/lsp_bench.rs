@@ -1,0 +1,127 @@
+//! Language-server benchmarks (not tests: ignored by default, numbers go to BENCHMARKS.md).
+//!
+//! cargo test --release -p clarifycoder --test lsp_bench -- --ignored --nocapture
+
+mod common;
+
+use std::time::Instant;
+
+use common::{model_path, Client};
+use serde_json::{json, Value};
+
+fn twenty_functions(tag: &str) -> String {
+    let mut s = String::new();
+    for i in 0..20 {
+        if i % 2 == 0 {
+            s.push_str(&format!(
+                "def clamp_{tag}_{i}(x: int, lo: int, hi: int) -> int:\n    \"\"\"Return x limited to the closed range [lo, hi].\"\"\"\n    return max(lo, min(x, hi))\n\n\n"
+            ));
+        } else {
+            s.push_str(&format!("def handle_{tag}_{i}(items, limit):\n    \"\"\"Return the good items.\"\"\"\n    return items\n\n\n"));
+        }
+    }
+    s
+}
+
+fn decided(c: &mut Client) -> u64 {
+    c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.stats"}),
+    )["result"]["decided"]
+        .as_u64()
+        .unwrap()
+}
+
+fn rss_kib(c: &Client) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", c.child.id())).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "benchmark"]
+fn lsp_latencies_and_memory() {
+    let mut c = Client::start(&model_path());
+    c.initialize(json!({}), json!({"debounceMs": 0}));
+    // Wait for the engine: the first publish of a trivial file.
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": "file:///bench/warmup.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}));
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == "file:///bench/warmup.py"
+    });
+
+    let uri = "file:///bench/twenty.py";
+    let text = twenty_functions("a");
+    let t = Instant::now();
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let p = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri && p["version"] == 1
+    });
+    let cold = t.elapsed();
+    let flagged = p["diagnostics"].as_array().unwrap().len();
+    let before = decided(&mut c);
+
+    // A one-line edit inside one docstring (function 1, line 6).
+    let t = Instant::now();
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+        {"range": {"start": {"line": 6, "character": 11}, "end": {"line": 6, "character": 15}}, "text": "fine"}]}));
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri && p["version"] == 2
+    });
+    let edit = t.elapsed();
+    let rerun = decided(&mut c) - before;
+
+    // Warm reopen of an unchanged file.
+    c.notify(
+        "textDocument/didClose",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    let t = Instant::now();
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 3, "text": text}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri && p["version"] == 3
+    });
+    let reopen = t.elapsed();
+
+    // 100 open files (the same 20 functions each, so the model is not the bottleneck).
+    let rss_before = rss_kib(&c);
+    for i in 0..100 {
+        let u = format!("file:///bench/many_{i}.py");
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": u, "languageId": "python", "version": 1, "text": text}}),
+        );
+    }
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == "file:///bench/many_99.py"
+    });
+    let rss_after = rss_kib(&c);
+
+    println!(
+        "didOpen -> diagnostics, 20 functions, cold: {:.2} s ({flagged} flagged)",
+        cold.as_secs_f64()
+    );
+    println!(
+        "one-line edit -> diagnostics: {:.2} s, functions re-run: {rerun}",
+        edit.as_secs_f64()
+    );
+    println!(
+        "warm reopen -> diagnostics: {:.1} ms",
+        reopen.as_secs_f64() * 1e3
+    );
+    println!(
+        "RSS: {} MiB with 2 files, {} MiB with 102 open files",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    let _: Value = c.request("shutdown", Value::Null);
+}
