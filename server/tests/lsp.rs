@@ -301,3 +301,45 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
     );
     assert_eq!(restart["result"]["ready"], false);
 }
+
+#[test]
+fn cancelling_a_generation_stops_it() {
+    let mut c = Client::start(&model_path());
+    c.initialize(json!({}), json!({"threshold": 0.0, "maxTokens": 4}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 6, "character": 8}, "end": {"line": 6, "character": 8}},
+               "context": {"diagnostics": []}}),
+    );
+    let generate = actions["result"][1].clone();
+    assert_eq!(generate["title"], "Generate the implementation");
+    let id = 1000;
+    c.send(json!({"jsonrpc": "2.0", "id": id, "method": "codeAction/resolve", "params": generate}));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let started = Instant::now();
+    c.notify("$/cancelRequest", json!({"id": id}));
+    let deadline = Instant::now() + TIMEOUT;
+    let response = loop {
+        let msg = c.next(deadline);
+        if msg.get("id") == Some(&json!(id)) {
+            break msg;
+        }
+    };
+    assert_eq!(response["error"]["code"], -32800, "{response:#}");
+    // The worker is free again well before a 384-token generation would have ended.
+    let stats = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.stats"}),
+    );
+    assert_eq!(stats["result"]["decided"], 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}

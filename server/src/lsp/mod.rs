@@ -471,6 +471,15 @@ impl ClarifyServer {
     }
 }
 
+/// Cancels its token when dropped (when a request's future is dropped on `$/cancelRequest`).
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -843,10 +852,12 @@ impl LanguageServer for ClarifyServer {
             Err(_) => None,
         };
         let (tx, rx) = oneshot::channel();
+        // `$/cancelRequest` drops this future; the guard then stops the generation.
+        let guard = CancelOnDrop(CancelToken::new());
         self.worker
             .send(Job::Implement {
                 problem: f.problem(),
-                cancel: CancelToken::new(),
+                cancel: guard.0.clone(),
                 reply: tx,
             })
             .map_err(lsp_error)?;
