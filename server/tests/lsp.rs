@@ -343,3 +343,68 @@ fn cancelling_a_generation_stops_it() {
         started.elapsed()
     );
 }
+
+#[test]
+fn check_workspace_reports_progress_and_can_be_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            dir.path().join(format!("m{i:02}.py")),
+            SHOP.replace("process", &format!("process_{i}")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not python").unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let mut c = Client::start(&model_path());
+    let init = c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"threshold": 0.0, "maxTokens": 4}}),
+    );
+    assert!(init.get("result").is_some());
+    c.notify("initialized", json!({}));
+
+    // Cancel as soon as the check reports that it began.
+    let id = 77;
+    c.send(
+        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
+                  "params": {"command": "clarifycoder.checkWorkspace"}}),
+    );
+    let begin = c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
+    });
+    assert_eq!(begin["value"]["cancellable"], true);
+    c.notify(
+        "window/workDoneProgress/cancel",
+        json!({"token": begin["token"]}),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let response = loop {
+        let msg = c.next(deadline);
+        if msg.get("id") == Some(&json!(id)) {
+            break msg;
+        }
+        c.backlog_push(msg);
+    };
+    let result = &response["result"];
+    assert_eq!(result["files"], 20, "{response:#}");
+    assert!(result["checked"].as_u64().unwrap() < 20, "{response:#}");
+
+    // A full run checks every Python file and publishes their diagnostics.
+    let full = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.checkWorkspace"}),
+    );
+    assert_eq!(full["result"]["checked"], 20, "{full:#}");
+    assert_eq!(full["result"]["flagged"], 20, "{full:#}");
+    let uri = format!("{root}/m07.py");
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str()
+    });
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
+}

@@ -7,6 +7,7 @@
 
 mod document;
 pub mod edits;
+mod phrase;
 mod types;
 mod worker;
 
@@ -81,6 +82,8 @@ struct State {
     config: Config,
     pull: bool,
     roots: Vec<PathBuf>,
+    /// Progress tokens the user cancelled (workspace checks stop at the next file).
+    cancelled_progress: std::collections::HashSet<String>,
 }
 
 /// The language server.
@@ -92,9 +95,18 @@ pub struct ClarifyServer {
     events: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
 }
 
+fn service() -> (LspService<ClarifyServer>, tower_lsp_server::ClientSocket) {
+    LspService::build(ClarifyServer::new)
+        .custom_method(
+            "window/workDoneProgress/cancel",
+            ClarifyServer::progress_cancel,
+        )
+        .finish()
+}
+
 /// Serves LSP over stdin/stdout.
 pub async fn serve_stdio() {
-    let (service, socket) = LspService::new(ClarifyServer::new);
+    let (service, socket) = service();
     Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
         .serve(service)
         .await;
@@ -107,7 +119,7 @@ pub async fn serve_tcp(addr: &str) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let (read, write) = tokio::io::split(stream);
-        let (service, socket) = LspService::new(ClarifyServer::new);
+        let (service, socket) = service();
         Server::new(read, write, socket).serve(service).await;
     }
 }
@@ -132,6 +144,7 @@ impl ClarifyServer {
                 config: Config::from(&Settings::default()),
                 pull: false,
                 roots: Vec::new(),
+                cancelled_progress: Default::default(),
             })),
             worker,
             events: Mutex::new(Some(rx)),
@@ -189,6 +202,13 @@ impl ClarifyServer {
                     .show_message(MessageType::ERROR, format!("ClarifyCoder: {message}"))
                     .await;
             }
+        }
+    }
+
+    async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        tracing::debug!("progress cancelled: {:?}", params.token);
+        if let ProgressToken::String(token) = params.token {
+            self.state.lock().unwrap().cancelled_progress.insert(token);
         }
     }
 
@@ -271,15 +291,28 @@ impl ClarifyServer {
             };
             let doc_span = f.docstring.as_ref().map(|d| d.span).unwrap_or(f.name_span);
             let range = doc.range_of_bytes(doc_span.start.byte, doc_span.end.byte, st.encoding);
-            let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
-            let messages: Vec<String> = if questions.is_empty() {
-                vec!["The model would rather ask than code, but gave no question".into()]
-            } else if st.config.per_question {
-                questions.clone()
-            } else {
-                vec![questions.join("\n")]
+            // A single question points at the phrase it is about, when that can be found.
+            let literal = &text[doc_span.start.byte..doc_span.end.byte];
+            let range_of = |question: &str| match phrase::find(literal, question) {
+                Some((s, e)) => doc.range_of_bytes(
+                    doc_span.start.byte + s,
+                    doc_span.start.byte + e,
+                    st.encoding,
+                ),
+                None => range,
             };
-            for message in messages {
+            let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
+            let messages: Vec<(String, Range)> = if questions.is_empty() {
+                vec![(
+                    "The model would rather ask than code, but gave no question".into(),
+                    range,
+                )]
+            } else if st.config.per_question || questions.len() == 1 {
+                questions.iter().map(|q| (q.clone(), range_of(q))).collect()
+            } else {
+                vec![(questions.join("\n"), range)]
+            };
+            for (message, range) in messages {
                 out.push(Diagnostic {
                     range,
                     severity: Some(st.config.severity),
@@ -367,11 +400,13 @@ impl ClarifyServer {
                 }
             }
         }
-        let token = ProgressToken::String(format!("clarifycoder/check/{}", rand_suffix()));
+        let token_name = format!("clarifycoder/check/{}", rand_suffix());
+        let token = ProgressToken::String(token_name.clone());
         let progress = match self.client.create_work_done_progress(token.clone()).await {
             Ok(()) => Some(
                 self.client
                     .progress(token, "ClarifyCoder: checking workspace")
+                    .with_cancel_button()
                     .with_percentage(0)
                     .with_message(format!("0/{} files", files.len()))
                     .begin()
@@ -381,7 +416,18 @@ impl ClarifyServer {
         };
         let total = files.len().max(1);
         let mut flagged = 0;
+        let mut checked = 0;
         for (i, file) in files.iter().enumerate() {
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .cancelled_progress
+                .remove(&token_name)
+            {
+                break;
+            }
+            checked = i + 1;
             let Ok(text) = std::fs::read_to_string(file) else {
                 continue;
             };
@@ -428,18 +474,25 @@ impl ClarifyServer {
                 p.report_with_message(
                     format!("{}/{} files", i + 1, files.len()),
                     ((i + 1) * 100 / total) as u32,
+                    Some(true),
                 )
                 .await;
             }
         }
         if let Some(p) = progress {
             p.finish_with_message(format!(
-                "{flagged} of {} files have unclear functions",
-                files.len()
+                "{flagged} of {checked} files have unclear functions{}",
+                if checked < files.len() {
+                    " (cancelled)"
+                } else {
+                    ""
+                }
             ))
             .await;
         }
-        Ok(Some(json!({"files": files.len(), "flagged": flagged})))
+        Ok(Some(
+            json!({"files": files.len(), "checked": checked, "flagged": flagged}),
+        ))
     }
 
     fn apply_settings(&self, value: &Value) -> bool {

@@ -135,6 +135,11 @@ impl Client {
         }
     }
 
+    /// Keeps a message for later `wait` calls.
+    pub fn backlog_push(&mut self, msg: Value) {
+        self.backlog.push_back(msg);
+    }
+
     /// Waits for a notification matching `pred` (the backlog first).
     pub fn wait(&mut self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
         if let Some(i) = self
