@@ -234,6 +234,20 @@ pub fn resolve_model(flag: Option<&Path>, config: Option<&Path>) -> Resolved {
     }
 }
 
+/// The model as resolved without flags or a config file (environment, else the default), checked
+/// to exist: for tests and tools. The error carries the install hint.
+pub fn installed_model() -> Result<PathBuf, String> {
+    let path = resolve_model(None, None).path;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "model not found at {}: {INSTALL_HINT}",
+            path.display()
+        ))
+    }
+}
+
 /// The adapter: flag → `CLARIFYCODER_ADAPTER` → config → the default adapter if installed. The
 /// value `none` at any level means no adapter. The default is used only with the default model.
 pub fn resolve_adapter(

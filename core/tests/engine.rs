@@ -12,14 +12,7 @@ use clarifycoder_core::prompt::{self, Markup};
 use clarifycoder_core::settings;
 
 fn model_path() -> PathBuf {
-    let path = settings::resolve_model(None, None).path;
-    assert!(
-        path.is_file(),
-        "model not found at {}: {}",
-        path.display(),
-        settings::INSTALL_HINT
-    );
-    path
+    settings::installed_model().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine() -> Arc<LlamaEngine> {

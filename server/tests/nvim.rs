@@ -10,13 +10,7 @@ use clarifycoder_core::settings;
 fn neovim_gets_diagnostics_and_applies_a_code_action() {
     let nvim =
         which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
-    let model = settings::resolve_model(None, None).path;
-    assert!(
-        model.is_file(),
-        "model not found at {}: {}",
-        model.display(),
-        settings::INSTALL_HINT
-    );
+    let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join("shop.py");
     std::fs::write(

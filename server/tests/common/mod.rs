@@ -14,14 +14,7 @@ use serde_json::{json, Value};
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn model_path() -> PathBuf {
-    let path = settings::resolve_model(None, None).path;
-    assert!(
-        path.is_file(),
-        "model not found at {}: {}",
-        path.display(),
-        settings::INSTALL_HINT
-    );
-    path
+    settings::installed_model().unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct Client {
