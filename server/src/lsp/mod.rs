@@ -940,9 +940,10 @@ impl LanguageServer for ClarifyServer {
                 let (done_tx, done_rx) = oneshot::channel();
                 let _ = self.worker.send(Job::Barrier(done_tx));
                 let _ = done_rx.await;
-                Ok(Some(
-                    json!({"decided": self.worker.decided.load(Ordering::Relaxed)}),
-                ))
+                Ok(Some(json!({
+                    "decided": self.worker.decided.load(Ordering::Relaxed),
+                    "cancelled": self.worker.cancelled.load(Ordering::Relaxed),
+                })))
             }
             other => Err(lsp_error(format!("unknown command {other}"))),
         }

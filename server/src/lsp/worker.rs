@@ -73,6 +73,8 @@ pub struct Worker {
     pub state: Arc<Mutex<EngineState>>,
     /// Functions sent to the model so far (decisions), for tests and benchmarks.
     pub decided: Arc<std::sync::atomic::AtomicU64>,
+    /// Jobs stopped by cancellation, for tests.
+    pub cancelled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
@@ -84,6 +86,7 @@ impl Worker {
             cache: Arc::new(Mutex::new(cache)),
             state: Arc::new(Mutex::new(EngineState::Loading)),
             decided: Arc::default(),
+            cancelled: Arc::default(),
         };
         let w = worker.clone();
         std::thread::Builder::new()
@@ -152,7 +155,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 let Some(a) = analyzer.as_ref() else { continue };
                 match analyze(a, &w, &items, threshold, &cancel) {
                     Ok(()) => {}
-                    Err(EngineError::Cancelled) => {}
+                    Err(EngineError::Cancelled) => {
+                        // Cancelled because the document changed or closed: a newer job (or
+                        // nothing) follows; publishing half the results would only flicker.
+                        w.cancelled
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                     Err(EngineError::Stopped(reason)) => {
                         // The engine thread died: restart it once from the same plan.
                         tracing::error!("engine stopped ({reason:?}); restarting");
@@ -183,7 +192,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
             } => {
                 let result = match analyzer.as_ref() {
                     None => Err("the model is not loaded".to_string()),
-                    Some(a) => implement(a, &problem, &cancel).map_err(|e| e.to_string()),
+                    Some(a) => implement(a, &problem, &cancel).map_err(|e| {
+                        if matches!(e, EngineError::Cancelled) {
+                            w.cancelled
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        e.to_string()
+                    }),
                 };
                 let _ = reply.send(result);
             }
