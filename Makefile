@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup setup-test demo test lint
+.PHONY: setup setup-test demo test lint editors
 
 setup:
 	bash scripts/setup.sh
@@ -16,5 +16,11 @@ lint: setup-test
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 
+# The VS Code extension: locked npm packages, compile, lint, tests (one drives the real server),
+# and a .vsix package.
+editors: setup-test
+	cd editors/vscode && npm ci --no-audit --no-fund && npm run lint && npm test && npm run package
+
 test: lint
 	cargo test --release --workspace
+	$(MAKE) editors

@@ -33,6 +33,9 @@ enum Command {
     Check(Box<CheckCli>),
     /// Run the language server (stdio by default).
     Serve(Box<ServeCli>),
+    /// Print, as JSON, which model and adapter would be used and whether they exist (editors'
+    /// health checks use it).
+    Info(Box<ModelArgs>),
 }
 
 #[derive(Args)]
@@ -184,6 +187,26 @@ fn run() -> anyhow::Result<i32> {
                 Some(addr) => runtime.block_on(lsp::serve_tcp(&addr))?,
                 None => runtime.block_on(lsp::serve_stdio()),
             }
+            Ok(0)
+        }
+        Command::Info(args) => {
+            let plan = Plan::new(args.settings(), args.config_file()?);
+            let describe = |r: &clarifycoder_core::settings::Resolved| {
+                serde_json::json!({
+                    "path": r.path,
+                    "origin": r.origin,
+                    "exists": r.path.is_file(),
+                })
+            };
+            let info = serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "backend": plan.backend(),
+                "model": describe(&plan.model),
+                "adapter": plan.adapter.as_ref().map(describe),
+                "cacheDir": clarifycoder_core::settings::cache_dir(),
+                "installHint": clarifycoder_core::settings::INSTALL_HINT,
+            });
+            println!("{}", serde_json::to_string_pretty(&info)?);
             Ok(0)
         }
         Command::Check(args) => {

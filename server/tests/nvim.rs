@@ -58,3 +58,54 @@ fn which(name: &str) -> Option<PathBuf> {
         .map(|d| PathBuf::from(d).join(name))
         .find(|p| p.is_file())
 }
+
+#[test]
+fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
+    let nvim =
+        which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
+    let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("shop.py");
+    std::fs::write(
+        &fixture,
+        "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n",
+    )
+    .unwrap();
+    let result = dir.path().join("result.txt");
+    let script = repo.join("editors/nvim/test/plugin_test.lua");
+    let status = Command::new(nvim)
+        .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
+        .arg(format!("luafile {}", script.display()))
+        .env("PLUGIN_DIR", repo.join("editors/nvim"))
+        .env("CLARIFYCODER_PATH", env!("CARGO_BIN_EXE_clarifycoder"))
+        .env("FIXTURE", &fixture)
+        .env("RESULT_FILE", &result)
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("CLARIFYCODER_MODEL", &model)
+        .env("CLARIFYCODER_ADAPTER", "none")
+        .status()
+        .unwrap();
+    assert!(status.success(), "nvim exited with {status}");
+    let report = std::fs::read_to_string(&result).expect("the Lua script wrote no result");
+    assert!(!report.contains("error="), "{report}");
+    assert!(report.contains("threshold=0\n"), "{report}");
+    assert!(report.contains("severity=information\n"), "{report}");
+    assert!(report.contains("diagnostics=1\n"), "{report}");
+    assert!(report.contains("commands=true\n"), "{report}");
+    assert!(
+        report.contains("applied=Answer the model's questions in the docstring\n"),
+        "{report}"
+    );
+    assert!(report.contains("buffer|    Clarifications:\n"), "{report}");
+    assert!(report.contains("buffer|      A:\n"), "{report}");
+    // :checkhealth found the binary and the model (the adapter is disabled here).
+    assert!(report.contains("server binary: "), "{report}");
+    assert!(
+        report.contains(&format!("model: {} (from env)", model.display())),
+        "{report}"
+    );
+}

@@ -37,6 +37,14 @@ const CMD_RESTART: &str = "clarifycoder.restartEngine";
 /// Not advertised: counters for tests and benchmarks.
 const CMD_STATS: &str = "clarifycoder.stats";
 
+/// `clarifycoder/status`: the engine's state, for editors' status bars.
+enum StatusNotification {}
+
+impl notification::Notification for StatusNotification {
+    type Params = Value;
+    const METHOD: &'static str = "clarifycoder/status";
+}
+
 /// Settings of the server beyond the model plan.
 #[derive(Debug, Clone)]
 struct Config {
@@ -180,6 +188,9 @@ impl ClarifyServer {
             ),
             Err(_) => None,
         };
+        self.client
+            .send_notification::<StatusNotification>(json!({"state": "loading"}))
+            .await;
         let (tx, rx) = oneshot::channel();
         let result = match self.worker.send(Job::Load(Box::new(plan), options, tx)) {
             Ok(()) => rx
@@ -194,10 +205,25 @@ impl ClarifyServer {
         match result {
             Ok(model) => {
                 tracing::info!("engine ready: {model}");
+                self.client
+                    .send_notification::<StatusNotification>(
+                        json!({"state": "ready", "message": model}),
+                    )
+                    .await;
                 self.reanalyze_all();
             }
             Err(message) => {
                 tracing::error!("{message}");
+                let state = if message.contains("model not found") {
+                    "noModel"
+                } else {
+                    "error"
+                };
+                self.client
+                    .send_notification::<StatusNotification>(
+                        json!({"state": state, "message": message}),
+                    )
+                    .await;
                 self.client
                     .show_message(MessageType::ERROR, format!("ClarifyCoder: {message}"))
                     .await;

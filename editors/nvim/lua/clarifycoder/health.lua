@@ -1,0 +1,41 @@
+-- :checkhealth clarifycoder — binary found and runs, model found, adapter found.
+local M = {}
+
+local health = vim.health or require("health")
+local start = health.start or health.report_start
+local ok = health.ok or health.report_ok
+local warn = health.warn or health.report_warn
+local error = health.error or health.report_error
+
+function M.check()
+  start("clarifycoder")
+  local cc = require("clarifycoder")
+  local bin = cc.command()[1]
+  if vim.fn.executable(bin) ~= 1 then
+    error("server binary '" .. bin .. "' not found", { "Build it with `make setup` and set `cmd` in setup() or $CLARIFYCODER_PATH" })
+    return
+  end
+  local out = vim.fn.system({ bin, "info" })
+  if vim.v.shell_error ~= 0 then
+    error("'" .. bin .. " info' failed: " .. out)
+    return
+  end
+  local info = vim.fn.json_decode(out)
+  ok("server binary: " .. bin .. " (version " .. info.version .. ")")
+  if info.backend == "openai" then
+    ok("backend: OpenAI-compatible endpoint")
+  elseif info.model.exists then
+    ok("model: " .. info.model.path .. " (from " .. info.model.origin .. ")")
+  else
+    error("model not found at " .. info.model.path, { info.installHint })
+  end
+  if info.adapter == vim.NIL or info.adapter == nil then
+    warn("no ClarifyCoder adapter in use (disabled, or none installed yet): a base model's questions are not meaningful", { "Install the adapter with `make setup`, or set `adapter` in settings" })
+  elseif info.adapter.exists then
+    ok("adapter: " .. info.adapter.path)
+  else
+    error("adapter not found at " .. info.adapter.path, { "Fix the adapter setting, or set it to `none`" })
+  end
+end
+
+return M

@@ -1,0 +1,146 @@
+-- ClarifyCoder for Neovim: starts `clarifycoder serve` for Python buffers.
+-- Works with Neovim 0.7 (vim.lsp.start_client) and 0.8+ (vim.lsp.start).
+local M = {}
+
+M.defaults = {
+  -- The server binary: $CLARIFYCODER_PATH, else this, else `clarifycoder` on PATH.
+  cmd = nil,
+  filetypes = { "python" },
+  -- Markers that find the project root (else the file's directory).
+  root_markers = { ".git", "pyproject.toml", "setup.py", "clarifycoder.toml" },
+  -- Sent as initializationOptions; see the README for every key.
+  settings = {
+    threshold = 0.5,
+    severity = "information",
+    debounceMs = 500,
+    maxQuestions = 3,
+  },
+  on_attach = nil,
+}
+
+M.config = vim.deepcopy(M.defaults)
+local clients = {} -- root_dir -> client id
+
+--- The command that starts the server.
+function M.command()
+  local bin = os.getenv("CLARIFYCODER_PATH")
+  if bin == nil or bin == "" then
+    bin = M.config.cmd or "clarifycoder"
+  end
+  return { bin, "serve" }
+end
+
+local function root_dir(bufnr)
+  local file = vim.api.nvim_buf_get_name(bufnr)
+  local dir = vim.fn.fnamemodify(file, ":p:h")
+  for _, marker in ipairs(M.config.root_markers) do
+    local found = vim.fn.findfile(marker, dir .. ";")
+    if found == "" then
+      found = vim.fn.finddir(marker, dir .. ";")
+    end
+    if found ~= "" then
+      return vim.fn.fnamemodify(found, ":p:h:h")
+    end
+  end
+  return dir
+end
+
+--- Starts (or reuses) the server for a buffer and attaches it.
+function M.attach(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local root = root_dir(bufnr)
+  local cmd = M.command()
+  if vim.fn.executable(cmd[1]) ~= 1 then
+    vim.notify(
+      "ClarifyCoder: '" .. cmd[1] .. "' is not executable; build it with `make setup` and set `cmd` in setup() or $CLARIFYCODER_PATH",
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  local config = {
+    name = "clarifycoder",
+    cmd = cmd,
+    root_dir = root,
+    workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
+    init_options = M.config.settings,
+    on_attach = M.config.on_attach,
+    handlers = {
+      ["clarifycoder/status"] = function(_, params)
+        M.status = params
+        if params.state == "noModel" or params.state == "error" then
+          vim.notify("ClarifyCoder: " .. (params.message or params.state), vim.log.levels.WARN)
+        end
+      end,
+    },
+  }
+  if vim.lsp.start then
+    local id = vim.lsp.start(config, { bufnr = bufnr })
+    clients[root] = id
+    return id
+  end
+  local id = clients[root]
+  if id == nil or vim.lsp.get_client_by_id(id) == nil then
+    id = vim.lsp.start_client(config)
+    clients[root] = id
+  end
+  if id then
+    vim.lsp.buf_attach_client(bufnr, id)
+  end
+  return id
+end
+
+local function client_for(bufnr)
+  for _, client in pairs(vim.lsp.buf_get_clients(bufnr or 0)) do
+    if client.name == "clarifycoder" then
+      return client
+    end
+  end
+  return nil
+end
+
+--- Runs a server command (clarifycoder.checkWorkspace, clarifycoder.restartEngine).
+function M.execute(command, callback)
+  local client = client_for(0)
+  if client == nil then
+    vim.notify("ClarifyCoder is not attached to this buffer", vim.log.levels.WARN)
+    return
+  end
+  client.request("workspace/executeCommand", { command = command, arguments = {} }, function(err, result)
+    if err then
+      vim.notify("ClarifyCoder: " .. err.message, vim.log.levels.ERROR)
+    elseif callback then
+      callback(result)
+    end
+  end, 0)
+end
+
+--- Merges options into the defaults, sets up the autocommand and the user commands.
+function M.setup(opts)
+  M.config = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
+  local group = vim.api.nvim_create_augroup("clarifycoder", { clear = true })
+  vim.api.nvim_create_autocmd("FileType", {
+    group = group,
+    pattern = M.config.filetypes,
+    callback = function(args)
+      M.attach(args.buf)
+    end,
+  })
+  vim.api.nvim_create_user_command("ClarifyCheckWorkspace", function()
+    M.execute("clarifycoder.checkWorkspace", function(result)
+      if result then
+        vim.notify(string.format("ClarifyCoder: %d files checked, %d with unclear functions", result.checked or 0, result.flagged or 0))
+      end
+    end)
+  end, { desc = "Check every Python file of the workspace" })
+  vim.api.nvim_create_user_command("ClarifyRestart", function()
+    M.execute("clarifycoder.restartEngine")
+  end, { desc = "Reload ClarifyCoder's model" })
+  -- Buffers already open when setup() runs.
+  for _, buf in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(buf) and vim.tbl_contains(M.config.filetypes, vim.bo[buf].filetype) then
+      M.attach(buf)
+    end
+  end
+end
+
+return M

@@ -1,0 +1,110 @@
+// The extension's logic that does not need VS Code: finding the server binary and turning
+// settings into the server's initializationOptions. Tested with node's test runner.
+
+import * as path from "path";
+
+export interface BinaryLookup {
+  /** Process environment (CLARIFYCODER_PATH, PATH). */
+  env: Record<string, string | undefined>;
+  /** The `clarifycoder.path` setting ("" when unset). */
+  setting: string;
+  /** The extension's install directory (holds `server/clarifycoder` in bundled builds). */
+  extensionDir: string;
+  /** Whether a file exists and is executable. */
+  isExecutable(file: string): boolean;
+  /** `process.platform`. */
+  platform: string;
+}
+
+export type BinaryResolution =
+  | { path: string; source: "env" | "setting" | "PATH" | "bundled" }
+  | { error: string };
+
+/** Resolves the server binary: CLARIFYCODER_PATH → `clarifycoder.path` → PATH → bundled. */
+export function resolveBinary(lookup: BinaryLookup): BinaryResolution {
+  const exe = lookup.platform === "win32" ? "clarifycoder.exe" : "clarifycoder";
+  const fromEnv = lookup.env.CLARIFYCODER_PATH;
+  if (fromEnv) {
+    return lookup.isExecutable(fromEnv)
+      ? { path: fromEnv, source: "env" }
+      : { error: `CLARIFYCODER_PATH is set to '${fromEnv}', which is not an executable file; fix or unset it` };
+  }
+  if (lookup.setting) {
+    return lookup.isExecutable(lookup.setting)
+      ? { path: lookup.setting, source: "setting" }
+      : {
+          error: `the setting clarifycoder.path is '${lookup.setting}', which is not an executable file; change the setting or clear it to search PATH`,
+        };
+  }
+  const sep = lookup.platform === "win32" ? ";" : ":";
+  for (const dir of (lookup.env.PATH ?? "").split(sep)) {
+    if (dir && lookup.isExecutable(path.join(dir, exe))) {
+      return { path: path.join(dir, exe), source: "PATH" };
+    }
+  }
+  const bundled = path.join(lookup.extensionDir, "server", exe);
+  if (lookup.isExecutable(bundled)) {
+    return { path: bundled, source: "bundled" };
+  }
+  return {
+    error:
+      "the clarifycoder binary was not found (CLARIFYCODER_PATH, the setting clarifycoder.path, PATH); build it with `make setup` and set clarifycoder.path to target/release/clarifycoder",
+  };
+}
+
+/** Settings forwarded to the server, in the server's camelCase keys. */
+export const SERVER_SETTINGS = [
+  "model",
+  "adapter",
+  "backend",
+  "endpoint",
+  "apiModel",
+  "apiKeyEnv",
+  "gpuLayers",
+  "threads",
+  "threshold",
+  "severity",
+  "debounceMs",
+  "maxQuestions",
+  "maxTokens",
+  "perQuestion",
+] as const;
+
+/**
+ * initializationOptions from the `clarifycoder.*` settings. Empty strings are left out so that
+ * the server's own resolution (environment, config file, defaults) applies.
+ */
+export function initializationOptions(get: (key: string) => unknown): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const key of SERVER_SETTINGS) {
+    const value = get(key);
+    if (value === undefined || value === null || value === "") {
+      continue;
+    }
+    options[key] = value;
+  }
+  return options;
+}
+
+/** Whether a configuration change needs the server restarted. */
+export function needsRestart(affects: (section: string) => boolean): boolean {
+  return affects("clarifycoder");
+}
+
+export type EngineState = "loading" | "ready" | "noModel" | "error" | "stopped";
+
+/** Status-bar text and tooltip for an engine state. */
+export function statusText(state: EngineState, message?: string): { text: string; tooltip: string } {
+  switch (state) {
+    case "loading":
+      return { text: "$(sync~spin) ClarifyCoder", tooltip: "Loading the model…" };
+    case "ready":
+      return { text: "$(comment-discussion) ClarifyCoder", tooltip: message ? `Ready: ${message}` : "Ready" };
+    case "noModel":
+      return { text: "$(warning) ClarifyCoder: no model", tooltip: message ?? "No model found" };
+    case "error":
+      return { text: "$(error) ClarifyCoder", tooltip: message ?? "The server failed" };
+    case "stopped":
+      return { text: "$(circle-slash) ClarifyCoder", tooltip: message ?? "The server is not running" };
+  }
+}

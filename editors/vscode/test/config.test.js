@@ -1,0 +1,86 @@
+// The extension's logic without VS Code: binary resolution and settings mapping.
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const { resolveBinary, initializationOptions, needsRestart, statusText } = require("../out/config.js");
+
+function lookup(overrides) {
+  const executables = new Set(overrides.executables ?? []);
+  return {
+    env: overrides.env ?? {},
+    setting: overrides.setting ?? "",
+    extensionDir: "/ext",
+    isExecutable: (f) => executables.has(f),
+    platform: "linux",
+  };
+}
+
+test("the environment variable wins over the setting, PATH and the bundled binary", () => {
+  const l = lookup({
+    env: { CLARIFYCODER_PATH: "/env/cc", PATH: "/bin" },
+    setting: "/set/cc",
+    executables: ["/env/cc", "/set/cc", "/bin/clarifycoder", "/ext/server/clarifycoder"],
+  });
+  assert.deepEqual(resolveBinary(l), { path: "/env/cc", source: "env" });
+});
+
+test("then the setting, then PATH, then the bundled binary", () => {
+  const all = ["/set/cc", "/b/clarifycoder", "/ext/server/clarifycoder"];
+  assert.deepEqual(resolveBinary(lookup({ setting: "/set/cc", env: { PATH: "/a:/b" }, executables: all })), {
+    path: "/set/cc",
+    source: "setting",
+  });
+  assert.deepEqual(resolveBinary(lookup({ env: { PATH: "/a:/b" }, executables: all })), {
+    path: "/b/clarifycoder",
+    source: "PATH",
+  });
+  assert.deepEqual(resolveBinary(lookup({ env: { PATH: "/a" }, executables: all })), {
+    path: "/ext/server/clarifycoder",
+    source: "bundled",
+  });
+});
+
+test("a broken setting or variable is an error that names what to change", () => {
+  const bad = resolveBinary(lookup({ setting: "/nope", executables: ["/ext/server/clarifycoder"] }));
+  assert.match(bad.error, /setting clarifycoder\.path is '\/nope'/);
+  const badEnv = resolveBinary(lookup({ env: { CLARIFYCODER_PATH: "/x" } }));
+  assert.match(badEnv.error, /CLARIFYCODER_PATH/);
+  const none = resolveBinary(lookup({ env: { PATH: "/a" } }));
+  assert.match(none.error, /clarifycoder\.path/);
+});
+
+test("settings map to the server's initializationOptions, empty strings left out", () => {
+  const settings = {
+    path: "/ignored",
+    model: "",
+    adapter: "none",
+    backend: "embedded",
+    endpoint: "",
+    gpuLayers: 0,
+    threshold: 0.7,
+    severity: "warning",
+    debounceMs: 250,
+    maxQuestions: 2,
+    perQuestion: true,
+  };
+  assert.deepEqual(initializationOptions((k) => settings[k]), {
+    adapter: "none",
+    backend: "embedded",
+    gpuLayers: 0,
+    threshold: 0.7,
+    severity: "warning",
+    debounceMs: 250,
+    maxQuestions: 2,
+    perQuestion: true,
+  });
+});
+
+test("any clarifycoder setting change restarts the server", () => {
+  assert.equal(needsRestart((s) => s === "clarifycoder"), true);
+  assert.equal(needsRestart((s) => s === "python"), false);
+});
+
+test("status bar texts", () => {
+  assert.match(statusText("loading").text, /sync~spin/);
+  assert.match(statusText("noModel", "model not found at /x").tooltip, /model not found/);
+  assert.match(statusText("ready", "gemma").tooltip, /Ready: gemma/);
+});
