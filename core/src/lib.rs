@@ -4,10 +4,14 @@
 //! - [`prompt`]: the one prompt format and response parser.
 //! - [`engine`]: the inference backends (embedded llama.cpp, OpenAI-compatible HTTP).
 //! - [`gguf`]: GGUF header reading and validation.
+//! - [`dataset`]: training and benchmark rows, JSON Lines.
+//! - [`sandbox`]: running untrusted Python in a contained child process.
 //! - [`settings`]: configuration and model/adapter resolution.
 
+pub mod dataset;
 pub mod engine;
 pub mod gguf;
 pub mod prompt;
 pub mod python;
+pub mod sandbox;
 pub mod settings;

@@ -1,0 +1,321 @@
+//! Dataset types shared by the trainer (which writes them) and the evaluator (which reads
+//! benchmark rows in the same categories), and JSON Lines reading with line-numbered errors.
+//!
+//! Rows keep the seed work's schema (`problem`, `answer`, `type`) and add our own fields.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The seed work's `type` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// A clear problem with its code.
+    Original,
+    /// A problem made ambiguous.
+    Ambiguous,
+    /// A problem made incomplete.
+    Incomplete,
+    /// A problem made inconsistent.
+    Inconsistent,
+}
+
+/// HumanEvalComm's categories: a = ambiguity, c = inconsistency, p = incompleteness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Category {
+    /// A clear problem.
+    #[serde(rename = "original")]
+    Original,
+    /// Ambiguous.
+    #[serde(rename = "1a")]
+    A,
+    /// Inconsistent.
+    #[serde(rename = "1c")]
+    C,
+    /// Incomplete.
+    #[serde(rename = "1p")]
+    P,
+    /// Ambiguous and inconsistent.
+    #[serde(rename = "2ac")]
+    AC,
+    /// Ambiguous and incomplete.
+    #[serde(rename = "2ap")]
+    AP,
+    /// Inconsistent and incomplete.
+    #[serde(rename = "2cp")]
+    CP,
+    /// All three (benchmark only).
+    #[serde(rename = "3acp")]
+    ACP,
+}
+
+impl Category {
+    /// Every clarification category we synthesize.
+    pub const SYNTHESIZED: [Category; 6] = [
+        Category::A,
+        Category::C,
+        Category::P,
+        Category::AC,
+        Category::AP,
+        Category::CP,
+    ];
+
+    /// The code as written in data files (`1a`, `2cp`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Category::Original => "original",
+            Category::A => "1a",
+            Category::C => "1c",
+            Category::P => "1p",
+            Category::AC => "2ac",
+            Category::AP => "2ap",
+            Category::CP => "2cp",
+            Category::ACP => "3acp",
+        }
+    }
+
+    /// Parses a code.
+    pub fn from_code(code: &str) -> Option<Category> {
+        [
+            Category::Original,
+            Category::A,
+            Category::C,
+            Category::P,
+            Category::AC,
+            Category::AP,
+            Category::CP,
+            Category::ACP,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+
+    /// The single kinds this category combines, in order.
+    pub fn kinds(self) -> Vec<Kind> {
+        match self {
+            Category::Original => vec![Kind::Original],
+            Category::A => vec![Kind::Ambiguous],
+            Category::C => vec![Kind::Inconsistent],
+            Category::P => vec![Kind::Incomplete],
+            Category::AC => vec![Kind::Ambiguous, Kind::Inconsistent],
+            Category::AP => vec![Kind::Ambiguous, Kind::Incomplete],
+            Category::CP => vec![Kind::Inconsistent, Kind::Incomplete],
+            Category::ACP => vec![Kind::Ambiguous, Kind::Inconsistent, Kind::Incomplete],
+        }
+    }
+
+    /// The seed schema's single `type` for this category: its first kind.
+    pub fn kind(self) -> Kind {
+        self.kinds()[0]
+    }
+}
+
+/// One change a mutation made, with what it changed (ground truth for the questions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mutation {
+    /// Mutation name, e.g. `vague_comparison`.
+    pub name: String,
+    /// What was changed, e.g. `"strictly greater than" -> "bigger than"`.
+    pub detail: String,
+}
+
+/// A training row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Stable id: the same input and seed give the same id.
+    pub id: String,
+    /// What the model is shown (a signature and docstring).
+    pub problem: String,
+    /// What it should answer: code in a fence, or clarifying questions.
+    pub answer: String,
+    /// The seed schema's type.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Our category code.
+    pub category: Category,
+    /// Where the function came from (`file:line`).
+    pub source: String,
+    /// Id of the harvested function; all variants of one function share it.
+    pub source_id: String,
+    /// How the row was made: `harvest`, `rules` or `llm`.
+    pub method: String,
+    /// The changes made to the original problem.
+    #[serde(default)]
+    pub mutations: Vec<Mutation>,
+    /// The clear problem this row was derived from.
+    #[serde(default)]
+    pub original_problem: String,
+}
+
+/// A doctest example: the source after `>>>` (with `...` continuation lines) and the expected
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Example {
+    /// The code to run.
+    pub source: String,
+    /// The expected output (may be empty).
+    pub want: String,
+}
+
+/// A harvested function: a clear problem and its real implementation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Harvested {
+    /// Stable id (hash of the problem and body).
+    pub id: String,
+    /// `file:line` (file relative to the harvested root, prefixed by the root's label).
+    pub source: String,
+    /// The file on disk, for sandboxed verification.
+    pub file: PathBuf,
+    /// Importable module name, when the file lies in an import root (stdlib, site-packages).
+    pub module: Option<String>,
+    /// Qualified name inside the module.
+    pub qualname: String,
+    /// Function name.
+    pub name: String,
+    /// Signature text.
+    pub signature: String,
+    /// Cleaned docstring.
+    pub docstring: String,
+    /// The whole function source, dedented (signature, docstring, body).
+    pub code: String,
+    /// Doctest examples from the docstring.
+    pub examples: Vec<Example>,
+}
+
+impl Harvested {
+    /// The problem text, as `core::python` renders it.
+    pub fn problem(&self) -> String {
+        crate::python::render_problem(&self.signature, Some(&self.docstring))
+    }
+
+    /// The `Original` row: the problem and its implementation in a fence (the paper's D_og).
+    pub fn original_row(&self) -> Row {
+        Row {
+            id: format!("{}-og", self.id),
+            problem: self.problem(),
+            answer: code_answer(&self.code),
+            kind: Kind::Original,
+            category: Category::Original,
+            source: self.source.clone(),
+            source_id: self.id.clone(),
+            method: "harvest".into(),
+            mutations: Vec::new(),
+            original_problem: self.problem(),
+        }
+    }
+}
+
+/// Code as an answer: a fenced Python block.
+pub fn code_answer(code: &str) -> String {
+    format!("```python\n{}\n```", code.trim_end())
+}
+
+/// A line of a JSON Lines file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct LineError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Reads a JSON Lines file. With `skip_bad`, malformed lines are skipped and counted; without,
+/// the first one is an error naming the file and line. Blank lines are ignored.
+pub fn read_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    skip_bad: bool,
+) -> Result<(Vec<T>, usize), LineError> {
+    let err = |line, message: String| LineError {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(0, format!("cannot open: {e}")))?;
+    let mut rows = Vec::new();
+    let mut skipped = 0;
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line_no = i + 1;
+        let bytes = line.map_err(|e| err(line_no, format!("cannot read: {e}")))?;
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t.trim(),
+            Err(_) if skip_bad => {
+                skipped += 1;
+                continue;
+            }
+            Err(_) => return Err(err(line_no, "not valid UTF-8".into())),
+        };
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str(text) {
+            Ok(row) => rows.push(row),
+            Err(_) if skip_bad => skipped += 1,
+            Err(e) => {
+                return Err(err(
+                    line_no,
+                    format!("{e} (pass --skip-bad to skip such lines)"),
+                ))
+            }
+        }
+    }
+    Ok((rows, skipped))
+}
+
+/// Writes rows as JSON Lines (atomically: a temp file renamed into place).
+pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for row in rows {
+            serde_json::to_writer(&mut out, row)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+        }
+        std::io::Write::flush(&mut out)?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_round_trip_and_map_to_kinds() {
+        for c in Category::SYNTHESIZED {
+            assert_eq!(Category::from_code(c.code()), Some(c));
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{}\"", c.code()));
+        }
+        assert_eq!(
+            Category::AP.kinds(),
+            vec![Kind::Ambiguous, Kind::Incomplete]
+        );
+        assert_eq!(Category::CP.kind(), Kind::Inconsistent);
+        assert_eq!(
+            serde_json::to_string(&Kind::Incomplete).unwrap(),
+            "\"Incomplete\""
+        );
+    }
+
+    #[test]
+    fn jsonl_errors_name_the_line_and_skip_bad_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, "{\"source\": \"a\", \"want\": \"1\"}\n\nnot json\n{\"source\": \"b\", \"want\": \"\"}\n")
+            .unwrap();
+        let err = read_jsonl::<Example>(&path, false).unwrap_err();
+        assert_eq!(err.line, 3);
+        assert!(err.to_string().contains("rows.jsonl:3:"), "{err}");
+        let (rows, skipped) = read_jsonl::<Example>(&path, true).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(skipped, 1);
+        let out = dir.path().join("out.jsonl");
+        write_jsonl(&out, &rows).unwrap();
+        assert_eq!(read_jsonl::<Example>(&out, false).unwrap().0, rows);
+    }
+}

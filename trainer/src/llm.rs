@@ -1,0 +1,403 @@
+//! `synthesize --method llm`: the paper's method. A teacher model rewrites a clear problem into a
+//! given category, then writes the clarifying questions for the rewritten problem (shown the
+//! clear one only so its questions target what changed, and told never to mention it).
+//!
+//! The output file is the checkpoint: rows are appended and flushed one by one, and every
+//! finished (function, variant) key, kept or rejected, is appended to `<output>.progress`. A run
+//! that was killed resumes from both without redoing or duplicating anything.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clarifycoder_core::dataset::{self, Category, Harvested, Kind, Mutation, Row};
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
+use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::prompt::{self, Markup, Prompt, Turn};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::rules::{parse_weights, Rng, RulesArgs};
+
+/// Teacher settings of `synthesize --method llm`.
+#[derive(clap::Args)]
+pub struct LlmArgs {
+    /// OpenAI-compatible endpoint of the teacher (`/v1/completions`: vLLM, llama-server).
+    #[arg(long)]
+    teacher_endpoint: Option<String>,
+    /// Model name to request from the endpoint.
+    #[arg(long, default_value = "teacher")]
+    teacher_api_model: String,
+    /// Environment variable holding the endpoint's API key.
+    #[arg(long)]
+    teacher_api_key_env: Option<String>,
+    /// A local GGUF teacher instead of an endpoint.
+    #[arg(long)]
+    teacher_model: Option<PathBuf>,
+    /// Turn markup of the teacher [default: detected from a GGUF; ChatML for endpoints].
+    #[arg(long, value_enum)]
+    teacher_markup: Option<MarkupArg>,
+    /// Sampling temperature (low: faithful rewrites).
+    #[arg(long, default_value_t = 0.2)]
+    temperature: f32,
+    /// Most tokens per teacher answer.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MarkupArg {
+    Gemma,
+    Chatml,
+    Llama3,
+    Plain,
+}
+
+fn definition(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ambiguous => "ambiguous: some statement can reasonably be read in more than one way",
+        Kind::Incomplete => "incomplete: some information needed to write a correct solution is missing",
+        Kind::Inconsistent => "inconsistent: some parts contradict each other (for example the description and an example disagree)",
+        Kind::Original => "clear",
+    }
+}
+
+fn category_text(category: Category) -> String {
+    category
+        .kinds()
+        .into_iter()
+        .map(definition)
+        .collect::<Vec<_>>()
+        .join("; and ")
+}
+
+/// The rewrite request.
+pub fn rewrite_message(category: Category, problem: &str) -> String {
+    format!(
+        "Modify the coding problem below so that it becomes {}. Keep the function signature. \
+Answer with the modified problem only (signature and docstring) in a ```python block: no explanation, \
+and do not say or hint that anything was changed.\n\nProblem:\n```python\n{}```",
+        category_text(category),
+        problem
+    )
+}
+
+/// The questions request.
+pub fn questions_message(category: Category, modified: &str, original: &str) -> String {
+    format!(
+        "This coding problem is {}:\n```python\n{}```\nFor your reference only, a clear version of it is:\n```python\n{}```\n\
+Write the clarifying questions a careful engineer would ask before solving the first problem, so that it can be \
+solved correctly. Ask only about what is unclear in it. Never mention or hint that another version exists. \
+Answer with the questions only, one per line.",
+        category_text(category),
+        modified.trim_end(),
+        original.trim_end()
+    )
+}
+
+/// Words that give away the construction (a leak) in a rewritten problem or in questions.
+const PROBLEM_LEAKS: &[&str] = &[
+    "ambiguous",
+    "ambiguity",
+    "inconsistent",
+    "inconsistency",
+    "incomplete",
+    "clarif",
+    "modified",
+    "note:",
+];
+const QUESTION_LEAKS: &[&str] = &[
+    "original",
+    "modified",
+    "rewritten",
+    "clear version",
+    "other version",
+    "the change",
+];
+
+/// Why a teacher output is rejected, if it is.
+pub fn rejection(original: &str, modified: &str, questions: &[String]) -> Option<&'static str> {
+    if modified.trim().is_empty() {
+        return Some("empty_problem");
+    }
+    if questions.is_empty() {
+        return Some("no_questions");
+    }
+    if modified.trim() == original.trim() {
+        return Some("unchanged");
+    }
+    let lower = modified.to_lowercase();
+    let original_lower = original.to_lowercase();
+    if PROBLEM_LEAKS
+        .iter()
+        .any(|w| lower.contains(w) && !original_lower.contains(w))
+    {
+        return Some("problem_names_the_change");
+    }
+    if questions.iter().any(|q| {
+        let q = q.to_lowercase();
+        QUESTION_LEAKS.iter().any(|w| q.contains(w))
+    }) {
+        return Some("questions_leak");
+    }
+    None
+}
+
+fn open_teacher(args: &LlmArgs) -> anyhow::Result<(Arc<dyn Backend>, Markup)> {
+    let forced = args.teacher_markup.map(|m| match m {
+        MarkupArg::Gemma => Markup::Gemma,
+        MarkupArg::Chatml => Markup::ChatMl,
+        MarkupArg::Llama3 => Markup::Llama3,
+        MarkupArg::Plain => Markup::Plain,
+    });
+    match (&args.teacher_endpoint, &args.teacher_model) {
+        (Some(url), None) => {
+            let mut c = OpenAiConfig::new(url.clone(), args.teacher_api_model.clone());
+            c.api_key_env = args.teacher_api_key_env.clone();
+            c.markup = forced.unwrap_or(Markup::ChatMl);
+            let markup = c.markup;
+            Ok((Arc::new(OpenAiEngine::new(c)?), markup))
+        }
+        (None, Some(path)) => {
+            let engine = LlamaEngine::load(LlamaConfig::new(path)).map_err(|e| anyhow::anyhow!("teacher: {e}"))?;
+            let markup = forced.unwrap_or(engine.info().markup);
+            Ok((Arc::new(engine), markup))
+        }
+        _ => anyhow::bail!("give the teacher with exactly one of --teacher-endpoint URL or --teacher-model FILE.gguf"),
+    }
+}
+
+struct Teacher {
+    backend: Arc<dyn Backend>,
+    markup: Markup,
+    temperature: f32,
+    max_tokens: usize,
+}
+
+impl Teacher {
+    fn ask(&self, message: &str, seed: u64) -> anyhow::Result<String> {
+        let text = self.markup.render(&[Turn::user(message)]);
+        let mut request = GenerateRequest::greedy(
+            Prompt {
+                text,
+                prefix_len: 0,
+            },
+            self.markup,
+            self.max_tokens,
+        );
+        request.temperature = self.temperature;
+        request.seed = seed;
+        let g = self.backend.generate(&request, &CancelToken::new())?;
+        Ok(g.text)
+    }
+
+    /// Asks, and once more with a nudge if the answer is empty (the repair pass).
+    fn ask_with_repair(&self, message: &str, seed: u64) -> anyhow::Result<String> {
+        let first = self.ask(message, seed)?;
+        if !first.trim().is_empty() {
+            return Ok(first);
+        }
+        self.ask(&format!("{message}\n\nYour previous answer was empty. Answer now, following the instructions exactly."), seed ^ 1)
+    }
+}
+
+fn read_keys(path: &Path) -> HashSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `synthesize --method llm`.
+pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let weights = parse_weights(&common.weights)?;
+    let (mut functions, skipped) =
+        dataset::read_jsonl::<Harvested>(&common.input, common.skip_bad)?;
+    if skipped > 0 {
+        eprintln!(
+            "warning: skipped {skipped} malformed lines of {}",
+            common.input.display()
+        );
+    }
+    if let Some(limit) = common.limit {
+        functions.truncate(limit);
+    }
+    let (backend, markup) = open_teacher(&args)?;
+    let teacher = Teacher {
+        backend,
+        markup,
+        temperature: args.temperature,
+        max_tokens: args.max_tokens,
+    };
+
+    // Resume: rows already in the output and keys already finished.
+    if let Some(dir) = common.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let progress_path = PathBuf::from(format!("{}.progress", common.output.display()));
+    let mut done = read_keys(&progress_path);
+    let existing: HashSet<String> = if common.output.exists() {
+        // A kill can leave a half-written last line: keep the good rows.
+        dataset::read_jsonl::<Row>(&common.output, true)?
+            .0
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    } else {
+        HashSet::new()
+    };
+    done.extend(existing.iter().cloned());
+    let mut output = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&common.output)
+        .with_context(|| format!("cannot open '{}'", common.output.display()))?;
+    let mut progress = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&progress_path)?;
+
+    let work: Vec<(&Harvested, usize, Category, String)> = functions
+        .iter()
+        .flat_map(|h| {
+            let mut rng = Rng::for_key(common.seed, &format!("llm:{}", h.id));
+            (0..common.per_function)
+                .map(|v| {
+                    let c = crate::rules::draw_category(&weights, &mut rng);
+                    (h, v, c, format!("{}-llm-{}-{v}", h.id, c.code()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, _, _, key)| !done.contains(key))
+        .collect();
+    let bar = ProgressBar::new(work.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rewrites {per_sec} [{elapsed_precise} < {eta}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut kept, mut rejected) = (0usize, 0usize);
+    for (h, variant, category, key) in work {
+        let seed = common.seed ^ (variant as u64) << 32;
+        let original = h.problem();
+        let result = (|| -> anyhow::Result<Option<Row>> {
+            let rewritten = teacher.ask_with_repair(&rewrite_message(category, &original), seed)?;
+            let modified = prompt::first_code_block(&rewritten)
+                .unwrap_or_else(|| rewritten.trim().to_string() + "\n");
+            let answer = teacher
+                .ask_with_repair(&questions_message(category, &modified, &original), seed ^ 2)?;
+            let questions = prompt::split_questions(&answer);
+            if let Some(why) = rejection(&original, &modified, &questions) {
+                bar.set_message(format!("rejected: {why}"));
+                return Ok(None);
+            }
+            Ok(Some(Row {
+                id: key.clone(),
+                problem: modified,
+                answer: crate::rules::render_questions(&questions, &mut Rng::for_key(seed, &key)),
+                kind: category.kind(),
+                category,
+                source: h.source.clone(),
+                source_id: h.id.clone(),
+                method: "llm".into(),
+                mutations: vec![Mutation {
+                    name: "llm_rewrite".into(),
+                    detail: category_text(category),
+                }],
+                original_problem: original.clone(),
+            }))
+        })();
+        match result {
+            Ok(Some(row)) => {
+                serde_json::to_writer(&mut output, &row)?;
+                output.write_all(b"\n")?;
+                output.flush()?;
+                kept += 1;
+            }
+            Ok(None) => rejected += 1,
+            Err(e) => {
+                bar.abandon();
+                return Err(e.context(format!(
+                    "the teacher failed; {kept} new rows are saved in '{}' and a rerun resumes from there",
+                    common.output.display()
+                )));
+            }
+        }
+        writeln!(progress, "{key}")?;
+        progress.flush()?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let summary = serde_json::json!({
+        "kept": kept,
+        "rejected": rejected,
+        "resumed_from": existing.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaks_and_empty_outputs_are_rejected() {
+        let q = |s: &str| vec![s.to_string()];
+        assert_eq!(
+            rejection("def f(): 'a'", "", &q("Why?")),
+            Some("empty_problem")
+        );
+        assert_eq!(
+            rejection("def f(): 'a'", "def f(): 'b'", &[]),
+            Some("no_questions")
+        );
+        assert_eq!(
+            rejection("def f(): 'a'", "def f(): 'a'", &q("Why?")),
+            Some("unchanged")
+        );
+        assert_eq!(
+            rejection(
+                "def f(): 'a'",
+                "def f(): 'b' # Note: this is ambiguous",
+                &q("Why?")
+            ),
+            Some("problem_names_the_change")
+        );
+        assert_eq!(
+            rejection(
+                "def f(): 'a'",
+                "def f(): 'b'",
+                &q("What did the original say?")
+            ),
+            Some("questions_leak")
+        );
+        assert_eq!(
+            rejection("def f(): 'a'", "def f(): 'b'", &q("Which order?")),
+            None
+        );
+    }
+
+    #[test]
+    fn prompts_name_the_category() {
+        let m = rewrite_message(Category::AP, "def f():\n    '''Sort.'''\n");
+        assert!(
+            m.contains("ambiguous")
+                && m.contains("incomplete")
+                && m.contains("```python\ndef f():")
+        );
+        let q = questions_message(Category::C, "M\n", "O\n");
+        assert!(
+            q.contains("contradict")
+                && q.contains("```python\nM```")
+                && q.contains("Never mention")
+        );
+    }
+}

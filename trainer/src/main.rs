@@ -1,0 +1,79 @@
+//! `clarifycoder-trainer`: builds ClarifyCoder's training data.
+//!
+//! - `harvest`: real Python functions with docstrings → clear problems with their code.
+//! - `synthesize`: clear problems → ambiguous, incomplete and inconsistent ones with the
+//!   clarifying questions that resolve them (rules or an LLM teacher).
+//! - `mix`: clarify rows + original rows at a chosen ratio, with a grouped train/validation split.
+//! - `stats`: counts, lengths, perplexity and entropy.
+
+mod decontaminate;
+mod harvest;
+mod llm;
+mod mix;
+mod rules;
+mod stats;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "clarifycoder-trainer",
+    version,
+    about = "Builds ClarifyCoder's clarify-aware training data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Harvest real Python functions with docstrings (decontaminated against HumanEval).
+    Harvest(harvest::HarvestArgs),
+    /// Turn clear problems into unclear ones paired with clarifying questions.
+    Synthesize(SynthesizeArgs),
+    /// Mix clarify rows with original rows and split train/validation.
+    Mix(mix::MixArgs),
+    /// Counts per category, lengths, and perplexity/entropy of problems vs answers.
+    Stats(stats::StatsArgs),
+}
+
+#[derive(clap::Args)]
+struct SynthesizeArgs {
+    /// `rules` (mutations with known ground truth) or `llm` (a teacher model rewrites).
+    #[arg(long, value_enum, default_value = "rules")]
+    method: Method,
+    #[command(flatten)]
+    rules: rules::RulesArgs,
+    #[command(flatten)]
+    llm: llm::LlmArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Method {
+    Rules,
+    Llm,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Harvest(args) => harvest::run(args),
+        Command::Synthesize(args) => match args.method {
+            Method::Rules => rules::run(args.rules),
+            Method::Llm => llm::run(args.rules, args.llm),
+        },
+        Command::Mix(args) => mix::run(args),
+        Command::Stats(args) => stats::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Checking inconsistency mutations by running the real implementation: the harvested function,
+//! in a sandboxed Python process, must pass its original examples and fail the mutated ones.
+
+use std::time::Duration;
+
+use clarifycoder_core::dataset::{Example, Harvested};
+use clarifycoder_core::sandbox::{self, Limits};
+use serde::Serialize;
+
+/// The program that runs doctest examples against a function, in its module's namespace when
+/// the module can be imported, else in a namespace holding only the function's code.
+const VERIFIER: &str = r#"
+import doctest, importlib, json, sys
+specs = json.load(open("specs.json"))
+results = []
+for spec in specs:
+    globs = None
+    if spec["module"]:
+        try:
+            globs = dict(vars(importlib.import_module(spec["module"])))
+        except BaseException:
+            globs = None
+    if globs is None:
+        globs = {"__name__": "__sandbox__"}
+        try:
+            exec(compile(spec["code"], "<function>", "exec"), globs)
+        except BaseException:
+            results.append(None)
+            continue
+    def failures(examples):
+        exs = [doctest.Example(e["source"] + "\n", (e["want"] + "\n") if e["want"] else "") for e in examples]
+        test = doctest.DocTest(exs, dict(globs), spec["name"], None, 0, None)
+        runner = doctest.DocTestRunner(verbose=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        runner.run(test, out=lambda s: None)
+        return runner.failures
+    try:
+        results.append([failures(spec["original"]), failures(spec["mutated"])])
+    except BaseException:
+        results.append(None)
+print(json.dumps(results))
+"#;
+
+#[derive(Serialize)]
+struct Spec<'a> {
+    module: Option<&'a str>,
+    name: &'a str,
+    code: &'a str,
+    original: &'a [Example],
+    mutated: &'a [Example],
+}
+
+/// A candidate to verify: the function and its mutated examples.
+pub struct Candidate<'a> {
+    /// The harvested function.
+    pub function: &'a Harvested,
+    /// The examples after mutation.
+    pub mutated: Vec<Example>,
+}
+
+/// For each candidate: `true` when the original examples all pass and at least one mutated
+/// example fails. Candidates are run in batches in one process; a batch that fails as a whole
+/// (a hang, a crash) is retried one candidate at a time, and candidates that still fail are
+/// `false`.
+pub fn verify(python: &str, candidates: &[Candidate]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(candidates.len());
+    for chunk in candidates.chunks(32) {
+        match run_batch(python, chunk, Duration::from_secs(30)) {
+            Some(results) => out.extend(results),
+            None => {
+                for c in chunk {
+                    let r = run_batch(python, std::slice::from_ref(c), Duration::from_secs(5));
+                    out.push(r.is_some_and(|v| v[0]));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run_batch(python: &str, chunk: &[Candidate], timeout: Duration) -> Option<Vec<bool>> {
+    let specs: Vec<Spec> = chunk
+        .iter()
+        .map(|c| Spec {
+            module: c.function.module.as_deref(),
+            name: &c.function.name,
+            code: &c.function.code,
+            original: &c.function.examples,
+            mutated: &c.mutated,
+        })
+        .collect();
+    let json = serde_json::to_vec(&specs).ok()?;
+    let limits = Limits {
+        timeout,
+        cpu_seconds: timeout.as_secs().max(1),
+        ..Limits::default()
+    };
+    let outcome = sandbox::run_python(python, VERIFIER, &[("specs.json", &json)], &limits).ok()?;
+    if !outcome.success() {
+        return None;
+    }
+    let results: Vec<Option<(usize, usize)>> = serde_json::from_str(outcome.stdout.trim()).ok()?;
+    if results.len() != chunk.len() {
+        return None;
+    }
+    Some(
+        results
+            .into_iter()
+            .map(|r| matches!(r, Some((0, failed)) if failed > 0))
+            .collect(),
+    )
+}

