@@ -110,6 +110,8 @@ pub fn mutations(kind: Kind) -> &'static [(&'static str, MutationFn)] {
             ("vague_quantity", vague_quantity),
             ("drop_order", drop_order),
             ("drop_unit", drop_unit),
+            ("vague_reference", vague_reference),
+            ("vague_quantifier", vague_quantifier),
         ],
         Kind::Incomplete => &[
             ("drop_examples", drop_examples),
@@ -401,6 +403,108 @@ fn drop_unit(d: &Draft, rng: &mut Rng) -> Option<Applied> {
         Draft { doc, ..d.clone() },
         "drop_unit",
         format!("{found:?} removed"),
+        vec![q.to_string()],
+    )
+}
+
+/// A parameter named in the description becomes "the input": with several parameters, which one
+/// is meant is no longer clear.
+fn vague_reference(d: &Draft, rng: &mut Rng) -> Option<Applied> {
+    let params = parameters(&d.signature);
+    if params.len() < 2 {
+        return None;
+    }
+    let mut order = params.clone();
+    rng.shuffle(&mut order);
+    for p in &order {
+        if p.len() < 2 {
+            continue;
+        }
+        let ticked = format!("`{p}`");
+        let needles: Vec<&str> = vec![ticked.as_str(), p.as_str()];
+        let Some((doc, found, _)) = replace_in_description_exact(&d.doc, &needles, "the input")
+        else {
+            continue;
+        };
+        let others: Vec<String> = params
+            .iter()
+            .filter(|o| *o != p)
+            .map(|o| format!("`{o}`"))
+            .collect();
+        let q = format!(
+            "Which argument does \"the input\" refer to: `{p}` or {}?",
+            others.join(" or ")
+        );
+        let q = if rng.below(2) == 0 {
+            q
+        } else {
+            format!("The description says \"the input\", but there are several arguments. Which one is meant?")
+        };
+        return applied(
+            Draft { doc, ..d.clone() },
+            "vague_reference",
+            format!("{found:?} -> \"the input\""),
+            vec![q],
+        );
+    }
+    None
+}
+
+/// Like `replace_in_description` but case-sensitive (identifiers).
+fn replace_in_description_exact(
+    doc: &str,
+    needles: &[&str],
+    with: &str,
+) -> Option<(String, String, String)> {
+    let flags = example_lines(doc);
+    let lines: Vec<&str> = doc.lines().collect();
+    for needle in needles {
+        for (i, line) in lines.iter().enumerate() {
+            if flags[i] || line.trim_start().starts_with(needle) {
+                // Skip parameter-description lines ("x: the value").
+                continue;
+            }
+            let mut from = 0;
+            while let Some(k) = line[from..].find(needle) {
+                let (s, e) = (from + k, from + k + needle.len());
+                let before = line[..s]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric() && c != '_' && c != '.');
+                let after = line[e..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !c.is_alphanumeric() && c != '_' && c != '(' && c != '=');
+                if before && after {
+                    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+                    out[i] = format!("{}{}{}", &line[..s], with, &line[e..]);
+                    return Some((out.join("\n"), needle.to_string(), with.to_string()));
+                }
+                from = e;
+            }
+        }
+    }
+    None
+}
+
+const QUANTIFIERS: &[&str] = &["all of the", "all the", "every", "each of the"];
+
+fn vague_quantifier(d: &Draft, rng: &mut Rng) -> Option<Applied> {
+    let (doc, found, new) = replace_in_description(&d.doc, QUANTIFIERS, |f| {
+        if f.eq_ignore_ascii_case("every") {
+            "some".into()
+        } else {
+            "some of the".into()
+        }
+    })?;
+    let q = rng.pick(&[
+        "Which of them should be included: all of them, or only some? If some, which ones?",
+        "\"Some of the\" is vague: exactly which elements should this apply to?",
+    ]);
+    applied(
+        Draft { doc, ..d.clone() },
+        "vague_quantifier",
+        format!("{found:?} -> {new:?}"),
         vec![q.to_string()],
     )
 }
@@ -1138,6 +1242,29 @@ mod tests {
         let a = drop_unit(&d, &mut rng()).unwrap();
         assert_eq!(a.draft.doc, "Wait for t, given, then return.");
         assert_eq!(a.mutation.detail, "\"in seconds\" removed");
+    }
+
+    #[test]
+    fn vague_reference_and_quantifier() {
+        let d = draft(
+            "def clip(values, limit):",
+            "Clip every item of `values` to `limit`.\n\nvalues: the numbers.",
+        );
+        let mut r = Rng::for_key(2, "r");
+        let a = vague_reference(&d, &mut r).unwrap();
+        assert!(
+            a.draft.doc == "Clip every item of the input to `limit`.\n\nvalues: the numbers."
+                || a.draft.doc
+                    == "Clip every item of `values` to the input.\n\nvalues: the numbers.",
+            "{:?}",
+            a.draft.doc
+        );
+        assert!(vague_reference(&draft("def f(x):", "Use x."), &mut r).is_none());
+        let a = vague_quantifier(&d, &mut r).unwrap();
+        assert_eq!(
+            a.draft.doc,
+            "Clip some item of `values` to `limit`.\n\nvalues: the numbers."
+        );
     }
 
     #[test]
