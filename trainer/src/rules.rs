@@ -438,7 +438,7 @@ fn vague_reference(d: &Draft, rng: &mut Rng) -> Option<Applied> {
         let q = if rng.below(2) == 0 {
             q
         } else {
-            format!("The description says \"the input\", but there are several arguments. Which one is meant?")
+            "The description says \"the input\", but there are several arguments. Which one is meant?".to_string()
         };
         return applied(
             Draft { doc, ..d.clone() },
