@@ -28,6 +28,10 @@ pub struct Limits {
     pub file_bytes: u64,
     /// Bytes of stdout and of stderr kept; the rest is discarded.
     pub output_bytes: usize,
+    /// When running as root, run the program as `nobody`/`nogroup` so it cannot change files it
+    /// does not own and the process limit applies (root ignores RLIMIT_NPROC). The interpreter
+    /// must then be executable by `nobody` (e.g. `/usr/bin/python3`).
+    pub drop_privileges: bool,
 }
 
 impl Default for Limits {
@@ -39,6 +43,7 @@ impl Default for Limits {
             processes: 64,
             file_bytes: 16 << 20,
             output_bytes: 1 << 20,
+            drop_privileges: false,
         }
     }
 }
@@ -75,6 +80,9 @@ impl Outcome {
         self.status == Status::Exited(0)
     }
 }
+
+const NOBODY: u32 = 65534;
+const NOGROUP: u32 = 65534;
 
 /// Whether runs get their own network namespace (no network). Checked once.
 pub fn network_isolated() -> bool {
@@ -115,13 +123,18 @@ fn run_in(
     for (name, content) in files {
         std::fs::write(dir.join(name), content)?;
     }
-    let mut cmd = if network_isolated() {
-        let mut c = Command::new("unshare");
-        c.args(["-n", "--", python]);
-        c
-    } else {
-        Command::new(python)
-    };
+    // SAFETY: geteuid has no preconditions.
+    let drop = limits.drop_privileges && unsafe { libc::geteuid() } == 0;
+    if drop {
+        // The program owns its directory and nothing else.
+        for entry in std::iter::once(dir.to_path_buf())
+            .chain(std::fs::read_dir(dir)?.flatten().map(|e| e.path()))
+        {
+            std::os::unix::fs::chown(&entry, Some(NOBODY), Some(NOGROUP))?;
+        }
+    }
+    let isolate_network = network_isolated();
+    let mut cmd = Command::new(python);
     cmd.arg("-B").arg("main.py");
     cmd.current_dir(dir)
         .env_clear()
@@ -139,6 +152,10 @@ fn run_in(
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
+            if isolate_network {
+                // A new, empty network namespace: no interfaces, no network.
+                libc::unshare(libc::CLONE_NEWNET);
+            }
             let set = |resource, value: u64| {
                 let lim = libc::rlimit {
                     rlim_cur: value as libc::rlim_t,
@@ -151,6 +168,15 @@ fn run_in(
             set(libc::RLIMIT_NPROC, l.processes);
             set(libc::RLIMIT_FSIZE, l.file_bytes);
             set(libc::RLIMIT_CORE, 0);
+            if drop {
+                let groups: [libc::gid_t; 0] = [];
+                if libc::setgroups(0, groups.as_ptr()) != 0
+                    || libc::setgid(NOGROUP) != 0
+                    || libc::setuid(NOBODY) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
@@ -297,6 +323,30 @@ mod tests {
         .unwrap();
         assert!(!out.success());
         assert!(out.stderr.contains("MemoryError"), "{out:?}");
+    }
+
+    #[test]
+    fn dropped_privileges_protect_files_outside_the_sandbox() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return; // Not root: the program already cannot touch what it does not own.
+        }
+        let outside =
+            std::env::temp_dir().join(format!("clarifycoder-victim-{}", std::process::id()));
+        std::fs::write(&outside, "keep me").unwrap();
+        let script = format!(
+            "import os\nopen('mine.txt', 'w').write('ok')\ntry:\n    os.remove({:?})\n    print('deleted')\nexcept OSError:\n    print('denied')",
+            outside.display().to_string()
+        );
+        let l = Limits {
+            drop_privileges: true,
+            ..limits()
+        };
+        let out = run_python("/usr/bin/python3", &script, &[], &l).unwrap();
+        assert!(out.success(), "{out:?}");
+        assert_eq!(out.stdout.trim(), "denied");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+        std::fs::remove_file(&outside).unwrap();
     }
 
     #[test]

@@ -358,7 +358,10 @@ pub fn run(args: HarvestArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write '{}'", original_path.display()))?;
     report.elapsed_ms = started.elapsed().as_millis();
     if report.unreadable_files > 0 {
-        eprintln!("warning: skipped {} files that are not UTF-8 text", report.unreadable_files);
+        eprintln!(
+            "warning: skipped {} files that are not UTF-8 text",
+            report.unreadable_files
+        );
     }
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(args.out_dir.join("harvest.json"), &json)?;
