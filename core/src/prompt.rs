@@ -183,6 +183,60 @@ pub fn round2(markup: Markup, problem: &str, questions: &str, answers: &str) -> 
     Prompt { text, prefix_len }
 }
 
+/// The protocol's texts, overridable for exact-protocol benchmark runs (`--prompts FILE`). The
+/// defaults are the constants above; the server and trainer always use the defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Texts {
+    /// Replaces [`ROUND1_INSTRUCTION`].
+    pub round1_instruction: String,
+    /// Replaces [`ROUND2_REQUEST`].
+    pub round2_request: String,
+    /// Appended to the round-1 message (chain-of-thought baselines); empty by default.
+    pub round1_suffix: String,
+}
+
+impl Default for Texts {
+    fn default() -> Texts {
+        Texts {
+            round1_instruction: ROUND1_INSTRUCTION.into(),
+            round2_request: ROUND2_REQUEST.into(),
+            round1_suffix: String::new(),
+        }
+    }
+}
+
+/// A benchmark conversation: optional few-shot examples (each a round-1 problem and the answer),
+/// then round 1 for `problem`, and, when `round2` is `Some((questions, answers))`, the model's
+/// questions, the answers and the request for code. With default texts, no shots and no round 2
+/// this is exactly [`round1`]; with a round 2, exactly [`round2`].
+pub fn conversation(
+    markup: Markup,
+    texts: &Texts,
+    shots: &[(String, String)],
+    problem: &str,
+    round2: Option<(&str, &str)>,
+) -> Prompt {
+    let message = |p: &str| format!("{}\n{p}{}", texts.round1_instruction, texts.round1_suffix);
+    let mut turns = Vec::new();
+    for (p, a) in shots {
+        turns.push(Turn::user(message(p)));
+        turns.push(Turn::model(a.trim()));
+    }
+    turns.push(Turn::user(message(problem)));
+    if let Some((questions, answers)) = round2 {
+        turns.push(Turn::model(questions.trim()));
+        turns.push(Turn::user(format!(
+            "{}\n\n{}",
+            answers.trim(),
+            texts.round2_request
+        )));
+    }
+    let text = markup.render(&turns);
+    let prefix_len = markup.open(Role::User).len() + texts.round1_instruction.len() + 1;
+    Prompt { text, prefix_len }
+}
+
 /// A training example: the prompt (no loss) and the completion the model learns to write (the
 /// answer followed by the end-of-turn marker).
 pub fn training_pair(markup: Markup, problem: &str, answer: &str) -> (String, String) {
@@ -370,6 +424,34 @@ mod tests {
         "#]]
         .assert_debug_eq(&prompt.text);
         assert!(prompt.text.starts_with(round1(Markup::Gemma, "P").prefix()));
+    }
+
+    #[test]
+    fn benchmark_conversations_reduce_to_the_pinned_rounds() {
+        let t = Texts::default();
+        assert_eq!(
+            conversation(Markup::Gemma, &t, &[], "P", None),
+            round1(Markup::Gemma, "P")
+        );
+        assert_eq!(
+            conversation(Markup::Gemma, &t, &[], "P", Some(("Q?", "A."))),
+            round2(Markup::Gemma, "P", "Q?", "A.")
+        );
+        let shots = vec![("S".to_string(), "Which one?".to_string())];
+        let with_shot = conversation(Markup::Gemma, &t, &shots, "P", None);
+        assert!(with_shot
+            .text
+            .contains("S<end_of_turn>\n<start_of_turn>model\nWhich one?<end_of_turn>\n"));
+        assert!(with_shot
+            .text
+            .ends_with("P<end_of_turn>\n<start_of_turn>model\n"));
+        let cot = Texts {
+            round1_suffix: "\nThink first.".into(),
+            ..Texts::default()
+        };
+        assert!(conversation(Markup::Gemma, &cot, &[], "P", None)
+            .text
+            .contains("P\nThink first.<end_of_turn>"));
     }
 
     #[test]
