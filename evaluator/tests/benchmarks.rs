@@ -1,0 +1,248 @@
+//! The evaluator end to end: a HumanEvalComm-format fixture written here, the real HumanEval file,
+//! the real model, real Python in the sandbox, and a local HTTP server speaking the OpenAI API
+//! when a scripted model is needed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clarifycoder-evaluator"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c
+}
+
+fn ok(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Two problems in the benchmark's schema (prompts renamed to `candidate` in some variants).
+fn fixture(dir: &Path) -> std::path::PathBuf {
+    let add = json!({
+        "name": "Fixture/0", "entry_point": "add",
+        "prompt": "def add(a, b):\n    \"\"\"Return the sum of a and b.\n    >>> add(1, 2)\n    3\n    \"\"\"\n",
+        "solution": "    return a + b\n",
+        "test_case": [{"input": "1, 2", "output": "3", "relation": "=="}, {"input": "-1, 1", "output": "0", "relation": "=="},
+                      {"input": "2.5, 0.5", "output": "3.0", "relation": "=="}],
+        "prompt1a": "def add(a, b):\n    \"\"\"Return the combination of a and b.\n    \"\"\"\n",
+        "prompt1p": "def candidate(a, b):\n    \"\"\"Do it.\"\"\"\n",
+        "prompt1c": "def add(a, b):\n    \"\"\"Return the sum of a and b.\n    >>> add(1, 2)\n    5\n    \"\"\"\n"
+    });
+    let rev = json!({
+        "name": "Fixture/1", "entry_point": "rev",
+        "prompt": "def rev(s):\n    \"\"\"Return s reversed.\"\"\"\n",
+        "solution": "    return s[::-1]\n",
+        "test_case": [{"input": "'abc'", "output": "'cba'", "relation": "=="},
+                      {"input": "'x'", "output": "'x'", "relation": "len(output) == len(inputs[0])"}],
+        "prompt1a": "def rev(s):\n    \"\"\"Return s rearranged.\"\"\"\n"
+    });
+    let path = dir.join("comm.jsonl");
+    std::fs::write(&path, format!("{add}\n{rev}\n")).unwrap();
+    path
+}
+
+/// A scripted model: answers by the prompt's content. Round 1 of a `1a` prompt asks; everything
+/// else gets the reference code.
+fn scripted_model() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let prompt = request["prompt"].as_str().unwrap_or_default();
+            let second_round = prompt.contains("Given above conversations");
+            let text = if !second_round
+                && (prompt.contains("combination") || prompt.contains("rearranged"))
+            {
+                "Should the values be added, or combined some other way? Is it reversed?"
+                    .to_string()
+            } else if prompt.contains("def rev") {
+                "```python\ndef rev(s):\n    return s[::-1]\n```".to_string()
+            } else {
+                "```python\ndef add(a, b):\n    return a + b\n```".to_string()
+            };
+            let reply = json!({"choices": [{"text": text, "finish_reason": "stop"}]}).to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn humanevalcomm_protocol_metrics_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    let out = dir.path().join("out");
+    let url = scripted_model();
+    let run = || {
+        bin()
+            .args(["humanevalcomm", "--data"])
+            .arg(&data)
+            .arg("--out-dir")
+            .arg(&out)
+            .args(["--endpoint", &url, "--variants", "1a,1c,1p,original"])
+            .output()
+            .unwrap()
+    };
+    let summary = ok(&run());
+    let cats: std::collections::HashMap<String, Value> = summary["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[0].as_str().unwrap().to_string(), c[1].clone()))
+        .collect();
+    // 1a: both problems ask, the judge answers, round 2 writes the right code.
+    assert_eq!(cats["1a"]["instances"], 2);
+    assert_eq!(cats["1a"]["communication_rate"], 100.0);
+    assert_eq!(cats["1a"]["good_question_rate"], 100.0, "{summary:#}");
+    assert_eq!(cats["1a"]["pass_at_1"], 100.0);
+    // 1p renames the function to `candidate`; the code defines `add`: still tested and passing.
+    assert_eq!(cats["1p"]["instances"], 1);
+    assert_eq!(cats["1p"]["communication_rate"], 0.0);
+    assert_eq!(cats["1p"]["pass_at_1"], 100.0);
+    assert_eq!(cats["original"]["instances"], 2);
+    assert_eq!(summary["false_alarm_rate"], 0.0);
+    assert_eq!(summary["overall"]["instances"], 4);
+    for file in ["instances.jsonl", "summary.json", "summary.md", "chart.svg"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| 1a | 2 | 100.00% | 100.00% | 100.00% | 100.00% |"),
+        "{md}"
+    );
+    assert!(std::fs::read_to_string(out.join("chart.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    let records: Vec<Value> = std::fs::read_to_string(out.join("instances.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let asked = records.iter().find(|r| r["key"] == "Fixture/0#1a").unwrap();
+    assert!(asked["round2"]["prompt"]
+        .as_str()
+        .unwrap()
+        .contains("Here is the full problem description"));
+    assert_eq!(asked["cases"].as_array().unwrap().len(), 3);
+
+    // A rerun resumes: nothing new is appended.
+    let again = ok(&run());
+    assert_eq!(again["overall"], summary["overall"]);
+    let lines = std::fs::read_to_string(out.join("instances.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, records.len());
+}
+
+#[test]
+fn bad_benchmark_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bad.jsonl");
+    let good = std::fs::read_to_string(fixture(dir.path())).unwrap();
+    std::fs::write(&data, format!("{}{{\"name\": 1}}\n", good)).unwrap();
+    let out = bin()
+        .args(["humanevalcomm", "--data"])
+        .arg(&data)
+        .args(["--endpoint", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl:3:"), "{err}");
+    let out = bin()
+        .args(["humanevalcomm", "--data"])
+        .arg(&data)
+        .args(["--variants", "9z"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown category `9z`"));
+}
+
+#[test]
+fn real_model_on_real_humaneval_and_the_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    // The embedded default model (a base model: the numbers are low, the pipeline is real).
+    let summary = ok(&bin()
+        .args([
+            "humaneval",
+            "--limit",
+            "2",
+            "--max-tokens",
+            "48",
+            "--adapter",
+            "none",
+            "--out-dir",
+        ])
+        .arg(dir.path().join("he"))
+        .output()
+        .unwrap());
+    assert_eq!(summary["problems"], 2);
+    let p1 = summary["pass_at_k_percent"]["pass@1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&p1));
+    let samples = std::fs::read_to_string(dir.path().join("he/samples.jsonl")).unwrap();
+    assert_eq!(samples.lines().count(), 2);
+
+    let data = fixture(dir.path());
+    let summary = ok(&bin()
+        .args(["humanevalcomm", "--data"])
+        .arg(&data)
+        .args([
+            "--variants",
+            "1a",
+            "--max-tokens",
+            "32",
+            "--adapter",
+            "none",
+            "--shots",
+            "2",
+            "--out-dir",
+        ])
+        .arg(dir.path().join("comm"))
+        .output()
+        .unwrap());
+    assert_eq!(summary["overall"]["instances"], 2);
+    let rate = summary["overall"]["communication_rate"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&rate));
+}
+
+#[test]
+fn canonical_humaneval_solutions_all_pass_in_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = ok(&bin()
+        .args(["humaneval", "--reference", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap());
+    assert_eq!(summary["problems"], 164);
+    assert_eq!(summary["pass_at_k_percent"]["pass@1"], 100.0, "{summary:#}");
+}
