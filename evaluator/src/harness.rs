@@ -397,6 +397,16 @@ impl Harness {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(100 << attempt));
                 }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && self.limits.drop_privileges =>
+                {
+                    return Err(format!(
+                        "could not run {}: {e} (as root the sandbox runs it as nobody, who must \
+                         be able to execute it, e.g. /usr/bin/python3)",
+                        self.python
+                    ))
+                }
                 Err(e) => return Err(format!("could not run {}: {e}", self.python)),
             }
         };
@@ -630,6 +640,9 @@ class _Sink(io.TextIOBase):
     def fileno(self):
         return self._fd
 
+    def close(self):
+        pass
+
     @property
     def encoding(self):
         return "utf-8"
@@ -641,6 +654,12 @@ class _BinarySink(io.RawIOBase):
 
     def writable(self):
         return True
+
+    def close(self):
+        pass
+
+
+_SINKS = (_Sink(1), _Sink(2))
 
 
 def _line(obj):
@@ -724,6 +743,7 @@ def _cpu_budget(seconds):
 
 
 def _arm(seconds, case):
+    sys.stdout, sys.stderr = _SINKS  # whatever the program did to them before
     _S.fired = 0
     _S.deadline = _mono() + seconds
     _S.case = case
@@ -1015,7 +1035,7 @@ def _wrap(fn):
     return candidate
 
 
-def _relation(rel, fn, entry_point, inp, args, output, out, compat):
+def _relation(rel, mod, fn, entry_point, inp, args, output, out, compat):
     src = rel.replace("$input$", inp if isinstance(inp, str) else repr(inp))
     src = src.replace("$output$", "output")
     src = _DEMO_IMPORT.sub(lambda m: m.group(1) + m.group(2) + _MODULE, src)
@@ -1029,8 +1049,9 @@ def _relation(rel, fn, entry_point, inp, args, output, out, compat):
         printed.append((" " if sep is None else sep).join(str(v) for v in values) + ("\n" if end is None else end))
 
     candidate = _wrap(fn)
-    ns = {"__builtins__": builtins, "math": math, "candidate": candidate, "inputs": args,
-          "output": output, "expected": expected, "print": _print}
+    ns = dict(mod.__dict__)  # the program's helpers (the benchmark's `poly`) are visible
+    ns.update({"__builtins__": builtins, "math": math, "candidate": candidate, "inputs": args,
+               "output": output, "expected": expected, "print": _print})
     if entry_point.isidentifier():
         ns[entry_point] = candidate
     try:
@@ -1055,7 +1076,7 @@ def _relation(rel, fn, entry_point, inp, args, output, out, compat):
     return {"status": "failed", "got": _shown(output, compat)}
 
 
-def _case(fn, entry_point, case, compat):
+def _case(mod, fn, entry_point, case, compat):
     inp = case.get("input")
     out = case.get("output")
     rel = (case.get("relation") or "==").strip()
@@ -1075,7 +1096,7 @@ def _case(fn, entry_point, case, compat):
         raise _Timeout()
     if rel == "==":
         return _compare(result, out, compat)
-    return _relation(rel, fn, entry_point, inp, args, result, out, compat)
+    return _relation(rel, mod, fn, entry_point, inp, args, result, out, compat)
 
 
 def _module():
@@ -1143,7 +1164,7 @@ def _run_cases(cfg):
     fn = found[0]
     _emit({"ev": "loaded"})
     for j, case in enumerate(cfg["cases"]):
-        status = _timed(per_case, first + j, lambda: _case(fn, entry_point, case, compat))
+        status = _timed(per_case, first + j, lambda: _case(mod, fn, entry_point, case, compat))
         _emit({"ev": "case", "i": first + j, "result": status})
         _kill_strays()
 
@@ -1197,8 +1218,7 @@ def _main():
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1)
     os.dup2(null, 2)
-    sys.stdout = _Sink(1)
-    sys.stderr = _Sink(2)
+    sys.stdout, sys.stderr = _SINKS
     if ctypes is not None:
         try:
             _libc = ctypes.CDLL(None, use_errno=True)
