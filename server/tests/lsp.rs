@@ -305,7 +305,10 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
 #[test]
 fn cancelling_a_generation_stops_it() {
     let mut c = Client::start(&model_path());
-    c.initialize(json!({}), json!({"threshold": 0.0, "maxTokens": 4}));
+    c.initialize(
+        json!({"window": {"workDoneProgress": true}}),
+        json!({"threshold": 0.0, "maxTokens": 4}),
+    );
     c.notify(
         "textDocument/didOpen",
         json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
@@ -328,7 +331,13 @@ fn cancelling_a_generation_stops_it() {
     let cancelled_before = before["result"]["cancelled"].as_u64().unwrap();
     let id = 1000;
     c.send(json!({"jsonrpc": "2.0", "id": id, "method": "codeAction/resolve", "params": generate}));
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Cancel once the generation has begun (its progress report), not after a guessed delay.
+    c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["value"]["title"]
+                .as_str()
+                .is_some_and(|t| t.contains("writing"))
+    });
     c.notify("$/cancelRequest", json!({"id": id}));
     let deadline = Instant::now() + TIMEOUT;
     let response = loop {
