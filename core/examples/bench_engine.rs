@@ -100,8 +100,10 @@ fn raw_round(backend: &LlamaBackend, model: &LlamaModel, text: &str, tokens: usi
 
 fn main() {
     let mut args = std::env::args().skip(1);
+    // An empty MODEL argument means the default model.
     let model_path = args
         .next()
+        .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| settings::resolve_model(None, None).path);
     let rounds: usize = args

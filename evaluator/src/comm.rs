@@ -19,7 +19,7 @@ use clarifycoder_core::prompt::{self, Markup, Response, Texts};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, CommProblem, COMM_CATEGORIES};
+use crate::data::{self, CommProblem};
 use crate::harness::{CaseStatus, Harness};
 use crate::judge::{Judge, Verdict};
 use crate::report;
@@ -275,7 +275,7 @@ pub fn summarize(
         }
     };
     let mut categories = Vec::new();
-    for c in COMM_CATEGORIES {
+    for c in Category::ALL {
         if let Some(xs) = by.get(&c) {
             categories.push((c.code().to_string(), metrics(xs)));
         }

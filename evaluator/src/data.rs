@@ -56,18 +56,6 @@ impl CommProblem {
     }
 }
 
-/// Every category of the benchmark, in the paper's order, then the originals (false alarms).
-pub const COMM_CATEGORIES: [Category; 8] = [
-    Category::A,
-    Category::C,
-    Category::P,
-    Category::AC,
-    Category::AP,
-    Category::CP,
-    Category::ACP,
-    Category::Original,
-];
-
 /// Reads a HumanEvalComm file; a malformed line is an error naming the file and line.
 pub fn read_comm(path: &Path) -> anyhow::Result<Vec<CommProblem>> {
     let (rows, _) = clarifycoder_core::dataset::read_jsonl::<CommProblem>(path, false)?;

@@ -64,8 +64,8 @@ struct ModelArgs {
     #[arg(long)]
     api_key_env: Option<String>,
     /// Turn markup of the endpoint's model.
-    #[arg(long, value_enum, default_value = "gemma")]
-    markup: MarkupArg,
+    #[arg(long, default_value = "gemma")]
+    markup: Markup,
     /// Context window of the embedded engine.
     #[arg(long, default_value_t = 8192)]
     ctx_size: u32,
@@ -77,31 +77,12 @@ struct ModelArgs {
     max_tokens: usize,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum MarkupArg {
-    Gemma,
-    Chatml,
-    Llama3,
-    Plain,
-}
-
-impl MarkupArg {
-    fn markup(self) -> Markup {
-        match self {
-            MarkupArg::Gemma => Markup::Gemma,
-            MarkupArg::Chatml => Markup::ChatMl,
-            MarkupArg::Llama3 => Markup::Llama3,
-            MarkupArg::Plain => Markup::Plain,
-        }
-    }
-}
-
 impl ModelArgs {
     fn open(&self) -> anyhow::Result<(Arc<dyn Backend>, String)> {
         if let Some(url) = &self.endpoint {
             let mut c = OpenAiConfig::new(url.clone(), self.api_model.clone());
             c.api_key_env = self.api_key_env.clone();
-            c.markup = self.markup.markup();
+            c.markup = self.markup;
             let label = format!("{} at {url}", self.api_model);
             return Ok((Arc::new(OpenAiEngine::new(c)?), label));
         }
@@ -239,7 +220,7 @@ fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Humanevalcomm(args) => {
             let variants = if args.variants.is_empty() {
-                data::COMM_CATEGORIES.to_vec()
+                Category::ALL.to_vec()
             } else {
                 args.variants
                     .iter()

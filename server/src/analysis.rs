@@ -7,8 +7,31 @@ use std::sync::Arc;
 
 use clarifycoder_core::engine::{Backend, CancelToken, EngineError, GenerateRequest};
 use clarifycoder_core::prompt::{self, Response, FORMAT_VERSION};
+use clarifycoder_core::python;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Whether a pragma skips a function (`# clarify: ignore` on it, `# clarify: ignore-file` on its file).
+pub fn ignored(parsed: &python::ParsedFile, f: &python::Function) -> bool {
+    parsed.ignore_file || f.ignored
+}
+
+/// Whether a function has something to clarify: a non-empty docstring. Without one the code is the
+/// specification.
+pub fn documented(f: &python::Function) -> bool {
+    f.docstring
+        .as_ref()
+        .is_some_and(|d| !d.text.trim().is_empty())
+}
+
+/// The functions of a file that go to the model.
+pub fn analyzable(parsed: &python::ParsedFile) -> Vec<&python::Function> {
+    parsed
+        .functions
+        .iter()
+        .filter(|f| !ignored(parsed, f) && documented(f))
+        .collect()
+}
 
 /// Analysis knobs that change results.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,7 +11,7 @@ use clarifycoder_core::settings;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::analysis::{Analyzer, Options, Outcome, ResultCache};
+use crate::analysis::{self, Analyzer, Options, Outcome, ResultCache};
 use crate::backend::Plan;
 
 /// Output format.
@@ -130,23 +130,16 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 "{shown}: has syntax errors; checking what could be parsed"
             ));
         }
-        for function in parsed.functions {
-            stats.functions += 1;
-            if parsed.ignore_file || function.ignored {
-                stats.ignored += 1;
-                continue;
-            }
-            let has_doc = function
-                .docstring
-                .as_ref()
-                .is_some_and(|d| !d.text.trim().is_empty());
-            if has_doc {
-                items.push(Item {
-                    path: shown.clone(),
-                    function,
-                });
-            }
-        }
+        stats.functions += parsed.functions.len();
+        stats.ignored += parsed
+            .functions
+            .iter()
+            .filter(|f| analysis::ignored(&parsed, f))
+            .count();
+        items.extend(analysis::analyzable(&parsed).into_iter().map(|f| Item {
+            path: shown.clone(),
+            function: f.clone(),
+        }));
     }
     stats.analyzed = items.len();
 
@@ -334,7 +327,7 @@ fn run_model(
 
 /// Python files under the given paths: directories are walked (respecting .gitignore and hidden
 /// files), files given explicitly are always taken.
-fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
+pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_file() {

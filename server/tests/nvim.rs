@@ -6,24 +6,22 @@ use std::process::Command;
 
 use clarifycoder_core::settings;
 
-#[test]
-fn neovim_gets_diagnostics_and_applies_a_code_action() {
+const FIXTURE: &str =
+    "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n";
+
+/// Runs a Lua test script in headless Neovim (no user config, isolated XDG dirs) on a copy of
+/// the fixture, with the built server and the installed model; returns the report it wrote.
+fn run_script(script: &str, env: &[(&str, PathBuf)]) -> String {
     let nvim =
         which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
     let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join("shop.py");
-    std::fs::write(
-        &fixture,
-        "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n",
-    )
-    .unwrap();
+    std::fs::write(&fixture, FIXTURE).unwrap();
     let result = dir.path().join("result.txt");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/nvim/lsp_test.lua");
-    let status = Command::new(nvim)
-        .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
-        .arg(format!("luafile {}", script.display()))
-        .env("CLARIFYCODER_BIN", env!("CARGO_BIN_EXE_clarifycoder"))
+    let mut cmd = Command::new(nvim);
+    cmd.args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
+        .arg(format!("luafile {}", repo().join(script).display()))
         .env("FIXTURE", &fixture)
         .env("RESULT_FILE", &result)
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
@@ -31,12 +29,28 @@ fn neovim_gets_diagnostics_and_applies_a_code_action() {
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("CLARIFYCODER_MODEL", &model)
-        .env("CLARIFYCODER_ADAPTER", "none")
-        .status()
-        .unwrap();
+        .env("CLARIFYCODER_ADAPTER", "none");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let status = cmd.status().unwrap();
     assert!(status.success(), "nvim exited with {status}");
     let report = std::fs::read_to_string(&result).expect("the Lua script wrote no result");
     assert!(!report.contains("error="), "{report}");
+    report
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn neovim_gets_diagnostics_and_applies_a_code_action() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_clarifycoder"));
+    let report = run_script(
+        "server/tests/nvim/lsp_test.lua",
+        &[("CLARIFYCODER_BIN", bin)],
+    );
     assert!(report.contains("diagnostics=1\n"), "{report}");
     assert!(report.contains("source=clarifycoder\n"), "{report}");
     assert!(report.contains("line=1\n"), "{report}");
@@ -51,47 +65,19 @@ fn neovim_gets_diagnostics_and_applies_a_code_action() {
     );
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join(name))
-        .find(|p| p.is_file())
-}
-
 #[test]
 fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
-    let nvim =
-        which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
     let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = dir.path().join("shop.py");
-    std::fs::write(
-        &fixture,
-        "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n",
-    )
-    .unwrap();
-    let result = dir.path().join("result.txt");
-    let script = repo.join("editors/nvim/test/plugin_test.lua");
-    let status = Command::new(nvim)
-        .args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
-        .arg(format!("luafile {}", script.display()))
-        .env("PLUGIN_DIR", repo.join("editors/nvim"))
-        .env("CLARIFYCODER_PATH", env!("CARGO_BIN_EXE_clarifycoder"))
-        .env("FIXTURE", &fixture)
-        .env("RESULT_FILE", &result)
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_DATA_HOME", dir.path().join("data"))
-        .env("CLARIFYCODER_MODEL", &model)
-        .env("CLARIFYCODER_ADAPTER", "none")
-        .status()
-        .unwrap();
-    assert!(status.success(), "nvim exited with {status}");
-    let report = std::fs::read_to_string(&result).expect("the Lua script wrote no result");
-    assert!(!report.contains("error="), "{report}");
+    let report = run_script(
+        "editors/nvim/test/plugin_test.lua",
+        &[
+            ("PLUGIN_DIR", repo().join("editors/nvim")),
+            (
+                "CLARIFYCODER_PATH",
+                PathBuf::from(env!("CARGO_BIN_EXE_clarifycoder")),
+            ),
+        ],
+    );
     assert!(report.contains("threshold=0\n"), "{report}");
     assert!(report.contains("severity=information\n"), "{report}");
     assert!(report.contains("diagnostics=1\n"), "{report}");
@@ -108,4 +94,12 @@ fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
         report.contains(&format!("model: {} (from env)", model.display())),
         "{report}"
     );
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
 }

@@ -38,22 +38,14 @@ pub struct LlmArgs {
     #[arg(long)]
     teacher_model: Option<PathBuf>,
     /// Turn markup of the teacher [default: detected from a GGUF; ChatML for endpoints].
-    #[arg(long, value_enum)]
-    teacher_markup: Option<MarkupArg>,
+    #[arg(long)]
+    teacher_markup: Option<Markup>,
     /// Sampling temperature (low: faithful rewrites).
     #[arg(long, default_value_t = 0.2)]
     temperature: f32,
     /// Most tokens per teacher answer.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum MarkupArg {
-    Gemma,
-    Chatml,
-    Llama3,
-    Plain,
 }
 
 fn definition(kind: Kind) -> &'static str {
@@ -147,12 +139,7 @@ pub fn rejection(original: &str, modified: &str, questions: &[String]) -> Option
 }
 
 fn open_teacher(args: &LlmArgs) -> anyhow::Result<(Arc<dyn Backend>, Markup)> {
-    let forced = args.teacher_markup.map(|m| match m {
-        MarkupArg::Gemma => Markup::Gemma,
-        MarkupArg::Chatml => Markup::ChatMl,
-        MarkupArg::Llama3 => Markup::Llama3,
-        MarkupArg::Plain => Markup::Plain,
-    });
+    let forced = args.teacher_markup;
     match (&args.teacher_endpoint, &args.teacher_model) {
         (Some(url), None) => {
             let mut c = OpenAiConfig::new(url.clone(), args.teacher_api_model.clone());

@@ -731,7 +731,7 @@ fn drop_constraint(d: &Draft, rng: &mut Rng) -> Option<Applied> {
                 continue;
             }
             let lower = sentence.to_lowercase();
-            if let Some((key, qs)) = keys
+            if let Some((_, qs)) = keys
                 .iter()
                 .find(|(ws, _)| ws.iter().any(|w| find_words(&lower, w).is_some()))
             {
@@ -740,7 +740,6 @@ fn drop_constraint(d: &Draft, rng: &mut Rng) -> Option<Applied> {
                     .trim_end()
                     .to_string();
                 let doc = remove_lines(&out.join("\n"), |_, _| false);
-                let _ = key;
                 return applied(
                     Draft { doc, ..d.clone() },
                     "drop_constraint",

@@ -513,7 +513,10 @@ impl<'m> State<'m> {
         self.decode_into(seq, &tokens[start..], start, cancel)?;
         let vocab = self.model.vocab();
         let mut rng = SplitMix64(req.seed ^ 0x9E37_79B9_7F4A_7C15);
-        let mut bytes: Vec<u8> = Vec::new();
+        let mut text = String::new();
+        // Bytes of a UTF-8 character split across tokens, waiting for the rest.
+        let mut partial: Vec<u8> = Vec::new();
+        let longest_stop = req.stop.iter().map(String::len).max().unwrap_or(0);
         let mut pos = tokens.len();
         let mut batch = LlamaBatch::new(1, 1);
         let mut produced = 0;
@@ -542,12 +545,25 @@ impl<'m> State<'m> {
             if vocab.is_eog(token) {
                 break FinishReason::EndOfGeneration;
             }
-            bytes.extend(vocab.token_to_piece(token, true, None));
-            let text = String::from_utf8_lossy(&bytes);
-            if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                let kept = text[..cut].to_string();
-                bytes = kept.into_bytes();
-                break FinishReason::Stop;
+            let before = text.len();
+            partial.extend(vocab.token_to_piece(token, true, None));
+            match std::str::from_utf8(&partial) {
+                Ok(piece) => text.push_str(piece),
+                Err(e) if e.error_len().is_none() => {} // an incomplete character: wait
+                Err(_) => text.push_str(&String::from_utf8_lossy(&partial)),
+            }
+            if text.len() > before {
+                partial.clear();
+                // Only the new text, and what a stop string could straddle, can hold a new match.
+                let mut from = before.saturating_sub(longest_stop);
+                while !text.is_char_boundary(from) {
+                    from -= 1;
+                }
+                let tail = &text[from..];
+                if let Some(cut) = req.stop.iter().filter_map(|s| tail.find(s.as_str())).min() {
+                    text.truncate(from + cut);
+                    break FinishReason::Stop;
+                }
             }
             batch.clear();
             batch
@@ -558,8 +574,9 @@ impl<'m> State<'m> {
         };
         let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
         Counters::add(&self.counters.generated_tokens, produced as u64);
+        text.push_str(&String::from_utf8_lossy(&partial));
         Ok(Generation {
-            text: String::from_utf8_lossy(&bytes).into_owned(),
+            text,
             tokens: produced,
             finish,
         })

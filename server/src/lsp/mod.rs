@@ -28,7 +28,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 use self::document::{Document, Encoding};
 use self::types::*;
 use self::worker::{EngineState, Event, Item, Job, Worker};
-use crate::analysis::{Options, ResultCache};
+use crate::analysis::{analyzable, Options, ResultCache};
 use crate::backend::Plan;
 
 const SOURCE: &str = "clarifycoder";
@@ -412,19 +412,10 @@ impl ClarifyServer {
 
     async fn check_workspace(&self) -> Result<Option<Value>> {
         let roots = self.state.lock().unwrap().roots.clone();
-        let mut files = Vec::new();
-        for root in &roots {
-            for entry in ignore::WalkBuilder::new(root)
-                .require_git(false)
-                .build()
-                .flatten()
-            {
-                if entry.file_type().is_some_and(|t| t.is_file())
-                    && entry.path().extension().is_some_and(|e| e == "py")
-                {
-                    files.push(entry.into_path());
-                }
-            }
+        let mut walk_errors = Vec::new();
+        let files = crate::check::collect_files(&roots, &mut walk_errors);
+        for e in walk_errors {
+            tracing::warn!("workspace check: {e}");
         }
         let token_name = format!("clarifycoder/check/{}", rand_suffix());
         let token = ProgressToken::String(token_name.clone());
@@ -564,23 +555,6 @@ fn rand_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
-}
-
-/// Functions that go to the model: a non-empty docstring, no ignore pragma.
-fn analyzable(parsed: &python::ParsedFile) -> Vec<&Function> {
-    if parsed.ignore_file {
-        return Vec::new();
-    }
-    parsed
-        .functions
-        .iter()
-        .filter(|f| {
-            !f.ignored
-                && f.docstring
-                    .as_ref()
-                    .is_some_and(|d| !d.text.trim().is_empty())
-        })
-        .collect()
 }
 
 impl LanguageServer for ClarifyServer {

@@ -269,9 +269,7 @@ fn analyze(
 fn implement(a: &Analyzer, problem: &str, cancel: &CancelToken) -> Result<String, EngineError> {
     let backend = a.backend();
     let markup = backend.info().markup;
-    let mut p = prompt::round1(markup, problem);
-    p.text.push_str("```python\n");
-    let mut request = GenerateRequest::greedy(p, markup, 384);
-    request.stop.push("```".into());
+    let mut request = GenerateRequest::greedy(prompt::round1_code(markup, problem), markup, 384);
+    request.stop.push(prompt::CODE_FENCE_CLOSE.into());
     Ok(backend.generate(&request, cancel)?.text)
 }
