@@ -343,8 +343,9 @@ pub fn tensor_bytes(ggml_type: u32, dims: &[u64]) -> Option<u64> {
     Some(elements.div_ceil(block) * bytes)
 }
 
-/// Writes a GGUF file (version 3) with the given metadata and F32 tensors. Used by tests to build
-/// small files; tensors are `(name, dims innermost first, data)`.
+/// Writes a GGUF file (version 3) with the given metadata and F32 tensors: small test models and
+/// the trainer's LoRA adapters. Tensors are `(name, dims innermost first, data)`; arrays hold one
+/// element type (integers, floats or strings).
 pub fn write_f32(
     path: &Path,
     metadata: &[(&str, Value)],
@@ -361,6 +362,11 @@ pub fn write_f32(
     }
     fn put_value(out: &mut Vec<u8>, v: &Value) {
         match v {
+            // Non-negative integers as U32 (what llama.cpp expects of counts and ids).
+            Value::Int(i) if *i >= 0 => {
+                out.extend_from_slice(&4u32.to_le_bytes());
+                out.extend_from_slice(&(*i as u32).to_le_bytes());
+            }
             Value::Int(i) => {
                 out.extend_from_slice(&5u32.to_le_bytes());
                 out.extend_from_slice(&(*i as i32).to_le_bytes());
@@ -378,11 +384,23 @@ pub fn write_f32(
                 put_str(out, s);
             }
             Value::Array(items, _) => {
+                // The element type is the first item's (strings when empty): I32, F32 or string.
                 out.extend_from_slice(&9u32.to_le_bytes());
-                out.extend_from_slice(&8u32.to_le_bytes());
+                let element = match items.first() {
+                    Some(Value::Int(_)) => 5u32,
+                    Some(Value::Float(_)) => 6,
+                    _ => 8,
+                };
+                out.extend_from_slice(&element.to_le_bytes());
                 out.extend_from_slice(&(items.len() as u64).to_le_bytes());
                 for item in items {
-                    put_str(out, item.as_str().unwrap_or_default());
+                    match (element, item) {
+                        (5, Value::Int(i)) => out.extend_from_slice(&(*i as i32).to_le_bytes()),
+                        (6, Value::Float(f)) => out.extend_from_slice(&(*f as f32).to_le_bytes()),
+                        (5, _) => out.extend_from_slice(&0i32.to_le_bytes()),
+                        (6, _) => out.extend_from_slice(&0f32.to_le_bytes()),
+                        _ => put_str(out, item.as_str().unwrap_or_default()),
+                    }
                 }
             }
         }

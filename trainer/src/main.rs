@@ -5,16 +5,13 @@
 //!   clarifying questions that resolve them (rules or an LLM teacher).
 //! - `mix`: clarify rows + original rows at a chosen ratio, with a grouped train/validation split.
 //! - `stats`: counts, lengths, perplexity and entropy.
-
-mod decontaminate;
-mod harvest;
-mod llm;
-mod mix;
-mod rules;
-mod stats;
-mod verify;
+//! - `finetune`: LoRA fine-tuning (candle) with the loss on the answer.
+//! - `export`: the adapter for llama.cpp (GGUF) or PEFT.
+//! - `validate`: decision accuracy (ask vs code) on clear and unclear rows.
 
 use std::process::ExitCode;
+
+use clarifycoder_trainer::{export, finetune, harvest, llm, mix, rules, stats, validate};
 
 use clap::{Parser, Subcommand};
 
@@ -22,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "clarifycoder-trainer",
     version,
-    about = "Builds ClarifyCoder's clarify-aware training data"
+    about = "Builds ClarifyCoder's clarify-aware training data and fine-tunes the model on it"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +36,12 @@ enum Command {
     Mix(mix::MixArgs),
     /// Counts per category, lengths, and perplexity/entropy of problems vs answers.
     Stats(stats::StatsArgs),
+    /// LoRA fine-tuning on mixed rows, loss on the answer (candle; checkpoints, --resume).
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Export a trained adapter for llama.cpp (GGUF) or Hugging Face PEFT.
+    Export(export::ExportArgs),
+    /// Decision accuracy (ask vs code) of a model or adapter on clear and unclear rows.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
         },
         Command::Mix(args) => mix::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Finetune(args) => finetune::run(*args),
+        Command::Export(args) => export::run(args),
+        Command::Validate(args) => validate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -46,6 +46,9 @@ pub struct LlamaConfig {
     pub n_ctx: u32,
     /// Most prompts decoded together in one batch.
     pub batch_prompts: usize,
+    /// Keep the KV cache in F32 instead of F16: slower and larger, but exact. The trainer's
+    /// parity tests compare logits with it.
+    pub exact_kv: bool,
 }
 
 impl LlamaConfig {
@@ -59,6 +62,7 @@ impl LlamaConfig {
             threads: 0,
             n_ctx: 4096,
             batch_prompts: 4,
+            exact_kv: false,
         }
     }
 }
@@ -69,6 +73,8 @@ enum Job {
     Decide(Vec<Prompt>, CancelToken, Reply<Vec<Decision>>),
     Generate(GenerateRequest, CancelToken, Reply<Generation>),
     Score(String, String, CancelToken, Reply<Score>),
+    Tokenize(String, bool, Reply<Vec<u32>>),
+    Logits(Vec<u32>, Reply<Vec<Vec<f32>>>),
 }
 
 /// Handle to the engine thread. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -135,6 +141,19 @@ impl LlamaEngine {
                 "engine thread died while loading".into(),
             ))),
         }
+    }
+
+    /// Tokenizes `text` exactly as prompts are tokenized (special tokens parsed), with or without
+    /// the BOS token. The trainer uses this so training text and served prompts agree token for
+    /// token.
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, EngineError> {
+        self.call(|tx| Job::Tokenize(text.to_string(), add_bos, tx))
+    }
+
+    /// Raw next-token logits after every position of `tokens` (one vector of vocabulary size per
+    /// token), decoded from an empty cache. For parity checks against other implementations.
+    pub fn logits(&self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.call(|tx| Job::Logits(tokens.to_vec(), tx))
     }
 
     fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, EngineError> {
@@ -246,6 +265,13 @@ fn engine_thread(
             Job::Score(p, c, cancel, reply) => {
                 let _ = reply.send(state.score(&p, &c, &cancel));
             }
+            Job::Tokenize(text, add_bos, reply) => {
+                let tokens = state.model.vocab().tokenize(text.as_bytes(), add_bos, true);
+                let _ = reply.send(Ok(tokens.into_iter().map(|t| t.0 as u32).collect()));
+            }
+            Job::Logits(tokens, reply) => {
+                let _ = reply.send(state.all_logits(&tokens));
+            }
         }));
         if outcome.is_err() {
             return;
@@ -316,6 +342,13 @@ impl<'m> State<'m> {
             .with_n_threads_batch(threads)
             .with_kv_unified(true)
             .with_swa_full(true);
+        let params = if config.exact_kv {
+            params
+                .with_type_k(KvCacheType::F32)
+                .with_type_v(KvCacheType::F32)
+        } else {
+            params
+        };
         let mut ctx = model
             .new_context(backend, params)
             .map_err(|e| EngineError::Load {
@@ -408,6 +441,38 @@ impl<'m> State<'m> {
         self.ctx
             .decode(batch)
             .map_err(|e| EngineError::Inference(e.to_string()))
+    }
+
+    fn all_logits(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.check_fits(tokens.len())?;
+        if tokens.len() > self.n_batch {
+            return Err(EngineError::Unsupported(format!(
+                "logits of at most {} tokens at once",
+                self.n_batch
+            )));
+        }
+        let n_vocab = self.model.vocab().n_tokens() as u32;
+        if let Some(bad) = tokens.iter().find(|&&t| t >= n_vocab) {
+            return Err(EngineError::Inference(format!(
+                "token {bad} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        let seq = 1;
+        self.ctx
+            .clear_kv_cache_seq(Some(seq as u32), None, None)
+            .map_err(|e| EngineError::Inference(e.to_string()))?;
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        for (p, &t) in tokens.iter().enumerate() {
+            batch
+                .add(LlamaToken(t as i32), p as i32, &[seq], true)
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+        }
+        self.decode(&mut batch)?;
+        let out = (0..tokens.len())
+            .map(|i| self.ctx.get_logits_ith(i as i32).to_vec())
+            .collect();
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        Ok(out)
     }
 
     fn check_fits(&self, tokens: usize) -> Result<(), EngineError> {

@@ -1,0 +1,1019 @@
+//! `finetune`: LoRA fine-tuning on the mixed data, with the loss on the answer tokens.
+//!
+//! Training text is exactly what the server sends: `core::prompt::training_pair` renders round 1
+//! in the base model's markup, and llama.cpp (through the core engine) tokenizes it, prompt and
+//! completion separately, the way the engine tokenizes a prompt and then generates.
+//!
+//! A run lives in one output directory:
+//! - `run.json`: the hyperparameters (a `--resume` must match them) and the base model's sha256;
+//! - `checkpoint/`: LoRA weights, AdamW moments and the step, replaced atomically every
+//!   `--save-every` steps; a killed run resumes from it bit for bit (data order and dropout masks
+//!   are functions of the seed and the step, not of process state);
+//! - `log.jsonl`: loss, learning rate, gradient norm and validation loss per step;
+//! - `adapter.safetensors` + `adapter.json` (our format) and `adapter.lora.gguf` (llama.cpp's) at
+//!   the end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clarifycoder_core::dataset::{read_jsonl, Row};
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::Backend;
+use clarifycoder_core::prompt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::export;
+use crate::model::{Adapter, Arch, Config, Dropout, Model, SplitMix64, Target};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FinetuneArgs {
+    /// Training rows (JSONL, e.g. `train.jsonl` from `mix`).
+    #[arg(long, value_name = "FILE")]
+    pub train: PathBuf,
+    /// Validation rows (e.g. `val.jsonl` from `mix`): validation loss every --eval-every steps.
+    #[arg(long, value_name = "FILE")]
+    pub val: Option<PathBuf>,
+    /// The base model GGUF (default: the installed Gemma 3 270M). Any quantization candle can
+    /// dequantize.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Run directory: checkpoints, log, and the final adapter.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Continue the run in --output from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    /// Dropout on the LoRA input.
+    #[arg(long, default_value_t = 0.05)]
+    pub dropout: f64,
+    /// Projections that get LoRA: a comma-separated subset of q,k,v,o,gate,up,down.
+    #[arg(long, default_value = "q,k,v,o,gate,up,down")]
+    pub targets: String,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Warm-up steps (linear from 0 to --lr).
+    #[arg(long, default_value_t = 10)]
+    pub warmup: usize,
+    /// Decay after warm-up.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: Schedule,
+    /// Passes over the training rows.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Optimizer steps in total (default: epochs × rows / accumulation).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Sequences per optimizer step (gradient accumulation; one sequence per forward pass).
+    #[arg(long, default_value_t = 8)]
+    pub accum: usize,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    /// Longest training sequence in tokens. Longer rows keep their whole prompt and lose the end
+    /// of the answer; rows whose prompt alone does not fit are skipped and counted.
+    #[arg(long, default_value_t = 512)]
+    pub max_len: usize,
+    /// `answer`: loss on the answer tokens only (the paper's best); `full`: on every token.
+    #[arg(long, value_enum, default_value = "answer")]
+    pub loss: LossOn,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Validation loss every N steps (and at the end).
+    #[arg(long, default_value_t = 50)]
+    pub eval_every: usize,
+    /// Validation rows used (the first N).
+    #[arg(long, default_value_t = 64)]
+    pub val_rows: usize,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 25)]
+    pub save_every: usize,
+    /// Storage type of the frozen base matrices (bf16 halves their memory).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// Where to train (`cuda` needs a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Write the tokenized training set (JSONL of {"tokens", "prompt_len"}) here and continue;
+    /// for comparisons with other trainers.
+    #[arg(long, value_name = "FILE")]
+    pub dump_tokens: Option<PathBuf>,
+    /// Stop after this many steps in this process, as if killed (tests of --resume).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    /// Don't draw a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LossOn {
+    Answer,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DtypeArg {
+    F32,
+    Bf16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+/// What must not change between a run and its `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub base_model: String,
+    pub base_sha256: String,
+    pub arch: Arch,
+    pub train: String,
+    pub val: Option<String>,
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<Target>,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup: usize,
+    pub schedule: Schedule,
+    pub epochs: usize,
+    pub total_steps: usize,
+    pub accum: usize,
+    pub clip: f64,
+    pub max_len: usize,
+    pub loss: LossOn,
+    pub seed: u64,
+    pub dtype: DtypeArg,
+    pub train_examples: usize,
+    pub train_tokens: usize,
+}
+
+/// One line of `log.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub step: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+}
+
+/// The checkpoint's JSON half (tensors are in `state.safetensors`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    log: Vec<LogLine>,
+    elapsed_s: f64,
+}
+
+/// `adapter.json`: what export needs to know about a trained adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterMeta {
+    pub format: String,
+    pub arch: Arch,
+    pub base_model: String,
+    pub base_sha256: String,
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<Target>,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub steps: usize,
+    pub final_train_loss: Option<f64>,
+    pub final_val_loss: Option<f64>,
+}
+
+/// A tokenized training sequence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Example {
+    pub tokens: Vec<u32>,
+    /// Tokens of the prompt (BOS included); the loss starts at this index with `--loss answer`.
+    pub prompt_len: usize,
+}
+
+/// What tokenizing a file kept and dropped.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Prepared {
+    pub examples: Vec<Example>,
+    pub empty_answers: usize,
+    pub prompt_too_long: usize,
+    pub truncated: usize,
+}
+
+pub fn run(args: FinetuneArgs) -> Result<()> {
+    check_args(&args)?;
+    let targets = Target::parse_list(&args.targets)?;
+    let model_path = match &args.model {
+        Some(p) => p.clone(),
+        None => clarifycoder_core::settings::installed_model()
+            .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
+    };
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
+            anyhow::anyhow!(
+                "--device cuda: {e}; build the trainer with `--features cuda` on a machine with \
+                 CUDA"
+            )
+        })?,
+    };
+    let dtype = match args.dtype {
+        DtypeArg::F32 => DType::F32,
+        DtypeArg::Bf16 => DType::BF16,
+    };
+    // Architecture and shapes first: an unsupported model fails before anything slow.
+    let config = read_config(&model_path)?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let ckpt_dir = args.output.join("checkpoint");
+    if !args.resume && (ckpt_dir.exists() || args.output.join("run.json").exists()) {
+        bail!(
+            "{} already holds a run; pass --resume to continue it, or choose another --output",
+            args.output.display()
+        );
+    }
+
+    eprintln!(
+        "finetune: tokenizing with llama.cpp ({})",
+        model_path.display()
+    );
+    let tokenizer = Tokenizer::load(&model_path, args.max_len)?;
+    let train = tokenizer.prepare(&args.train, args.max_len)?;
+    report_prepared("train", &args.train, &train);
+    if train.examples.is_empty() {
+        bail!(
+            "{} has no usable rows (empty answers: {}, prompt longer than --max-len {}: {})",
+            args.train.display(),
+            train.empty_answers,
+            args.max_len,
+            train.prompt_too_long
+        );
+    }
+    let val = match &args.val {
+        Some(path) => {
+            let mut v = tokenizer.prepare(path, args.max_len)?;
+            report_prepared("val", path, &v);
+            v.examples.truncate(args.val_rows);
+            v.examples
+        }
+        None => Vec::new(),
+    };
+    drop(tokenizer);
+    if let Some(path) = &args.dump_tokens {
+        clarifycoder_core::dataset::write_jsonl(path, &train.examples)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+
+    let total_steps = args.max_steps.unwrap_or_else(|| {
+        (args.epochs * train.examples.len())
+            .div_ceil(args.accum)
+            .max(1)
+    });
+    let run_config = RunConfig {
+        base_model: model_path.display().to_string(),
+        base_sha256: sha256_file(&model_path)?,
+        arch: config.arch,
+        train: args.train.display().to_string(),
+        val: args.val.as_ref().map(|p| p.display().to_string()),
+        rank: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: targets.clone(),
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        warmup: args.warmup,
+        schedule: args.schedule,
+        epochs: args.epochs,
+        total_steps,
+        accum: args.accum,
+        clip: args.clip,
+        max_len: args.max_len,
+        loss: args.loss,
+        seed: args.seed,
+        dtype: args.dtype,
+        train_examples: train.examples.len(),
+        train_tokens: train.examples.iter().map(|e| e.tokens.len()).sum(),
+    };
+    let run_json = args.output.join("run.json");
+    if args.resume {
+        let saved: RunConfig = serde_json::from_str(
+            &std::fs::read_to_string(&run_json)
+                .with_context(|| format!("--resume: cannot read {}", run_json.display()))?,
+        )
+        .with_context(|| format!("--resume: {} is not a run description", run_json.display()))?;
+        let diffs = config_differences(&saved, &run_config);
+        if !diffs.is_empty() {
+            bail!(
+                "--resume: this run was started with other settings ({}); use the same \
+                 flags and data, or start a new --output",
+                diffs.join("; ")
+            );
+        }
+    } else {
+        write_atomic(
+            &run_json,
+            serde_json::to_string_pretty(&run_config)?.as_bytes(),
+        )?;
+    }
+
+    let estimate = MemoryEstimate::of(&config, &args, &train.examples, dtype, &targets);
+    eprintln!("finetune: {}", estimate.describe());
+    if let Some(available) = available_memory() {
+        if args.device == DeviceArg::Cpu && estimate.total() > available {
+            bail!(
+                "the run needs about {:.1} GiB but {:.1} GiB are available; lower --max-len, \
+                 use --dtype bf16, or free memory",
+                gib(estimate.total()),
+                gib(available)
+            );
+        }
+    }
+
+    eprintln!(
+        "finetune: loading {} ({}, {} layers) as {:?}",
+        model_path.display(),
+        config.arch.name(),
+        config.n_layer,
+        dtype
+    );
+    let model = Model::load(&model_path, dtype, &device)?;
+    let adapter = Adapter::init(
+        &model.config,
+        args.rank,
+        args.alpha,
+        &targets,
+        args.seed,
+        &device,
+    )?;
+    let mut trainer = Trainer::new(&model, adapter, &run_config)?;
+    let mut state = CheckpointState {
+        step: 0,
+        log: Vec::new(),
+        elapsed_s: 0.0,
+    };
+    if args.resume {
+        if let Some(s) = trainer.load_checkpoint(&ckpt_dir)? {
+            eprintln!("finetune: resuming at step {} of {}", s.step, total_steps);
+            state = s;
+        } else {
+            eprintln!("finetune: no checkpoint yet; starting from step 0");
+        }
+    }
+    eprintln!(
+        "finetune: {} examples, {} steps of {} sequences, LoRA rank {} on {} ({} trainable \
+         parameters)",
+        train.examples.len(),
+        total_steps,
+        args.accum,
+        args.rank,
+        targets
+            .iter()
+            .map(|t| t.short())
+            .collect::<Vec<_>>()
+            .join(","),
+        trainer.adapter.parameters()
+    );
+
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total_steps as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let mut tokens_here = 0usize;
+    let mut steps_here = 0usize;
+    while state.step < total_steps {
+        if args.stop_after.is_some_and(|n| steps_here >= n) {
+            bar.abandon();
+            eprintln!("finetune: stopped after {steps_here} steps (--stop-after)");
+            return Ok(());
+        }
+        let step = state.step;
+        let batch: Vec<&Example> = (0..args.accum)
+            .map(|j| {
+                let e = step * args.accum + j;
+                let n = train.examples.len();
+                let order = SplitMix64::new(args.seed ^ (e / n) as u64).permutation(n);
+                &train.examples[order[e % n]]
+            })
+            .collect();
+        let stats = trainer.step(step, &batch)?;
+        state.step += 1;
+        steps_here += 1;
+        tokens_here += stats.tokens;
+        state.log.push(LogLine {
+            step: state.step,
+            loss: Some(stats.loss),
+            lr: Some(stats.lr),
+            grad_norm: Some(stats.grad_norm),
+            tokens: Some(stats.tokens),
+            val_loss: None,
+        });
+        let secs = started.elapsed().as_secs_f64();
+        bar.set_position(state.step as u64);
+        bar.set_message(format!(
+            "loss {:.3}  {:.0} tok/s",
+            stats.loss,
+            tokens_here as f64 / secs.max(1e-9)
+        ));
+        let last = state.step == total_steps;
+        if !val.is_empty() && (state.step.is_multiple_of(args.eval_every.max(1)) || last) {
+            let v = trainer.validate(&val)?;
+            bar.println(format!(
+                "step {}: train loss {:.4}, val loss {v:.4}",
+                state.step, stats.loss
+            ));
+            if let Some(l) = state.log.last_mut() {
+                l.val_loss = Some(v);
+            }
+        }
+        if state.step.is_multiple_of(args.save_every.max(1)) || last {
+            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            trainer.save_checkpoint(&ckpt_dir, &state)?;
+            write_log(&args.output, &state.log)?;
+        }
+    }
+    bar.finish_and_clear();
+    write_log(&args.output, &state.log)?;
+
+    let final_train = state.log.iter().rev().find_map(|l| l.loss);
+    let final_val = state.log.iter().rev().find_map(|l| l.val_loss);
+    let meta = AdapterMeta {
+        format: "clarifycoder-lora-1".into(),
+        arch: config.arch,
+        base_model: model_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        base_sha256: run_config.base_sha256.clone(),
+        rank: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: targets.clone(),
+        n_layer: config.n_layer,
+        n_head: config.n_head,
+        n_head_kv: config.n_head_kv,
+        head_dim: config.head_dim,
+        steps: state.step,
+        final_train_loss: final_train,
+        final_val_loss: final_val,
+    };
+    let adapter_path = args.output.join("adapter.safetensors");
+    trainer.save_adapter(&adapter_path)?;
+    write_atomic(
+        &args.output.join("adapter.json"),
+        serde_json::to_string_pretty(&meta)?.as_bytes(),
+    )?;
+    let gguf = args.output.join("adapter.lora.gguf");
+    export::write_gguf(&meta, &export::read_adapter(&adapter_path)?, &gguf)?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "finetune: {} steps in {:.0} s ({:.0} tokens/s); train loss {}, val loss {}; wrote {}",
+        steps_here,
+        secs,
+        tokens_here as f64 / secs.max(1e-9),
+        final_train.map_or("-".into(), |l| format!("{l:.4}")),
+        final_val.map_or("-".into(), |l| format!("{l:.4}")),
+        gguf.display()
+    );
+    Ok(())
+}
+
+fn check_args(args: &FinetuneArgs) -> Result<()> {
+    if args.rank == 0 {
+        bail!("--rank must be at least 1");
+    }
+    if args.alpha.is_nan() || args.alpha <= 0.0 {
+        bail!("--alpha must be positive");
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        bail!("--dropout must be in [0, 1)");
+    }
+    if args.lr.is_nan() || args.lr <= 0.0 {
+        bail!("--lr must be positive");
+    }
+    if args.accum == 0 {
+        bail!("--accum must be at least 1");
+    }
+    if args.epochs == 0 && args.max_steps.is_none() {
+        bail!("--epochs must be at least 1");
+    }
+    if args.max_steps == Some(0) {
+        bail!("--max-steps must be at least 1");
+    }
+    if args.max_len < 8 {
+        bail!("--max-len must be at least 8 tokens");
+    }
+    if !args.train.is_file() {
+        bail!(
+            "{} does not exist; build training data with `clarifycoder-trainer mix`",
+            args.train.display()
+        );
+    }
+    if let Some(v) = &args.val {
+        if !v.is_file() {
+            bail!("{} does not exist", v.display());
+        }
+    }
+    Ok(())
+}
+
+fn report_prepared(what: &str, path: &Path, p: &Prepared) {
+    eprintln!(
+        "finetune: {what}: {} sequences from {}{}{}{}",
+        p.examples.len(),
+        path.display(),
+        if p.truncated > 0 {
+            format!("; {} answers cut at --max-len", p.truncated)
+        } else {
+            String::new()
+        },
+        if p.prompt_too_long > 0 {
+            format!(
+                "; {} rows skipped: the prompt alone exceeds --max-len",
+                p.prompt_too_long
+            )
+        } else {
+            String::new()
+        },
+        if p.empty_answers > 0 {
+            format!("; {} rows skipped: empty answer", p.empty_answers)
+        } else {
+            String::new()
+        },
+    );
+}
+
+/// Reads only the metadata (fast) to fail early on unsupported models.
+pub fn read_config(path: &Path) -> Result<Config> {
+    if !path.is_file() {
+        bail!(
+            "base model '{}' not found; {}",
+            path.display(),
+            clarifycoder_core::settings::INSTALL_HINT
+        );
+    }
+    Config::from_file(path)
+}
+
+fn config_differences(a: &RunConfig, b: &RunConfig) -> Vec<String> {
+    let (ja, jb) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    if let (Some(ma), Some(mb)) = (ja.as_object(), jb.as_object()) {
+        for (k, va) in ma {
+            let vb = mb.get(k).cloned().unwrap_or_default();
+            if *va != vb {
+                out.push(format!("{k}: was {va}, now {vb}"));
+            }
+        }
+    }
+    out
+}
+
+/// llama.cpp's tokenizer for the base model (through the core engine).
+pub struct Tokenizer {
+    engine: LlamaEngine,
+    markup: prompt::Markup,
+}
+
+impl Tokenizer {
+    pub fn load(model: &Path, max_len: usize) -> Result<Tokenizer> {
+        let mut config = LlamaConfig::new(model);
+        config.n_ctx = (max_len as u32 + 64).max(512);
+        config.batch_prompts = 1;
+        let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let markup = engine.info().markup;
+        Ok(Tokenizer { engine, markup })
+    }
+
+    /// Prompt and completion tokens of one training pair.
+    pub fn pair(&self, problem: &str, answer: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+        let (p, c) = prompt::training_pair(self.markup, problem, answer);
+        let pt = self
+            .engine
+            .tokenize(&p, true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The completion as the model produces it after the prompt: tokenized in context (a
+        // SentencePiece tokenizer would otherwise add a space prefix), unless the boundary
+        // merges into one token, which generation after the prompt cannot produce either.
+        let joint = self
+            .engine
+            .tokenize(&format!("{p}{c}"), true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ct = if joint.len() > pt.len() && joint.starts_with(&pt) {
+            joint[pt.len()..].to_vec()
+        } else {
+            self.engine
+                .tokenize(&c, false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+        };
+        Ok((pt, ct))
+    }
+
+    pub fn prepare(&self, path: &Path, max_len: usize) -> Result<Prepared> {
+        let (rows, _) = read_jsonl::<Row>(path, false)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut out = Prepared::default();
+        for row in rows {
+            if row.answer.trim().is_empty() {
+                out.empty_answers += 1;
+                continue;
+            }
+            let (p, c) = self.pair(&row.problem, &row.answer)?;
+            // Keep the whole prompt and at least one answer token; cut the answer's end.
+            if p.len() + 1 > max_len {
+                out.prompt_too_long += 1;
+                continue;
+            }
+            let mut tokens = p.clone();
+            tokens.extend(&c);
+            if tokens.len() > max_len {
+                tokens.truncate(max_len);
+                out.truncated += 1;
+            }
+            out.examples.push(Example {
+                tokens,
+                prompt_len: p.len(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+struct StepStats {
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: usize,
+}
+
+/// Model + adapter + AdamW state.
+pub struct Trainer<'m> {
+    model: &'m Model,
+    pub adapter: Adapter,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    config: RunConfig,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-8;
+
+impl<'m> Trainer<'m> {
+    pub fn new(model: &'m Model, adapter: Adapter, config: &RunConfig) -> Result<Trainer<'m>> {
+        let m = adapter
+            .vars()
+            .iter()
+            .map(|v| v.as_tensor().zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = m.clone();
+        Ok(Trainer {
+            model,
+            adapter,
+            m,
+            v,
+            config: config.clone(),
+        })
+    }
+
+    fn lr_at(&self, step: usize) -> f64 {
+        let c = &self.config;
+        if step < c.warmup {
+            return c.lr * (step + 1) as f64 / c.warmup as f64;
+        }
+        let span = c.total_steps.saturating_sub(c.warmup).max(1) as f64;
+        let progress = ((step - c.warmup) as f64 / span).min(1.0);
+        match c.schedule {
+            Schedule::Constant => c.lr,
+            Schedule::Linear => c.lr * (1.0 - progress),
+            Schedule::Cosine => c.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        }
+    }
+
+    fn from(&self, e: &Example) -> usize {
+        match self.config.loss {
+            LossOn::Answer => e.prompt_len.max(1),
+            LossOn::Full => 1,
+        }
+    }
+
+    fn step(&mut self, step: usize, batch: &[&Example]) -> Result<StepStats> {
+        let predicted: usize = batch.iter().map(|e| e.tokens.len() - self.from(e)).sum();
+        let denom = predicted.max(1) as f64;
+        let vars = self.adapter.vars();
+        let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+        let mut total = 0.0;
+        for (j, e) in batch.iter().enumerate() {
+            let mut dropout = Dropout {
+                p: self.config.dropout,
+                rng: SplitMix64::new(
+                    self.config.seed ^ ((step as u64) << 20) ^ (j as u64) ^ 0xD20F,
+                ),
+            };
+            let (nll, _) = self.model.nll(
+                &e.tokens,
+                self.from(e),
+                Some(&self.adapter),
+                Some(&mut dropout),
+            )?;
+            total += nll.to_scalar::<f32>()? as f64;
+            let loss = (nll / denom)?;
+            let g = loss.backward()?;
+            for (slot, var) in grads.iter_mut().zip(&vars) {
+                if let Some(gv) = g.get(var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(acc) => (acc + gv)?,
+                        None => gv.clone(),
+                    });
+                }
+            }
+        }
+        let grads: Vec<Tensor> = grads
+            .into_iter()
+            .zip(&vars)
+            .map(|(g, v)| match g {
+                Some(g) => Ok(g),
+                None => v.as_tensor().zeros_like(),
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let mut sq = 0.0f64;
+        for g in &grads {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        let grad_norm = sq.sqrt();
+        let clip = if self.config.clip > 0.0 && grad_norm > self.config.clip {
+            self.config.clip / grad_norm
+        } else {
+            1.0
+        };
+        let lr = self.lr_at(step);
+        let t = (step + 1) as i32;
+        let (bc1, bc2) = (1.0 - BETA1.powi(t), 1.0 - BETA2.powi(t));
+        for (i, var) in vars.iter().enumerate() {
+            let g = (&grads[i] * clip)?;
+            self.m[i] = ((&self.m[i] * BETA1)? + (&g * (1.0 - BETA1))?)?;
+            self.v[i] = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            let m_hat = (&self.m[i] / bc1)?;
+            let v_hat = (&self.v[i] / bc2)?;
+            let mut update = m_hat.broadcast_div(&(v_hat.sqrt()? + ADAM_EPS)?)?;
+            if self.config.weight_decay > 0.0 {
+                update = (update + (var.as_tensor() * self.config.weight_decay)?)?;
+            }
+            let next = (var.as_tensor() - (update * lr)?)?;
+            var.set(&next)?;
+        }
+        Ok(StepStats {
+            loss: total / denom,
+            lr,
+            grad_norm,
+            tokens: batch.iter().map(|e| e.tokens.len()).sum(),
+        })
+    }
+
+    /// Mean per-token loss over `examples` (no dropout, no gradient).
+    pub fn validate(&self, examples: &[Example]) -> Result<f64> {
+        let (mut sum, mut n) = (0.0, 0usize);
+        for e in examples {
+            let (nll, k) = self
+                .model
+                .nll(&e.tokens, self.from(e), Some(&self.adapter), None)?;
+            sum += nll.detach().to_scalar::<f32>()? as f64;
+            n += k;
+        }
+        Ok(sum / n.max(1) as f64)
+    }
+
+    fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        let mut tensors = HashMap::new();
+        for (i, (name, var)) in self.adapter.named().into_iter().enumerate() {
+            tensors.insert(format!("lora/{name}"), var.as_tensor().clone());
+            tensors.insert(format!("m/{name}"), self.m[i].clone());
+            tensors.insert(format!("v/{name}"), self.v[i].clone());
+        }
+        candle_core::safetensors::save(&tensors, tmp.join("state.safetensors"))?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(state)?)?;
+        let old = dir.with_extension("old");
+        let _ = std::fs::remove_dir_all(&old);
+        if dir.exists() {
+            std::fs::rename(dir, &old)?;
+        }
+        std::fs::rename(&tmp, dir)?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self, dir: &Path) -> Result<Option<CheckpointState>> {
+        // A kill between the two renames leaves only `checkpoint.old`.
+        let dir = if dir.exists() {
+            dir.to_path_buf()
+        } else if dir.with_extension("old").exists() {
+            dir.with_extension("old")
+        } else {
+            return Ok(None);
+        };
+        let state: CheckpointState =
+            serde_json::from_slice(&std::fs::read(dir.join("state.json")).with_context(|| {
+                format!(
+                    "cannot read checkpoint {}",
+                    dir.join("state.json").display()
+                )
+            })?)?;
+        let tensors =
+            candle_core::safetensors::load(dir.join("state.safetensors"), self.model.device())
+                .with_context(|| format!("cannot read checkpoint {}", dir.display()))?;
+        let lora: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, t)| Some((k.strip_prefix("lora/")?.to_string(), t.clone())))
+            .collect();
+        self.adapter.load_values(&lora)?;
+        for (i, (name, _)) in self.adapter.named().into_iter().enumerate() {
+            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
+                let t = tensors
+                    .get(&format!("{prefix}/{name}"))
+                    .with_context(|| format!("checkpoint lacks {prefix}/{name}"))?;
+                *slot = t.clone();
+            }
+        }
+        Ok(Some(state))
+    }
+
+    fn save_adapter(&self, path: &Path) -> Result<()> {
+        let tensors: HashMap<String, Tensor> = self
+            .adapter
+            .named()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        let tmp = path.with_extension("tmp");
+        candle_core::safetensors::save(&tensors, &tmp)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+fn write_log(dir: &Path, log: &[LogLine]) -> Result<()> {
+    let mut text = String::new();
+    for l in log {
+        text.push_str(&serde_json::to_string(l)?);
+        text.push('\n');
+    }
+    write_atomic(&dir.join("log.jsonl"), text.as_bytes())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Rough peak memory of a run, reported before it starts.
+struct MemoryEstimate {
+    weights: u64,
+    adapter: u64,
+    activations: u64,
+    logits: u64,
+}
+
+impl MemoryEstimate {
+    fn of(
+        c: &Config,
+        args: &FinetuneArgs,
+        examples: &[Example],
+        dtype: DType,
+        targets: &[Target],
+    ) -> MemoryEstimate {
+        let longest = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(0) as u64;
+        let predicted = examples
+            .iter()
+            .map(|e| match args.loss {
+                LossOn::Answer => e.tokens.len() - e.prompt_len,
+                LossOn::Full => e.tokens.len() - 1,
+            })
+            .max()
+            .unwrap_or(0) as u64;
+        let weights = c.base_parameters() as u64 * dtype.size_in_bytes() as u64;
+        let lora: u64 = targets
+            .iter()
+            .map(|&t| {
+                let (i, o) = c.target_shape(t);
+                (args.rank * (i + o)) as u64
+            })
+            .sum::<u64>()
+            * c.n_layer as u64;
+        // Parameter, gradient, accumulated gradient, two moments.
+        let adapter = lora * 4 * 5;
+        let q = (c.n_head * c.head_dim) as u64;
+        let kv = (c.n_head_kv * c.head_dim) as u64;
+        let per_token_layer = 12 * c.n_embd as u64
+            + 4 * q
+            + 6 * kv
+            + 8 * c.n_ff as u64
+            + 4 * c.n_head as u64 * longest;
+        let activations = per_token_layer * longest * c.n_layer as u64 * 4;
+        // Logits, their exponentials and gradients.
+        let logits = predicted * c.n_vocab as u64 * 4 * 5;
+        MemoryEstimate {
+            weights,
+            adapter,
+            activations,
+            logits,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.weights + self.adapter + self.activations + self.logits
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "estimated peak memory {:.2} GiB (frozen weights {:.2}, adapter + optimizer {:.2}, \
+             activations {:.2}, logits {:.2})",
+            gib(self.total()),
+            gib(self.weights),
+            gib(self.adapter),
+            gib(self.activations),
+            gib(self.logits)
+        )
+    }
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,14 @@
+//! The trainer's library: data building, the training forward pass, fine-tuning and export.
+//! The `clarifycoder-trainer` binary is a thin CLI over it; tests use it directly.
+
+pub mod decontaminate;
+pub mod export;
+pub mod finetune;
+pub mod harvest;
+pub mod llm;
+pub mod mix;
+pub mod model;
+pub mod rules;
+pub mod stats;
+pub mod validate;
+pub mod verify;

@@ -1,0 +1,183 @@
+//! `validate`: does a model (with or without an adapter) ask on unclear problems and code on
+//! clear ones? Decision accuracy on the validation split, split by clear and unclear rows, plus a
+//! few generated questions, in the server's exact flow (`decide`, then questions with the code
+//! fence barred as the first token).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clarifycoder_core::dataset::{read_jsonl, Category, Row};
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::prompt;
+use serde::Serialize;
+
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// Rows to check (e.g. `val.jsonl` from `mix`).
+    #[arg(value_name = "FILE")]
+    pub data: PathBuf,
+    /// The GGUF model (default: the installed Gemma 3 270M).
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// A LoRA adapter GGUF applied to the model.
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// Rows checked at most (evenly spaced through the file).
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Questions generated for this many unclear rows (shown as examples).
+    #[arg(long, default_value_t = 4)]
+    pub examples: usize,
+    /// P(ask) at or above which the model is counted as asking (the server's default).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Write the report as JSON here (it is also printed).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub adapter: Option<String>,
+    pub rows: usize,
+    pub threshold: f32,
+    /// Clear rows answered with code / clear rows.
+    pub clear_accuracy: f64,
+    pub clear_rows: usize,
+    /// Unclear rows answered with questions / unclear rows.
+    pub unclear_accuracy: f64,
+    pub unclear_rows: usize,
+    /// Mean P(ask) on clear and unclear rows.
+    pub mean_p_ask_clear: f64,
+    pub mean_p_ask_unclear: f64,
+    pub examples: Vec<ExampleQuestions>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExampleQuestions {
+    pub category: String,
+    pub problem: String,
+    pub reference: String,
+    pub generated: String,
+    pub p_ask: f32,
+}
+
+pub fn run(args: ValidateArgs) -> Result<()> {
+    let model = match &args.model {
+        Some(p) => p.clone(),
+        None => clarifycoder_core::settings::installed_model()
+            .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
+    };
+    if !args.data.is_file() {
+        bail!("{} does not exist", args.data.display());
+    }
+    let (rows, _) = read_jsonl::<Row>(&args.data, false)
+        .with_context(|| format!("cannot read {}", args.data.display()))?;
+    if rows.is_empty() {
+        bail!("{} has no rows", args.data.display());
+    }
+    let step = (rows.len() as f64 / args.limit.max(1) as f64).max(1.0);
+    let picked: Vec<&Row> = (0..args.limit.min(rows.len()))
+        .map(|i| &rows[((i as f64 * step) as usize).min(rows.len() - 1)])
+        .collect();
+    let mut config = LlamaConfig::new(&model);
+    config.adapter = args.adapter.clone();
+    let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let markup = engine.info().markup;
+    let cancel = CancelToken::new();
+    let prompts: Vec<_> = picked
+        .iter()
+        .map(|r| prompt::round1(markup, &r.problem))
+        .collect();
+    let mut decisions = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(8) {
+        decisions.extend(
+            engine
+                .decide(chunk, &cancel)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let (mut clear, mut clear_ok, mut unclear, mut unclear_ok) = (0, 0, 0, 0);
+    let (mut p_clear, mut p_unclear) = (0.0f64, 0.0f64);
+    let mut examples = Vec::new();
+    for (row, d) in picked.iter().zip(&decisions) {
+        let p_ask = 1.0 - d.p_code;
+        let asks = p_ask >= args.threshold;
+        if row.category == Category::Original {
+            clear += 1;
+            clear_ok += usize::from(!asks);
+            p_clear += p_ask as f64;
+        } else {
+            unclear += 1;
+            unclear_ok += usize::from(asks);
+            p_unclear += p_ask as f64;
+            if examples.len() < args.examples {
+                let mut req =
+                    GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
+                req.forbid_code_start = true;
+                let g = engine
+                    .generate(&req, &cancel)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                examples.push(ExampleQuestions {
+                    category: row.category.code().to_string(),
+                    problem: row.problem.clone(),
+                    reference: row.answer.clone(),
+                    generated: g.text.trim().to_string(),
+                    p_ask,
+                });
+            }
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let report = Report {
+        model: model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        adapter: args
+            .adapter
+            .as_ref()
+            .and_then(|a| a.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+        rows: picked.len(),
+        threshold: args.threshold,
+        clear_accuracy: ratio(clear_ok, clear),
+        clear_rows: clear,
+        unclear_accuracy: ratio(unclear_ok, unclear),
+        unclear_rows: unclear,
+        mean_p_ask_clear: if clear > 0 {
+            p_clear / clear as f64
+        } else {
+            0.0
+        },
+        mean_p_ask_unclear: if unclear > 0 {
+            p_unclear / unclear as f64
+        } else {
+            0.0
+        },
+        examples,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!(
+        "decision accuracy: clear {:.1}% ({} rows, mean P(ask) {:.3}), unclear {:.1}% ({} rows, \
+         mean P(ask) {:.3})",
+        report.clear_accuracy * 100.0,
+        clear,
+        report.mean_p_ask_clear,
+        report.unclear_accuracy * 100.0,
+        unclear,
+        report.mean_p_ask_unclear
+    );
+    for e in &report.examples {
+        println!(
+            "--- {} (P(ask) {:.2})\n{}\n>>> {}",
+            e.category, e.p_ask, e.problem, e.generated
+        );
+    }
+    Ok(())
+}
