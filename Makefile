@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup setup-test demo test lint editors
+.PHONY: setup setup-test demo test lint editors adapter
 
 setup:
 	bash scripts/setup.sh
@@ -24,3 +24,7 @@ editors: setup-test
 test: lint
 	cargo test --release --workspace
 	$(MAKE) editors
+
+# Retrain the default adapter (models/clarifycoder-gemma3-270m.lora.gguf + manifest) on this CPU.
+adapter: setup
+	bash scripts/train-adapter.sh

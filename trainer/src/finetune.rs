@@ -191,6 +191,9 @@ pub struct LogLine {
     pub tokens: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Wall time of the step (forward, backward, update), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// The checkpoint's JSON half (tensors are in `state.safetensors`).
@@ -424,6 +427,20 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(state.step as u64);
+    if state.step == 0 && !val.is_empty() && state.log.is_empty() {
+        // The base model's validation loss, the point of comparison.
+        let v = trainer.validate(&val)?;
+        bar.println(format!("step 0: val loss {v:.4}"));
+        state.log.push(LogLine {
+            step: 0,
+            loss: None,
+            lr: None,
+            grad_norm: None,
+            tokens: None,
+            val_loss: Some(v),
+            seconds: None,
+        });
+    }
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
     let mut tokens_here = 0usize;
@@ -443,7 +460,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
                 &train.examples[order[e % n]]
             })
             .collect();
+        let step_started = Instant::now();
         let stats = trainer.step(step, &batch)?;
+        let step_seconds = step_started.elapsed().as_secs_f64();
         state.step += 1;
         steps_here += 1;
         tokens_here += stats.tokens;
@@ -454,6 +473,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             grad_norm: Some(stats.grad_norm),
             tokens: Some(stats.tokens),
             val_loss: None,
+            seconds: Some((step_seconds * 1000.0).round() / 1000.0),
         });
         let secs = started.elapsed().as_secs_f64();
         bar.set_position(state.step as u64);

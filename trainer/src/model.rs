@@ -346,6 +346,12 @@ struct Frozen {
 }
 
 impl Frozen {
+    /// The weight as F32: candle's CPU matmul has no BF16 kernel, so `--dtype bf16` stores the
+    /// frozen matrices narrow and widens one at a time.
+    fn weight(&self) -> candle_core::Result<Tensor> {
+        self.w.to_dtype(DType::F32)
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() {
             Ok(x.contiguous()?.apply_op1(Frozen { w: self.w.clone() })?)
@@ -378,10 +384,7 @@ impl CustomOp1 for Frozen {
             }
             None => candle_core::bail!("frozen-linear: expected contiguous activations"),
         };
-        let y = x
-            .to_dtype(self.w.dtype())?
-            .matmul(&self.w.t()?)?
-            .to_dtype(DType::F32)?;
+        let y = x.matmul(&self.weight()?.t()?)?;
         let shape = y.shape().clone();
         Ok((CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
     }
@@ -392,11 +395,7 @@ impl CustomOp1 for Frozen {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let g = grad_res
-            .contiguous()?
-            .to_dtype(self.w.dtype())?
-            .matmul(&self.w)?
-            .to_dtype(DType::F32)?;
+        let g = grad_res.contiguous()?.matmul(&self.weight()?)?;
         Ok(Some(g))
     }
 }

