@@ -295,6 +295,36 @@ fn bad_input_is_refused_before_training() {
     .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 
+    // An adapter to start from that was trained for another rank (or base): refused before
+    // training, naming the tensor.
+    let wrong = dir.path().join("wrong.safetensors");
+    let t = candle_core::Tensor::zeros((3, 64), candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    tensors.insert("blk.0.attn_k.lora_a".to_string(), t.clone());
+    tensors.insert("blk.0.attn_q.lora_a".to_string(), t);
+    candle_core::safetensors::save(&tensors, &wrong).unwrap();
+    let err = finetune::run(args(&[
+        "--model",
+        &s(&model),
+        "--train",
+        &s(&train),
+        "--output",
+        &out("f"),
+        "--targets",
+        "q",
+        "--init-adapter",
+        &s(&wrong),
+    ]))
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("--init-adapter"), "{msg}");
+    assert!(
+        msg.contains("blk.0.attn_q.lora_a has shape [3, 64]"),
+        "{msg}"
+    );
+    assert!(!dir.path().join("f").join("checkpoint").exists());
+
     // Rows that cannot train: empty answers and prompts longer than --max-len are skipped and
     // counted; when nothing is left that is an error.
     let bad = dir.path().join("bad.jsonl");
