@@ -16,14 +16,16 @@ def load(path):
 
 def main():
     data = sys.argv[1]
-    run = load(os.path.join(data, "run", "run.json"))
-    meta = load(os.path.join(data, "run", "adapter.json"))
+    stages = [os.path.join(data, d) for d in ("run-1", "run-2")]
+    runs = [load(os.path.join(d, "run.json")) for d in stages]
+    run = runs[-1]
+    meta = load(os.path.join(stages[-1], "adapter.json"))
     mix = load(os.path.join(data, "mix", "mix.json"))
     harvest = load(os.path.join(data, "harvest.json"))
     base = load(os.path.join(data, "validate-base.json"))
     after = load(os.path.join(data, "validate-adapter.json"))
-    log = [json.loads(l) for l in open(os.path.join(data, "run", "log.jsonl"), encoding="utf-8")]
-    adapter = os.path.join(data, "run", "adapter.lora.gguf")
+    logs = [[json.loads(l) for l in open(os.path.join(d, "log.jsonl"), encoding="utf-8")] for d in stages]
+    adapter = os.path.join(stages[-1], "adapter.lora.gguf")
     with open(adapter, "rb") as f:
         adapter_sha = hashlib.sha256(f.read()).hexdigest()
 
@@ -58,23 +60,31 @@ def main():
             "harvest": harvest,
             "mix": {k: mix[k] for k in ("train", "val", "train_by_category", "val_by_category", "groups") if k in mix},
             "train_sequences": run["train_examples"],
-            "train_tokens": run["train_tokens"],
-            "sequences_seen": run["total_steps"] * run["accum"],
+            "train_tokens_stage1": runs[0]["train_tokens"],
+            "sequences_seen": sum(r["total_steps"] * r["accum"] for r in runs),
         },
-        "hyperparameters": {
-            k: run[k]
-            for k in (
-                "rank", "alpha", "dropout", "targets", "lr", "weight_decay", "warmup", "schedule",
-                "total_steps", "accum", "clip", "max_len", "loss", "seed", "dtype",
-            )
-        },
-        "loss": {
-            "first_train": next(l["loss"] for l in log if "loss" in l),
-            "base_val": next((l["val_loss"] for l in log if l["step"] == 0), None),
-            "final_train": meta.get("final_train_loss"),
-            "final_val": meta.get("final_val_loss"),
-            "val_curve": [(l["step"], round(l["val_loss"], 4)) for l in log if "val_loss" in l],
-        },
+        "stages": [
+            {
+                "hyperparameters": {
+                    k: r.get(k)
+                    for k in (
+                        "rank", "alpha", "dropout", "targets", "lr", "weight_decay", "warmup",
+                        "schedule", "total_steps", "accum", "clip", "max_len", "max_answer_tokens",
+                        "loss", "seed", "dtype",
+                    )
+                },
+                "loss": {
+                    "base_val": next((l["val_loss"] for l in log if l["step"] == 0), None),
+                    "first_train": next(l["loss"] for l in log if "loss" in l),
+                    "final_train": next(l["loss"] for l in reversed(log) if "loss" in l),
+                    "final_val": next((l["val_loss"] for l in reversed(log) if "val_loss" in l), None),
+                    "val_curve": [(l["step"], round(l["val_loss"], 4)) for l in log if "val_loss" in l],
+                },
+                "train_seconds": round(sum(l["seconds"] for l in log if "seconds" in l))
+                if any("seconds" in l for l in log) else None,
+            }
+            for r, log in zip(runs, logs)
+        ],
         "validation": {
             "split": "val.jsonl of the mix (source functions disjoint from training)",
             "base": decision(base),

@@ -259,3 +259,32 @@ fn config_file_sets_the_threshold() {
     let out = f.check(&["--threshold", "0", "a.py"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+/// With the default model, the committed ClarifyCoder adapter (`models/`, installed next to the
+/// model by setup) is used unless disabled.
+#[test]
+fn the_default_adapter_is_used_by_default() {
+    let info = |adapter: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clarifycoder"));
+        cmd.arg("info")
+            .env_remove("CLARIFYCODER_MODEL")
+            .env_remove("CLARIFYCODER_ADAPTER");
+        if let Some(a) = adapter {
+            cmd.env("CLARIFYCODER_ADAPTER", a);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out)
+    };
+    let on = info(None);
+    let path = on["adapter"]["path"]
+        .as_str()
+        .expect("an adapter by default");
+    assert!(
+        path.ends_with(settings::DEFAULT_ADAPTER_FILE),
+        "{path}: expected {}",
+        settings::DEFAULT_ADAPTER_FILE
+    );
+    assert_eq!(on["adapter"]["exists"], true, "{on}");
+    assert!(info(Some("none"))["adapter"].is_null());
+}
