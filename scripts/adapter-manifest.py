@@ -39,6 +39,8 @@ def main():
             "unclear_accuracy_ask": round(v["unclear_accuracy"], 4),
             "mean_p_ask_clear": round(v["mean_p_ask_clear"], 4),
             "mean_p_ask_unclear": round(v["mean_p_ask_unclear"], 4),
+            "best_threshold": round(v.get("best_threshold", 0.5), 4),
+            "best_balanced_accuracy": round(v.get("best_balanced_accuracy", 0.0), 4),
         }
 
     manifest = {

@@ -52,6 +52,10 @@ pub struct Report {
     /// Mean P(ask) on clear and unclear rows.
     pub mean_p_ask_clear: f64,
     pub mean_p_ask_unclear: f64,
+    /// The threshold with the best balanced accuracy on these rows, and that accuracy: how well
+    /// P(ask) separates clear from unclear whatever the threshold (0.5 = chance).
+    pub best_threshold: f32,
+    pub best_balanced_accuracy: f64,
     pub examples: Vec<ExampleQuestions>,
 }
 
@@ -102,7 +106,9 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let (mut clear, mut clear_ok, mut unclear, mut unclear_ok) = (0, 0, 0, 0);
     let (mut p_clear, mut p_unclear) = (0.0f64, 0.0f64);
     let mut examples = Vec::new();
+    let mut scored: Vec<(f32, bool)> = Vec::new();
     for (row, d) in picked.iter().zip(&decisions) {
+        scored.push((1.0 - d.p_code, row.category != Category::Original));
         let p_ask = 1.0 - d.p_code;
         let asks = p_ask >= args.threshold;
         if row.category == Category::Original {
@@ -131,6 +137,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         }
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let (best_threshold, best_balanced_accuracy) = best_threshold(&scored);
     let report = Report {
         model: model
             .file_name()
@@ -157,6 +164,8 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         } else {
             0.0
         },
+        best_threshold,
+        best_balanced_accuracy,
         examples,
     };
     let json = serde_json::to_string_pretty(&report)?;
@@ -173,6 +182,11 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         unclear,
         report.mean_p_ask_unclear
     );
+    println!(
+        "best threshold {:.3}: balanced accuracy {:.1}%",
+        report.best_threshold,
+        report.best_balanced_accuracy * 100.0
+    );
     for e in &report.examples {
         println!(
             "--- {} (P(ask) {:.2})\n{}\n>>> {}",
@@ -180,4 +194,40 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The threshold (one of the scores) maximising the mean of the two per-class accuracies.
+fn best_threshold(scored: &[(f32, bool)]) -> (f32, f64) {
+    let unclear = scored.iter().filter(|s| s.1).count();
+    let clear = scored.len() - unclear;
+    if unclear == 0 || clear == 0 {
+        return (0.5, 0.0);
+    }
+    let mut best = (0.5f32, 0.0f64);
+    for &(t, _) in scored {
+        let asks_ok = scored.iter().filter(|s| s.1 && s.0 >= t).count();
+        let codes_ok = scored.iter().filter(|s| !s.1 && s.0 < t).count();
+        let balanced = (asks_ok as f64 / unclear as f64 + codes_ok as f64 / clear as f64) / 2.0;
+        if balanced > best.1 {
+            best = (t, balanced);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn best_threshold_separates() {
+        let scored = [
+            (0.2, false),
+            (0.3, false),
+            (0.6, true),
+            (0.9, true),
+            (0.7, false),
+        ];
+        let (t, acc) = super::best_threshold(&scored);
+        assert_eq!(t, 0.6);
+        assert!((acc - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
+    }
 }
