@@ -119,7 +119,23 @@ pub fn run(args: ValidateArgs) -> Result<()> {
             unclear += 1;
             unclear_ok += usize::from(asks);
             p_unclear += p_ask as f64;
-            if examples.len() < args.examples {
+            // Examples from as many categories as possible: a category's first row first.
+            let seen = examples
+                .iter()
+                .filter(|e: &&ExampleQuestions| e.category == row.category.code())
+                .count();
+            let categories_left = picked
+                .iter()
+                .filter(|r| r.category != Category::Original)
+                .map(|r| r.category)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                .saturating_sub(examples_categories(&examples));
+            if examples.len() < args.examples
+                && (seen == 0
+                    || categories_left == 0
+                    || examples.len() + categories_left < args.examples)
+            {
                 let mut req =
                     GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
                 req.forbid_code_start = true;
@@ -194,6 +210,14 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn examples_categories(examples: &[ExampleQuestions]) -> usize {
+    examples
+        .iter()
+        .map(|e| e.category.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// The threshold (one of the scores) maximising the mean of the two per-class accuracies.
