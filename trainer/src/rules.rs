@@ -2,6 +2,7 @@
 //! is grounded in ground truth. Inconsistency mutations are verified by running the real
 //! implementation (see `verify.rs`).
 
+use crate::model::SplitMix64;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -43,8 +44,8 @@ pub struct RulesArgs {
     pub skip_bad: bool,
 }
 
-/// A small deterministic generator (SplitMix64).
-pub struct Rng(u64);
+/// A deterministic generator per (seed, key): SplitMix64 seeded from a hash.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     /// A generator for one (seed, key) pair: the same pair always gives the same draws.
@@ -53,15 +54,13 @@ impl Rng {
         h.update(seed.to_le_bytes());
         h.update(key);
         let d = h.finalize();
-        Rng(u64::from_le_bytes(d[..8].try_into().expect("8 bytes")))
+        Rng(SplitMix64::new(u64::from_le_bytes(
+            d[..8].try_into().expect("8 bytes"),
+        )))
     }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in 0..n (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
