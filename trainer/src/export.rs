@@ -58,26 +58,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
             .into_iter()
             .filter_map(|(k, t)| Some((k.strip_prefix("lora/")?.to_string(), t)))
             .collect();
-        let meta = AdapterMeta {
-            format: "clarifycoder-lora-1".into(),
-            arch: run.arch,
-            base_model: Path::new(&run.base_model)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            base_sha256: run.base_sha256,
-            rank: run.rank,
-            alpha: run.alpha,
-            dropout: run.dropout,
-            targets: run.targets,
-            n_layer: config.n_layer,
-            n_head: config.n_head,
-            n_head_kv: config.n_head_kv,
-            head_dim: config.head_dim,
-            steps: 0,
-            final_train_loss: None,
-            final_val_loss: None,
-        };
+        let step = checkpoint_step(&args.run.join("checkpoint"));
+        let meta = AdapterMeta::new(&run, &config, step, None, None);
         (meta, tensors)
     } else {
         let meta: AdapterMeta =
@@ -99,6 +81,15 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     eprintln!("export: wrote {}", args.output.display());
     Ok(())
+}
+
+/// The step a checkpoint was written at (0 when its state cannot be read).
+fn checkpoint_step(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0) as usize
 }
 
 pub fn read_adapter(path: &Path) -> Result<HashMap<String, Tensor>> {

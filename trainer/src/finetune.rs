@@ -236,6 +236,38 @@ pub struct AdapterMeta {
     pub final_val_loss: Option<f64>,
 }
 
+impl AdapterMeta {
+    /// The description of an adapter trained by `run` on a base with `config`.
+    pub fn new(
+        run: &RunConfig,
+        config: &Config,
+        steps: usize,
+        final_train_loss: Option<f64>,
+        final_val_loss: Option<f64>,
+    ) -> AdapterMeta {
+        AdapterMeta {
+            format: "clarifycoder-lora-1".into(),
+            arch: config.arch,
+            base_model: Path::new(&run.base_model)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            base_sha256: run.base_sha256.clone(),
+            rank: run.rank,
+            alpha: run.alpha,
+            dropout: run.dropout,
+            targets: run.targets.clone(),
+            n_layer: config.n_layer,
+            n_head: config.n_head,
+            n_head_kv: config.n_head_kv,
+            head_dim: config.head_dim,
+            steps,
+            final_train_loss,
+            final_val_loss,
+        }
+    }
+}
+
 /// A tokenized training sequence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Example {
@@ -465,6 +497,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let elapsed_before = state.elapsed_s;
     let mut tokens_here = 0usize;
     let mut steps_here = 0usize;
+    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
     while state.step < total_steps {
         if args.stop_after.is_some_and(|n| steps_here >= n) {
             bar.abandon();
@@ -472,14 +505,19 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             return Ok(());
         }
         let step = state.step;
-        let batch: Vec<&Example> = (0..args.accum)
-            .map(|j| {
-                let e = step * args.accum + j;
-                let n = train.examples.len();
-                let order = SplitMix64::new(args.seed ^ (e / n) as u64).permutation(n);
-                &train.examples[order[e % n]]
-            })
-            .collect();
+        let n = train.examples.len();
+        let mut batch = Vec::with_capacity(args.accum);
+        for j in 0..args.accum {
+            // Epoch e's order is a function of (seed, e) only, so a resumed run sees the same.
+            let e = step * args.accum + j;
+            if order.0 != e / n {
+                order = (
+                    e / n,
+                    SplitMix64::new(args.seed ^ (e / n) as u64).permutation(n),
+                );
+            }
+            batch.push(&train.examples[order.1[e % n]]);
+        }
         let step_started = Instant::now();
         let stats = trainer.step(step, &batch)?;
         let step_seconds = step_started.elapsed().as_secs_f64();
@@ -524,26 +562,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
 
     let final_train = state.log.iter().rev().find_map(|l| l.loss);
     let final_val = state.log.iter().rev().find_map(|l| l.val_loss);
-    let meta = AdapterMeta {
-        format: "clarifycoder-lora-1".into(),
-        arch: config.arch,
-        base_model: model_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        base_sha256: run_config.base_sha256.clone(),
-        rank: args.rank,
-        alpha: args.alpha,
-        dropout: args.dropout,
-        targets: targets.clone(),
-        n_layer: config.n_layer,
-        n_head: config.n_head,
-        n_head_kv: config.n_head_kv,
-        head_dim: config.head_dim,
-        steps: state.step,
-        final_train_loss: final_train,
-        final_val_loss: final_val,
-    };
+    let meta = AdapterMeta::new(&run_config, &config, state.step, final_train, final_val);
     let adapter_path = args.output.join("adapter.safetensors");
     trainer.save_adapter(&adapter_path)?;
     write_atomic(
@@ -689,25 +708,9 @@ impl Tokenizer {
     /// Prompt and completion tokens of one training pair.
     pub fn pair(&self, problem: &str, answer: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let (p, c) = prompt::training_pair(self.markup, problem, answer);
-        let pt = self
-            .engine
-            .tokenize(&p, true)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        // The completion as the model produces it after the prompt: tokenized in context (a
-        // SentencePiece tokenizer would otherwise add a space prefix), unless the boundary
-        // merges into one token, which generation after the prompt cannot produce either.
-        let joint = self
-            .engine
-            .tokenize(&format!("{p}{c}"), true)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let ct = if joint.len() > pt.len() && joint.starts_with(&pt) {
-            joint[pt.len()..].to_vec()
-        } else {
-            self.engine
-                .tokenize(&c, false)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-        };
-        Ok((pt, ct))
+        self.engine
+            .tokenize_pair(&p, &c)
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     pub fn prepare(

@@ -578,7 +578,6 @@ pub struct Lora {
 pub struct Adapter {
     pub rank: usize,
     pub alpha: f64,
-    pub targets: Vec<Target>,
     pub pairs: BTreeMap<(usize, Target), Lora>,
 }
 
@@ -617,12 +616,7 @@ impl Adapter {
                 pairs.insert((layer, t), Lora { a, b });
             }
         }
-        Ok(Adapter {
-            rank,
-            alpha,
-            targets: targets.to_vec(),
-            pairs,
-        })
+        Ok(Adapter { rank, alpha, pairs })
     }
 
     pub fn scale(&self) -> f64 {

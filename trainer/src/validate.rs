@@ -105,12 +105,11 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     }
     let (mut clear, mut clear_ok, mut unclear, mut unclear_ok) = (0, 0, 0, 0);
     let (mut p_clear, mut p_unclear) = (0.0f64, 0.0f64);
-    let mut examples = Vec::new();
     let mut scored: Vec<(f32, bool)> = Vec::new();
     for (row, d) in picked.iter().zip(&decisions) {
-        scored.push((1.0 - d.p_code, row.category != Category::Original));
         let p_ask = 1.0 - d.p_code;
         let asks = p_ask >= args.threshold;
+        scored.push((p_ask, row.category != Category::Original));
         if row.category == Category::Original {
             clear += 1;
             clear_ok += usize::from(!asks);
@@ -119,38 +118,42 @@ pub fn run(args: ValidateArgs) -> Result<()> {
             unclear += 1;
             unclear_ok += usize::from(asks);
             p_unclear += p_ask as f64;
-            // Examples from as many categories as possible: a category's first row first.
-            let seen = examples
-                .iter()
-                .filter(|e: &&ExampleQuestions| e.category == row.category.code())
-                .count();
-            let categories_left = picked
-                .iter()
-                .filter(|r| r.category != Category::Original)
-                .map(|r| r.category)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
-                .saturating_sub(examples_categories(&examples));
-            if examples.len() < args.examples
-                && (seen == 0
-                    || categories_left == 0
-                    || examples.len() + categories_left < args.examples)
-            {
-                let mut req =
-                    GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
-                req.forbid_code_start = true;
-                let g = engine
-                    .generate(&req, &cancel)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                examples.push(ExampleQuestions {
-                    category: row.category.code().to_string(),
-                    problem: row.problem.clone(),
-                    reference: row.answer.clone(),
-                    generated: g.text.trim().to_string(),
-                    p_ask,
-                });
-            }
         }
+    }
+    // Example questions from as many categories as possible: each category's first unclear row,
+    // then the next ones in file order.
+    let unclear_rows: Vec<usize> = (0..picked.len())
+        .filter(|&i| picked[i].category != Category::Original)
+        .collect();
+    let mut firsts = std::collections::BTreeMap::new();
+    for &i in &unclear_rows {
+        firsts.entry(picked[i].category).or_insert(i);
+    }
+    let mut chosen: Vec<usize> = firsts.into_values().collect();
+    chosen.extend(
+        unclear_rows
+            .iter()
+            .filter(|i| !chosen.contains(i))
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    chosen.truncate(args.examples);
+    chosen.sort_unstable();
+    let mut examples = Vec::new();
+    for i in chosen {
+        let row = picked[i];
+        let mut req = GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
+        req.forbid_code_start = true;
+        let g = engine
+            .generate(&req, &cancel)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        examples.push(ExampleQuestions {
+            category: row.category.code().to_string(),
+            problem: row.problem.clone(),
+            reference: row.answer.clone(),
+            generated: g.text.trim().to_string(),
+            p_ask: scored[i].0,
+        });
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     let (best_threshold, best_balanced_accuracy) = best_threshold(&scored);
@@ -210,14 +213,6 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn examples_categories(examples: &[ExampleQuestions]) -> usize {
-    examples
-        .iter()
-        .map(|e| e.category.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
 }
 
 /// The threshold (one of the scores) maximising the mean of the two per-class accuracies.

@@ -73,7 +73,7 @@ enum Job {
     Decide(Vec<Prompt>, CancelToken, Reply<Vec<Decision>>),
     Generate(GenerateRequest, CancelToken, Reply<Generation>),
     Score(String, String, CancelToken, Reply<Score>),
-    Tokenize(String, bool, Reply<Vec<u32>>),
+    TokenizePair(String, String, Reply<(Vec<u32>, Vec<u32>)>),
     Logits(Vec<u32>, Reply<Vec<Vec<f32>>>),
 }
 
@@ -143,11 +143,15 @@ impl LlamaEngine {
         }
     }
 
-    /// Tokenizes `text` exactly as prompts are tokenized (special tokens parsed), with or without
-    /// the BOS token. The trainer uses this so training text and served prompts agree token for
-    /// token.
-    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, EngineError> {
-        self.call(|tx| Job::Tokenize(text.to_string(), add_bos, tx))
+    /// Tokens of `prompt` (as any prompt: BOS, special tokens parsed) and of `continuation` as
+    /// the model would produce it after that prompt; the rule `score` uses. The trainer
+    /// tokenizes its training pairs with it.
+    pub fn tokenize_pair(
+        &self,
+        prompt: &str,
+        continuation: &str,
+    ) -> Result<(Vec<u32>, Vec<u32>), EngineError> {
+        self.call(|tx| Job::TokenizePair(prompt.to_string(), continuation.to_string(), tx))
     }
 
     /// Raw next-token logits after every position of `tokens` (one vector of vocabulary size per
@@ -265,9 +269,10 @@ fn engine_thread(
             Job::Score(p, c, cancel, reply) => {
                 let _ = reply.send(state.score(&p, &c, &cancel));
             }
-            Job::Tokenize(text, add_bos, reply) => {
-                let tokens = state.model.vocab().tokenize(text.as_bytes(), add_bos, true);
-                let _ = reply.send(Ok(tokens.into_iter().map(|t| t.0 as u32).collect()));
+            Job::TokenizePair(p, c, reply) => {
+                let (pt, ct) = state.tokenize_pair(&p, &c);
+                let ids = |t: Vec<LlamaToken>| t.into_iter().map(|t| t.0 as u32).collect();
+                let _ = reply.send(Ok((ids(pt), ids(ct))));
             }
             Job::Logits(tokens, reply) => {
                 let _ = reply.send(state.all_logits(&tokens));
@@ -387,6 +392,27 @@ impl<'m> State<'m> {
 
     fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
         self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// The prompt's tokens and the continuation's as they follow it: the continuation is
+    /// tokenized in context (a SentencePiece tokenizer would otherwise add a space prefix), unless
+    /// the boundary merges into one token, which generation after the prompt cannot produce; then
+    /// it is tokenized on its own.
+    fn tokenize_pair(
+        &self,
+        prompt: &str,
+        continuation: &str,
+    ) -> (Vec<LlamaToken>, Vec<LlamaToken>) {
+        let prompt_tokens = self.tokenize(prompt);
+        let joint = self.tokenize(&format!("{prompt}{continuation}"));
+        let rest = if joint.len() >= prompt_tokens.len() && joint.starts_with(&prompt_tokens) {
+            joint[prompt_tokens.len()..].to_vec()
+        } else {
+            self.model
+                .vocab()
+                .tokenize(continuation.as_bytes(), false, true)
+        };
+        (prompt_tokens, rest)
     }
 
     /// Prepares working sequence `seq` for `tokens`: reuses the cached prefix when `tokens` starts
@@ -654,18 +680,9 @@ impl<'m> State<'m> {
         cancel: &CancelToken,
     ) -> Result<Score, EngineError> {
         Counters::add(&self.counters.scores, 1);
-        let prompt_tokens = self.tokenize(prompt_text);
-        let full_text = format!("{prompt_text}{continuation}");
-        let mut tokens = self.tokenize(&full_text);
-        if !tokens.starts_with(&prompt_tokens) {
-            // The boundary merged into one token: score the continuation tokenized on its own.
-            tokens = prompt_tokens.clone();
-            tokens.extend(
-                self.model
-                    .vocab()
-                    .tokenize(continuation.as_bytes(), false, true),
-            );
-        }
+        let (prompt_tokens, rest) = self.tokenize_pair(prompt_text, continuation);
+        let mut tokens = prompt_tokens.clone();
+        tokens.extend(rest);
         self.check_fits(tokens.len())?;
         let first = prompt_tokens.len();
         if tokens.len() <= first {
