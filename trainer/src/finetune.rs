@@ -116,8 +116,8 @@ pub struct FinetuneArgs {
     /// Where to train (`cuda` needs a build with the `cuda` feature).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
-    /// Write the tokenized training set (JSONL of {"tokens", "prompt_len"}) here and continue;
-    /// for comparisons with other trainers.
+    /// Write the tokenized training set (JSONL of {"tokens", "prompt_len"}), in the order the
+    /// first epoch trains on it, here and continue; for comparisons with other trainers.
     #[arg(long, value_name = "FILE")]
     pub dump_tokens: Option<PathBuf>,
     /// Stop after this many steps in this process, as if killed (tests of --resume).
@@ -345,7 +345,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     };
     drop(tokenizer);
     if let Some(path) = &args.dump_tokens {
-        clarifycoder_core::dataset::write_jsonl(path, &train.examples)
+        let order = epoch_order(args.seed, 0, train.examples.len());
+        let ordered: Vec<_> = order.iter().map(|&i| &train.examples[i]).collect();
+        clarifycoder_core::dataset::write_jsonl(path, &ordered)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
 
@@ -508,13 +510,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         let n = train.examples.len();
         let mut batch = Vec::with_capacity(args.accum);
         for j in 0..args.accum {
-            // Epoch e's order is a function of (seed, e) only, so a resumed run sees the same.
             let e = step * args.accum + j;
             if order.0 != e / n {
-                order = (
-                    e / n,
-                    SplitMix64::new(args.seed ^ (e / n) as u64).permutation(n),
-                );
+                order = (e / n, epoch_order(args.seed, e / n, n));
             }
             batch.push(&train.examples[order.1[e % n]]);
         }
@@ -1081,4 +1079,10 @@ fn available_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The order epoch `epoch` visits `n` training sequences: a function of (seed, epoch) only, so a
+/// resumed run sees the same.
+fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    SplitMix64::new(seed ^ epoch as u64).permutation(n)
 }

@@ -8,6 +8,7 @@ pub mod harvest;
 pub mod llm;
 pub mod mix;
 pub mod model;
+pub mod ops;
 pub mod rules;
 pub mod stats;
 pub mod validate;
