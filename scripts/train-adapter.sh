@@ -4,14 +4,14 @@
 # synthesis take seconds, and the fine-tuning run continues from its last checkpoint.
 #
 #   DATA=dir      where the data and the run go (default: data)
-#   STEPS1=n      optimizer steps of stage 1 (default: 80; 8 sequences each)
-#   STEPS2=n      optimizer steps of stage 2 (default: 200)
+#   STEPS1=n      optimizer steps of stage 1 (default: 160; 8 sequences each)
+#   STEPS2=n      optimizer steps of stage 2 (default: 400)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATA="${DATA:-data}"
-STEPS1="${STEPS1:-80}"
-STEPS2="${STEPS2:-200}"
+STEPS1="${STEPS1:-160}"
+STEPS2="${STEPS2:-400}"
 T=./target/release/clarifycoder-trainer
 [ -x "$T" ] || bash scripts/setup.sh
 
