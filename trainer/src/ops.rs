@@ -60,13 +60,16 @@ fn matmul(
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) -> Vec<f32> {
+    let mut dst = vec![0f32; m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return dst;
+    }
     assert_eq!(lhs.len(), m * k, "matmul: lhs size");
     assert_eq!(
         (k - 1) * rhs_rs + (n - 1) * rhs_cs + 1,
         rhs.len(),
         "matmul: rhs size"
     );
-    let mut dst = vec![0f32; m * n];
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
