@@ -1,54 +1,72 @@
 #!/usr/bin/env bash
-# Trains the default ClarifyCoder adapter for Gemma 3 270M on this CPU and writes it, with its
-# manifest, under models/ (`make adapter`). Every step resumes or is cheap to repeat: harvest and
-# synthesis take seconds, and the fine-tuning run continues from its last checkpoint.
+# Trains ClarifyCoder's adapter for a base model on this CPU and writes it, with its manifest,
+# under models/ (`make adapter`). Every step resumes or is cheap to repeat: the data takes
+# seconds, and the fine-tuning run continues from its last checkpoint after a kill.
 #
-#   DATA=dir      where the data and the run go (default: data)
-#   STEPS1=n      optimizer steps of stage 1 (default: 160; 8 sequences each)
-#   STEPS2=n      optimizer steps of stage 2 (default: 400)
+#   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
+#   DATA=dir      where the data and the run go (default: data/<model>)
+#   STEPS=n       optimizer steps (default: 150; 8 sequences each)
+#
+# The data (see ARCHITECTURE.md, "Training data"):
+#  - hand-written specs of application functions (trainer/data/app-specs-*.jsonl): each a clear
+#    version with its code and unclear versions with the specific questions that resolve them;
+#  - real functions whose docstrings carry doctest examples (standard library and .venv), as
+#    further clear problems: an example pins the behaviour down, a terse summary alone does not.
+# The labelled dev set (devset/) is never trained on; it measures the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA="${DATA:-data}"
-STEPS1="${STEPS1:-160}"
-STEPS2="${STEPS2:-400}"
+MODEL="${MODEL:-qwen2.5-coder-0.5b}"
+DATA="${DATA:-data/$MODEL}"
+STEPS="${STEPS:-150}"
 T=./target/release/clarifycoder-trainer
+C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
+"$C" model install "$MODEL"
+mkdir -p "$DATA"
 
-# 1. Clear problems: documented functions of the standard library and the venv's packages,
-#    decontaminated against HumanEval (entry points and 13-word overlaps are dropped).
+# 1. Clear and unclear application functions from the specs (HumanEval overlaps dropped).
+[ -s "$DATA/specs-clarify.jsonl" ] || "$T" specs --input trainer/data/app-specs-*.jsonl \
+    --out-dir "$DATA"
+# 2. Real documented functions (decontaminated against HumanEval); keep those with doctests.
 [ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
-# 2. Their ambiguous / incomplete / inconsistent versions with the questions that resolve them.
-[ -s "$DATA/clarify.jsonl" ] || "$T" synthesize --method rules --seed 0 \
-    --input "$DATA/harvested.jsonl" --output "$DATA/clarify.jsonl"
-# 3. Half clarify, half original; 10% of source functions held out for validation.
-[ -s "$DATA/mix/train.jsonl" ] || "$T" mix --clarify "$DATA/clarify.jsonl" \
-    --original "$DATA/original.jsonl" --ratio 0.5 --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix"
+[ -s "$DATA/doctest-original.jsonl" ] || python3 - "$DATA" <<'PY'
+import json, sys
+data = sys.argv[1]
+rows = [json.loads(l) for l in open(f"{data}/original.jsonl", encoding="utf-8")]
+kept = [r for r in rows if ">>>" in r["problem"] and len(r["problem"]) < 1200][:400]
+with open(f"{data}/doctest-original.jsonl", "w", encoding="utf-8") as f:
+    for r in kept:
+        f.write(json.dumps(r) + "\n")
+print(f"doctest originals: {len(kept)} of {len(rows)}", file=sys.stderr)
+PY
+# 3. Every clarify row, originals drawn to make them 45% of the training rows; 10% of functions
+#    held out for validation.
+[ -s "$DATA/mix/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
+    --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
+    --ratio 0.55 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix"
 
-# 4. LoRA on every projection, loss on the answer only. Stage 1 learns the two answer forms
-#    (questions, code) on answers up to --max-len; stage 2 continues from it on the first 8 answer
-#    tokens only, which is where ask-or-code is decided, at a third of the cost per sequence.
-finetune() {
-    local out="$1"; shift
-    if [ -f "$out/adapter.lora.gguf" ]; then return 0; fi
-    if [ -f "$out/run.json" ]; then set -- "$@" --resume; fi
-    "$T" finetune --train "$DATA/mix/train.jsonl" --val "$DATA/mix/val.jsonl" --output "$out" \
-        --accum 8 --max-len 256 --rank 8 --alpha 16 --warmup 5 "$@"
-}
-finetune "$DATA/run-1" --max-steps "$STEPS1" --lr 5e-4 --seed 0 --val-rows 24 --eval-every 20 \
-    --save-every 5
-finetune "$DATA/run-2" --max-steps "$STEPS2" --lr 1e-3 --seed 1 --val-rows 48 --eval-every 25 \
-    --save-every 10 --max-answer-tokens 8 --init-adapter "$DATA/run-1/adapter.safetensors"
-RUN="$DATA/run-2"
+# 4. LoRA on every projection, loss on the answer's first 80 tokens: all of a question list, the
+#    opening of code (ask-or-code is decided at the first token).
+RUN="$DATA/run"
+if [ ! -f "$RUN/adapter.lora.gguf" ]; then
+    resume=()
+    [ -f "$RUN/run.json" ] && resume=(--resume)
+    "$T" finetune --model "$MODEL" --train "$DATA/mix/train.jsonl" --val "$DATA/mix/val.jsonl" \
+        --output "$RUN" --accum 8 --max-len 384 --max-answer-tokens 80 --rank 16 --alpha 32 \
+        --lr 5e-4 --warmup 8 --max-steps "$STEPS" --seed 0 --val-rows 32 --eval-every 25 \
+        --save-every 5 "${resume[@]}"
+fi
 
-# 5. Decision accuracy on the validation split, before and after.
-[ -s "$DATA/validate-base.json" ] || "$T" validate "$DATA/mix/val.jsonl" --limit 120 \
-    --examples 3 --json "$DATA/validate-base.json"
-"$T" validate "$DATA/mix/val.jsonl" --limit 120 --examples 6 \
-    --adapter "$RUN/adapter.lora.gguf" --json "$DATA/validate-adapter.json"
+# 5. Decision quality on the labelled dev set, without and with the adapter.
+[ -s "$DATA/devset-base.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" --adapter none \
+    --json "$DATA/devset-base.json"
+"$T" devset devset/*.jsonl --model "$MODEL" --adapter "$RUN/adapter.lora.gguf" \
+    --json "$DATA/devset-adapter.json"
 
 # 6. The adapter and its manifest.
 mkdir -p models
-cp "$RUN/adapter.lora.gguf" models/clarifycoder-gemma3-270m.lora.gguf
-python3 scripts/adapter-manifest.py "$DATA" > models/clarifycoder-gemma3-270m.json
-echo "wrote models/clarifycoder-gemma3-270m.lora.gguf and models/clarifycoder-gemma3-270m.json"
+ADAPTER="clarifycoder-$MODEL.lora.gguf"
+cp "$RUN/adapter.lora.gguf" "models/$ADAPTER"
+python3 scripts/adapter-manifest.py "$DATA" "$MODEL" > "models/clarifycoder-$MODEL.json"
+echo "wrote models/$ADAPTER and models/clarifycoder-$MODEL.json"

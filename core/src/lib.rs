@@ -4,6 +4,7 @@
 //! - [`prompt`]: the one prompt format and response parser.
 //! - [`engine`]: the inference backends (embedded llama.cpp, OpenAI-compatible HTTP).
 //! - [`gguf`]: GGUF header reading and validation.
+//! - [`models`]: the installable base models, by name.
 //! - [`dataset`]: training and benchmark rows, JSON Lines.
 //! - [`sandbox`]: running untrusted Python in a contained child process.
 //! - [`settings`]: configuration and model/adapter resolution.
@@ -11,6 +12,7 @@
 pub mod dataset;
 pub mod engine;
 pub mod gguf;
+pub mod models;
 pub mod prompt;
 pub mod python;
 pub mod sandbox;

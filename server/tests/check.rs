@@ -3,11 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clarifycoder_core::settings;
 use serde_json::Value;
 
 fn model_path() -> PathBuf {
-    settings::installed_model().unwrap_or_else(|e| panic!("{e}"))
+    clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Fixture {
@@ -281,9 +282,9 @@ fn the_default_adapter_is_used_by_default() {
         .as_str()
         .expect("an adapter by default");
     assert!(
-        path.ends_with(settings::DEFAULT_ADAPTER_FILE),
+        path.ends_with(clarifycoder_core::models::default_model().adapter),
         "{path}: expected {}",
-        settings::DEFAULT_ADAPTER_FILE
+        clarifycoder_core::models::default_model().adapter
     );
     assert_eq!(on["adapter"]["exists"], true, "{on}");
     assert!(info(Some("none"))["adapter"].is_null());

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use clarifycoder_core::settings;
-
 const FIXTURE: &str =
     "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n";
 
@@ -14,7 +12,9 @@ const FIXTURE: &str =
 fn run_script(script: &str, env: &[(&str, PathBuf)]) -> String {
     let nvim =
         which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
-    let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
+    let model = clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
     let fixture = dir.path().join("shop.py");
     std::fs::write(&fixture, FIXTURE).unwrap();
@@ -67,7 +67,9 @@ fn neovim_gets_diagnostics_and_applies_a_code_action() {
 
 #[test]
 fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
-    let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
+    let model = clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"));
     let report = run_script(
         "editors/nvim/test/plugin_test.lua",
         &[

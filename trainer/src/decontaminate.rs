@@ -88,10 +88,15 @@ impl HumanEval {
 
     /// Why `h` must be dropped, if it must.
     pub fn check(&self, h: &Harvested) -> Option<Reason> {
-        if self.entry_points.contains(&h.name) {
+        self.check_text(&h.name, &format!("{}\n{}", h.problem(), h.code))
+    }
+
+    /// Why a function called `name` whose text (problem and code) is `text` must be dropped.
+    pub fn check_text(&self, name: &str, text: &str) -> Option<Reason> {
+        if self.entry_points.contains(name) {
             return Some(Reason::EntryPoint);
         }
-        let w = words(&format!("{}\n{}", h.problem(), h.code));
+        let w = words(text);
         if w.windows(NGRAM)
             .any(|gram| self.ngrams.contains(&hash(gram)))
         {

@@ -37,8 +37,8 @@ pub struct FinetuneArgs {
     /// Validation rows (e.g. `val.jsonl` from `mix`): validation loss every --eval-every steps.
     #[arg(long, value_name = "FILE")]
     pub val: Option<PathBuf>,
-    /// The base model GGUF (default: the installed Gemma 3 270M). Any quantization candle can
-    /// dequantize.
+    /// The base model: a GGUF file or a known model name [default: the default model]. Any
+    /// quantization candle can dequantize.
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
     /// Run directory: checkpoints, log, and the final adapter.
@@ -289,7 +289,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     check_args(&args)?;
     let targets = Target::parse_list(&args.targets)?;
     let model_path = match &args.model {
-        Some(p) => p.clone(),
+        Some(p) => clarifycoder_core::settings::resolve_model(Some(p), None).path,
         None => clarifycoder_core::settings::installed_model()
             .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
     };

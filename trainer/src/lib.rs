@@ -2,6 +2,7 @@
 //! The `clarifycoder-trainer` binary is a thin CLI over it; tests use it directly.
 
 pub mod decontaminate;
+pub mod devset;
 pub mod export;
 pub mod finetune;
 pub mod harvest;
@@ -10,6 +11,7 @@ pub mod mix;
 pub mod model;
 pub mod ops;
 pub mod rules;
+pub mod specs;
 pub mod stats;
 pub mod validate;
 pub mod verify;

@@ -8,10 +8,14 @@
 //! - `finetune`: LoRA fine-tuning (candle) with the loss on the answer.
 //! - `export`: the adapter for llama.cpp (GGUF) or PEFT.
 //! - `validate`: decision accuracy (ask vs code) on clear and unclear rows.
+//! - `specs`: training rows from hand-written clear/unclear function specs.
+//! - `devset`: decision quality on the labelled dev set.
 
 use std::process::ExitCode;
 
-use clarifycoder_trainer::{export, finetune, harvest, llm, mix, rules, stats, validate};
+use clarifycoder_trainer::{
+    devset, export, finetune, harvest, llm, mix, rules, specs, stats, validate,
+};
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +36,9 @@ enum Command {
     Harvest(harvest::HarvestArgs),
     /// Turn clear problems into unclear ones paired with clarifying questions.
     Synthesize(SynthesizeArgs),
+    /// Training rows from hand-written specs: clear application functions and their unclear
+    /// variants with specific questions.
+    Specs(specs::SpecsArgs),
     /// Mix clarify rows with original rows and split train/validation.
     Mix(mix::MixArgs),
     /// Counts per category, lengths, and perplexity/entropy of problems vs answers.
@@ -42,6 +49,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Decision accuracy (ask vs code) of a model or adapter on clear and unclear rows.
     Validate(validate::ValidateArgs),
+    /// Decision quality on the labelled dev set (AUC, balanced accuracy, recall per label, false
+    /// alarms, distinct questions, time per function).
+    Devset(devset::DevsetArgs),
 }
 
 #[derive(clap::Args)]
@@ -69,11 +79,13 @@ fn main() -> ExitCode {
             Method::Rules => rules::run(args.rules),
             Method::Llm => llm::run(args.rules, args.llm),
         },
+        Command::Specs(args) => specs::run(args),
         Command::Mix(args) => mix::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Finetune(args) => finetune::run(*args),
         Command::Export(args) => export::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Devset(args) => devset::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

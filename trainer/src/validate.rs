@@ -17,7 +17,7 @@ pub struct ValidateArgs {
     /// Rows to check (e.g. `val.jsonl` from `mix`).
     #[arg(value_name = "FILE")]
     pub data: PathBuf,
-    /// The GGUF model (default: the installed Gemma 3 270M).
+    /// A GGUF model file or a known model name [default: the default model].
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
     /// A LoRA adapter GGUF applied to the model.
@@ -70,7 +70,7 @@ pub struct ExampleQuestions {
 
 pub fn run(args: ValidateArgs) -> Result<()> {
     let model = match &args.model {
-        Some(p) => p.clone(),
+        Some(p) => clarifycoder_core::settings::resolve_model(Some(p), None).path,
         None => clarifycoder_core::settings::installed_model()
             .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
     };
@@ -216,7 +216,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
 }
 
 /// The threshold (one of the scores) maximising the mean of the two per-class accuracies.
-fn best_threshold(scored: &[(f32, bool)]) -> (f32, f64) {
+pub fn best_threshold(scored: &[(f32, bool)]) -> (f32, f64) {
     let unclear = scored.iter().filter(|s| s.1).count();
     let clear = scored.len() - unclear;
     if unclear == 0 || clear == 0 {

@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use clarifycoder_core::dataset::{write_jsonl, Category, Row};
-use clarifycoder_core::settings;
 use serde_json::Value;
 
 fn row(id: &str, category: Category, method: &str, problem: &str, answer: &str) -> Row {
@@ -208,7 +207,9 @@ fn random_letters(seed: u64, words: usize) -> String {
 
 #[test]
 fn table6_with_the_real_model() {
-    let model = settings::installed_model().unwrap_or_else(|e| panic!("{e}"));
+    let model = clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"));
     let problems = [
         "def add(a: int, b: int) -> int:\n    \"\"\"Return the sum of a and b.\n\n    >>> add(2, 3)\n    5\n    \"\"\"",
         "def is_palindrome(text: str) -> bool:\n    \"\"\"Return True if text reads the same backwards, ignoring case.\"\"\"",

@@ -8,13 +8,14 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clarifycoder_core::settings;
 use serde_json::{json, Value};
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn model_path() -> PathBuf {
-    settings::installed_model().unwrap_or_else(|e| panic!("{e}"))
+    clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct Client {

