@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 MODEL="${MODEL:-qwen2.5-coder-0.5b}"
 DATA="${DATA:-data/$MODEL}"
-STEPS="${STEPS:-150}"
+STEPS="${STEPS:-160}"
 T=./target/release/clarifycoder-trainer
 C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
@@ -27,6 +27,7 @@ mkdir -p "$DATA"
 
 # 1. Clear and unclear application functions from the specs (HumanEval overlaps dropped).
 [ -s "$DATA/specs-clarify.jsonl" ] || "$T" specs --input trainer/data/app-specs-*.jsonl \
+    --exclude devset/*.jsonl \
     --out-dir "$DATA"
 # 2. Real documented functions (decontaminated against HumanEval); keep those with doctests.
 [ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
@@ -34,17 +35,25 @@ mkdir -p "$DATA"
 import json, sys
 data = sys.argv[1]
 rows = [json.loads(l) for l in open(f"{data}/original.jsonl", encoding="utf-8")]
-kept = [r for r in rows if ">>>" in r["problem"] and len(r["problem"]) < 1200][:400]
+# At most 6 per module, so that no one module (decimal has dozens) sets the style.
+per_file, kept = {}, []
+for r in rows:
+    if ">>>" not in r["problem"] or len(r["problem"]) > 1200:
+        continue
+    module = r["source"].rsplit(":", 1)[0]
+    per_file[module] = per_file.get(module, 0) + 1
+    if per_file[module] <= 6:
+        kept.append(r)
 with open(f"{data}/doctest-original.jsonl", "w", encoding="utf-8") as f:
     for r in kept:
         f.write(json.dumps(r) + "\n")
 print(f"doctest originals: {len(kept)} of {len(rows)}", file=sys.stderr)
 PY
-# 3. Every clarify row, originals drawn to make them 45% of the training rows; 10% of functions
+# 3. Clarify rows 58% of the training rows (all of them, about as many originals); 10% of functions
 #    held out for validation.
 [ -s "$DATA/mix/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
     --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
-    --ratio 0.55 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix"
+    --ratio 0.58 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix"
 
 # 4. LoRA on every projection, loss on the answer's first 80 tokens: all of a question list, the
 #    opening of code (ask-or-code is decided at the first token).

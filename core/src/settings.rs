@@ -85,11 +85,51 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads a TOML configuration file.
+    /// Reads a TOML configuration file, validated, with relative `model` and `adapter` paths
+    /// made relative to the file (a known model's name and `none` are kept as they are).
     pub fn from_toml_file(path: &Path) -> Result<Settings, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config file '{}': {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid config file '{}': {e}", path.display()))
+        let settings: Settings = toml::from_str(&text)
+            .map_err(|e| format!("invalid config file '{}': {e}", path.display()))?;
+        settings
+            .validate()
+            .map_err(|e| format!("invalid config file '{}': {e}", path.display()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rebase = |p: Option<PathBuf>| {
+            p.map(|p| {
+                let named = crate::models::find_by_path(&p).is_some();
+                if p.is_relative() && p.as_os_str() != "none" && !named {
+                    base.join(p)
+                } else {
+                    p
+                }
+            })
+        };
+        Ok(Settings {
+            model: rebase(settings.model.clone()),
+            adapter: rebase(settings.adapter.clone()),
+            ..settings
+        })
+    }
+
+    /// Checks values that have a valid range; the message names the key and the range.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = self.threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(format!("threshold must be between 0 and 1, got {t}"));
+            }
+        }
+        if self.max_tokens == Some(0) {
+            return Err("max_tokens must be at least 1".into());
+        }
+        if self.ctx_size.is_some_and(|n| n < 512) {
+            return Err(format!(
+                "ctx_size must be at least 512 tokens, got {}",
+                self.ctx_size.unwrap_or_default()
+            ));
+        }
+        Ok(())
     }
 
     /// Settings from an editor's JSON. An empty Lua table arrives as `[]` and `null` as nothing;
@@ -99,7 +139,12 @@ impl Settings {
             serde_json::Value::Null => Ok(Settings::default()),
             serde_json::Value::Array(items) if items.is_empty() => Ok(Settings::default()),
             other => {
-                serde_json::from_value(other.clone()).map_err(|e| format!("invalid settings: {e}"))
+                let settings: Settings = serde_json::from_value(other.clone())
+                    .map_err(|e| format!("invalid settings: {e}"))?;
+                settings
+                    .validate()
+                    .map_err(|e| format!("invalid settings: {e}"))?;
+                Ok(settings)
             }
         }
     }
@@ -304,6 +349,26 @@ mod tests {
         assert_eq!(s.max_questions, Some(2));
         assert_eq!(s.threshold, Some(0.7));
         assert_eq!(s.unknown.keys().collect::<Vec<_>>(), ["colour"]);
+    }
+
+    #[test]
+    fn a_config_file_is_validated_and_its_relative_paths_rebased_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clarifycoder.toml");
+        std::fs::write(&path, "model = \"models/x.gguf\"\nadapter = \"none\"\n").unwrap();
+        let s = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(s.model, Some(dir.path().join("models/x.gguf")));
+        assert_eq!(s.adapter.as_deref(), Some(Path::new("none")));
+        std::fs::write(&path, "model = \"gemma3-270m\"\n").unwrap();
+        let s = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(s.model.as_deref(), Some(Path::new("gemma3-270m")));
+        std::fs::write(&path, "threshold = 1.5\n").unwrap();
+        let e = Settings::from_toml_file(&path).unwrap_err();
+        assert!(
+            e.contains("threshold must be between 0 and 1, got 1.5"),
+            "{e}"
+        );
+        assert!(Settings::from_json(&serde_json::json!({"threshold": -0.1})).is_err());
     }
 
     #[test]

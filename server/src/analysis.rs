@@ -86,8 +86,8 @@ impl ResultCache {
         let mut h = Sha256::new();
         h.update(model_identity);
         h.update(format!(
-            "\0format={FORMAT_VERSION}\0max_tokens={}",
-            options.max_tokens
+            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}",
+            options.max_tokens, options.max_questions
         ));
         let hex = format!("{:x}", h.finalize());
         let path = dir.join(format!("{}.json", &hex[..16]));

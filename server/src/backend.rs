@@ -51,6 +51,11 @@ impl Plan {
         let mut h = Sha256::new();
         match self.backend() {
             BackendKind::Embedded => {
+                if !self.model.path.exists() {
+                    return Err(self.explain(EngineError::Model(GgufError::NotFound(
+                        self.model.path.clone(),
+                    ))));
+                }
                 h.update(file_identity(&self.model.path, "model")?);
                 if let Some(adapter) = &self.adapter {
                     h.update(file_identity(&adapter.path, "adapter")?);

@@ -164,23 +164,7 @@ impl ModelArgs {
         for key in settings.unknown.keys() {
             eprintln!("warning: {}: unknown key `{key}` ignored", path.display());
         }
-        // Relative paths in a config file are relative to the file.
-        let base = path.parent().map(PathBuf::from).unwrap_or_default();
-        let rebase = |p: Option<PathBuf>| {
-            p.map(|p| {
-                let named = clarifycoder_core::models::find_by_path(&p).is_some();
-                if p.is_relative() && p.as_os_str() != "none" && !named {
-                    base.join(p)
-                } else {
-                    p
-                }
-            })
-        };
-        Ok(Settings {
-            model: rebase(settings.model.clone()),
-            adapter: rebase(settings.adapter.clone()),
-            ..settings
-        })
+        Ok(settings)
     }
 }
 

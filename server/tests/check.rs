@@ -146,6 +146,29 @@ fn text_output_exit_code_and_cache() {
     assert_eq!(report["stats"]["cache_hits"], 0);
     assert_eq!(report["stats"]["inference"]["decided"], 1);
     assert_eq!(report["stats"]["inference"]["generations"], 1);
+
+    // Questions are cut to --max-questions before they are cached: another limit is another
+    // cache (a regression: it used to answer from the cache with the old limit).
+    let out = f.check(&[
+        "--threshold",
+        "0",
+        "--max-tokens",
+        "12",
+        "--max-questions",
+        "1",
+        "--format",
+        "json",
+        ".",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["stats"]["cache_hits"], 0, "{report}");
+    assert!(
+        report["diagnostics"][0]["questions"]
+            .as_array()
+            .unwrap()
+            .len()
+            <= 1
+    );
 }
 
 #[test]
@@ -288,4 +311,106 @@ fn the_default_adapter_is_used_by_default() {
     );
     assert_eq!(on["adapter"]["exists"], true, "{on}");
     assert!(info(Some("none"))["adapter"].is_null());
+}
+
+/// The product, as `make demo` shows it: the default model with its ClarifyCoder adapter flags
+/// the unclear functions of `examples/` with questions about them and leaves the clear ones alone.
+#[test]
+fn the_default_model_flags_the_unclear_examples_only() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args(["check", "--format", "json", "--no-cache", "examples/"])
+        .current_dir(root)
+        .env_remove("CLARIFYCODER_MODEL")
+        .env_remove("CLARIFYCODER_ADAPTER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    let flagged: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["function"].as_str().unwrap())
+        .collect();
+    for unclear in [
+        "filter_items",
+        "sort_stock",
+        "apply_discount",
+        "Warehouse.move",
+    ] {
+        assert!(
+            flagged.contains(&unclear),
+            "{unclear} not flagged: {report}"
+        );
+    }
+    for clear in ["total_price", "restock_needed"] {
+        assert!(!flagged.contains(&clear), "{clear} flagged: {report}");
+    }
+    let questions: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["questions"].as_array().unwrap())
+        .map(|q| q.as_str().unwrap())
+        .collect();
+    assert!(questions.len() >= flagged.len(), "{report}");
+    let distinct: std::collections::HashSet<_> = questions.iter().collect();
+    assert!(
+        distinct.len() == questions.len(),
+        "the same question twice: {questions:?}"
+    );
+}
+
+#[test]
+fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .args(args)
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["model", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("qwen2.5-coder-0.5b"), "{text}");
+    assert!(text.contains("gemma3-270m"), "{text}");
+    assert!(text.contains("(default)"), "{text}");
+    // An empty cache: nothing is installed.
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("qwen") || l.starts_with("gemma"))
+            .all(|l| l.split_whitespace().nth(1) == Some("no")),
+        "{text}"
+    );
+    let out = run(&["model", "install", "gpt-17"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown model 'gpt-17'; `clarifycoder model list`"),
+        "{}",
+        stderr(&out)
+    );
+    // A named model that is not installed: the error says how to install it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.py"),
+        "def f():\n    \"\"\"Do it.\"\"\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args(["check", "--model", "gemma3-270m", "a.py"])
+        .current_dir(dir.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("CLARIFYCODER_MODEL")
+        .env_remove("CLARIFYCODER_ADAPTER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("clarifycoder model install gemma3-270m"),
+        "{}",
+        stderr(&out)
+    );
 }

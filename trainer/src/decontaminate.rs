@@ -17,6 +17,8 @@ pub const NGRAM: usize = 13;
 pub struct HumanEval {
     entry_points: HashSet<String>,
     ngrams: HashSet<u64>,
+    /// Word n-gram length of the overlap test.
+    n: usize,
     /// Problems read.
     pub problems: usize,
 }
@@ -59,6 +61,7 @@ impl HumanEval {
         let mut he = HumanEval {
             entry_points: HashSet::new(),
             ngrams: HashSet::new(),
+            n: NGRAM,
             problems: 0,
         };
         for (i, line) in text
@@ -79,9 +82,29 @@ impl HumanEval {
         Ok(he)
     }
 
+    /// Any other held-out functions (the labelled dev set), as (name, source) pairs, with a
+    /// shorter n-gram: training data must not paraphrase them either.
+    pub fn held_out<'a>(
+        functions: impl Iterator<Item = (&'a str, &'a str)>,
+        n: usize,
+    ) -> HumanEval {
+        let mut he = HumanEval {
+            entry_points: HashSet::new(),
+            ngrams: HashSet::new(),
+            n,
+            problems: 0,
+        };
+        for (name, text) in functions {
+            he.entry_points.insert(name.to_string());
+            he.add_text(text);
+            he.problems += 1;
+        }
+        he
+    }
+
     fn add_text(&mut self, text: &str) {
         let w = words(text);
-        for gram in w.windows(NGRAM) {
+        for gram in w.windows(self.n) {
             self.ngrams.insert(hash(gram));
         }
     }
@@ -97,7 +120,7 @@ impl HumanEval {
             return Some(Reason::EntryPoint);
         }
         let w = words(text);
-        if w.windows(NGRAM)
+        if w.windows(self.n)
             .any(|gram| self.ngrams.contains(&hash(gram)))
         {
             return Some(Reason::NgramOverlap);

@@ -35,6 +35,10 @@ pub struct SpecsArgs {
     /// in .venv].
     #[arg(long, value_name = "FILE")]
     pub humaneval: Option<PathBuf>,
+    /// Held-out functions (the labelled dev set): specs sharing a function name or 8 consecutive
+    /// words with any of them are dropped.
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub exclude: Vec<PathBuf>,
 }
 
 /// One spec: a clear function and its unclear variants.
@@ -154,6 +158,19 @@ pub fn run(args: SpecsArgs) -> Result<()> {
         .unwrap_or_else(|| dataset::humaneval_path(std::path::Path::new(".")));
     let humaneval = HumanEval::load(&humaneval_path)?;
     let mut contaminated = 0usize;
+    let dev = crate::devset::read(&args.exclude)?;
+    let dev_functions: Vec<(String, String)> = dev
+        .iter()
+        .filter_map(|(row, _)| {
+            let f = python::extract(&row.source).functions.into_iter().next()?;
+            Some((f.name, row.source.clone()))
+        })
+        .collect();
+    let held_out = HumanEval::held_out(
+        dev_functions.iter().map(|(n, s)| (n.as_str(), s.as_str())),
+        8,
+    );
+    let mut held_out_dropped = 0usize;
     for file in &args.input {
         let (specs, _) = dataset::read_jsonl::<Spec>(file, false)
             .with_context(|| format!("cannot read specs {}", file.display()))?;
@@ -177,6 +194,10 @@ pub fn run(args: SpecsArgs) -> Result<()> {
                 .unwrap_or_default();
             if humaneval.check_text(&name, &text).is_some() {
                 contaminated += 1;
+                continue;
+            }
+            if held_out.check_text(&name, &text).is_some() {
+                held_out_dropped += 1;
                 continue;
             }
             let (og, rows, errors) = expand(&spec, &mut rng);
@@ -204,7 +225,7 @@ pub fn run(args: SpecsArgs) -> Result<()> {
     counts.sort();
     eprintln!(
         "specs: {} clear functions -> {}, {} unclear variants -> {} ({}), {} skipped, {} specs \
-         dropped as overlapping HumanEval",
+         dropped as overlapping HumanEval, {} as overlapping the held-out functions",
         originals.len(),
         og_path.display(),
         clarify.len(),
@@ -215,7 +236,60 @@ pub fn run(args: SpecsArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         problems,
-        contaminated
+        contaminated,
+        held_out_dropped
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(variants: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "id": "t-1",
+            "source": "def c_to_f(c: float) -> float:\n    \"\"\"Convert degrees Celsius to Fahrenheit.\"\"\"\n    return c * 9 / 5 + 32\n",
+            "variants": variants,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_spec_gives_its_clear_row_and_one_row_per_usable_variant() {
+        let s = spec(serde_json::json!([
+            {"category": "1a", "docstring": "Convert the temperature.", "questions": ["From Celsius to Fahrenheit, or the other way?"]},
+            {"category": "1p", "signature": "def conv(x):", "docstring": "Convert x.", "questions": ["What unit is `x` in?", "What unit should it become?"]},
+            {"category": "3acp", "docstring": "Convert.", "questions": ["Which?"]},
+            {"category": "1a", "docstring": "Convert the value.", "questions": []},
+            {"category": "1a", "docstring": "Convert degrees Celsius to Fahrenheit.", "questions": ["Same as clear?"]}
+        ]));
+        let (og, rows, errors) = expand(&s, &mut Rng::for_key(0, "t"));
+        let og = og.unwrap();
+        assert_eq!(og.category, Category::Original);
+        assert_eq!(
+            og.problem,
+            "def c_to_f(c: float) -> float:\n    \"\"\"Convert degrees Celsius to Fahrenheit.\"\"\"\n"
+        );
+        assert!(
+            og.answer.starts_with("```python\ndef c_to_f"),
+            "{}",
+            og.answer
+        );
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0].category, Category::A);
+        assert_eq!(
+            rows[0].answer,
+            "From Celsius to Fahrenheit, or the other way?"
+        );
+        assert_eq!(
+            rows[1].problem,
+            "def conv(x):\n    \"\"\"Convert x.\"\"\"\n"
+        );
+        assert!(rows[1]
+            .answer
+            .contains("1. What unit is `x` in?\n2. What unit should it become?"));
+        assert!(rows.iter().all(|r| r.source_id == og.source_id));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
 }

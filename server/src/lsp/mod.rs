@@ -166,11 +166,23 @@ impl ClarifyServer {
             let st = self.state.lock().unwrap();
             (st.settings.clone(), st.roots.first().cloned())
         };
-        let config_file = root
-            .as_deref()
-            .and_then(Settings::discover)
-            .and_then(|p| Settings::from_toml_file(&p).ok())
-            .unwrap_or_default();
+        // The project's configuration file, read like `check` reads it (paths relative to it,
+        // values validated); a broken one is reported, not silently ignored.
+        let config_file = match root.as_deref().and_then(Settings::discover) {
+            Some(path) => {
+                match Settings::from_toml_file(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        self.client
+                        .show_message(MessageType::WARNING, format!("ClarifyCoder: {e}; using the editor's settings and the defaults"))
+                        .await;
+                        Settings::default()
+                    }
+                }
+            }
+            None => Settings::default(),
+        };
         let plan = Plan::new(settings, config_file);
         let options = Config::from(&plan.settings).options;
         // Results are only valid for one model: reopen the persistent cache for this one.
@@ -521,14 +533,7 @@ impl ClarifyServer {
                     tracing::warn!("unknown setting `{key}` ignored");
                 }
                 let mut st = self.state.lock().unwrap();
-                let reload = new.model != st.settings.model
-                    || new.adapter != st.settings.adapter
-                    || new.backend != st.settings.backend
-                    || new.endpoint != st.settings.endpoint
-                    || new.api_model != st.settings.api_model
-                    || new.gpu_layers != st.settings.gpu_layers
-                    || new.threads != st.settings.threads
-                    || new.max_tokens != st.settings.max_tokens;
+                let reload = engine_settings(&new) != engine_settings(&st.settings);
                 st.config = Config::from(&new);
                 st.settings = new;
                 reload
@@ -538,6 +543,18 @@ impl ClarifyServer {
                 false
             }
         }
+    }
+}
+
+/// The settings that decide the engine or the cached results: all but how diagnostics are shown
+/// and when. A change in any of them reloads the engine (and re-analyses from the cache).
+fn engine_settings(s: &Settings) -> Settings {
+    Settings {
+        severity: None,
+        debounce_ms: None,
+        per_question: None,
+        unknown: Default::default(),
+        ..s.clone()
     }
 }
 
@@ -947,5 +964,40 @@ impl LanguageServer for ClarifyServer {
             }
             other => Err(lsp_error(format!("unknown command {other}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regression: the reload check was a hand-written field list that left out `ctx_size`,
+    /// `api_key_env` and `max_questions`, so changing them did nothing until a restart.
+    #[test]
+    fn every_engine_setting_reloads_and_presentation_does_not() {
+        let base = Settings::default();
+        let reloads = |changed: Settings| engine_settings(&changed) != engine_settings(&base);
+        assert!(reloads(Settings {
+            ctx_size: Some(8192),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            api_key_env: Some("KEY".into()),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            max_questions: Some(1),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            model: Some("gemma3-270m".into()),
+            ..Settings::default()
+        }));
+        assert!(!reloads(Settings {
+            severity: Some("hint".into()),
+            debounce_ms: Some(10),
+            per_question: Some(true),
+            ..Settings::default()
+        }));
     }
 }
