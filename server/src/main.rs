@@ -189,6 +189,9 @@ fn run() -> anyhow::Result<i32> {
                 Some(addr) => runtime.block_on(lsp::serve_tcp(&addr))?,
                 None => runtime.block_on(lsp::serve_stdio()),
             }
+            // Reading stdin blocks a thread that cannot be interrupted; do not wait for it after
+            // `exit`, whether or not the client closes the pipe.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
             Ok(0)
         }
         Command::Model(ModelCommand::List) => {

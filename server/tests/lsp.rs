@@ -274,6 +274,63 @@ fn pull_diagnostics_for_clients_that_ask() {
     );
 }
 
+/// A regression: one frame the server could not decode used to stop it reading for good (no
+/// answer, not even to `shutdown`, and `exit` ignored). Each bad frame now gets the JSON-RPC error
+/// the protocol asks for, and the server keeps serving and exits on `exit`.
+#[test]
+fn malformed_messages_are_answered_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start(&dir.path().join("absent.gguf"));
+    c.initialize(json!({}), json!([]));
+    let bad: [(&[u8], i64, Value); 5] = [
+        (
+            b"Content-Length: 12\r\n\r\n{not json!!}",
+            -32700,
+            Value::Null,
+        ),
+        (
+            b"Content-Length: 28\r\n\r\n{\"jsonrpc\": \"2.0\", \"id\": 41,",
+            -32700,
+            Value::Null,
+        ),
+        (b"Content-Length: 2\r\n\r\n[]", -32600, Value::Null),
+        (
+            b"Content-Length: 40\r\n\r\n{\"jsonrpc\": \"2.0\", \"id\": 9, \"method\": 5}",
+            -32600,
+            json!(9),
+        ),
+        (b"Content-Type: text/plain\r\n\r\n", -32700, Value::Null),
+    ];
+    for (frame, code, id) in bad {
+        c.send_raw(frame);
+        let deadline = Instant::now() + TIMEOUT;
+        let error = loop {
+            let msg = c.next(deadline);
+            if msg.get("error").is_some() {
+                break msg;
+            }
+            c.backlog_push(msg);
+        };
+        assert_eq!(error["error"]["code"], code, "{error} for {frame:?}");
+        assert_eq!(error["id"], id, "{error}");
+    }
+    let response = c.request("shutdown", Value::Null);
+    assert!(response.get("error").is_none(), "{response}");
+    c.notify("exit", Value::Null);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = c.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the server did not exit after `exit`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn missing_model_is_one_message_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 mod document;
 pub mod edits;
 mod phrase;
+mod transport;
 mod types;
 mod worker;
 
@@ -114,10 +115,7 @@ fn service() -> (LspService<ClarifyServer>, tower_lsp_server::ClientSocket) {
 
 /// Serves LSP over stdin/stdout.
 pub async fn serve_stdio() {
-    let (service, socket) = service();
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
-        .serve(service)
-        .await;
+    serve_guarded(tokio::io::stdin(), tokio::io::stdout()).await;
 }
 
 /// Serves LSP over one TCP connection at a time.
@@ -127,9 +125,32 @@ pub async fn serve_tcp(addr: &str) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let (read, write) = tokio::io::split(stream);
-        let (service, socket) = service();
-        Server::new(read, write, socket).serve(service).await;
+        serve_guarded(read, write).await;
     }
+}
+
+/// One session over a byte stream, behind the transport guard (malformed frames answered, not
+/// fatal). Returns after `exit` (or the end of the input) once the last responses are out.
+async fn serve_guarded<R, W>(input: R, output: W)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let guarded = transport::guard(input, output);
+    let (service, socket) = service();
+    let serve = Server::new(guarded.input, guarded.output, socket).serve(service);
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        _ = guarded.exited => {
+            // Answers already under way get a moment to go out; requests the server sent the
+            // client may stay unanswered, and must not keep the process alive.
+            let _ = tokio::time::timeout(Duration::from_millis(300), &mut serve).await;
+        }
+    }
+    // What the server wrote last still goes out (the pump ends when the server's output closes).
+    let _ = tokio::time::timeout(Duration::from_millis(300), guarded.pump).await;
+    tracing::debug!("session ended");
 }
 
 fn lsp_error(message: impl Into<String>) -> RpcError {

@@ -90,6 +90,12 @@ impl Client {
         self.stdin.flush().unwrap();
     }
 
+    /// Writes raw bytes, framing and all (for malformed-input tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
     pub fn notify(&mut self, method: &str, params: Value) {
         self.send(json!({"jsonrpc": "2.0", "method": method, "params": params}));
     }
