@@ -481,3 +481,62 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
     });
     assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
 }
+
+/// A regression: the workspace check put files that were not open into the document store and
+/// removed them when done, so a file the user opened during the check was dropped and its later
+/// edits ignored as "not open".
+#[test]
+fn a_file_opened_during_a_workspace_check_stays_open() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.py"), SHOP).unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let uri = format!("{root}/a.py");
+    let mut c = Client::start(&model_path());
+    c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"threshold": 0.0, "maxTokens": 64, "debounceMs": 0}}),
+    );
+    c.notify("initialized", json!({}));
+    // The check is under way (its generation takes a second or more) when the user opens the
+    // file.
+    let id = 91;
+    c.send(
+        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
+                  "params": {"command": "clarifycoder.checkWorkspace"}}),
+    );
+    c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let msg = c.next(deadline);
+        if msg.get("id") == Some(&json!(id)) {
+            assert_eq!(msg["result"]["checked"], 1, "{msg}");
+            break;
+        }
+        c.backlog_push(msg);
+    }
+    // After the check the document is still open: an edit is analysed and published for its
+    // version.
+    let edited = SHOP.replace("Process the data properly", "Tidy the records up");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2},
+               "contentChanges": [{"text": edited}]}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str() && p["version"] == 2
+    });
+    let diagnostics = published["diagnostics"].as_array().unwrap();
+    assert!(!diagnostics.is_empty(), "{published}");
+}

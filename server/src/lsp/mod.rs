@@ -331,59 +331,15 @@ impl ClarifyServer {
     }
 
     /// Diagnostics of a document from the cached results.
+    /// The diagnostics of an open document, with its version.
     fn diagnostics(&self, uri: &Uri) -> Option<(i32, Vec<Diagnostic>)> {
         let st = self.state.lock().unwrap();
         let doc = st.docs.get(uri)?;
-        let text = doc.text();
-        let parsed = python::extract(&text);
         let cache = self.worker.cache.lock().unwrap();
-        let mut out = Vec::new();
-        for f in analyzable(&parsed) {
-            let Some(outcome) = cache.get(&f.hash) else {
-                continue;
-            };
-            if outcome.p_ask < st.config.options.threshold {
-                continue;
-            }
-            let Some(questions) = outcome.questions.clone() else {
-                continue;
-            };
-            let doc_span = f.docstring.as_ref().map(|d| d.span).unwrap_or(f.name_span);
-            let range = doc.range_of_bytes(doc_span.start.byte, doc_span.end.byte, st.encoding);
-            // A single question points at the phrase it is about, when that can be found.
-            let literal = &text[doc_span.start.byte..doc_span.end.byte];
-            let range_of = |question: &str| match phrase::find(literal, question) {
-                Some((s, e)) => doc.range_of_bytes(
-                    doc_span.start.byte + s,
-                    doc_span.start.byte + e,
-                    st.encoding,
-                ),
-                None => range,
-            };
-            let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
-            let messages: Vec<(String, Range)> = if questions.is_empty() {
-                vec![(
-                    "The model would rather ask than code, but gave no question".into(),
-                    range,
-                )]
-            } else if st.config.per_question || questions.len() == 1 {
-                questions.iter().map(|q| (q.clone(), range_of(q))).collect()
-            } else {
-                vec![(questions.join("\n"), range)]
-            };
-            for (message, range) in messages {
-                out.push(Diagnostic {
-                    range,
-                    severity: Some(st.config.severity),
-                    code: Some(NumberOrString::String("unclear".into())),
-                    source: Some(SOURCE.into()),
-                    message,
-                    data: Some(data.clone()),
-                    ..Diagnostic::default()
-                });
-            }
-        }
-        Some((doc.version, out))
+        Some((
+            doc.version,
+            build_diagnostics(doc, &cache, &st.config, st.encoding),
+        ))
     }
 
     async fn publish(&self, uri: Uri, version: i32) {
@@ -484,14 +440,8 @@ impl ClarifyServer {
             let Some(uri) = Uri::from_file_path(file) else {
                 continue;
             };
-            let already_open = self.state.lock().unwrap().docs.contains_key(&uri);
-            if !already_open {
-                self.state
-                    .lock()
-                    .unwrap()
-                    .docs
-                    .insert(uri.clone(), Document::new(&text, 0));
-            }
+            // Files that are not open stay out of the document store: the user may open one
+            // while it is checked, and then it is theirs.
             let items: Vec<Item> = analyzable(&python::extract(&text))
                 .into_iter()
                 .map(|f| Item {
@@ -511,15 +461,18 @@ impl ClarifyServer {
             let (done_tx, done_rx) = oneshot::channel();
             let _ = self.worker.send(Job::Barrier(done_tx));
             let _ = done_rx.await;
-            if let Some((_, diags)) = self.diagnostics(&uri) {
-                flagged += usize::from(!diags.is_empty());
-                self.client
-                    .publish_diagnostics(uri.clone(), diags, None)
-                    .await;
-            }
-            if !already_open {
-                self.state.lock().unwrap().docs.remove(&uri);
-            }
+            let diags = match self.diagnostics(&uri) {
+                Some((_, diags)) => diags,
+                None => {
+                    let st = self.state.lock().unwrap();
+                    let cache = self.worker.cache.lock().unwrap();
+                    build_diagnostics(&Document::new(&text, 0), &cache, &st.config, st.encoding)
+                }
+            };
+            flagged += usize::from(!diags.is_empty());
+            self.client
+                .publish_diagnostics(uri.clone(), diags, None)
+                .await;
             if let Some(p) = &progress {
                 p.report_with_message(
                     format!("{}/{} files", i + 1, files.len()),
@@ -565,6 +518,63 @@ impl ClarifyServer {
             }
         }
     }
+}
+
+/// The diagnostics of a document snapshot from the cached results: a pure function of the text,
+/// the results and the settings.
+fn build_diagnostics(
+    doc: &Document,
+    cache: &ResultCache,
+    config: &Config,
+    encoding: Encoding,
+) -> Vec<Diagnostic> {
+    let text = doc.text();
+    let parsed = python::extract(&text);
+    let mut out = Vec::new();
+    for f in analyzable(&parsed) {
+        let Some(outcome) = cache.get(&f.hash) else {
+            continue;
+        };
+        if outcome.p_ask < config.options.threshold {
+            continue;
+        }
+        let Some(questions) = outcome.questions.clone() else {
+            continue;
+        };
+        let doc_span = f.docstring.as_ref().map(|d| d.span).unwrap_or(f.name_span);
+        let range = doc.range_of_bytes(doc_span.start.byte, doc_span.end.byte, encoding);
+        // A single question points at the phrase it is about, when that can be found.
+        let literal = &text[doc_span.start.byte..doc_span.end.byte];
+        let range_of = |question: &str| match phrase::find(literal, question) {
+            Some((s, e)) => {
+                doc.range_of_bytes(doc_span.start.byte + s, doc_span.start.byte + e, encoding)
+            }
+            None => range,
+        };
+        let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
+        let messages: Vec<(String, Range)> = if questions.is_empty() {
+            vec![(
+                "The model would rather ask than code, but gave no question".into(),
+                range,
+            )]
+        } else if config.per_question || questions.len() == 1 {
+            questions.iter().map(|q| (q.clone(), range_of(q))).collect()
+        } else {
+            vec![(questions.join("\n"), range)]
+        };
+        for (message, range) in messages {
+            out.push(Diagnostic {
+                range,
+                severity: Some(config.severity),
+                code: Some(NumberOrString::String("unclear".into())),
+                source: Some(SOURCE.into()),
+                message,
+                data: Some(data.clone()),
+                ..Diagnostic::default()
+            });
+        }
+    }
+    out
 }
 
 /// The settings that decide the engine or the cached results: all but how diagnostics are shown
