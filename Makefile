@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup setup-test demo test lint editors adapter
+.PHONY: setup setup-test demo test lint editors adapter compare
 
 setup:
 	bash scripts/setup.sh
@@ -25,6 +25,11 @@ test: lint
 	cargo test --release --workspace
 	$(MAKE) editors
 
-# Retrain the default adapter (models/clarifycoder-gemma3-270m.lora.gguf + manifest) on this CPU.
+# Retrain the default adapter (models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf + manifest) on this
+# CPU; MODEL=gemma3-270m for Gemma's.
 adapter: setup
 	bash scripts/train-adapter.sh
+
+# The base-model comparison of BENCHMARKS.md (dev set and HumanEval, with and without adapters).
+compare: setup
+	bash scripts/compare-models.sh

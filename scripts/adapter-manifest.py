@@ -34,13 +34,18 @@ def devset(report):
 
 def main():
     data, model = sys.argv[1], sys.argv[2]
-    run_dir = os.path.join(data, "run")
+    run_dir = os.path.join(data, "run-2")
     run = load(os.path.join(run_dir, "run.json"))
+    run1 = load(os.path.join(data, "run-1", "run.json"))
     meta = load(os.path.join(run_dir, "adapter.json"))
-    mix = load(os.path.join(data, "mix", "mix.json"))
+    mix = load(os.path.join(data, "mix-2", "mix.json"))
     base = load(os.path.join(data, "devset-base.json"))
     after = load(os.path.join(data, "devset-adapter.json"))
-    log = [json.loads(line) for line in open(os.path.join(run_dir, "log.jsonl"), encoding="utf-8")]
+    stage1 = load(os.path.join(data, "devset-adapter-1.json"))
+    logs = [
+        [json.loads(line) for line in open(os.path.join(data, d, "log.jsonl"), encoding="utf-8")]
+        for d in ("run-1", "run-2")
+    ]
     adapter = os.path.join(run_dir, "adapter.lora.gguf")
     examples = [r for r in after["results"] if r["flagged"] and r["label"] != "clear"][:8]
 
@@ -56,38 +61,44 @@ def main():
         },
         "data": {
             "recipe": [
-                "clarifycoder-trainer specs --input trainer/data/app-specs-*.jsonl "
-                "--exclude devset/*.jsonl (hand-written clear application functions and their "
-                "ambiguous/incomplete/inconsistent variants with specific questions; HumanEval and "
-                "dev-set overlaps dropped)",
+                "clarifycoder-trainer specs --exclude devset/*.jsonl on trainer/data/app-specs-a "
+                "and -b (hand-written clear application functions and their ambiguous/incomplete/"
+                "inconsistent variants with specific questions) and, for stage 2, app-specs-c "
+                "(short precise one-liners as hard negatives, contradictions in prose); HumanEval "
+                "and dev-set overlaps dropped",
                 "clarifycoder-trainer harvest (standard library + .venv), keeping functions whose "
                 "docstring has doctest examples, at most 6 per module, as further clear problems",
-                "clarifycoder-trainer mix --ratio 0.58 --strategy downsample --seed 0 "
-                "--val-fraction 0.1",
+                "stage 1: mix --ratio 0.58 --strategy downsample --seed 0 (specs a, b); stage 2: "
+                "mix --ratio 0.45 --strategy downsample --seed 1 (specs a, b, c)",
             ],
-            "mix": {k: mix[k] for k in ("train", "val", "train_by_category", "val_by_category", "groups") if k in mix},
-            "train_sequences": run["train_examples"],
-            "sequences_seen": run["total_steps"] * run["accum"],
+            "mix_stage1": load(os.path.join(data, "mix-1", "mix.json"))["train"],
+            "mix_stage2": {k: mix[k] for k in ("train", "val", "train_by_category", "groups") if k in mix},
+            "sequences_seen": run1["total_steps"] * run1["accum"] + run["total_steps"] * run["accum"],
         },
-        "hyperparameters": {
-            k: run.get(k)
-            for k in (
-                "rank", "alpha", "dropout", "targets", "lr", "weight_decay", "warmup", "schedule",
-                "total_steps", "accum", "clip", "max_len", "max_answer_tokens", "loss", "seed",
-                "dtype",
-            )
-        },
-        "loss": {
-            "base_val": next((l["val_loss"] for l in log if l["step"] == 0 and "val_loss" in l), None),
-            "first_train": next(l["loss"] for l in log if "loss" in l),
-            "final_train": next(l["loss"] for l in reversed(log) if "loss" in l),
-            "final_val": next((l["val_loss"] for l in reversed(log) if "val_loss" in l), None),
-            "val_curve": [(l["step"], round(l["val_loss"], 4)) for l in log if "val_loss" in l],
-        },
-        "train_seconds": round(sum(l["seconds"] for l in log if "seconds" in l)),
+        "stages": [
+            {
+                "hyperparameters": {
+                    k: r.get(k)
+                    for k in (
+                        "rank", "alpha", "dropout", "targets", "lr", "weight_decay", "warmup",
+                        "schedule", "total_steps", "accum", "clip", "max_len", "max_answer_tokens",
+                        "loss", "seed", "dtype",
+                    )
+                },
+                "loss": {
+                    "base_val": next((l["val_loss"] for l in log if l["step"] == 0 and "val_loss" in l), None),
+                    "final_train": next(l["loss"] for l in reversed(log) if "loss" in l),
+                    "final_val": next((l["val_loss"] for l in reversed(log) if "val_loss" in l), None),
+                    "val_curve": [(l["step"], round(l["val_loss"], 4)) for l in log if "val_loss" in l],
+                },
+                "train_seconds": round(sum(l["seconds"] for l in log if "seconds" in l)),
+            }
+            for r, log in zip((run1, run), logs)
+        ],
         "devset": {
             "data": "devset/*.jsonl (168 labelled functions written for this project, never trained on)",
             "base_without_adapter": devset(base),
+            "after_stage_1": devset(stage1),
             "adapter": devset(after),
             "examples": [
                 {"id": r["id"], "label": r["label"], "p_ask": round(r["p_ask"], 3), "questions": r["questions"]}

@@ -5,7 +5,8 @@
 #
 #   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
 #   DATA=dir      where the data and the run go (default: data/<model>)
-#   STEPS=n       optimizer steps (default: 150; 8 sequences each)
+#   STEPS1=n     optimizer steps of stage 1 (default: 160; 8 sequences each)
+#   STEPS2=n     optimizer steps of stage 2 (default: 70)
 #
 # The data (see ARCHITECTURE.md, "Training data"):
 #  - hand-written specs of application functions (trainer/data/app-specs-*.jsonl): each a clear
@@ -18,17 +19,24 @@ cd "$(dirname "$0")/.."
 
 MODEL="${MODEL:-qwen2.5-coder-0.5b}"
 DATA="${DATA:-data/$MODEL}"
-STEPS="${STEPS:-160}"
+STEPS1="${STEPS1:-160}"
+STEPS2="${STEPS2:-70}"
 T=./target/release/clarifycoder-trainer
 C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
 "$C" model install "$MODEL"
 mkdir -p "$DATA"
 
-# 1. Clear and unclear application functions from the specs (HumanEval overlaps dropped).
-[ -s "$DATA/specs-clarify.jsonl" ] || "$T" specs --input trainer/data/app-specs-*.jsonl \
-    --exclude devset/*.jsonl \
-    --out-dir "$DATA"
+# 1. Clear and unclear application functions from the specs (HumanEval and dev-set overlaps
+#    dropped). Specs a and b: application functions with clear and unclear versions; c: short
+#    precise one-liners (hard negatives) and contradictions written in prose.
+spec_rows() {  # DIR FILES...
+    local dir="$1"; shift
+    [ -s "$dir/specs-clarify.jsonl" ] || "$T" specs --input "$@" --exclude devset/*.jsonl \
+        --out-dir "$dir"
+}
+spec_rows "$DATA" trainer/data/app-specs-a.jsonl trainer/data/app-specs-b.jsonl
+spec_rows "$DATA/c" trainer/data/app-specs-c.jsonl
 # 2. Real documented functions (decontaminated against HumanEval); keep those with doctests.
 [ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
 [ -s "$DATA/doctest-original.jsonl" ] || python3 - "$DATA" <<'PY'
@@ -49,27 +57,39 @@ with open(f"{data}/doctest-original.jsonl", "w", encoding="utf-8") as f:
         f.write(json.dumps(r) + "\n")
 print(f"doctest originals: {len(kept)} of {len(rows)}", file=sys.stderr)
 PY
-# 3. Clarify rows 58% of the training rows (all of them, about as many originals); 10% of functions
-#    held out for validation.
-[ -s "$DATA/mix/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
+# 3. Stage 1: specs a and b, clarify rows 58% of the training rows (about all of them); stage 2
+#    adds specs c and leans to the clear side (45% clarify). 10% of functions held out for the
+#    validation loss (the dev set, not this split, is what the adapter is judged on).
+[ -s "$DATA/mix-1/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
     --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
-    --ratio 0.58 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix"
+    --ratio 0.58 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix-1"
+[ -s "$DATA/mix-2/train.jsonl" ] || "$T" mix \
+    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
+    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
+    "$DATA/doctest-original.jsonl" \
+    --ratio 0.45 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
 
 # 4. LoRA on every projection, loss on the answer's first 80 tokens: all of a question list, the
-#    opening of code (ask-or-code is decided at the first token).
-RUN="$DATA/run"
-if [ ! -f "$RUN/adapter.lora.gguf" ]; then
-    resume=()
-    [ -f "$RUN/run.json" ] && resume=(--resume)
-    "$T" finetune --model "$MODEL" --train "$DATA/mix/train.jsonl" --val "$DATA/mix/val.jsonl" \
-        --output "$RUN" --accum 8 --max-len 384 --max-answer-tokens 80 --rank 16 --alpha 32 \
-        --lr 5e-4 --warmup 8 --max-steps "$STEPS" --seed 0 --val-rows 32 --eval-every 25 \
-        --save-every 5 "${resume[@]}"
-fi
+#    opening of code (ask-or-code is decided at the first token). Each stage resumes after a kill.
+finetune() {  # RUN MIX ARGS...
+    local run="$1" mix="$2"; shift 2
+    if [ -f "$run/adapter.lora.gguf" ]; then return 0; fi
+    local resume=()
+    [ -f "$run/run.json" ] && resume=(--resume)
+    "$T" finetune --model "$MODEL" --train "$mix/train.jsonl" --val "$mix/val.jsonl" \
+        --output "$run" --accum 8 --max-len 384 --max-answer-tokens 80 --rank 16 --alpha 32 \
+        --val-rows 32 --eval-every 25 --save-every 5 "${resume[@]}" "$@"
+}
+finetune "$DATA/run-1" "$DATA/mix-1" --lr 5e-4 --warmup 8 --max-steps "$STEPS1" --seed 0
+finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" --seed 1 \
+    --init-adapter "$DATA/run-1/adapter.safetensors"
+RUN="$DATA/run-2"
 
 # 5. Decision quality on the labelled dev set, without and with the adapter.
 [ -s "$DATA/devset-base.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" --adapter none \
     --json "$DATA/devset-base.json"
+[ -s "$DATA/devset-adapter-1.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
+    --adapter "$DATA/run-1/adapter.lora.gguf" --json "$DATA/devset-adapter-1.json"
 "$T" devset devset/*.jsonl --model "$MODEL" --adapter "$RUN/adapter.lora.gguf" \
     --json "$DATA/devset-adapter.json"
 

@@ -139,11 +139,18 @@ pub fn run(
         std::io::Write::write_all(&mut out, b"\n")?;
     }
     let secs = started.elapsed().as_secs_f64();
+    // A clear problem answered without code: the model asked instead (a false alarm on
+    // HumanEval's clear prompts).
+    let asked = completions
+        .iter()
+        .filter(|(_, _, text)| prompt::first_code_block(text).is_none())
+        .count();
     let summary = serde_json::json!({
         "model": model_label,
         "problems": problems.len(),
         "samples_per_problem": if run.reference { 1 } else { run.n },
         "pass_at_k_percent": pass,
+        "asked_percent": 100.0 * asked as f64 / completions.len().max(1) as f64,
         "seconds": secs,
         "problems_per_minute": problems.len() as f64 / (secs / 60.0).max(1e-9),
         "network": crate::harness::network_note(),
