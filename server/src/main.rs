@@ -72,7 +72,7 @@ struct CheckCli {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: check::Format,
-    /// Report a function when the model's probability of asking is at least this [default: 0.5].
+    /// Report a function when the model's probability of asking is at least this [default: 0.55].
     #[arg(long)]
     threshold: Option<f32>,
     /// Most questions shown per function [default: 3].
