@@ -364,7 +364,12 @@ fn the_real_gemma_trains_a_step() {
     let train = dir.path().join("train.jsonl");
     write_jsonl(&train, &tiny_rows()).unwrap();
     let out = dir.path().join("run");
+    let model = clarifycoder_core::models::GEMMA3_270M
+        .installed_path()
+        .unwrap();
     finetune::run(args(&[
+        "--model",
+        "gemma3-270m",
         "--train",
         &s(&train),
         "--output",
@@ -381,9 +386,6 @@ fn the_real_gemma_trains_a_step() {
     let loss = log[0].loss.unwrap();
     assert_eq!(log.len(), 1);
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
-    let model = clarifycoder_core::models::GEMMA3_270M
-        .installed_path()
-        .unwrap();
     let mut config = LlamaConfig::new(model);
     config.adapter = Some(out.join("adapter.lora.gguf"));
     LlamaEngine::load(config).expect("llama.cpp loads the exported adapter");
