@@ -456,14 +456,7 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
         "window/workDoneProgress/cancel",
         json!({"token": begin["token"]}),
     );
-    let deadline = Instant::now() + TIMEOUT;
-    let response = loop {
-        let msg = c.next(deadline);
-        if msg.get("id") == Some(&json!(id)) {
-            break msg;
-        }
-        c.backlog_push(msg);
-    };
+    let response = c.response(id);
     let result = &response["result"];
     assert_eq!(result["files"], 20, "{response:#}");
     assert!(result["checked"].as_u64().unwrap() < 20, "{response:#}");
@@ -517,15 +510,8 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
         "textDocument/didOpen",
         json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": SHOP}}),
     );
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let msg = c.next(deadline);
-        if msg.get("id") == Some(&json!(id)) {
-            assert_eq!(msg["result"]["checked"], 1, "{msg}");
-            break;
-        }
-        c.backlog_push(msg);
-    }
+    let msg = c.response(id);
+    assert_eq!(msg["result"]["checked"], 1, "{msg}");
     // After the check the document is still open: an edit is analysed and published for its
     // version.
     let edited = SHOP.replace("Process the data properly", "Tidy the records up");

@@ -135,6 +135,18 @@ impl Client {
         }
     }
 
+    /// Waits for the response to a request sent with `send` (keeping everything else).
+    pub fn response(&mut self, id: i64) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let msg = self.next(deadline);
+            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
+                return msg;
+            }
+            self.backlog.push_back(msg);
+        }
+    }
+
     /// Keeps a message for later `wait` calls.
     pub fn backlog_push(&mut self, msg: Value) {
         self.backlog.push_back(msg);
