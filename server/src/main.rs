@@ -263,6 +263,7 @@ fn run() -> anyhow::Result<i32> {
                 serde_json::json!({
                     "path": r.path,
                     "origin": r.origin,
+                    "name": r.name,
                     "exists": r.path.is_file(),
                 })
             };
