@@ -125,14 +125,7 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let msg = self.next(deadline);
-            if msg.get("id") == Some(&json!(id)) && msg.get("method").is_none() {
-                return msg;
-            }
-            self.backlog.push_back(msg);
-        }
+        self.response(id)
     }
 
     /// Waits for the response to a request sent with `send` (keeping everything else).
