@@ -46,7 +46,7 @@ def main():
         [json.loads(line) for line in open(os.path.join(data, d, "log.jsonl"), encoding="utf-8")]
         for d in ("run-1", "run-2")
     ]
-    adapter = os.path.join(run_dir, "adapter.lora.gguf")
+    adapter = os.path.join("models", f"clarifycoder-{model}.lora.gguf")
     examples = [r for r in after["results"] if r["flagged"] and r["label"] != "clear"][:8]
 
     manifest = {

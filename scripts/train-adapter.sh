@@ -85,17 +85,20 @@ finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" 
     --init-adapter "$DATA/run-1/adapter.safetensors"
 RUN="$DATA/run-2"
 
-# 5. Decision quality on the labelled dev set, without and with the adapter.
+# 5. Decision quality on the labelled dev set: the base model and stage 1 (the shipped adapter's
+#    numbers follow its export below).
 [ -s "$DATA/devset-base.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" --adapter none \
     --json "$DATA/devset-base.json"
 [ -s "$DATA/devset-adapter-1.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
     --adapter "$DATA/run-1/adapter.lora.gguf" --json "$DATA/devset-adapter-1.json"
-"$T" devset devset/*.jsonl --model "$MODEL" --adapter "$RUN/adapter.lora.gguf" \
-    --json "$DATA/devset-adapter.json"
 
 # 6. The adapter and its manifest.
 mkdir -p models
 ADAPTER="clarifycoder-$MODEL.lora.gguf"
-cp "$RUN/adapter.lora.gguf" "models/$ADAPTER"
+# F16 matrices: half the size of the run's F32 export, for the repository (dev-set numbers are
+# measured on this file).
+"$T" export "$RUN" --format gguf --f16 -o "models/$ADAPTER"
+"$T" devset devset/*.jsonl --model "$MODEL" --adapter "models/$ADAPTER" \
+    --json "$DATA/devset-adapter.json"
 python3 scripts/adapter-manifest.py "$DATA" "$MODEL" > "models/clarifycoder-$MODEL.json"
 echo "wrote models/$ADAPTER and models/clarifycoder-$MODEL.json"

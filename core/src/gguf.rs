@@ -343,14 +343,38 @@ pub fn tensor_bytes(ggml_type: u32, dims: &[u64]) -> Option<u64> {
     Some(elements.div_ceil(block) * bytes)
 }
 
-/// Writes a GGUF file (version 3) with the given metadata and F32 tensors: small test models and
-/// the trainer's LoRA adapters. Tensors are `(name, dims innermost first, data)`; arrays hold one
-/// element type (integers, floats or strings).
+/// How [`write`] stores tensor data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// 32-bit floats (GGML type 0).
+    F32,
+    /// 16-bit floats (GGML type 1): half the size, about three significant digits.
+    F16,
+}
+
+/// Writes a GGUF file (version 3) with F32 tensors: small test models and the trainer's LoRA
+/// adapters. See [`write`].
 pub fn write_f32(
     path: &Path,
     metadata: &[(&str, Value)],
     tensors: &[(&str, Vec<u64>, Vec<f32>)],
 ) -> std::io::Result<()> {
+    write(path, metadata, tensors, Storage::F32)
+}
+
+/// Writes a GGUF file (version 3) with the given metadata and tensors, stored as `storage`.
+/// Tensors are `(name, dims innermost first, data)`; arrays hold one element type (integers,
+/// floats or strings).
+pub fn write(
+    path: &Path,
+    metadata: &[(&str, Value)],
+    tensors: &[(&str, Vec<u64>, Vec<f32>)],
+    storage: Storage,
+) -> std::io::Result<()> {
+    let (ggml_type, width) = match storage {
+        Storage::F32 => (0u32, 4u64),
+        Storage::F16 => (1u32, 2u64),
+    };
     let mut out = Vec::new();
     out.extend_from_slice(b"GGUF");
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -416,9 +440,9 @@ pub fn write_f32(
         for d in dims {
             out.extend_from_slice(&d.to_le_bytes());
         }
-        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&ggml_type.to_le_bytes());
         out.extend_from_slice(&offset.to_le_bytes());
-        offset += (data.len() as u64 * 4).div_ceil(32) * 32;
+        offset += (data.len() as u64 * width).div_ceil(32) * 32;
     }
     while out.len() % 32 != 0 {
         out.push(0);
@@ -427,8 +451,11 @@ pub fn write_f32(
         while out.len() % 32 != 0 {
             out.push(0);
         }
-        for x in data {
-            out.extend_from_slice(&x.to_le_bytes());
+        for &x in data {
+            match storage {
+                Storage::F32 => out.extend_from_slice(&x.to_le_bytes()),
+                Storage::F16 => out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
+            }
         }
     }
     std::fs::write(path, out)
@@ -454,6 +481,23 @@ mod tests {
         )
         .unwrap();
         path
+    }
+
+    #[test]
+    fn f16_storage_halves_the_data_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+        let tensors = [("w", vec![64u64, 4], vec![0.1f32; 256])];
+        write(&a, &[], &tensors, Storage::F32).unwrap();
+        write(&b, &[], &tensors, Storage::F16).unwrap();
+        let (ia, ib) = (read(&a).unwrap(), read(&b).unwrap());
+        assert_eq!(ia.tensors[0].ggml_type, 0);
+        assert_eq!(ib.tensors[0].ggml_type, 1);
+        assert_eq!(ia.file_size - ib.file_size, 512);
+        let bytes = std::fs::read(&b).unwrap();
+        let first = &bytes[bytes.len() - 512..bytes.len() - 510];
+        let x = half::f16::from_le_bytes([first[0], first[1]]).to_f32();
+        assert!((x - 0.1).abs() < 1e-4, "{x}");
     }
 
     #[test]

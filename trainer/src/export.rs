@@ -34,6 +34,9 @@ pub struct ExportArgs {
     /// Export the last checkpoint instead of the finished adapter (a run still in progress).
     #[arg(long)]
     pub checkpoint: bool,
+    /// Store the LoRA matrices as F16 (gguf): half the size, for shipping; F32 otherwise.
+    #[arg(long)]
+    pub f16: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,7 +79,14 @@ pub fn run(args: ExportArgs) -> Result<()> {
         (meta, tensors)
     };
     match args.format {
-        Format::Gguf => write_gguf(&meta, &tensors, &args.output)?,
+        Format::Gguf => {
+            let storage = if args.f16 {
+                gguf::Storage::F16
+            } else {
+                gguf::Storage::F32
+            };
+            write_gguf(&meta, &tensors, &args.output, storage)?
+        }
         Format::Peft => write_peft(&meta, &tensors, &args.output)?,
     }
     eprintln!("export: wrote {}", args.output.display());
@@ -131,6 +141,7 @@ pub fn write_gguf(
     meta: &AdapterMeta,
     tensors: &HashMap<String, Tensor>,
     path: &Path,
+    storage: gguf::Storage,
 ) -> Result<()> {
     let mut data = Vec::new();
     for (layer, t, a, b) in pairs(meta, tensors)? {
@@ -153,7 +164,7 @@ pub fn write_gguf(
         .map(|(n, d, v)| (n.as_str(), d.clone(), v.clone()))
         .collect();
     let tmp = path.with_extension("tmp~");
-    gguf::write_f32(
+    gguf::write(
         &tmp,
         &[
             ("general.architecture", Value::Str(meta.arch.name().into())),
@@ -163,6 +174,7 @@ pub fn write_gguf(
             ("adapter.lora.alpha", Value::Float(meta.alpha)),
         ],
         &refs,
+        storage,
     )
     .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;

@@ -568,7 +568,12 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         serde_json::to_string_pretty(&meta)?.as_bytes(),
     )?;
     let gguf = args.output.join("adapter.lora.gguf");
-    export::write_gguf(&meta, &export::read_adapter(&adapter_path)?, &gguf)?;
+    export::write_gguf(
+        &meta,
+        &export::read_adapter(&adapter_path)?,
+        &gguf,
+        clarifycoder_core::gguf::Storage::F32,
+    )?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "finetune: {} steps in {:.0} s ({:.0} tokens/s); train loss {}, val loss {}; wrote {}",

@@ -138,6 +138,7 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
         format: clarifycoder_trainer::export::Format::Peft,
         output: peft.clone(),
         checkpoint: false,
+        f16: false,
     })
     .unwrap();
     let tensors = candle_core::safetensors::load(
@@ -386,9 +387,24 @@ fn the_real_gemma_trains_a_step() {
     let loss = log[0].loss.unwrap();
     assert_eq!(log.len(), 1);
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
-    let mut config = LlamaConfig::new(model);
+    let mut config = LlamaConfig::new(&model);
     config.adapter = Some(out.join("adapter.lora.gguf"));
     LlamaEngine::load(config).expect("llama.cpp loads the exported adapter");
+    // The F16 export (how adapters are shipped) is half the size and loads too.
+    let f16 = dir.path().join("f16.lora.gguf");
+    clarifycoder_trainer::export::run(clarifycoder_trainer::export::ExportArgs {
+        run: out.clone(),
+        format: clarifycoder_trainer::export::Format::Gguf,
+        output: f16.clone(),
+        checkpoint: false,
+        f16: true,
+    })
+    .unwrap();
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&f16) < size(&out.join("adapter.lora.gguf")) * 6 / 10);
+    let mut config = LlamaConfig::new(&model);
+    config.adapter = Some(f16);
+    LlamaEngine::load(config).expect("llama.cpp loads the F16 adapter");
 }
 
 /// `--dtype bf16` stores the frozen matrices in bf16 and still trains.

@@ -106,7 +106,13 @@ fn check(tiny: Tiny) {
         .map(|(n, v)| (n, v.as_tensor().clone()))
         .collect();
     let gguf = dir.path().join("adapter.gguf");
-    export::write_gguf(&meta(&model, &adapter), &tensors, &gguf).unwrap();
+    export::write_gguf(
+        &meta(&model, &adapter),
+        &tensors,
+        &gguf,
+        clarifycoder_core::gguf::Storage::F32,
+    )
+    .unwrap();
     let with_ours = ours(&model, Some(&adapter), &tokens);
     let with_cpp = llama_cpp(&path, Some(&gguf), &tokens);
     let err = relative_error(&with_ours, &with_cpp);
