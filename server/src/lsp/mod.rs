@@ -28,7 +28,7 @@ use tower_lsp_server::{Client, LanguageServer, LspService, Server};
 
 use self::document::{Document, Encoding};
 use self::types::*;
-use self::worker::{EngineState, Event, Item, Job, Worker};
+use self::worker::{EngineState, Event, Item, Job, LoadFailure, Worker};
 use crate::analysis::{analyzable, Options, ResultCache};
 use crate::backend::Plan;
 
@@ -228,8 +228,8 @@ impl ClarifyServer {
         let result = match self.worker.send(Job::Load(Box::new(plan), options, tx)) {
             Ok(()) => rx
                 .await
-                .unwrap_or_else(|_| Err("the analysis thread stopped".into())),
-            Err(e) => Err(e),
+                .unwrap_or_else(|_| Err(String::from("the analysis thread stopped").into())),
+            Err(e) => Err(e.into()),
         };
         if let Some(p) = progress {
             p.finish_with_message(if result.is_ok() { "ready" } else { "failed" })
@@ -245,13 +245,12 @@ impl ClarifyServer {
                     .await;
                 self.reanalyze_all();
             }
-            Err(message) => {
+            Err(LoadFailure {
+                missing_model,
+                message,
+            }) => {
                 tracing::error!("{message}");
-                let state = if message.contains("model not found") {
-                    "noModel"
-                } else {
-                    "error"
-                };
+                let state = if missing_model { "noModel" } else { "error" };
                 self.client
                     .send_notification::<StatusNotification>(
                         json!({"state": state, "message": message}),

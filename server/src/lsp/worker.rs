@@ -21,10 +21,32 @@ pub struct Item {
     pub problem: String,
 }
 
+/// Why a backend did not load.
+#[derive(Debug, Clone)]
+pub struct LoadFailure {
+    /// The model file is missing (the editor offers to install it).
+    pub missing_model: bool,
+    /// What went wrong and what to do, for the user.
+    pub message: String,
+}
+
+impl From<String> for LoadFailure {
+    fn from(message: String) -> LoadFailure {
+        LoadFailure {
+            missing_model: false,
+            message,
+        }
+    }
+}
+
 /// Work for the worker.
 pub enum Job {
     /// (Re)load the backend from a plan; replies with the outcome.
-    Load(Box<Plan>, Options, oneshot::Sender<Result<String, String>>),
+    Load(
+        Box<Plan>,
+        Options,
+        oneshot::Sender<Result<String, LoadFailure>>,
+    ),
     /// Analyse the functions of one document version.
     Analyze {
         uri: Uri,
@@ -130,7 +152,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                         Ok(m)
                     }
                     Err(e) => {
-                        *w.state.lock().unwrap() = EngineState::Failed(e.clone());
+                        *w.state.lock().unwrap() = EngineState::Failed(e.message.clone());
                         Err(e.clone())
                     }
                 };
@@ -207,10 +229,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     let _ = w.cache.lock().unwrap().save();
 }
 
-fn load(plan: &Plan, options: Options) -> Result<Analyzer, String> {
+fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {
     plan.open()
         .map(|b| Analyzer::new(b, options))
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| LoadFailure {
+            missing_model: crate::backend::is_missing_model(&e),
+            message: format!("{e:#}"),
+        })
 }
 
 fn analyze(
