@@ -6,7 +6,7 @@
 #   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
 #   DATA=dir      where the data and the run go (default: data/<model>)
 #   STEPS1=n     optimizer steps of stage 1 (default: 160; 8 sequences each)
-#   STEPS2=n     optimizer steps of stage 2 (default: 70)
+#   STEPS2=n     optimizer steps of stage 2 (default: 100)
 #
 # The data (see ARCHITECTURE.md, "Training data"):
 #  - hand-written specs of application functions (trainer/data/app-specs-*.jsonl): each a clear
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 MODEL="${MODEL:-qwen2.5-coder-0.5b}"
 DATA="${DATA:-data/$MODEL}"
 STEPS1="${STEPS1:-160}"
-STEPS2="${STEPS2:-70}"
+STEPS2="${STEPS2:-100}"
 T=./target/release/clarifycoder-trainer
 C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
@@ -28,22 +28,23 @@ C=./target/release/clarifycoder
 mkdir -p "$DATA"
 
 # 1. Clear and unclear application functions from the specs (HumanEval and dev-set overlaps
-#    dropped). Specs a and b: application functions with clear and unclear versions; c: short
-#    precise one-liners (hard negatives) and contradictions written in prose.
+#    dropped). Specs a and b: application functions with clear and unclear versions (stage 1);
+#    c: short precise one-liners (hard negatives) and contradictions written in prose; d and e:
+#    structured docstrings (Args/Returns/Raises, doctests, typed signatures) whose unclear
+#    versions mostly contradict themselves or their signature (stage 2).
 spec_rows() {  # DIR FILES...
     local dir="$1"; shift
     [ -s "$dir/specs-clarify.jsonl" ] || "$T" specs --input "$@" --exclude devset/*.jsonl \
         --out-dir "$dir"
 }
 spec_rows "$DATA" trainer/data/app-specs-a.jsonl trainer/data/app-specs-b.jsonl
-spec_rows "$DATA/c" trainer/data/app-specs-c.jsonl
-# 2. Real documented functions (decontaminated against HumanEval); keep those with doctests.
-[ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
-[ -s "$DATA/doctest-original.jsonl" ] || python3 - "$DATA" <<'PY'
+# 2. Real documented functions (decontaminated against HumanEval); keep those with doctests: the
+#    standard library and .venv for stage 1, a pinned list of PyPI packages (only their sources
+#    are read) for stage 2.
+doctest_rows() {  # IN OUT: at most 6 per file, so that no one module (decimal has dozens) sets the style
+    [ -s "$2" ] || python3 - "$1" "$2" <<'PY'
 import json, sys
-data = sys.argv[1]
-rows = [json.loads(l) for l in open(f"{data}/original.jsonl", encoding="utf-8")]
-# At most 6 per module, so that no one module (decimal has dozens) sets the style.
+rows = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
 per_file, kept = {}, []
 for r in rows:
     if ">>>" not in r["problem"] or len(r["problem"]) > 1200:
@@ -52,22 +53,20 @@ for r in rows:
     per_file[module] = per_file.get(module, 0) + 1
     if per_file[module] <= 6:
         kept.append(r)
-with open(f"{data}/doctest-original.jsonl", "w", encoding="utf-8") as f:
+with open(sys.argv[2], "w", encoding="utf-8") as f:
     for r in kept:
         f.write(json.dumps(r) + "\n")
 print(f"doctest originals: {len(kept)} of {len(rows)}", file=sys.stderr)
 PY
+}
+[ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
+doctest_rows "$DATA/original.jsonl" "$DATA/doctest-original.jsonl"
 # 3. Stage 1: specs a and b, clarify rows 58% of the training rows (about all of them); stage 2
-#    adds specs c and leans to the clear side (45% clarify). 10% of functions held out for the
+#    adds specs c, d and e and leans to the clear side (45% clarify). 10% of functions held out for the
 #    validation loss (the dev set, not this split, is what the adapter is judged on).
 [ -s "$DATA/mix-1/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
     --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
     --ratio 0.58 --strategy downsample --seed 0 --val-fraction 0.1 --out-dir "$DATA/mix-1"
-[ -s "$DATA/mix-2/train.jsonl" ] || "$T" mix \
-    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
-    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
-    "$DATA/doctest-original.jsonl" \
-    --ratio 0.45 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
 
 # 4. LoRA on every projection, loss on the answer's first 80 tokens: all of a question list, the
 #    opening of code (ask-or-code is decided at the first token). Each stage resumes after a kill.
@@ -81,6 +80,21 @@ finetune() {  # RUN MIX ARGS...
         --val-rows 32 --eval-every 25 --save-every 5 "${resume[@]}" "$@"
 }
 finetune "$DATA/run-1" "$DATA/mix-1" --lr 5e-4 --warmup 8 --max-steps "$STEPS1" --seed 0
+spec_rows "$DATA/c" trainer/data/app-specs-c.jsonl
+spec_rows "$DATA/de" trainer/data/app-specs-d.jsonl trainer/data/app-specs-e.jsonl
+if [ ! -s "$DATA/pypi/original.jsonl" ]; then
+    python3 -m pip install --quiet --no-deps --require-hashes --only-binary=:all: \
+        --target "$DATA/pypi/site" -r trainer/data/pypi-harvest.txt
+    "$T" harvest --from "$DATA/pypi/site" --out-dir "$DATA/pypi"
+fi
+doctest_rows "$DATA/pypi/original.jsonl" "$DATA/pypi/doctest-original.jsonl"
+[ -s "$DATA/mix-2/train.jsonl" ] || "$T" mix \
+    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
+    "$DATA/de/specs-clarify.jsonl" \
+    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
+    "$DATA/de/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
+    "$DATA/pypi/doctest-original.jsonl" \
+    --ratio 0.45 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
 finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" --seed 1 \
     --init-adapter "$DATA/run-1/adapter.safetensors"
 RUN="$DATA/run-2"
