@@ -6,7 +6,7 @@
 #   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
 #   DATA=dir      where the data and the run go (default: data/<model>)
 #   STEPS1=n     optimizer steps of stage 1 (default: 160; 8 sequences each)
-#   STEPS2=n     optimizer steps of stage 2 (default: 100)
+#   STEPS2=n     optimizer steps of stage 2 (default: 140)
 #
 # The data (see ARCHITECTURE.md, "Training data"):
 #  - hand-written specs of application functions (trainer/data/app-specs-*.jsonl): each a clear
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 MODEL="${MODEL:-qwen2.5-coder-0.5b}"
 DATA="${DATA:-data/$MODEL}"
 STEPS1="${STEPS1:-160}"
-STEPS2="${STEPS2:-100}"
+STEPS2="${STEPS2:-140}"
 T=./target/release/clarifycoder-trainer
 C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
@@ -62,7 +62,7 @@ PY
 [ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
 doctest_rows "$DATA/original.jsonl" "$DATA/doctest-original.jsonl"
 # 3. Stage 1: specs a and b, clarify rows 58% of the training rows (about all of them); stage 2
-#    adds specs c, d and e and leans to the clear side (45% clarify). 10% of functions held out for the
+#    adds specs c, d and e, half clarify rows. 10% of functions held out for the
 #    validation loss (the dev set, not this split, is what the adapter is judged on).
 [ -s "$DATA/mix-1/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
     --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
@@ -94,7 +94,7 @@ doctest_rows "$DATA/pypi/original.jsonl" "$DATA/pypi/doctest-original.jsonl"
     --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
     "$DATA/de/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
     "$DATA/pypi/doctest-original.jsonl" \
-    --ratio 0.45 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
+    --ratio 0.5 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
 finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" --seed 1 \
     --init-adapter "$DATA/run-1/adapter.safetensors"
 RUN="$DATA/run-2"
