@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::prompt::Markup;
+
 /// Flag a function when the model's probability of asking is at least this (chosen on the labelled
 /// dev set, `devset/`: see BENCHMARKS.md).
 pub const DEFAULT_THRESHOLD: f32 = 0.55;
@@ -55,6 +57,10 @@ pub struct Settings {
     /// Name of the environment variable that holds the endpoint's API key.
     #[serde(alias = "api_key_env")]
     pub api_key_env: Option<String>,
+    /// Chat markup of the endpoint's model (`chatml`, `gemma`, `llama3`, `plain`): a remote model's
+    /// chat template cannot be read [default: the default model's, `chatml`].
+    #[serde(alias = "api_markup")]
+    pub api_markup: Option<Markup>,
     /// Layers to offload to the GPU (embedded backend built with `cuda`).
     #[serde(alias = "gpu_layers")]
     pub gpu_layers: Option<u32>,
@@ -176,6 +182,7 @@ impl Settings {
             endpoint,
             api_model,
             api_key_env,
+            api_markup,
             gpu_layers,
             threads,
             ctx_size,
@@ -386,6 +393,16 @@ mod tests {
         assert_eq!(s.backend, Some(BackendKind::Openai));
         assert_eq!(s.gpu_layers, Some(3));
         assert!(Settings::from_json(&serde_json::json!({"threshold": "high"})).is_err());
+    }
+
+    #[test]
+    fn the_endpoint_markup_is_a_setting_in_both_key_styles() {
+        let s: Settings = toml::from_str("api_markup = \"gemma\"\n").unwrap();
+        assert_eq!(s.api_markup, Some(Markup::Gemma));
+        let s = Settings::from_json(&serde_json::json!({"apiMarkup": "chatml"})).unwrap();
+        assert_eq!(s.api_markup, Some(Markup::ChatMl));
+        let e = Settings::from_json(&serde_json::json!({"apiMarkup": "alpaca"})).unwrap_err();
+        assert!(e.contains("unknown variant `alpaca`"), "{e}");
     }
 
     #[test]

@@ -63,8 +63,8 @@ struct ModelArgs {
     /// Environment variable holding the endpoint's API key.
     #[arg(long)]
     api_key_env: Option<String>,
-    /// Turn markup of the endpoint's model.
-    #[arg(long, default_value = "gemma")]
+    /// Turn markup of the endpoint's model (chatml for the default model, Qwen2.5-Coder).
+    #[arg(long, default_value = "chatml")]
     markup: Markup,
     /// Context window of the embedded engine.
     #[arg(long, default_value_t = 8192)]

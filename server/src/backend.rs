@@ -123,6 +123,9 @@ impl Plan {
                     s.api_model.clone().unwrap_or_else(|| "default".into()),
                 );
                 config.api_key_env = s.api_key_env.clone();
+                if let Some(markup) = s.api_markup {
+                    config.markup = markup;
+                }
                 let engine = OpenAiEngine::new(config)
                     .context("cannot set up the OpenAI-compatible backend")?;
                 Ok(Arc::new(engine))
@@ -189,4 +192,34 @@ fn file_identity(path: &PathBuf, what: &str) -> anyhow::Result<String> {
         meta.len(),
         mtime
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clarifycoder_core::prompt::Markup;
+
+    /// A regression: the endpoint was always prompted in Gemma's markup, although the default
+    /// model (what a team serves) is Qwen2.5-Coder, a ChatML model.
+    #[test]
+    fn an_endpoint_is_prompted_in_the_default_models_markup_unless_set() {
+        let endpoint = Settings {
+            backend: Some(BackendKind::Openai),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Settings::default()
+        };
+        let markup = |s: Settings| {
+            Plan::new(s, Settings::default())
+                .open()
+                .unwrap()
+                .info()
+                .markup
+        };
+        assert_eq!(markup(endpoint.clone()), Markup::ChatMl);
+        let gemma = Settings {
+            api_markup: Some(Markup::Gemma),
+            ..endpoint
+        };
+        assert_eq!(markup(gemma), Markup::Gemma);
+    }
 }

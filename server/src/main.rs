@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use clarifycoder_core::models;
+use clarifycoder_core::prompt::Markup;
 use clarifycoder_core::settings::{BackendKind, Settings};
 
 use crate::analysis::Options;
@@ -116,6 +117,9 @@ struct ModelArgs {
     /// Environment variable holding the endpoint's API key.
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Chat markup of the endpoint's model [default: chatml, the default model's].
+    #[arg(long)]
+    api_markup: Option<Markup>,
     /// Layers to offload to the GPU (builds with the `cuda` feature).
     #[arg(long)]
     gpu_layers: Option<u32>,
@@ -145,6 +149,7 @@ impl ModelArgs {
             endpoint: self.endpoint.clone(),
             api_model: self.api_model.clone(),
             api_key_env: self.api_key_env.clone(),
+            api_markup: self.api_markup,
             gpu_layers: self.gpu_layers,
             threads: self.threads,
             ctx_size: self.ctx_size,

@@ -32,7 +32,8 @@ pub struct OpenAiConfig {
     pub retries: u32,
     /// First backoff delay; doubles after each retry.
     pub backoff: Duration,
-    /// Turn markup of the served model (it cannot be read from a remote GGUF).
+    /// Turn markup of the served model (it cannot be read from a remote GGUF) [default: the
+    /// default model's].
     pub markup: Markup,
     /// Context window to assume.
     pub n_ctx: usize,
@@ -48,7 +49,7 @@ impl OpenAiConfig {
             timeout: Duration::from_secs(120),
             retries: 3,
             backoff: Duration::from_millis(500),
-            markup: Markup::Gemma,
+            markup: crate::models::default_model().markup,
             n_ctx: 8192,
         }
     }

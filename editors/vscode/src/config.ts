@@ -60,6 +60,7 @@ export const SERVER_SETTINGS = [
   "endpoint",
   "apiModel",
   "apiKeyEnv",
+  "apiMarkup",
   "gpuLayers",
   "threads",
   "threshold",

@@ -1,0 +1,201 @@
+//! `textDocument/codeAction` and `codeAction/resolve`: answer the questions, ignore the function
+//! or the file (edits computed at once), and generate the implementation (computed on resolve, on
+//! the worker, with progress; `$/cancelRequest` stops it).
+
+use std::collections::HashMap;
+
+use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::python::{self, Function};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tower_lsp_server::jsonrpc::Result;
+
+use super::document::{Document, Encoding};
+use super::types::*;
+use super::worker::Job;
+use super::{edits, lsp_error, progress, ClarifyServer, SOURCE};
+
+impl ClarifyServer {
+    /// The function whose `def` line or docstring contains a position.
+    pub(super) fn function_at(
+        &self,
+        uri: &Uri,
+        pos: Position,
+    ) -> Option<(String, Function, Encoding)> {
+        let st = self.state.lock().unwrap();
+        let doc = st.docs.get(uri)?;
+        let byte = doc.byte_of_position(pos, st.encoding);
+        let text = doc.text();
+        let parsed = python::extract(&text);
+        let f = parsed.functions.into_iter().rfind(|f| {
+            let doc_end = f
+                .docstring
+                .as_ref()
+                .map(|d| d.span.end.byte)
+                .unwrap_or(f.header_span.end.byte);
+            f.decorated_span.start.byte <= byte && byte <= doc_end
+        })?;
+        Some((text, f, st.encoding))
+    }
+
+    pub(super) fn workspace_edit(
+        &self,
+        uri: &Uri,
+        text: &str,
+        edit: &edits::Edit,
+        enc: Encoding,
+    ) -> WorkspaceEdit {
+        let doc = Document::new(text, 0);
+        let range = doc.range_of_bytes(edit.start, edit.end, enc);
+        let mut changes = HashMap::new();
+        changes.insert(
+            uri.clone(),
+            vec![TextEdit {
+                range,
+                new_text: edit.text.clone(),
+            }],
+        );
+        WorkspaceEdit {
+            changes: Some(changes),
+            ..WorkspaceEdit::default()
+        }
+    }
+
+    /// `textDocument/codeAction`: the actions for the function at the start of the range.
+    pub(super) async fn on_code_action(
+        &self,
+        params: CodeActionParams,
+    ) -> Result<Option<CodeActionResponse>> {
+        let uri = params.text_document.uri;
+        let Some((text, f, enc)) = self.function_at(&uri, params.range.start) else {
+            return Ok(None);
+        };
+        let outcome = self.worker.cache.lock().unwrap().get(&f.hash).cloned();
+        let threshold = self.state.lock().unwrap().config.options.threshold;
+        let mut actions = Vec::new();
+        let flagged = outcome.as_ref().is_some_and(|o| o.p_ask >= threshold);
+        let diagnostics: Vec<Diagnostic> = params
+            .context
+            .diagnostics
+            .iter()
+            .filter(|d| d.source.as_deref() == Some(SOURCE))
+            .cloned()
+            .collect();
+        if flagged {
+            let questions = outcome
+                .as_ref()
+                .and_then(|o| o.questions.clone())
+                .unwrap_or_default();
+            if let Ok(edit) = edits::answer(&text, &f, &questions) {
+                actions.push(CodeAction {
+                    title: "Answer the model's questions in the docstring".into(),
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    diagnostics: Some(diagnostics.clone()),
+                    edit: Some(self.workspace_edit(&uri, &text, &edit, enc)),
+                    is_preferred: Some(true),
+                    ..CodeAction::default()
+                });
+            }
+        }
+        if f.docstring.is_some() {
+            actions.push(CodeAction {
+                title: "Generate the implementation".into(),
+                kind: Some(CodeActionKind::QUICKFIX),
+                data: Some(json!({"action": "implement", "uri": uri.as_str(), "hash": f.hash})),
+                ..CodeAction::default()
+            });
+        }
+        if let Ok(edit) = edits::ignore_function(&text, &f) {
+            actions.push(CodeAction {
+                title: format!("Ignore `{}` (# clarify: ignore)", f.qualname),
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(diagnostics.clone()),
+                edit: Some(self.workspace_edit(&uri, &text, &edit, enc)),
+                ..CodeAction::default()
+            });
+        }
+        actions.push(CodeAction {
+            title: "Ignore this file (# clarify: ignore-file)".into(),
+            kind: Some(CodeActionKind::QUICKFIX),
+            diagnostics: Some(diagnostics),
+            edit: Some(self.workspace_edit(&uri, &text, &edits::ignore_file(&text), enc)),
+            ..CodeAction::default()
+        });
+        Ok(Some(
+            actions
+                .into_iter()
+                .map(CodeActionOrCommand::CodeAction)
+                .collect(),
+        ))
+    }
+
+    /// `codeAction/resolve`: generates the implementation for "Generate the implementation".
+    pub(super) async fn on_code_action_resolve(
+        &self,
+        mut action: CodeAction,
+    ) -> Result<CodeAction> {
+        let Some(data) = action.data.clone() else {
+            return Ok(action);
+        };
+        if data["action"] != "implement" {
+            return Ok(action);
+        }
+        let uri: Uri = data["uri"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| lsp_error("code action data has no valid uri"))?;
+        let hash = data["hash"].as_str().unwrap_or_default().to_string();
+        let (text, f, enc) = {
+            let st = self.state.lock().unwrap();
+            let doc = st
+                .docs
+                .get(&uri)
+                .ok_or_else(|| lsp_error("the document is no longer open"))?;
+            let text = doc.text();
+            let f = python::extract(&text)
+                .functions
+                .into_iter()
+                .find(|f| f.hash == hash)
+                .ok_or_else(|| {
+                    lsp_error("the function changed since the action was offered; try again")
+                })?;
+            (text, f, st.encoding)
+        };
+        let progress = progress::begin(
+            &self.client,
+            &progress::token("implement"),
+            format!("ClarifyCoder: writing {}", f.qualname),
+            |p| p,
+        )
+        .await;
+        let (tx, rx) = oneshot::channel();
+        // `$/cancelRequest` drops this future; the guard then stops the generation.
+        let guard = CancelOnDrop(CancelToken::new());
+        self.worker
+            .send(Job::Implement {
+                problem: f.problem(),
+                cancel: guard.0.clone(),
+                reply: tx,
+            })
+            .map_err(lsp_error)?;
+        let code = rx
+            .await
+            .map_err(|_| lsp_error("the analysis thread stopped"))?;
+        if let Some(p) = progress {
+            p.finish().await;
+        }
+        let code = code.map_err(lsp_error)?;
+        let edit = edits::implementation(&text, &f, &code).map_err(lsp_error)?;
+        action.edit = Some(self.workspace_edit(&uri, &text, &edit, enc));
+        Ok(action)
+    }
+}
+
+/// Cancels its token when dropped (when a request's future is dropped on `$/cancelRequest`).
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}

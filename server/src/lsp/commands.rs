@@ -1,0 +1,146 @@
+//! `workspace/executeCommand`: `clarifycoder.checkWorkspace` (every Python file under the
+//! workspace folders, with cancellable progress), `clarifycoder.restartEngine` and the
+//! unadvertised `clarifycoder.stats`.
+
+use std::sync::atomic::Ordering;
+
+use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::python;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tower_lsp_server::jsonrpc::Result;
+
+use super::diagnostics::build_diagnostics;
+use super::document::Document;
+use super::types::*;
+use super::worker::{EngineState, Item, Job};
+use super::{lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_RESTART, CMD_STATS};
+use crate::analysis::analyzable;
+
+impl ClarifyServer {
+    /// `workspace/executeCommand`.
+    pub(super) async fn on_execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> Result<Option<LSPAny>> {
+        match params.command.as_str() {
+            CMD_CHECK_WORKSPACE => self.check_workspace().await,
+            CMD_RESTART => {
+                self.load_engine().await;
+                let state = self.worker.state.lock().unwrap().clone();
+                Ok(Some(
+                    json!({"ready": matches!(state, EngineState::Ready(_))}),
+                ))
+            }
+            CMD_STATS => {
+                let (done_tx, done_rx) = oneshot::channel();
+                let _ = self.worker.send(Job::Barrier(done_tx));
+                let _ = done_rx.await;
+                Ok(Some(json!({
+                    "decided": self.worker.decided.load(Ordering::Relaxed),
+                    "cancelled": self.worker.cancelled.load(Ordering::Relaxed),
+                })))
+            }
+            other => Err(lsp_error(format!("unknown command {other}"))),
+        }
+    }
+
+    /// Checks every Python file under the workspace folders, publishing each file's diagnostics
+    /// as it goes; the user can cancel it from the progress.
+    async fn check_workspace(&self) -> Result<Option<Value>> {
+        let roots = self.state.lock().unwrap().roots.clone();
+        let mut walk_errors = Vec::new();
+        let files = crate::check::collect_files(&roots, &mut walk_errors);
+        for e in walk_errors {
+            tracing::warn!("workspace check: {e}");
+        }
+        let token_name = progress::token("check");
+        let progress = progress::begin(
+            &self.client,
+            &token_name,
+            "ClarifyCoder: checking workspace",
+            |p| {
+                p.with_cancel_button()
+                    .with_percentage(0)
+                    .with_message(format!("0/{} files", files.len()))
+            },
+        )
+        .await;
+        let total = files.len().max(1);
+        let mut flagged = 0;
+        let mut checked = 0;
+        for (i, file) in files.iter().enumerate() {
+            if self
+                .state
+                .lock()
+                .unwrap()
+                .cancelled_progress
+                .remove(&token_name)
+            {
+                break;
+            }
+            checked = i + 1;
+            let Ok(text) = std::fs::read_to_string(file) else {
+                continue;
+            };
+            let Some(uri) = Uri::from_file_path(file) else {
+                continue;
+            };
+            // Files that are not open stay out of the document store: the user may open one
+            // while it is checked, and then it is theirs.
+            let items: Vec<Item> = analyzable(&python::extract(&text))
+                .into_iter()
+                .map(|f| Item {
+                    hash: f.hash.clone(),
+                    problem: f.problem(),
+                })
+                .collect();
+            let threshold = self.state.lock().unwrap().config.options.threshold;
+            let _ = self.worker.send(Job::Analyze {
+                uri: uri.clone(),
+                version: 0,
+                items,
+                threshold,
+                cancel: CancelToken::new(),
+            });
+            // Wait until the worker has done this file.
+            let (done_tx, done_rx) = oneshot::channel();
+            let _ = self.worker.send(Job::Barrier(done_tx));
+            let _ = done_rx.await;
+            let diags = match self.diagnostics(&uri) {
+                Some((_, diags)) => diags,
+                None => {
+                    let st = self.state.lock().unwrap();
+                    let cache = self.worker.cache.lock().unwrap();
+                    build_diagnostics(&Document::new(&text, 0), &cache, &st.config, st.encoding)
+                }
+            };
+            flagged += usize::from(!diags.is_empty());
+            self.client
+                .publish_diagnostics(uri.clone(), diags, None)
+                .await;
+            if let Some(p) = &progress {
+                p.report_with_message(
+                    format!("{}/{} files", i + 1, files.len()),
+                    ((i + 1) * 100 / total) as u32,
+                    Some(true),
+                )
+                .await;
+            }
+        }
+        if let Some(p) = progress {
+            p.finish_with_message(format!(
+                "{flagged} of {checked} files have unclear functions{}",
+                if checked < files.len() {
+                    " (cancelled)"
+                } else {
+                    ""
+                }
+            ))
+            .await;
+        }
+        Ok(Some(
+            json!({"files": files.len(), "checked": checked, "flagged": flagged}),
+        ))
+    }
+}

@@ -1,0 +1,228 @@
+//! Settings: the server's `Config`, settings from `initializationOptions` and
+//! `workspace/didChangeConfiguration`, and loading the engine (with progress) when a setting that
+//! decides it changes.
+
+use std::time::Duration;
+
+use clarifycoder_core::settings::{self, Settings};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::types::*;
+use super::worker::{Job, LoadFailure};
+use super::{progress, ClarifyServer, StatusNotification};
+use crate::analysis::{Options, ResultCache};
+use crate::backend::Plan;
+
+/// Settings of the server beyond the model plan.
+#[derive(Debug, Clone)]
+pub(super) struct Config {
+    pub(super) options: Options,
+    pub(super) severity: DiagnosticSeverity,
+    pub(super) debounce: Duration,
+    pub(super) per_question: bool,
+}
+
+impl Config {
+    pub(super) fn from(s: &Settings) -> Config {
+        let d = Options::default();
+        let severity = match s
+            .severity
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("error") => DiagnosticSeverity::ERROR,
+            Some("warning") => DiagnosticSeverity::WARNING,
+            Some("hint") => DiagnosticSeverity::HINT,
+            _ => DiagnosticSeverity::INFORMATION,
+        };
+        Config {
+            options: Options {
+                threshold: s.threshold.unwrap_or(d.threshold).clamp(0.0, 1.0),
+                max_questions: s.max_questions.unwrap_or(d.max_questions),
+                max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
+            },
+            severity,
+            debounce: Duration::from_millis(s.debounce_ms.unwrap_or(500)),
+            per_question: s.per_question.unwrap_or(false),
+        }
+    }
+}
+
+impl ClarifyServer {
+    /// Loads (or reloads) the engine from the current settings, with progress; on failure tells
+    /// the user once and keeps serving.
+    pub(super) async fn load_engine(&self) {
+        let (settings, root) = {
+            let st = self.state.lock().unwrap();
+            (st.settings.clone(), st.roots.first().cloned())
+        };
+        // The project's configuration file, read like `check` reads it (paths relative to it,
+        // values validated); a broken one is reported, not silently ignored.
+        let config_file = match root.as_deref().and_then(Settings::discover) {
+            Some(path) => {
+                match Settings::from_toml_file(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        self.client
+                        .show_message(MessageType::WARNING, format!("ClarifyCoder: {e}; using the editor's settings and the defaults"))
+                        .await;
+                        Settings::default()
+                    }
+                }
+            }
+            None => Settings::default(),
+        };
+        let plan = Plan::new(settings, config_file);
+        let options = Config::from(&plan.settings).options;
+        // Results are only valid for one model: reopen the persistent cache for this one.
+        if let Ok(identity) = plan.identity() {
+            *self.worker.cache.lock().unwrap() =
+                ResultCache::open(settings::cache_dir().join("results"), &identity, &options);
+        }
+        let progress = progress::begin(
+            &self.client,
+            &progress::token("load"),
+            "ClarifyCoder: loading model",
+            |p| p,
+        )
+        .await;
+        self.client
+            .send_notification::<StatusNotification>(json!({"state": "loading"}))
+            .await;
+        let (tx, rx) = oneshot::channel();
+        let result = match self.worker.send(Job::Load(Box::new(plan), options, tx)) {
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err(String::from("the analysis thread stopped").into())),
+            Err(e) => Err(e.into()),
+        };
+        if let Some(p) = progress {
+            p.finish_with_message(if result.is_ok() { "ready" } else { "failed" })
+                .await;
+        }
+        match result {
+            Ok(model) => {
+                tracing::info!("engine ready: {model}");
+                self.client
+                    .send_notification::<StatusNotification>(
+                        json!({"state": "ready", "message": model}),
+                    )
+                    .await;
+                self.reanalyze_all();
+            }
+            Err(LoadFailure {
+                missing_model,
+                message,
+            }) => {
+                tracing::error!("{message}");
+                let state = if missing_model { "noModel" } else { "error" };
+                self.client
+                    .send_notification::<StatusNotification>(
+                        json!({"state": state, "message": message}),
+                    )
+                    .await;
+                self.client
+                    .show_message(MessageType::ERROR, format!("ClarifyCoder: {message}"))
+                    .await;
+            }
+        }
+    }
+
+    /// Takes settings from `initializationOptions` or `didChangeConfiguration`; returns whether
+    /// the engine must be reloaded.
+    pub(super) fn apply_settings(&self, value: &Value) -> bool {
+        // Editors send either our section or `{ "clarifycoder": {...} }`.
+        let value = value.get("clarifycoder").unwrap_or(value);
+        match Settings::from_json(value) {
+            Ok(new) => {
+                for key in new.unknown.keys() {
+                    tracing::warn!("unknown setting `{key}` ignored");
+                }
+                let mut st = self.state.lock().unwrap();
+                let reload = engine_settings(&new) != engine_settings(&st.settings);
+                st.config = Config::from(&new);
+                st.settings = new;
+                reload
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                false
+            }
+        }
+    }
+
+    /// `workspace/didChangeConfiguration`.
+    pub(super) async fn on_did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        if self.apply_settings(&params.settings) {
+            self.load_engine().await;
+        } else {
+            // Threshold, severity and such only change how results are shown.
+            let uris: Vec<(Uri, i32)> = self
+                .state
+                .lock()
+                .unwrap()
+                .docs
+                .iter()
+                .map(|(u, d)| (u.clone(), d.version))
+                .collect();
+            for (uri, version) in uris {
+                self.queue_analysis(&uri);
+                self.publish(uri, version).await;
+            }
+        }
+    }
+}
+
+/// The settings that decide the engine or the cached results: all but how diagnostics are shown
+/// and when. A change in any of them reloads the engine (and re-analyses from the cache).
+fn engine_settings(s: &Settings) -> Settings {
+    Settings {
+        severity: None,
+        debounce_ms: None,
+        per_question: None,
+        unknown: Default::default(),
+        ..s.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regression: the reload check was a hand-written field list that left out `ctx_size`,
+    /// `api_key_env` and `max_questions`, so changing them did nothing until a restart.
+    #[test]
+    fn every_engine_setting_reloads_and_presentation_does_not() {
+        let base = Settings::default();
+        let reloads = |changed: Settings| engine_settings(&changed) != engine_settings(&base);
+        assert!(reloads(Settings {
+            ctx_size: Some(8192),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            api_key_env: Some("KEY".into()),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            api_markup: Some(clarifycoder_core::prompt::Markup::Plain),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            max_questions: Some(1),
+            ..Settings::default()
+        }));
+        assert!(reloads(Settings {
+            model: Some("gemma3-270m".into()),
+            ..Settings::default()
+        }));
+        assert!(!reloads(Settings {
+            severity: Some("hint".into()),
+            debounce_ms: Some(10),
+            per_question: Some(true),
+            ..Settings::default()
+        }));
+    }
+}

@@ -1,0 +1,299 @@
+//! Diagnostics: queueing analysis (at once or after the debounce), publishing results (push) or
+//! announcing them (pull, `workspace/diagnostic/refresh`) for the version they were computed for,
+//! the `textDocument/diagnostic` request, and `build_diagnostics`, a pure function of a document
+//! snapshot, the cached results and the settings.
+
+use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::python;
+use serde_json::json;
+use tower_lsp_server::jsonrpc::Result;
+
+use super::configuration::Config;
+use super::document::{Document, Encoding};
+use super::types::*;
+use super::worker::{Item, Job};
+use super::{phrase, ClarifyServer, SOURCE};
+use crate::analysis::{analyzable, ResultCache};
+
+impl ClarifyServer {
+    /// Queues analysis of every open document now.
+    pub(super) fn reanalyze_all(&self) {
+        let uris: Vec<Uri> = self.state.lock().unwrap().docs.keys().cloned().collect();
+        for uri in uris {
+            self.queue_analysis(&uri);
+        }
+    }
+
+    /// Queues analysis of the current version of a document.
+    pub(super) fn queue_analysis(&self, uri: &Uri) {
+        let mut st = self.state.lock().unwrap();
+        let Some(doc) = st.docs.get(uri) else { return };
+        let version = doc.version;
+        let items = analyzable(&python::extract(&doc.text()))
+            .into_iter()
+            .map(|f| Item {
+                hash: f.hash.clone(),
+                problem: f.problem(),
+            })
+            .collect();
+        let cancel = CancelToken::new();
+        if let Some(old) = st.cancels.insert(uri.clone(), cancel.clone()) {
+            old.cancel();
+        }
+        let threshold = st.config.options.threshold;
+        drop(st);
+        tracing::debug!("analysis queued for {} v{version}", uri.as_str());
+        let _ = self.worker.send(Job::Analyze {
+            uri: uri.clone(),
+            version,
+            items,
+            threshold,
+            cancel,
+        });
+    }
+
+    /// After the debounce delay, analyses the document if it is still at `version`.
+    pub(super) fn schedule(&self, uri: Uri, version: i32) {
+        let delay = self.state.lock().unwrap().config.debounce;
+        let state = self.state.clone();
+        let me = self.handle();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let current = state.lock().unwrap().docs.get(&uri).map(|d| d.version);
+            if current == Some(version) {
+                me.queue_analysis(&uri);
+            }
+        });
+    }
+
+    /// Diagnostics of a document from the cached results.
+    /// The diagnostics of an open document, with its version.
+    pub(super) fn diagnostics(&self, uri: &Uri) -> Option<(i32, Vec<Diagnostic>)> {
+        let st = self.state.lock().unwrap();
+        let doc = st.docs.get(uri)?;
+        let cache = self.worker.cache.lock().unwrap();
+        Some((
+            doc.version,
+            build_diagnostics(doc, &cache, &st.config, st.encoding),
+        ))
+    }
+
+    /// Sends the diagnostics of a document version that has results (push), or asks a pull client
+    /// to fetch them again.
+    pub(super) async fn publish(&self, uri: Uri, version: i32) {
+        tracing::debug!("results for {} v{version}", uri.as_str());
+        let pull = self.state.lock().unwrap().pull;
+        if pull {
+            let _ = self.client.workspace_diagnostic_refresh().await;
+            return;
+        }
+        if let Some((current, diagnostics)) = self.diagnostics(&uri) {
+            if current == version {
+                self.client
+                    .publish_diagnostics(uri, diagnostics, Some(version))
+                    .await;
+            }
+        }
+    }
+
+    /// `textDocument/diagnostic` (pull): the document's diagnostics as they are now.
+    pub(super) async fn on_diagnostic(
+        &self,
+        params: DocumentDiagnosticParams,
+    ) -> Result<DocumentDiagnosticReportResult> {
+        let items = self
+            .diagnostics(&params.text_document.uri)
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        Ok(DocumentDiagnosticReportResult::Report(
+            DocumentDiagnosticReport::Full(RelatedFullDocumentDiagnosticReport {
+                related_documents: None,
+                full_document_diagnostic_report: FullDocumentDiagnosticReport {
+                    result_id: None,
+                    items,
+                },
+            }),
+        ))
+    }
+}
+
+/// The diagnostics of a document snapshot from the cached results: a pure function of the text,
+/// the results and the settings.
+pub(super) fn build_diagnostics(
+    doc: &Document,
+    cache: &ResultCache,
+    config: &Config,
+    encoding: Encoding,
+) -> Vec<Diagnostic> {
+    let text = doc.text();
+    let parsed = python::extract(&text);
+    let mut out = Vec::new();
+    for f in analyzable(&parsed) {
+        let Some(outcome) = cache.get(&f.hash) else {
+            continue;
+        };
+        if outcome.p_ask < config.options.threshold {
+            continue;
+        }
+        let Some(questions) = outcome.questions.clone() else {
+            continue;
+        };
+        let doc_span = f.docstring.as_ref().map(|d| d.span).unwrap_or(f.name_span);
+        let range = doc.range_of_bytes(doc_span.start.byte, doc_span.end.byte, encoding);
+        // A single question points at the phrase it is about, when that can be found.
+        let literal = &text[doc_span.start.byte..doc_span.end.byte];
+        let range_of = |question: &str| match phrase::find(literal, question) {
+            Some((s, e)) => {
+                doc.range_of_bytes(doc_span.start.byte + s, doc_span.start.byte + e, encoding)
+            }
+            None => range,
+        };
+        let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
+        let messages: Vec<(String, Range)> = if questions.is_empty() {
+            vec![(
+                "The model would rather ask than code, but gave no question".into(),
+                range,
+            )]
+        } else if config.per_question || questions.len() == 1 {
+            questions.iter().map(|q| (q.clone(), range_of(q))).collect()
+        } else {
+            vec![(questions.join("\n"), range)]
+        };
+        for (message, range) in messages {
+            out.push(Diagnostic {
+                range,
+                severity: Some(config.severity),
+                code: Some(NumberOrString::String("unclear".into())),
+                source: Some(SOURCE.into()),
+                message,
+                data: Some(data.clone()),
+                ..Diagnostic::default()
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clarifycoder_core::settings::Settings;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::analysis::Outcome;
+
+    /// `process` is flagged with two questions, `total` is below the threshold, `pending` is
+    /// flagged before its questions came, `mute` is flagged with no question, `skipped` is flagged
+    /// but ignored by its pragma, `fresh` has no result.
+    const TEXT: &str = "def process(data):\n    \"\"\"Process the data 😀 properly.\"\"\"\n    ...\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices.\"\"\"\n\n\ndef pending(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef mute(x):\n    \"\"\"Do it.\"\"\"\n\n\ndef skipped(x):  # clarify: ignore\n    \"\"\"Skip x.\"\"\"\n\n\ndef fresh(x):\n    \"\"\"Fresh x.\"\"\"\n";
+    const QUESTIONS: [&str; 2] = ["What does processing mean here?", "Properly how?"];
+    /// The cached results: function, P(ask), questions.
+    const RESULTS: [(&str, f32, Option<&[&str]>); 5] = [
+        ("process", 0.75, Some(&QUESTIONS)),
+        ("total", 0.25, Some(&["Which prices?"])),
+        ("pending", 0.75, None),
+        ("mute", 0.875, Some(&[])),
+        ("skipped", 0.75, Some(&["Skip what?"])),
+    ];
+    const NO_QUESTION: &str = "The model would rather ask than code, but gave no question";
+
+    /// The diagnostics of `TEXT` with the results above, as JSON.
+    fn diagnostics(settings: Settings, encoding: Encoding) -> Value {
+        let parsed = python::extract(TEXT);
+        let mut cache = ResultCache::in_memory();
+        for (name, p_ask, questions) in RESULTS {
+            let f = parsed.functions.iter().find(|f| f.name == name).unwrap();
+            let questions = questions.map(|qs| qs.iter().map(|q| q.to_string()).collect());
+            cache.put(&f.hash, Outcome { p_ask, questions });
+        }
+        let doc = Document::new(TEXT, 3);
+        let config = Config::from(&settings);
+        serde_json::to_value(build_diagnostics(&doc, &cache, &config, encoding)).unwrap()
+    }
+
+    /// One expected diagnostic: `[line, character, line, character]`, severity, message, and the
+    /// function whose result it carries.
+    fn diagnostic(range: [u32; 4], severity: u32, message: &str, function: &str) -> Value {
+        let hash = &python::extract(TEXT)
+            .functions
+            .into_iter()
+            .find(|f| f.name == function)
+            .unwrap()
+            .hash;
+        let (_, score, questions) = RESULTS.iter().find(|r| r.0 == function).unwrap();
+        let data =
+            json!({"hash": hash, "function": function, "questions": questions, "score": score});
+        json!({
+            "range": {
+                "start": {"line": range[0], "character": range[1]},
+                "end": {"line": range[2], "character": range[3]},
+            },
+            "severity": severity,
+            "code": "unclear",
+            "source": "clarifycoder",
+            "message": message,
+            "data": data,
+        })
+    }
+
+    #[test]
+    fn flagged_functions_get_one_diagnostic_on_the_docstring() {
+        let joined = QUESTIONS.join("\n");
+        // UTF-16: the emoji is two code units.
+        assert_eq!(
+            diagnostics(Settings::default(), Encoding::Utf16),
+            json!([
+                diagnostic([1, 4, 1, 39], 3, &joined, "process"),
+                diagnostic([14, 4, 14, 16], 3, NO_QUESTION, "mute"),
+            ])
+        );
+        // UTF-8: four bytes.
+        assert_eq!(
+            diagnostics(Settings::default(), Encoding::Utf8),
+            json!([
+                diagnostic([1, 4, 1, 41], 3, &joined, "process"),
+                diagnostic([14, 4, 14, 16], 3, NO_QUESTION, "mute"),
+            ])
+        );
+    }
+
+    #[test]
+    fn per_question_diagnostics_point_at_their_phrase() {
+        let settings = Settings {
+            per_question: Some(true),
+            severity: Some("Hint".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            diagnostics(settings, Encoding::Utf16),
+            json!([
+                // No word of the question is in the docstring: the whole docstring.
+                diagnostic([1, 4, 1, 39], 4, QUESTIONS[0], "process"),
+                // "properly", after the emoji.
+                diagnostic([1, 27, 1, 35], 4, QUESTIONS[1], "process"),
+                diagnostic([14, 4, 14, 16], 4, NO_QUESTION, "mute"),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_threshold_decides_what_is_flagged() {
+        let strict = Settings {
+            threshold: Some(0.9),
+            ..Settings::default()
+        };
+        assert_eq!(diagnostics(strict, Encoding::Utf16), json!([]));
+        let lax = Settings {
+            threshold: Some(0.2),
+            ..Settings::default()
+        };
+        assert_eq!(
+            diagnostics(lax, Encoding::Utf16),
+            json!([
+                diagnostic([1, 4, 1, 39], 3, &QUESTIONS.join("\n"), "process"),
+                diagnostic([6, 29, 6, 35], 3, "Which prices?", "total"),
+                diagnostic([14, 4, 14, 16], 3, NO_QUESTION, "mute"),
+            ])
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! `textDocument/hover`: the model's verdict on the function under the cursor, its questions,
+//! and the engine's state when it failed.
+
+use tower_lsp_server::jsonrpc::Result;
+
+use super::types::*;
+use super::worker::EngineState;
+use super::ClarifyServer;
+
+impl ClarifyServer {
+    /// `textDocument/hover`.
+    pub(super) async fn on_hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let p = params.text_document_position_params;
+        let Some((_, f, _)) = self.function_at(&p.text_document.uri, p.position) else {
+            return Ok(None);
+        };
+        let threshold = self.state.lock().unwrap().config.options.threshold;
+        let outcome = self.worker.cache.lock().unwrap().get(&f.hash).cloned();
+        let engine = self.worker.state.lock().unwrap().clone();
+        let mut md = format!("**ClarifyCoder** · `{}`\n\n", f.qualname);
+        match (&outcome, f.docstring.is_some(), f.ignored) {
+            (_, _, true) => md.push_str("Ignored (`# clarify: ignore`)."),
+            (_, false, _) => md.push_str("No docstring: nothing to clarify."),
+            (None, _, _) => md.push_str(match engine {
+                EngineState::Failed(_) => "Not analysed: the model is not available.",
+                _ => "Not analysed yet.",
+            }),
+            (Some(o), _, _) => {
+                let verdict = if o.p_ask >= threshold {
+                    "would rather **ask**"
+                } else {
+                    "would **code**"
+                };
+                md.push_str(&format!(
+                    "The model {verdict}: P(ask) = {:.2} (threshold {threshold:.2}).",
+                    o.p_ask
+                ));
+                if let Some(qs) = &o.questions {
+                    for q in qs {
+                        md.push_str(&format!("\n- {q}"));
+                    }
+                }
+                md.push_str("\n\n_Result cached: unchanged functions are not re-run._");
+            }
+        }
+        if let EngineState::Failed(m) = engine {
+            md.push_str(&format!("\n\nEngine: {m}"));
+        }
+        Ok(Some(Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: md,
+            }),
+            range: None,
+        }))
+    }
+}

@@ -1,0 +1,70 @@
+//! `textDocument/didOpen`, `didChange` and `didClose`: each updates the document store under the
+//! lock before any `.await`, so notifications cannot reorder.
+
+use super::document::Document;
+use super::types::*;
+use super::ClarifyServer;
+
+impl ClarifyServer {
+    /// `textDocument/didOpen`: analysed at once.
+    pub(super) async fn on_did_open(&self, params: DidOpenTextDocumentParams) {
+        let doc = params.text_document;
+        let version = doc.version;
+        self.state
+            .lock()
+            .unwrap()
+            .docs
+            .insert(doc.uri.clone(), Document::new(&doc.text, version));
+        // Opening is not typing: analyse without the debounce delay.
+        self.queue_analysis(&doc.uri);
+    }
+
+    /// `textDocument/didChange`: applied in order; analysed after the debounce.
+    pub(super) async fn on_did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let version = params.text_document.version;
+        {
+            let mut st = self.state.lock().unwrap();
+            let enc = st.encoding;
+            let Some(doc) = st.docs.get_mut(&uri) else {
+                tracing::warn!(
+                    "didChange for a document that is not open: {}",
+                    uri.as_str()
+                );
+                return;
+            };
+            if version <= doc.version {
+                tracing::warn!(
+                    "stale didChange (version {version} <= {}) ignored",
+                    doc.version
+                );
+                return;
+            }
+            let clamped = doc.apply(&params.content_changes, version, enc);
+            tracing::debug!("{} is now v{version}", uri.as_str());
+            if clamped > 0 {
+                tracing::warn!(
+                    "{clamped} out-of-range positions clamped in {}",
+                    uri.as_str()
+                );
+            }
+            if let Some(c) = st.cancels.get(&uri) {
+                c.cancel();
+            }
+        }
+        self.schedule(uri, version);
+    }
+
+    /// `textDocument/didClose`: its diagnostics are cleared.
+    pub(super) async fn on_did_close(&self, params: DidCloseTextDocumentParams) {
+        let uri = params.text_document.uri;
+        {
+            let mut st = self.state.lock().unwrap();
+            st.docs.remove(&uri);
+            if let Some(c) = st.cancels.remove(&uri) {
+                c.cancel();
+            }
+        }
+        self.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+}
