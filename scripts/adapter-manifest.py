@@ -46,7 +46,7 @@ def main():
         [json.loads(line) for line in open(os.path.join(data, d, "log.jsonl"), encoding="utf-8")]
         for d in ("run-1", "run-2")
     ]
-    adapter = os.path.join("models", f"clarifycoder-{model}.lora.gguf")
+    adapter = os.path.join(data, f"clarifycoder-{model}.lora.gguf")
     examples = [r for r in after["results"] if r["flagged"] and r["label"] != "clear"][:8]
 
     manifest = {
@@ -64,12 +64,15 @@ def main():
                 "clarifycoder-trainer specs --exclude devset/*.jsonl on trainer/data/app-specs-a "
                 "and -b (hand-written clear application functions and their ambiguous/incomplete/"
                 "inconsistent variants with specific questions) and, for stage 2, app-specs-c "
-                "(short precise one-liners as hard negatives, contradictions in prose); HumanEval "
+                "(short precise one-liners as hard negatives, contradictions in prose), -d and -e "
+                "(structured docstrings contradicting themselves or their signature); HumanEval "
                 "and dev-set overlaps dropped",
-                "clarifycoder-trainer harvest (standard library + .venv), keeping functions whose "
+                "clarifycoder-trainer harvest (standard library + .venv for stage 1, the pinned "
+                "packages of trainer/data/pypi-harvest.txt for stage 2), keeping functions whose "
                 "docstring has doctest examples, at most 6 per module, as further clear problems",
+                "code answers are the function without its docstring",
                 "stage 1: mix --ratio 0.58 --strategy downsample --seed 0 (specs a, b); stage 2: "
-                "mix --ratio 0.45 --strategy downsample --seed 1 (specs a, b, c)",
+                "mix --ratio 0.5 --strategy downsample --seed 1 (specs a to e, PyPI doctests)",
             ],
             "mix_stage1": load(os.path.join(data, "mix-1", "mix.json"))["train"],
             "mix_stage2": {k: mix[k] for k in ("train", "val", "train_by_category", "groups") if k in mix},

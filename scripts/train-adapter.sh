@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Trains ClarifyCoder's adapter for a base model on this CPU and writes it, with its manifest,
-# under models/ (`make adapter`). Every step resumes or is cheap to repeat: the data takes
-# seconds, and the fine-tuning run continues from its last checkpoint after a kill.
+# Trains ClarifyCoder's adapter for a base model on this CPU, measures it on the dev set and
+# writes it, with its manifest, into the data directory (`make adapter`). Shipping it (copying
+# both under models/, which the server serves by default) is a decision made on those numbers
+# against the shipped adapter's manifest: SHIP=1 does it. Every step resumes or is cheap to
+# repeat: the data takes seconds, and the fine-tuning run continues from its last checkpoint
+# after a kill.
 #
 #   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
 #   DATA=dir      where the data and the run go (default: data/<model>)
 #   STEPS1=n     optimizer steps of stage 1 (default: 160; 8 sequences each)
 #   STEPS2=n     optimizer steps of stage 2 (default: 140)
+#   SHIP=1        copy the adapter and its manifest under models/
 #
 # The data (see ARCHITECTURE.md, "Training data"):
 #  - hand-written specs of application functions (trainer/data/app-specs-*.jsonl): each a clear
@@ -107,12 +111,31 @@ RUN="$DATA/run-2"
     --adapter "$DATA/run-1/adapter.lora.gguf" --json "$DATA/devset-adapter-1.json"
 
 # 6. The adapter and its manifest.
-mkdir -p models
 ADAPTER="clarifycoder-$MODEL.lora.gguf"
+MANIFEST="clarifycoder-$MODEL.json"
 # F16 matrices: half the size of the run's F32 export, for the repository (dev-set numbers are
 # measured on this file).
-"$T" export "$RUN" --format gguf --f16 -o "models/$ADAPTER"
-"$T" devset devset/*.jsonl --model "$MODEL" --adapter "models/$ADAPTER" \
-    --json "$DATA/devset-adapter.json"
-python3 scripts/adapter-manifest.py "$DATA" "$MODEL" > "models/clarifycoder-$MODEL.json"
-echo "wrote models/$ADAPTER and models/clarifycoder-$MODEL.json"
+[ -s "$DATA/$ADAPTER" ] || "$T" export "$RUN" --format gguf --f16 -o "$DATA/$ADAPTER"
+[ -s "$DATA/devset-adapter.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
+    --adapter "$DATA/$ADAPTER" --json "$DATA/devset-adapter.json"
+python3 scripts/adapter-manifest.py "$DATA" "$MODEL" > "$DATA/$MANIFEST"
+python3 - "$DATA/$MANIFEST" "models/$MANIFEST" <<'PY'
+import json, os, sys
+def row(path):
+    d = json.load(open(path))["devset"]["adapter"] if os.path.exists(path) else None
+    if not d:
+        return "none"
+    r = d["recall"]
+    return (f"AUC {d['auc']:.3f}, balanced accuracy {100 * d['balanced_accuracy']:.1f}%, "
+            f"false alarms {100 * d['false_alarm_rate']:.1f}%, recall "
+            + " / ".join(f"{100 * r[k]:.0f}" for k in ("ambiguous", "incomplete", "inconsistent")))
+print(f"dev set, this adapter:    {row(sys.argv[1])}")
+print(f"dev set, shipped adapter: {row(sys.argv[2])}")
+PY
+if [ "${SHIP:-0}" = 1 ]; then
+    mkdir -p models
+    cp "$DATA/$ADAPTER" "$DATA/$MANIFEST" models/
+    echo "shipped: models/$ADAPTER and models/$MANIFEST"
+else
+    echo "wrote $DATA/$ADAPTER and $DATA/$MANIFEST; SHIP=1 copies them under models/"
+fi
