@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use clarifycoder_core::dataset::{read_jsonl, Row};
+use clarifycoder_core::dataset::{read_jsonl, Category, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::Backend;
 use clarifycoder_core::prompt;
@@ -95,6 +95,11 @@ pub struct FinetuneArgs {
     /// answer begins (the ask-or-code decision is its first token) at a fraction of the cost.
     #[arg(long, value_name = "N")]
     pub max_answer_tokens: Option<usize>,
+    /// Keep only the first N tokens of code answers (`original` rows), whatever
+    /// --max-answer-tokens says for questions: the adapter learns to start coding where it
+    /// should, and the base model's code stays its own (BENCHMARKS.md, "A second recipe").
+    #[arg(long, value_name = "N")]
+    pub max_code_answer_tokens: Option<usize>,
     /// `answer`: loss on the answer tokens only (the paper's best); `full`: on every token.
     #[arg(long, value_enum, default_value = "answer")]
     pub loss: LossOn,
@@ -180,6 +185,8 @@ pub struct RunConfig {
     pub max_len: usize,
     #[serde(default)]
     pub max_answer_tokens: Option<usize>,
+    #[serde(default)]
+    pub max_code_answer_tokens: Option<usize>,
     #[serde(default)]
     pub init_adapter: Option<String>,
     pub loss: LossOn,
@@ -323,7 +330,11 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         model_path.display()
     );
     let tokenizer = Tokenizer::load(&model_path, args.max_len)?;
-    let train = tokenizer.prepare(&args.train, args.max_len, args.max_answer_tokens)?;
+    let limits = AnswerLimits {
+        all: args.max_answer_tokens,
+        code: args.max_code_answer_tokens,
+    };
+    let train = tokenizer.prepare(&args.train, args.max_len, limits)?;
     report_prepared("train", &args.train, &train);
     if train.examples.is_empty() {
         bail!(
@@ -336,7 +347,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     }
     let val = match &args.val {
         Some(path) => {
-            let mut v = tokenizer.prepare(path, args.max_len, args.max_answer_tokens)?;
+            let mut v = tokenizer.prepare(path, args.max_len, limits)?;
             report_prepared("val", path, &v);
             v.examples.truncate(args.val_rows);
             v.examples
@@ -376,6 +387,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         clip: args.clip,
         max_len: args.max_len,
         max_answer_tokens: args.max_answer_tokens,
+        max_code_answer_tokens: args.max_code_answer_tokens,
         init_adapter: args.init_adapter.as_ref().map(|p| p.display().to_string()),
         loss: args.loss,
         seed: args.seed,
@@ -629,6 +641,9 @@ fn check_args(args: &FinetuneArgs) -> Result<()> {
     if args.max_answer_tokens == Some(0) {
         bail!("--max-answer-tokens must be at least 1");
     }
+    if args.max_code_answer_tokens == Some(0) {
+        bail!("--max-code-answer-tokens must be at least 1");
+    }
     if let Some(v) = &args.val {
         if !v.is_file() {
             bail!("{} does not exist", v.display());
@@ -716,12 +731,7 @@ impl Tokenizer {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    pub fn prepare(
-        &self,
-        path: &Path,
-        max_len: usize,
-        max_answer_tokens: Option<usize>,
-    ) -> Result<Prepared> {
+    pub fn prepare(&self, path: &Path, max_len: usize, limits: AnswerLimits) -> Result<Prepared> {
         let (rows, _) = read_jsonl::<Row>(path, false)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut out = Prepared::default();
@@ -731,7 +741,7 @@ impl Tokenizer {
                 continue;
             }
             let (p, mut c) = self.pair(&row.problem, &row.answer)?;
-            if let Some(n) = max_answer_tokens {
+            if let Some(n) = limits.for_row(&row) {
                 c.truncate(n.max(1));
             }
             // Keep the whole prompt and at least one answer token; cut the answer's end.
@@ -751,6 +761,25 @@ impl Tokenizer {
             });
         }
         Ok(out)
+    }
+}
+
+/// How many answer tokens of a row are trained on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AnswerLimits {
+    /// Every answer (`--max-answer-tokens`).
+    pub all: Option<usize>,
+    /// Code answers, the rows of the `original` category (`--max-code-answer-tokens`).
+    pub code: Option<usize>,
+}
+
+impl AnswerLimits {
+    /// The limit for one row: the code limit for a code answer when set, else the general one.
+    pub fn for_row(&self, row: &Row) -> Option<usize> {
+        match (row.category, self.code) {
+            (Category::Original, Some(n)) => Some(n),
+            _ => self.all,
+        }
     }
 }
 
@@ -1090,4 +1119,33 @@ fn available_memory() -> Option<u64> {
 /// resumed run sees the same.
 fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     SplitMix64::new(seed ^ epoch as u64).permutation(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(category: &str) -> Row {
+        serde_json::from_value(serde_json::json!({
+            "id": "x", "problem": "def f():\n", "answer": "a", "type": "Original",
+            "category": category, "source": "s", "source_id": "x", "method": "m",
+            "mutations": [], "original_problem": "def f():\n",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn code_answers_take_their_own_limit_and_questions_the_general_one() {
+        let limits = AnswerLimits {
+            all: Some(80),
+            code: Some(4),
+        };
+        assert_eq!(limits.for_row(&row("original")), Some(4));
+        assert_eq!(limits.for_row(&row("1c")), Some(80));
+        let general = AnswerLimits {
+            all: Some(80),
+            code: None,
+        };
+        assert_eq!(general.for_row(&row("original")), Some(80));
+    }
 }
