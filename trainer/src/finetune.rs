@@ -718,7 +718,7 @@ impl Tokenizer {
         let mut config = LlamaConfig::new(model);
         config.n_ctx = (max_len as u32 + 64).max(512);
         config.batch_prompts = 1;
-        let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let engine = LlamaEngine::load(config)?;
         let markup = engine.info().markup;
         Ok(Tokenizer { engine, markup })
     }
@@ -726,9 +726,7 @@ impl Tokenizer {
     /// Prompt and completion tokens of one training pair.
     pub fn pair(&self, problem: &str, answer: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         let (p, c) = prompt::training_pair(self.markup, problem, answer);
-        self.engine
-            .tokenize_pair(&p, &c)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        Ok(self.engine.tokenize_pair(&p, &c)?)
     }
 
     pub fn prepare(&self, path: &Path, max_len: usize, limits: AnswerLimits) -> Result<Prepared> {

@@ -88,7 +88,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         .collect();
     let mut config = LlamaConfig::new(&model);
     config.adapter = args.adapter.clone();
-    let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = LlamaEngine::load(config)?;
     let markup = engine.info().markup;
     let cancel = CancelToken::new();
     let prompts: Vec<_> = picked
@@ -97,11 +97,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         .collect();
     let mut decisions = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(8) {
-        decisions.extend(
-            engine
-                .decide(chunk, &cancel)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        decisions.extend(engine.decide(chunk, &cancel)?);
     }
     let (mut clear, mut clear_ok, mut unclear, mut unclear_ok) = (0, 0, 0, 0);
     let (mut p_clear, mut p_unclear) = (0.0f64, 0.0f64);
@@ -144,9 +140,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         let row = picked[i];
         let mut req = GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
         req.forbid_code_start = true;
-        let g = engine
-            .generate(&req, &cancel)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let g = engine.generate(&req, &cancel)?;
         examples.push(ExampleQuestions {
             category: row.category.code().to_string(),
             problem: row.problem.clone(),
