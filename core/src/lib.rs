@@ -1,5 +1,7 @@
 //! ClarifyCoder's core: what the server, the trainer and the evaluator share.
 //!
+//! - [`analysis`]: the product's flow: which functions go to the model, deciding, asking, and
+//!   the result cache.
 //! - [`python`]: functions, signatures and docstrings of Python files (tree-sitter).
 //! - [`prompt`]: the one prompt format and response parser.
 //! - [`engine`]: the inference backends (embedded llama.cpp, OpenAI-compatible HTTP).
@@ -9,6 +11,7 @@
 //! - [`sandbox`]: running untrusted Python in a contained child process.
 //! - [`settings`]: configuration and model/adapter resolution.
 
+pub mod analysis;
 pub mod dataset;
 pub mod engine;
 pub mod gguf;

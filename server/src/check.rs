@@ -11,8 +11,8 @@ use clarifycoder_core::settings;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::analysis::{self, Analyzer, Options, Outcome, ResultCache};
 use crate::backend::Plan;
+use clarifycoder_core::analysis::{self, Analyzer, Options, Outcome, ResultCache};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

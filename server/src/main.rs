@@ -1,7 +1,6 @@
 //! `clarifycoder`: asks clarifying questions about unclear Python functions, as a linter
 //! (`check`) and, later, as a language server.
 
-mod analysis;
 mod backend;
 mod check;
 mod lsp;
@@ -14,8 +13,8 @@ use clarifycoder_core::models;
 use clarifycoder_core::prompt::Markup;
 use clarifycoder_core::settings::{BackendKind, Settings};
 
-use crate::analysis::Options;
 use crate::backend::Plan;
+use clarifycoder_core::analysis::Options;
 
 #[derive(Parser)]
 #[command(

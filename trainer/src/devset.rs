@@ -9,12 +9,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use clarifycoder_core::analysis::{Analyzer, Options};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
-use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
-use clarifycoder_core::{dataset, prompt, python, settings};
+use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::{dataset, python, settings};
 use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args, Debug)]
@@ -147,18 +149,23 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     config.adapter = adapter.clone();
     config.threads = args.threads;
     let engine = LlamaEngine::load(config).context("cannot load the model")?;
-    let markup = engine.info().markup;
+    // The server's flow and options, with this run's threshold and question length.
+    let analyzer = Analyzer::new(
+        Arc::new(engine),
+        Options {
+            threshold,
+            max_tokens: args.max_tokens,
+            ..Options::default()
+        },
+    );
     let cancel = CancelToken::new();
 
     let started = Instant::now();
-    let prompts: Vec<_> = rows
-        .iter()
-        .map(|(_, p)| prompt::round1(markup, p))
-        .collect();
-    let mut p_ask = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(8) {
-        p_ask.extend(engine.decide(chunk, &cancel)?.into_iter().map(|d| d.p_ask));
-        eprint!("\rdecided {}/{}", p_ask.len(), prompts.len());
+    let problems: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();
+    let mut p_ask = Vec::with_capacity(problems.len());
+    for chunk in problems.chunks(8) {
+        p_ask.extend(analyzer.decide(chunk, &cancel)?);
+        eprint!("\rdecided {}/{}", p_ask.len(), problems.len());
     }
     eprintln!();
     let decide_ms = started.elapsed().as_secs_f64() * 1000.0 / rows.len() as f64;
@@ -170,12 +177,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         let flagged = p >= threshold;
         let mut questions = Vec::new();
         if flagged && !args.no_questions {
-            let mut req =
-                GenerateRequest::greedy(prompt::round1(markup, problem), markup, args.max_tokens);
-            req.forbid_code_start = true;
-            let g = engine.generate(&req, &cancel)?;
-            questions = prompt::asked_questions(&g.text);
-            questions.truncate(3);
+            questions = analyzer.questions(problem, &cancel)?;
             generated += 1;
             eprint!("\rquestions for {generated} flagged functions");
         }

@@ -4,12 +4,13 @@
 //! fence barred as the first token).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use clarifycoder_core::analysis::{Analyzer, Options};
 use clarifycoder_core::dataset::{read_jsonl, Category, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
-use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
-use clarifycoder_core::prompt;
+use clarifycoder_core::engine::CancelToken;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +65,7 @@ pub struct ExampleQuestions {
     pub category: String,
     pub problem: String,
     pub reference: String,
+    /// The questions the model asks, one per line (parsed as the server parses them).
     pub generated: String,
     pub p_ask: f32,
 }
@@ -88,22 +90,18 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         .collect();
     let mut config = LlamaConfig::new(&model);
     config.adapter = args.adapter.clone();
-    let engine = LlamaEngine::load(config)?;
-    let markup = engine.info().markup;
+    // The server's flow (decide in batches, then questions) with its default options.
+    let analyzer = Analyzer::new(Arc::new(LlamaEngine::load(config)?), Options::default());
     let cancel = CancelToken::new();
-    let prompts: Vec<_> = picked
-        .iter()
-        .map(|r| prompt::round1(markup, &r.problem))
-        .collect();
-    let mut decisions = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(8) {
-        decisions.extend(engine.decide(chunk, &cancel)?);
+    let problems: Vec<&str> = picked.iter().map(|r| r.problem.as_str()).collect();
+    let mut decisions = Vec::with_capacity(problems.len());
+    for chunk in problems.chunks(8) {
+        decisions.extend(analyzer.decide(chunk, &cancel)?);
     }
     let (mut clear, mut clear_ok, mut unclear, mut unclear_ok) = (0, 0, 0, 0);
     let (mut p_clear, mut p_unclear) = (0.0f64, 0.0f64);
     let mut scored: Vec<(f32, bool)> = Vec::new();
-    for (row, d) in picked.iter().zip(&decisions) {
-        let p_ask = 1.0 - d.p_code;
+    for (row, &p_ask) in picked.iter().zip(&decisions) {
         let asks = p_ask >= args.threshold;
         scored.push((p_ask, row.category != Category::Original));
         if row.category == Category::Original {
@@ -138,14 +136,12 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let mut examples = Vec::new();
     for i in chosen {
         let row = picked[i];
-        let mut req = GenerateRequest::greedy(prompt::round1(markup, &row.problem), markup, 96);
-        req.forbid_code_start = true;
-        let g = engine.generate(&req, &cancel)?;
+        let questions = analyzer.questions(&row.problem, &cancel)?;
         examples.push(ExampleQuestions {
             category: row.category.code().to_string(),
             problem: row.problem.clone(),
             reference: row.answer.clone(),
-            generated: g.text.trim().to_string(),
+            generated: questions.join("\n"),
             p_ask: scored[i].0,
         });
     }

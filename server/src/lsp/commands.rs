@@ -15,7 +15,7 @@ use super::document::Document;
 use super::types::*;
 use super::worker::{EngineState, Item, Job};
 use super::{lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_RESTART, CMD_STATS};
-use crate::analysis::analyzable;
+use clarifycoder_core::analysis::analyzable;
 
 impl ClarifyServer {
     /// `workspace/executeCommand`.

@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use super::types::*;
 use super::worker::{Job, LoadFailure};
 use super::{progress, ClarifyServer, StatusNotification};
-use crate::analysis::{Options, ResultCache};
 use crate::backend::Plan;
+use clarifycoder_core::analysis::{Options, ResultCache};
 
 /// Settings of the server beyond the model plan.
 #[derive(Debug, Clone)]

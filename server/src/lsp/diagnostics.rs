@@ -13,7 +13,7 @@ use super::document::{Document, Encoding};
 use super::types::*;
 use super::worker::{Item, Job};
 use super::{phrase, ClarifyServer, SOURCE};
-use crate::analysis::{analyzable, ResultCache};
+use clarifycoder_core::analysis::{analyzable, ResultCache};
 
 impl ClarifyServer {
     /// Queues analysis of every open document now.
@@ -180,7 +180,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::analysis::Outcome;
+    use clarifycoder_core::analysis::Outcome;
 
     /// `process` is flagged with two questions, `total` is below the threshold, `pending` is
     /// flagged before its questions came, `mute` is flagged with no question, `skipped` is flagged

@@ -41,7 +41,7 @@ use self::configuration::Config;
 use self::document::{Document, Encoding};
 use self::types::*;
 use self::worker::{Event, Worker};
-use crate::analysis::ResultCache;
+use clarifycoder_core::analysis::ResultCache;
 
 const SOURCE: &str = "clarifycoder";
 const CMD_CHECK_WORKSPACE: &str = "clarifycoder.checkWorkspace";

@@ -9,8 +9,8 @@ use clarifycoder_core::prompt;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::types::Uri;
-use crate::analysis::{Analyzer, Options, Outcome, ResultCache};
 use crate::backend::Plan;
+use clarifycoder_core::analysis::{Analyzer, Options, Outcome, ResultCache};
 
 /// A function to analyse: its hash and the problem text the model sees.
 #[derive(Debug, Clone)]

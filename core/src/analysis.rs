@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clarifycoder_core::engine::{Backend, CancelToken, EngineError, GenerateRequest};
-use clarifycoder_core::prompt::{self, FORMAT_VERSION};
-use clarifycoder_core::python;
+use crate::engine::{Backend, CancelToken, EngineError, GenerateRequest};
+use crate::prompt::{self, FORMAT_VERSION};
+use crate::python;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -47,7 +47,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            threshold: clarifycoder_core::settings::DEFAULT_THRESHOLD,
+            threshold: crate::settings::DEFAULT_THRESHOLD,
             max_questions: 3,
             max_tokens: 96,
         }
