@@ -198,26 +198,31 @@ mod tests {
     fn every_engine_setting_reloads_and_presentation_does_not() {
         let base = Settings::default();
         let reloads = |changed: Settings| engine_settings(&changed) != engine_settings(&base);
-        assert!(reloads(Settings {
-            ctx_size: Some(8192),
-            ..Settings::default()
-        }));
-        assert!(reloads(Settings {
-            api_key_env: Some("KEY".into()),
-            ..Settings::default()
-        }));
-        assert!(reloads(Settings {
-            api_markup: Some(clarifycoder_core::prompt::Markup::Plain),
-            ..Settings::default()
-        }));
-        assert!(reloads(Settings {
-            max_questions: Some(1),
-            ..Settings::default()
-        }));
-        assert!(reloads(Settings {
-            model: Some("gemma3-270m".into()),
-            ..Settings::default()
-        }));
+        let engine_changes = [
+            Settings {
+                ctx_size: Some(8192),
+                ..Settings::default()
+            },
+            Settings {
+                api_key_env: Some("KEY".into()),
+                ..Settings::default()
+            },
+            Settings {
+                api_markup: Some(clarifycoder_core::prompt::Markup::Plain),
+                ..Settings::default()
+            },
+            Settings {
+                max_questions: Some(1),
+                ..Settings::default()
+            },
+            Settings {
+                model: Some("gemma3-270m".into()),
+                ..Settings::default()
+            },
+        ];
+        for changed in engine_changes {
+            assert!(reloads(changed.clone()), "{changed:?}");
+        }
         assert!(!reloads(Settings {
             severity: Some("hint".into()),
             debounce_ms: Some(10),
