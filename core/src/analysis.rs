@@ -138,6 +138,9 @@ impl ResultCache {
     }
 }
 
+/// Question generations [`Analyzer::questions_many`] keeps in flight.
+pub const IN_FLIGHT: usize = 8;
+
 /// Runs the model over problems (texts from `Function::problem`).
 pub struct Analyzer {
     backend: Arc<dyn Backend>,
@@ -180,6 +183,47 @@ impl Analyzer {
         let mut questions = prompt::asked_questions(&generation.text);
         questions.truncate(self.options.max_questions);
         Ok(questions)
+    }
+
+    /// [`Analyzer::questions`] for several problems at once: up to [`IN_FLIGHT`] generations
+    /// are submitted together, so the embedded engine decodes them as one batch and an endpoint
+    /// serves them concurrently. Results come in the order of `problems`.
+    pub fn questions_many(
+        &self,
+        problems: &[&str],
+        cancel: &CancelToken,
+    ) -> Vec<Result<Vec<String>, EngineError>> {
+        if problems.len() <= 1 {
+            return problems.iter().map(|p| self.questions(p, cancel)).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<Vec<String>, EngineError>>> =
+            (0..problems.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..IN_FLIGHT.min(problems.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(problem) = problems.get(i) else {
+                                break;
+                            };
+                            done.push((i, self.questions(problem, cancel)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for worker in workers {
+                for (i, result) in worker.join().expect("a question worker panicked") {
+                    out[i] = Some(result);
+                }
+            }
+        });
+        out.into_iter()
+            .map(|r| r.expect("every problem was taken"))
+            .collect()
     }
 
     /// The backend.

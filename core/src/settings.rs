@@ -61,6 +61,8 @@ pub struct Settings {
     /// chat template cannot be read [default: the default model's, `chatml`].
     #[serde(alias = "api_markup")]
     pub api_markup: Option<Markup>,
+    /// Most requests in flight at once to the endpoint [default: 8].
+    pub concurrency: Option<usize>,
     /// Layers to offload to the GPU (embedded backend built with `cuda`).
     #[serde(alias = "gpu_layers")]
     pub gpu_layers: Option<u32>,
@@ -126,6 +128,9 @@ impl Settings {
                 return Err(format!("threshold must be between 0 and 1, got {t}"));
             }
         }
+        if self.concurrency == Some(0) {
+            return Err("concurrency must be at least 1".into());
+        }
         if self.max_tokens == Some(0) {
             return Err("max_tokens must be at least 1".into());
         }
@@ -183,6 +188,7 @@ impl Settings {
             api_model,
             api_key_env,
             api_markup,
+            concurrency,
             gpu_layers,
             threads,
             ctx_size,

@@ -354,3 +354,134 @@ fn lora_adapter_is_applied() {
     let err = LlamaEngine::load(config).err().unwrap();
     assert!(err.to_string().contains("architecture 'llama'"), "{err}");
 }
+
+/// `code_from_base` with the default model (Qwen2.5-Coder-0.5B) and its shipped adapter: a
+/// question comes from the adapter, exactly as without the switch; code comes from the base
+/// model, exactly as the base model alone writes it after the same first token.
+#[test]
+fn code_from_base_lets_the_adapter_decide_and_the_base_model_code() {
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B;
+    let model = qwen.installed_path().unwrap_or_else(|e| panic!("{e}"));
+    let adapter = qwen
+        .adapter_path()
+        .expect("the default model ships an adapter");
+    let load = |adapter: Option<&PathBuf>, code_from_base: bool| {
+        let mut config = LlamaConfig::new(&model);
+        config.adapter = adapter.cloned();
+        config.code_from_base = code_from_base;
+        config.n_ctx = 1024;
+        LlamaEngine::load(config).expect("the default model loads")
+    };
+    let routed = load(Some(&adapter), true);
+    assert!(routed.info().code_from_base);
+    let adapted = load(Some(&adapter), false);
+    let base = load(None, true);
+    assert!(
+        !base.info().code_from_base,
+        "nothing to switch without an adapter"
+    );
+    let cancel = CancelToken::new();
+    let generate = |engine: &LlamaEngine, problem: &str| {
+        let markup = engine.info().markup;
+        let request = GenerateRequest::greedy(prompt::round1(markup, problem), markup, 40);
+        engine.generate(&request, &cancel).unwrap().text
+    };
+    let clear = "def celsius(fahrenheit: float) -> float:\n    \"\"\"Convert degrees Fahrenheit to Celsius.\"\"\"\n";
+    let vague = "def sort_stock(items):\n    \"\"\"Put the important ones first.\"\"\"\n";
+
+    let code = generate(&routed, clear);
+    assert!(code.trim_start().starts_with("```"), "{code}");
+    assert_eq!(
+        code,
+        generate(&base, clear),
+        "code comes from the base model"
+    );
+    assert_ne!(
+        code,
+        generate(&adapted, clear),
+        "the adapter writes other code"
+    );
+
+    let question = generate(&routed, vague);
+    assert!(!question.trim_start().starts_with("```"), "{question}");
+    assert_eq!(
+        question,
+        generate(&adapted, vague),
+        "questions come from the adapter"
+    );
+    // The switch is per generation: the next code answer starts from the adapter again.
+    assert_eq!(generate(&routed, clear), code);
+}
+
+/// Generations submitted together run as one batch (continuous batching): each text is the one
+/// the request gets alone, in fewer decode calls, and cancelling one leaves the others.
+#[test]
+fn batched_generation_matches_serial_and_cancels_one_job_only() {
+    let mut config = LlamaConfig::new(model_path());
+    config.adapter = None;
+    config.batch_prompts = 4;
+    let e = Arc::new(LlamaEngine::load(config).expect("the default model loads"));
+    let problems = [
+        CLEAR,
+        VAGUE,
+        "def mean(xs: list[float]) -> float:\n    \"\"\"Return the arithmetic mean of xs.\"\"\"\n",
+        "def slugify(title: str) -> str:\n    \"\"\"Turn a title into a URL slug: lower case, words joined by '-'.\"\"\"\n",
+        "def tidy(rows):\n    \"\"\"Clean up the rows.\"\"\"\n",
+    ];
+    let requests: Vec<GenerateRequest> = problems
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = GenerateRequest::greedy(round1(p), Markup::Gemma, 12 + 4 * i);
+            r.stop.clear();
+            if i == 1 {
+                r.temperature = 0.8;
+                r.seed = 7;
+            }
+            r
+        })
+        .collect();
+    let cancel = CancelToken::new();
+    let before = e.stats().decode_calls;
+    let serial: Vec<String> = requests
+        .iter()
+        .map(|r| e.generate(r, &cancel).unwrap().text)
+        .collect();
+    let serial_calls = e.stats().decode_calls - before;
+
+    let before = e.stats().decode_calls;
+    let barrier = Arc::new(std::sync::Barrier::new(requests.len()));
+    let threads: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|r| {
+            let (e, barrier) = (e.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                e.generate(&r, &CancelToken::new()).unwrap().text
+            })
+        })
+        .collect();
+    let batched: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let batched_calls = e.stats().decode_calls - before;
+    assert_eq!(batched, serial);
+    assert!(
+        batched_calls < serial_calls,
+        "batched {batched_calls} decode calls, serial {serial_calls}"
+    );
+
+    // A long generation cancelled mid-way; the one beside it completes unchanged.
+    let mut long = requests[4].clone();
+    long.max_tokens = 3000;
+    let stop_long = CancelToken::new();
+    let running = {
+        let (e, stop_long) = (e.clone(), stop_long.clone());
+        std::thread::spawn(move || e.generate(&long, &stop_long))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let beside = e.generate(&requests[2], &cancel).unwrap().text;
+    stop_long.cancel();
+    let result = running.join().unwrap();
+    assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
+    assert_eq!(beside, serial[2]);
+}

@@ -111,6 +111,8 @@ pub struct CommRun {
     pub out_dir: PathBuf,
     /// Tokens per model answer.
     pub max_tokens: usize,
+    /// Instances in flight at once.
+    pub parallel: usize,
 }
 
 fn generate(
@@ -181,9 +183,8 @@ pub fn run(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    for (problem, category, text) in work {
+    let instance = |&(problem, category, text): &(&CommProblem, Category, &str)| {
         let key = format!("{}#{}", problem.name, category.code());
-        bar.set_message(key.clone());
         let p1 = prompt::conversation(markup, &texts, &shots, text, None);
         let r1 = generate(&backend, markup, p1.clone(), run.max_tokens)?;
         let round1 = Exchange {
@@ -217,7 +218,7 @@ pub fn run(
             }
         };
         let result = harness.run_cases(&code, &problem.entry_point, &problem.test_case);
-        let instance = Instance {
+        anyhow::Ok(Instance {
             key,
             name: problem.name.clone(),
             category,
@@ -231,13 +232,19 @@ pub fn run(
             code,
             program_error: result.program_error,
             cases: result.cases,
-        };
+        })
+    };
+    // Instances run `parallel` at a time; each is written as soon as it is done, so a rerun
+    // resumes after an interruption.
+    crate::pool::for_each_unordered(&work, run.parallel, instance, |_, instance| {
         serde_json::to_writer(&mut file, &instance)?;
         file.write_all(b"\n")?;
         file.flush()?;
+        bar.set_message(instance.key.clone());
         done.push(instance);
         bar.inc(1);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     let summary = summarize(
         &done,

@@ -29,6 +29,8 @@ pub struct HumanEvalRun {
     pub temperature: f32,
     /// Tokens per completion.
     pub max_tokens: usize,
+    /// Samples generated at once.
+    pub parallel: usize,
     /// Parallel test processes.
     pub jobs: usize,
     /// Output directory.
@@ -79,24 +81,38 @@ pub fn run(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut completions = Vec::new();
-    for p in &problems {
-        let Some(backend) = backend.as_ref().filter(|_| !run.reference) else {
-            completions.push((p, 0, p.canonical_solution.clone()));
-            bar.inc(1);
-            continue;
-        };
-        let markup = backend.info().markup;
-        for s in 0..run.n {
-            let prompt = prompt::conversation(markup, &Texts::default(), &[], &p.prompt, None);
-            let mut request = GenerateRequest::greedy(prompt, markup, run.max_tokens);
-            if run.n > 1 {
-                request.temperature = run.temperature;
-                request.seed = s as u64;
+    let samples_wanted: Vec<(&HumanEvalProblem, usize)> = problems
+        .iter()
+        .flat_map(|p| (0..run.n).map(move |s| (p, s)))
+        .collect();
+    let mut completions = Vec::with_capacity(samples_wanted.len());
+    match backend.as_ref().filter(|_| !run.reference) {
+        None => {
+            for p in &problems {
+                completions.push((p, 0, p.canonical_solution.clone()));
+                bar.inc(1);
             }
-            let text = backend.generate(&request, &CancelToken::new())?.text;
-            completions.push((p, s, text));
-            bar.inc(1);
+        }
+        Some(backend) => {
+            let markup = backend.info().markup;
+            let complete = |&(p, s): &(&HumanEvalProblem, usize)| {
+                let prompt = prompt::conversation(markup, &Texts::default(), &[], &p.prompt, None);
+                let mut request = GenerateRequest::greedy(prompt, markup, run.max_tokens);
+                if run.n > 1 {
+                    request.temperature = run.temperature;
+                    request.seed = s as u64;
+                }
+                anyhow::Ok(backend.generate(&request, &CancelToken::new())?.text)
+            };
+            let mut texts = vec![None; samples_wanted.len()];
+            crate::pool::for_each_unordered(&samples_wanted, run.parallel, complete, |i, text| {
+                texts[i] = Some(text);
+                bar.inc(1);
+                Ok(())
+            })?;
+            for ((p, s), text) in samples_wanted.iter().zip(texts) {
+                completions.push((*p, *s, text.expect("every sample completed")));
+            }
         }
     }
     bar.finish_and_clear();

@@ -12,6 +12,7 @@ mod harness;
 mod humaneval;
 mod judge;
 mod passk;
+mod pool;
 mod report;
 
 use std::path::PathBuf;
@@ -54,6 +55,11 @@ struct ModelArgs {
     /// GGUF LoRA adapter, or `none`.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Who writes code answers when an adapter is loaded: `base` (the adapter decides between
+    /// asking and coding and writes the questions; the base model without it writes the code,
+    /// as ClarifyCoder is meant to be used) or `adapter` (the adapted model writes everything).
+    #[arg(long, value_enum, default_value_t = CodeFrom::Base)]
+    code_from: CodeFrom,
     /// Evaluate an OpenAI-compatible endpoint instead (`/v1/completions`).
     #[arg(long)]
     endpoint: Option<String>,
@@ -75,9 +81,31 @@ struct ModelArgs {
     /// Tokens per model answer.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
+    /// Model requests in flight at once: the embedded engine decodes them as one batch, an
+    /// endpoint serves them concurrently [default: 8 for an endpoint; for the embedded engine
+    /// as many answers as fit into --ctx-size with room for a prompt of 1,024 tokens each, at
+    /// most 8].
+    #[arg(long)]
+    parallel: Option<usize>,
+}
+
+/// See [`ModelArgs::code_from`].
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CodeFrom {
+    Base,
+    Adapter,
 }
 
 impl ModelArgs {
+    /// See [`ModelArgs::parallel`].
+    fn parallel(&self) -> usize {
+        match (self.parallel, &self.endpoint) {
+            (Some(n), _) => n.clamp(1, 64),
+            (None, Some(_)) => 8,
+            (None, None) => (self.ctx_size as usize / (self.max_tokens + 1024)).clamp(1, 8),
+        }
+    }
+
     fn open(&self) -> anyhow::Result<(Arc<dyn Backend>, String)> {
         if let Some(url) = &self.endpoint {
             let mut c = OpenAiConfig::new(url.clone(), self.api_model.clone());
@@ -92,6 +120,8 @@ impl ModelArgs {
         c.adapter = adapter.as_ref().map(|a| a.path.clone());
         c.n_ctx = self.ctx_size;
         c.threads = self.threads;
+        c.code_from_base = self.code_from == CodeFrom::Base;
+        c.batch_prompts = self.parallel();
         let engine = LlamaEngine::load(c).map_err(|e| match &e {
             clarifycoder_core::engine::EngineError::Model(
                 clarifycoder_core::gguf::GgufError::NotFound(p),
@@ -105,6 +135,11 @@ impl ModelArgs {
             _ => anyhow::Error::new(e),
         })?;
         let label = match &adapter {
+            Some(a) if self.code_from == CodeFrom::Base => format!(
+                "{} + {} (code from the base model)",
+                model.path.display(),
+                a.path.display()
+            ),
             Some(a) => format!("{} + {}", model.path.display(), a.path.display()),
             None => model.path.display().to_string(),
         };
@@ -275,6 +310,7 @@ fn run() -> anyhow::Result<()> {
                 texts,
                 out_dir: args.out_dir.clone(),
                 max_tokens: args.model.max_tokens,
+                parallel: args.model.parallel(),
             };
             let summary = comm::run(&run, backend, &judge, &args.sandbox.harness(), &label)?;
             eprintln!("{}", report::markdown(&summary));
@@ -294,6 +330,7 @@ fn run() -> anyhow::Result<()> {
                 limit: args.limit,
                 temperature: args.temperature,
                 max_tokens: args.model.max_tokens,
+                parallel: args.model.parallel(),
                 jobs: args.sandbox.jobs,
                 out_dir: args.out_dir.clone(),
                 reference: args.reference,

@@ -126,6 +126,9 @@ impl Plan {
                 if let Some(markup) = s.api_markup {
                     config.markup = markup;
                 }
+                if let Some(n) = s.concurrency {
+                    config.concurrency = n;
+                }
                 let engine = OpenAiEngine::new(config)
                     .context("cannot set up the OpenAI-compatible backend")?;
                 Ok(Arc::new(engine))

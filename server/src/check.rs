@@ -306,17 +306,33 @@ fn run_model(
                 },
             );
         }
-        for &i in chunk {
+        // The questions of the chunk's flagged functions, generated together.
+        let flagged: Vec<usize> = chunk
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let outcome = cache.get(&items[i].function.hash).expect("decided above");
+                outcome.p_ask >= threshold && outcome.questions.is_none()
+            })
+            .collect();
+        let problems: Vec<String> = flagged
+            .iter()
+            .map(|&i| items[i].function.problem())
+            .collect();
+        let refs: Vec<&str> = problems.iter().map(String::as_str).collect();
+        for (&i, questions) in flagged.iter().zip(analyzer.questions_many(&refs, &cancel)) {
             let f = &items[i].function;
+            let questions =
+                questions.with_context(|| format!("the model failed on {}", f.qualname))?;
             let mut outcome = cache.get(&f.hash).cloned().expect("decided above");
-            if outcome.p_ask >= threshold && outcome.questions.is_none() {
-                bar.set_message(f.qualname.clone());
-                let questions = analyzer
-                    .questions(&f.problem(), &cancel)
-                    .with_context(|| format!("the model failed on {}", f.qualname))?;
-                outcome.questions = Some(questions);
-                cache.put(&f.hash, outcome.clone());
-            }
+            outcome.questions = Some(questions);
+            cache.put(&f.hash, outcome);
+        }
+        for &i in chunk {
+            let outcome = cache
+                .get(&items[i].function.hash)
+                .cloned()
+                .expect("decided above");
             results[i] = Some((outcome, false));
             bar.inc(1);
         }

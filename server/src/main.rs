@@ -119,6 +119,9 @@ struct ModelArgs {
     /// Chat markup of the endpoint's model [default: chatml, the default model's].
     #[arg(long)]
     api_markup: Option<Markup>,
+    /// Most requests in flight at once to the endpoint [default: 8].
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Layers to offload to the GPU (builds with the `cuda` feature).
     #[arg(long)]
     gpu_layers: Option<u32>,
@@ -149,6 +152,7 @@ impl ModelArgs {
             api_model: self.api_model.clone(),
             api_key_env: self.api_key_env.clone(),
             api_markup: self.api_markup,
+            concurrency: self.concurrency,
             gpu_layers: self.gpu_layers,
             threads: self.threads,
             ctx_size: self.ctx_size,

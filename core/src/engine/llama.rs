@@ -9,6 +9,7 @@
 //! copies it into its working sequence(s) (`seq_cp`, which needs the unified KV cache) and decodes
 //! only the rest of its prompt.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -49,6 +50,11 @@ pub struct LlamaConfig {
     /// Keep the KV cache in F32 instead of F16: slower and larger, but exact. The trainer's
     /// parity tests compare logits with it.
     pub exact_kv: bool,
+    /// With an adapter: when a generation's first token begins a code fence, the rest of the
+    /// answer comes from the base model without the adapter. The adapter decides between asking
+    /// and coding and writes the questions; the code is the base model's (see ARCHITECTURE.md,
+    /// "Who writes the code"). Costs a second context and one more prefill per code answer.
+    pub code_from_base: bool,
 }
 
 impl LlamaConfig {
@@ -63,6 +69,7 @@ impl LlamaConfig {
             n_ctx: 4096,
             batch_prompts: 4,
             exact_kv: false,
+            code_from_base: false,
         }
     }
 }
@@ -119,6 +126,7 @@ impl LlamaEngine {
             backend: "embedded".into(),
             model: config.model.display().to_string(),
             adapter: config.adapter.as_ref().map(|p| p.display().to_string()),
+            code_from_base: config.code_from_base && config.adapter.is_some(),
             markup,
             n_ctx: config.n_ctx as usize,
         };
@@ -256,15 +264,21 @@ fn engine_thread(
         }
     };
     let _ = ready.send(Ok(()));
-    for job in jobs {
+    // Jobs taken from the channel but not served yet (generation admits them in order).
+    let mut queue = VecDeque::new();
+    loop {
+        let Some(job) = queue.pop_front().or_else(|| jobs.recv().ok()) else {
+            return;
+        };
         // A panic inside llama.cpp bindings leaves the context in an unknown state: answer the
         // caller, then stop; the owner restarts the engine.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
             Job::Decide(prompts, cancel, reply) => {
                 let _ = reply.send(state.decide(&prompts, &cancel));
             }
-            Job::Generate(req, cancel, reply) => {
-                let _ = reply.send(state.generate(&req, &cancel));
+            job @ Job::Generate(..) => {
+                queue.push_front(job);
+                state.run_generations(&jobs, &mut queue);
             }
             Job::Score(p, c, cancel, reply) => {
                 let _ = reply.send(state.score(&p, &c, &cancel));
@@ -317,6 +331,9 @@ struct State<'m> {
     n_batch: usize,
     /// Working sequences are 1..=lanes.
     lanes: usize,
+    /// A second context without the adapter ([`LlamaConfig::code_from_base`]), its prefix in
+    /// sequence 0 too. A generation that switches to it swaps it with `ctx` and back.
+    base: Option<LlamaContext<'m>>,
 }
 
 impl<'m> State<'m> {
@@ -342,7 +359,7 @@ impl<'m> State<'m> {
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
-            .with_n_seq_max(lanes as u32 + 1)
+            .with_n_seq_max(lanes as u32 + 2)
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
             .with_kv_unified(true)
@@ -354,12 +371,20 @@ impl<'m> State<'m> {
         } else {
             params
         };
-        let mut ctx = model
-            .new_context(backend, params)
-            .map_err(|e| EngineError::Load {
-                path: config.model.clone(),
-                reason: format!("cannot create a context of {n_ctx} tokens: {e}"),
-            })?;
+        let new_context = || {
+            model
+                .new_context(backend, params.clone())
+                .map_err(|e| EngineError::Load {
+                    path: config.model.clone(),
+                    reason: format!("cannot create a context of {n_ctx} tokens: {e}"),
+                })
+        };
+        let mut ctx = new_context()?;
+        let base = if config.code_from_base && adapter.is_some() {
+            Some(new_context()?)
+        } else {
+            None
+        };
         if let Some(adapter) = adapter {
             ctx.lora_adapter_set(adapter, config.adapter_scale)
                 .map_err(|e| {
@@ -382,12 +407,26 @@ impl<'m> State<'m> {
             n_ctx: n_ctx as usize,
             n_batch: n_batch as usize,
             lanes,
+            base,
         };
         let prefix_text = prompt::round1(markup, "").prefix().to_string();
         let prefix = state.tokenize(&prefix_text);
         state.decode_into(0, &prefix, 0, &CancelToken::new())?;
+        if state.base.is_some() {
+            state.swap_base();
+            let decoded = state.decode_into(0, &prefix, 0, &CancelToken::new());
+            state.swap_base();
+            decoded?;
+        }
         state.prefix = prefix;
         Ok(state)
+    }
+
+    /// Swaps `ctx` with the base context (a no-op without one).
+    fn swap_base(&mut self) {
+        if let Some(base) = self.base.as_mut() {
+            std::mem::swap(&mut self.ctx, base);
+        }
     }
 
     fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
@@ -591,86 +630,263 @@ impl<'m> State<'m> {
         Ok(out)
     }
 
-    fn generate(
-        &mut self,
-        req: &GenerateRequest,
-        cancel: &CancelToken,
-    ) -> Result<Generation, EngineError> {
-        Counters::add(&self.counters.generations, 1);
-        let tokens = self.tokenize(&req.prompt.text);
-        self.check_fits(tokens.len() + req.max_tokens.min(1))?;
-        let seq = 1;
-        let start = self.prepare_seq(seq, &tokens)?;
-        self.decode_into(seq, &tokens[start..], start, cancel)?;
-        let vocab = self.model.vocab();
-        let mut rng = SplitMix64(req.seed ^ 0x9E37_79B9_7F4A_7C15);
-        let mut text = String::new();
-        // Bytes of a UTF-8 character split across tokens, waiting for the rest.
-        let mut partial: Vec<u8> = Vec::new();
-        let longest_stop = req.stop.iter().map(String::len).max().unwrap_or(0);
-        let mut pos = tokens.len();
-        let mut batch = LlamaBatch::new(1, 1);
-        let mut produced = 0;
-        let finish = loop {
-            if produced >= req.max_tokens {
-                break FinishReason::Length;
-            }
-            if pos + 1 >= self.n_ctx {
-                break FinishReason::Length;
-            }
-            cancel.check()?;
-            let logits = self.ctx.get_logits_ith(-1);
-            let index = if produced == 0 && req.forbid_code_start {
-                let mut masked = logits.to_vec();
-                for (l, &is_code) in masked.iter_mut().zip(&self.code_start) {
-                    if is_code {
-                        *l = f32::NEG_INFINITY;
+    /// Serves generation jobs with continuous batching: up to `lanes` sequences are in flight,
+    /// each step decodes the next token of all of them in one call (one per context when some
+    /// have switched to the base context), and a finished sequence frees its lane for the next
+    /// job. Jobs are taken from `queue`, then from `jobs` without waiting; a job of another kind
+    /// stops admission, so it waits only for the generations already running. Returns when no
+    /// generation is left.
+    fn run_generations(&mut self, jobs: &mpsc::Receiver<Job>, queue: &mut VecDeque<Job>) {
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut free: Vec<i32> = (1..=self.lanes as i32).rev().collect();
+        loop {
+            // 1. Admit new jobs while a lane and room in the KV cache are free.
+            while !free.is_empty() {
+                if queue.is_empty() {
+                    match jobs.try_recv() {
+                        Ok(job) => queue.push_back(job),
+                        Err(_) => break,
                     }
                 }
-                sample(&masked, req.temperature, &mut rng)
-            } else {
-                sample(logits, req.temperature, &mut rng)
-            };
-            let token = LlamaToken(index as i32);
-            produced += 1;
-            if vocab.is_eog(token) {
-                break FinishReason::EndOfGeneration;
-            }
-            let before = text.len();
-            partial.extend(vocab.token_to_piece(token, true, None));
-            match std::str::from_utf8(&partial) {
-                Ok(piece) => text.push_str(piece),
-                Err(e) if e.error_len().is_none() => {} // an incomplete character: wait
-                Err(_) => text.push_str(&String::from_utf8_lossy(&partial)),
-            }
-            if text.len() > before {
-                partial.clear();
-                // Only the new text, and what a stop string could straddle, can hold a new match.
-                let mut from = before.saturating_sub(longest_stop);
-                while !text.is_char_boundary(from) {
-                    from -= 1;
+                let Some(Job::Generate(..)) = queue.front() else {
+                    break;
+                };
+                let Some(Job::Generate(req, cancel, reply)) = queue.pop_front() else {
+                    unreachable!("the front is a generation job")
+                };
+                let tokens = self.tokenize(&req.prompt.text);
+                if let Err(e) = self.check_fits(tokens.len() + req.max_tokens.min(1)) {
+                    let _ = reply.send(Err(e));
+                    continue;
                 }
-                let tail = &text[from..];
-                if let Some(cut) = req.stop.iter().filter_map(|s| tail.find(s.as_str())).min() {
-                    text.truncate(from + cut);
-                    break FinishReason::Stop;
+                let reserve = self.reserve(&tokens, req.max_tokens);
+                let in_use = self.prefix.len() + slots.iter().map(|s| s.reserve).sum::<usize>();
+                if !slots.is_empty() && in_use + reserve > self.n_ctx {
+                    queue.push_front(Job::Generate(req, cancel, reply));
+                    break;
+                }
+                Counters::add(&self.counters.generations, 1);
+                let seq = free.pop().expect("a free lane");
+                let mut slot = Slot::new(seq, req, cancel, reply, tokens, reserve);
+                match self.start(&mut slot) {
+                    Ok(None) => slots.push(slot),
+                    Ok(Some(finish)) => self.finish(slot, Ok(finish), &mut free),
+                    Err(e) => self.finish(slot, Err(e), &mut free),
                 }
             }
-            batch.clear();
-            batch
-                .add(token, pos as i32, &[seq], true)
-                .map_err(|e| EngineError::Inference(e.to_string()))?;
-            self.decode(&mut batch)?;
-            pos += 1;
+            if slots.is_empty() {
+                return;
+            }
+            // 2. One step: decode every sequence's last token, per context, and sample the next.
+            for on_base in [false, true] {
+                if !slots.iter().any(|s| s.on_base == on_base) {
+                    continue;
+                }
+                let stepped = self.with_context(on_base, |state| state.step(&mut slots, on_base));
+                if let Err(e) = stepped {
+                    for slot in slots.drain(..) {
+                        let error = EngineError::Inference(e.to_string());
+                        self.finish(slot, Err(error), &mut free);
+                    }
+                    return;
+                }
+            }
+            let mut i = 0;
+            while i < slots.len() {
+                if let Some(outcome) = slots[i].outcome.take() {
+                    let slot = slots.swap_remove(i);
+                    self.finish(slot, outcome, &mut free);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// KV cells a sequence may need: its prompt after the shared prefix and its tokens.
+    fn reserve(&self, tokens: &[LlamaToken], max_tokens: usize) -> usize {
+        let shared = if tokens.len() > self.prefix.len() && tokens.starts_with(&self.prefix) {
+            self.prefix.len()
+        } else {
+            0
         };
-        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        Counters::add(&self.counters.generated_tokens, produced as u64);
-        text.push_str(&String::from_utf8_lossy(&partial));
-        Ok(Generation {
-            text,
-            tokens: produced,
-            finish,
-        })
+        (tokens.len() - shared + max_tokens + 1).min(self.n_ctx)
+    }
+
+    /// Runs `f` with `ctx` being the base context when `on_base` (see [`State::swap_base`]).
+    fn with_context<T>(&mut self, on_base: bool, f: impl FnOnce(&mut Self) -> T) -> T {
+        if on_base {
+            self.swap_base();
+        }
+        let out = f(self);
+        if on_base {
+            self.swap_base();
+        }
+        out
+    }
+
+    /// Prefills a new slot's prompt and takes its first token. `Some` when it is already done.
+    fn start(&mut self, slot: &mut Slot) -> Result<Option<FinishReason>, EngineError> {
+        let start = self.prepare_seq(slot.seq, &slot.tokens)?;
+        self.decode_into(slot.seq, &slot.tokens[start..], start, &slot.cancel)?;
+        let Some(token) = self.next_token(slot, self.ctx.get_logits_ith(-1))? else {
+            slot.outcome = None;
+            return Ok(Some(FinishReason::Length));
+        };
+        if self.base.is_some() && self.code_start[token.0 as usize] {
+            // The adapter chose to code: the base model writes the code, from the prompt and
+            // this first token on.
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+            slot.on_base = true;
+            self.with_context(true, |state| {
+                let start = state.prepare_seq(slot.seq, &slot.tokens)?;
+                state.decode_into(slot.seq, &slot.tokens[start..], start, &slot.cancel)
+            })?;
+        }
+        Ok(self.accept(slot, token))
+    }
+
+    /// Decodes the pending token of every slot on this context in one batch and takes each
+    /// one's next token; a finished slot gets its `outcome`.
+    fn step(&mut self, slots: &mut [Slot], on_base: bool) -> Result<(), EngineError> {
+        let mine = |s: &&mut Slot| s.on_base == on_base && s.outcome.is_none();
+        let count = slots.iter_mut().filter(mine).count();
+        if count == 0 {
+            return Ok(());
+        }
+        let rows = count.div_ceil(ROW_GROUP) * ROW_GROUP;
+        let mut batch = LlamaBatch::new(rows, 1);
+        for slot in slots.iter_mut().filter(mine) {
+            let token = slot.pending.expect("a running slot has a pending token");
+            batch
+                .add(token, slot.pos as i32, &[slot.seq], true)
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+            slot.pos += 1;
+        }
+        // llama.cpp's CPU kernels round differently by batch shape: repacked weights multiply
+        // groups of four rows with one kernel and the rest with another, and a lone row's
+        // attention is split over the KV cells. Padding rows in a sequence of their own bring
+        // every step to a multiple of four rows, so a generation's text does not depend on what
+        // else runs beside it.
+        let pad = (self.lanes + 1) as i32;
+        for p in 0..rows - count {
+            batch
+                .add(self.prefix[0], p as i32, &[pad], false)
+                .map_err(|e| EngineError::Inference(e.to_string()))?;
+        }
+        let decoded = self.decode(&mut batch);
+        if rows > count {
+            let _ = self.ctx.clear_kv_cache_seq(Some(pad as u32), None, None);
+        }
+        decoded?;
+        for (i, slot) in slots.iter_mut().filter(mine).enumerate() {
+            let logits = self.ctx.get_logits_ith(i as i32);
+            match self.next_token(slot, logits) {
+                Ok(Some(token)) => {
+                    if let Some(finish) = self.accept(slot, token) {
+                        slot.outcome = Some(Ok(finish));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => slot.outcome = Some(Err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Samples a slot's next token from `logits`, or ends it (`None`, with its `outcome` set)
+    /// when it has its tokens, the context is full, or it was cancelled.
+    fn next_token(
+        &self,
+        slot: &mut Slot,
+        logits: &[f32],
+    ) -> Result<Option<LlamaToken>, EngineError> {
+        if slot.produced >= slot.req.max_tokens || slot.pos + 1 >= self.n_ctx {
+            slot.outcome = Some(Ok(FinishReason::Length));
+            return Ok(None);
+        }
+        slot.cancel.check()?;
+        let index = if slot.produced == 0 && slot.req.forbid_code_start {
+            let mut masked = logits.to_vec();
+            for (l, &is_code) in masked.iter_mut().zip(&self.code_start) {
+                if is_code {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            sample(&masked, slot.req.temperature, &mut slot.rng)
+        } else {
+            sample(logits, slot.req.temperature, &mut slot.rng)
+        };
+        Ok(Some(LlamaToken(index as i32)))
+    }
+
+    /// Appends a sampled token to the slot's text; `Some` when it ends the generation (an
+    /// end-of-generation token or a stop string), otherwise it is pending for the next step.
+    fn accept(&self, slot: &mut Slot, token: LlamaToken) -> Option<FinishReason> {
+        let vocab = self.model.vocab();
+        slot.produced += 1;
+        if vocab.is_eog(token) {
+            return Some(FinishReason::EndOfGeneration);
+        }
+        let text = &mut slot.text;
+        let before = text.len();
+        slot.partial.extend(vocab.token_to_piece(token, true, None));
+        match std::str::from_utf8(&slot.partial) {
+            Ok(piece) => text.push_str(piece),
+            Err(e) if e.error_len().is_none() => {} // an incomplete character: wait
+            Err(_) => text.push_str(&String::from_utf8_lossy(&slot.partial)),
+        }
+        if text.len() > before {
+            slot.partial.clear();
+            // Only the new text, and what a stop string could straddle, can hold a new match.
+            let longest_stop = slot.req.stop.iter().map(String::len).max().unwrap_or(0);
+            let mut from = before.saturating_sub(longest_stop);
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            let tail = &text[from..];
+            if let Some(cut) = slot
+                .req
+                .stop
+                .iter()
+                .filter_map(|s| tail.find(s.as_str()))
+                .min()
+            {
+                text.truncate(from + cut);
+                return Some(FinishReason::Stop);
+            }
+        }
+        slot.pending = Some(token);
+        None
+    }
+
+    /// Answers a slot's caller and frees its lane.
+    fn finish(
+        &mut self,
+        mut slot: Slot,
+        outcome: Result<FinishReason, EngineError>,
+        free: &mut Vec<i32>,
+    ) {
+        let seq = Some(slot.seq as u32);
+        let _ = self.ctx.clear_kv_cache_seq(seq, None, None);
+        if slot.on_base {
+            self.with_context(true, |state| {
+                let _ = state.ctx.clear_kv_cache_seq(seq, None, None);
+            });
+        }
+        free.push(slot.seq);
+        Counters::add(&self.counters.generated_tokens, slot.produced as u64);
+        let reply = outcome.map(|finish| {
+            slot.text.push_str(&String::from_utf8_lossy(&slot.partial));
+            Generation {
+                text: std::mem::take(&mut slot.text),
+                tokens: slot.produced,
+                finish,
+            }
+        });
+        let _ = slot.reply.send(reply);
     }
 
     fn score(
@@ -732,6 +948,62 @@ impl<'m> State<'m> {
             token_logprobs,
             token_entropies,
         })
+    }
+}
+
+/// Rows of a generation step come in multiples of this ([`State::step`]).
+const ROW_GROUP: usize = 4;
+
+/// A generation in flight ([`State::run_generations`]).
+struct Slot {
+    seq: i32,
+    req: GenerateRequest,
+    cancel: CancelToken,
+    reply: Reply<Generation>,
+    /// The prompt's tokens.
+    tokens: Vec<LlamaToken>,
+    /// KV cells set aside for it.
+    reserve: usize,
+    /// Position of the next token to decode.
+    pos: usize,
+    /// Sampled, not yet decoded.
+    pending: Option<LlamaToken>,
+    produced: usize,
+    text: String,
+    /// Bytes of a UTF-8 character split across tokens, waiting for the rest.
+    partial: Vec<u8>,
+    rng: SplitMix64,
+    /// Whether it runs on the base context ([`LlamaConfig::code_from_base`]).
+    on_base: bool,
+    /// Set when it ended during a step.
+    outcome: Option<Result<FinishReason, EngineError>>,
+}
+
+impl Slot {
+    fn new(
+        seq: i32,
+        req: GenerateRequest,
+        cancel: CancelToken,
+        reply: Reply<Generation>,
+        tokens: Vec<LlamaToken>,
+        reserve: usize,
+    ) -> Slot {
+        Slot {
+            seq,
+            rng: SplitMix64(req.seed ^ 0x9E37_79B9_7F4A_7C15),
+            req,
+            cancel,
+            reply,
+            pos: tokens.len(),
+            tokens,
+            reserve,
+            pending: None,
+            produced: 0,
+            text: String::new(),
+            partial: Vec::new(),
+            on_base: false,
+            outcome: None,
+        }
     }
 }
 

@@ -214,6 +214,10 @@ pub struct BackendInfo {
     pub model: String,
     /// The adapter file, if any.
     pub adapter: Option<String>,
+    /// Whether code answers come from the base model without the adapter (the adapter decides
+    /// and asks); see [`llama::LlamaConfig::code_from_base`].
+    #[serde(default)]
+    pub code_from_base: bool,
     /// The turn markup prompts must be rendered with.
     pub markup: Markup,
     /// Context window in tokens.

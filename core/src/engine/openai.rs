@@ -37,6 +37,9 @@ pub struct OpenAiConfig {
     pub markup: Markup,
     /// Context window to assume.
     pub n_ctx: usize,
+    /// Most requests in flight at once, over all callers; a `decide` of several prompts sends
+    /// them concurrently up to this bound.
+    pub concurrency: usize,
 }
 
 impl OpenAiConfig {
@@ -51,6 +54,7 @@ impl OpenAiConfig {
             backoff: Duration::from_millis(500),
             markup: crate::models::default_model().markup,
             n_ctx: 8192,
+            concurrency: 8,
         }
     }
 }
@@ -63,6 +67,46 @@ pub struct OpenAiEngine {
     agent: ureq::Agent,
     info: BackendInfo,
     counters: Counters,
+    slots: Slots,
+}
+
+/// A counting semaphore: [`OpenAiConfig::concurrency`] requests in flight at most.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            free: std::sync::Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot (checking `cancel` every 50 ms) and holds it until the guard drops.
+    fn take(&self, cancel: &CancelToken) -> Result<SlotGuard<'_>, EngineError> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            cancel.check()?;
+            free = self
+                .freed
+                .wait_timeout(free, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *free -= 1;
+        Ok(SlotGuard(self))
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 impl OpenAiEngine {
@@ -92,20 +136,23 @@ impl OpenAiEngine {
             backend: "openai".into(),
             model: config.model.clone(),
             adapter: None,
+            code_from_base: false,
             markup: config.markup,
             n_ctx: config.n_ctx,
         };
         Ok(OpenAiEngine {
-            config,
             url,
             api_key,
             agent,
             info,
             counters: Counters::default(),
+            slots: Slots::new(config.concurrency),
+            config,
         })
     }
 
     fn post(&self, body: &Value, cancel: &CancelToken) -> Result<Value, EngineError> {
+        let _slot = self.slots.take(cancel)?;
         let mut delay = self.config.backoff;
         let mut attempt = 0;
         loop {
@@ -215,8 +262,8 @@ impl Backend for OpenAiEngine {
         prompts: &[Prompt],
         cancel: &CancelToken,
     ) -> Result<Vec<Decision>, EngineError> {
-        let mut out = Vec::with_capacity(prompts.len());
-        for p in prompts {
+        // One request per prompt, sent from up to `concurrency` threads at once.
+        let decide_one = |p: &Prompt| {
             let body = json!({
                 "model": self.config.model,
                 "prompt": p.text,
@@ -235,9 +282,54 @@ impl Backend for OpenAiEngine {
                 .map(|(_, lp)| lp.exp())
                 .sum();
             Counters::add(&self.counters.decided, 1);
-            out.push(Decision::from_p_code(p_code as f32));
+            Ok(Decision::from_p_code(p_code as f32))
+        };
+        let threads = self.config.concurrency.clamp(1, prompts.len().max(1));
+        if threads == 1 {
+            return prompts.iter().map(decide_one).collect();
         }
-        Ok(out)
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<Decision, EngineError>>> =
+            (0..prompts.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(p) = prompts.get(i) else { break };
+                            let result = decide_one(p);
+                            let failed = result.is_err();
+                            done.push((i, result));
+                            if failed {
+                                // Stop taking prompts: the call fails anyway.
+                                next.store(prompts.len(), std::sync::atomic::Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for worker in workers {
+                for (i, result) in worker.join().expect("a decide worker panicked") {
+                    out[i] = Some(result);
+                }
+            }
+        });
+        // Every slot is filled unless a request failed; then that failure is the answer.
+        let mut decisions = Vec::with_capacity(prompts.len());
+        let mut failure = None;
+        for result in out.into_iter().flatten() {
+            match result {
+                Ok(d) => decisions.push(d),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(decisions), Err)
     }
 
     fn generate(

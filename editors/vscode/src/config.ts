@@ -61,6 +61,7 @@ export const SERVER_SETTINGS = [
   "apiModel",
   "apiKeyEnv",
   "apiMarkup",
+  "concurrency",
   "gpuLayers",
   "threads",
   "threshold",

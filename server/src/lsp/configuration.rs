@@ -216,6 +216,10 @@ mod tests {
                 ..Settings::default()
             },
             Settings {
+                concurrency: Some(2),
+                ..Settings::default()
+            },
+            Settings {
                 model: Some("gemma3-270m".into()),
                 ..Settings::default()
             },

@@ -269,17 +269,27 @@ fn analyze(
             );
         }
     }
-    for item in items {
+    cancel.check()?;
+    let flagged: Vec<_> = {
+        let cache = w.cache.lock().unwrap();
+        items
+            .iter()
+            .filter(|item| {
+                cache
+                    .get(&item.hash)
+                    .is_some_and(|o| o.p_ask >= threshold && o.questions.is_none())
+            })
+            .collect()
+    };
+    // Their questions are generated together (the engine batches them), in groups so that a
+    // large workspace shows progress and stops soon after a cancellation.
+    for group in flagged.chunks(clarifycoder_core::analysis::IN_FLIGHT) {
         cancel.check()?;
-        let needs = {
-            let cache = w.cache.lock().unwrap();
-            cache
-                .get(&item.hash)
-                .is_some_and(|o| o.p_ask >= threshold && o.questions.is_none())
-        };
-        if needs {
-            let questions = a.questions(&item.problem, cancel)?;
-            let mut cache = w.cache.lock().unwrap();
+        let problems: Vec<&str> = group.iter().map(|i| i.problem.as_str()).collect();
+        let answers = a.questions_many(&problems, cancel);
+        let mut cache = w.cache.lock().unwrap();
+        for (item, questions) in group.iter().zip(answers) {
+            let questions = questions?;
             if let Some(mut o) = cache.get(&item.hash).cloned() {
                 o.questions = Some(questions);
                 cache.put(&item.hash, o);
