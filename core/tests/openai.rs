@@ -84,7 +84,10 @@ fn decide_sums_fence_tokens_in_both_logprob_formats() {
     let modern = json!({"choices": [{"text": "W", "logprobs": {"content": [{"token": "What", "logprob": -0.1,
         "top_logprobs": [{"token": "What", "logprob": (0.9f64).ln()}, {"token": "``", "logprob": (0.1f64).ln()}]}]}}]});
     let (url, seen) = serve(vec![(200, legacy.to_string()), (200, modern.to_string())]);
-    let engine = OpenAiEngine::new(config(&url)).unwrap();
+    // One request at a time, so that the answers come in the order of the prompts.
+    let mut c = config(&url);
+    c.concurrency = 1;
+    let engine = OpenAiEngine::new(c).unwrap();
     let p = prompt::round1(Markup::Gemma, "def f(): ...\n");
     let d = engine
         .decide(&[p.clone(), p.clone()], &CancelToken::new())
@@ -202,4 +205,95 @@ fn score_reads_echoed_prompt_logprobs() {
         .score(prompt_text, "cd", &CancelToken::new())
         .unwrap_err();
     assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
+}
+
+/// Answers every connection on its own thread after `delay`, with P(code) = N/10 for a prompt
+/// that contains `fN`, and records the most requests it had in flight at once.
+fn serve_concurrently(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let peak = most.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let (now, most) = (now.clone(), most.clone());
+            std::thread::spawn(move || {
+                let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(in_flight, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end().to_ascii_lowercase();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut buf = vec![0; length];
+                reader.read_exact(&mut buf).unwrap();
+                let body: Value = serde_json::from_slice(&buf).unwrap();
+                let prompt = body["prompt"].as_str().unwrap_or_default();
+                let n = (0..10)
+                    .find(|n| prompt.contains(&format!("def f{n}(")))
+                    .unwrap_or(0);
+                std::thread::sleep(delay);
+                let answer = json!({"choices": [{"text": "```", "logprobs": {
+                    "top_logprobs": [{"```": (n as f64 / 10.0).max(1e-9).ln()}]}}]})
+                .to_string();
+                now.fetch_sub(1, Ordering::SeqCst);
+                let mut stream = reader.into_inner();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            });
+        }
+    });
+    (url, peak)
+}
+
+#[test]
+fn concurrency_bounds_the_requests_in_flight_and_keeps_the_order() {
+    let prompts: Vec<_> = (1..=8)
+        .map(|n| {
+            prompt::round1(
+                Markup::ChatMl,
+                &format!("def f{n}():\n    \"\"\"Do {n}.\"\"\"\n"),
+            )
+        })
+        .collect();
+    for concurrency in [1, 4] {
+        let (url, peak) = serve_concurrently(Duration::from_millis(150));
+        let mut c = config(&url);
+        c.concurrency = concurrency;
+        let engine = Arc::new(OpenAiEngine::new(c).unwrap());
+        let decisions = engine.decide(&prompts, &CancelToken::new()).unwrap();
+        let p_code: Vec<f32> = decisions.iter().map(|d| d.p_code).collect();
+        let want: Vec<f32> = (1..=8).map(|n| n as f32 / 10.0).collect();
+        for (got, want) in p_code.iter().zip(&want) {
+            assert!((got - want).abs() < 1e-5, "{p_code:?}");
+        }
+        // Generations from several callers share the same bound.
+        let callers: Vec<_> = (0..6)
+            .map(|_| {
+                let engine = engine.clone();
+                let request = GenerateRequest::greedy(prompts[0].clone(), Markup::ChatMl, 4);
+                std::thread::spawn(move || engine.generate(&request, &CancelToken::new()))
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap().unwrap();
+        }
+        let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(peak, concurrency, "concurrency {concurrency}");
+    }
 }
