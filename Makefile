@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup setup-test demo test lint editors adapter compare
+.PHONY: setup setup-test demo test test-server lint editors adapter compare
 
 setup:
 	bash scripts/setup.sh
@@ -24,6 +24,12 @@ editors: setup-test
 test: lint
 	cargo test --release --workspace
 	$(MAKE) editors
+
+# The openai backend against a real server: llama-cpp-python (built once into the cache, several
+# minutes) serving the default model and adapter on 127.0.0.1. Not part of `make test`, which
+# stays within CI's time.
+test-server: setup-test
+	bash scripts/test-server.sh
 
 # Retrain the default adapter (models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf + manifest) on this
 # CPU; MODEL=gemma3-270m for Gemma's.
