@@ -5,6 +5,7 @@
 //! - [`python`]: functions, signatures and docstrings of Python files (tree-sitter).
 //! - [`prompt`]: the one prompt format and response parser.
 //! - [`engine`]: the inference backends (embedded llama.cpp, OpenAI-compatible HTTP).
+//! - [`backend`]: settings to a loaded backend ([`backend::Plan`]), with typed errors.
 //! - [`gguf`]: GGUF header reading and validation.
 //! - [`models`]: the installable base models, by name.
 //! - [`dataset`]: training and benchmark rows, JSON Lines.
@@ -12,6 +13,7 @@
 //! - [`settings`]: configuration and model/adapter resolution.
 
 pub mod analysis;
+pub mod backend;
 pub mod dataset;
 pub mod engine;
 pub mod gguf;

@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use clarifycoder_core::backend::Plan;
 use clarifycoder_core::dataset::Category;
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
 use clarifycoder_core::engine::Backend;
 use clarifycoder_core::prompt::{Markup, Texts};
-use clarifycoder_core::settings;
+use clarifycoder_core::settings::{BackendKind, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -106,44 +107,37 @@ impl ModelArgs {
         }
     }
 
+    /// The backend the flags name, loaded through core's [`Plan`] (so model resolution and
+    /// error messages are the language server's), and a label for reports.
     fn open(&self) -> anyhow::Result<(Arc<dyn Backend>, String)> {
-        if let Some(url) = &self.endpoint {
-            let mut c = OpenAiConfig::new(url.clone(), self.api_model.clone());
-            c.api_key_env = self.api_key_env.clone();
-            c.markup = self.markup;
-            let label = format!("{} at {url}", self.api_model);
-            return Ok((Arc::new(OpenAiEngine::new(c)?), label));
-        }
-        let model = settings::resolve_model(self.model.as_deref(), None);
-        let adapter = settings::resolve_adapter(self.adapter.as_deref(), None, &model);
-        let mut c = LlamaConfig::new(&model.path);
-        c.adapter = adapter.as_ref().map(|a| a.path.clone());
-        c.n_ctx = self.ctx_size;
-        c.threads = self.threads;
-        c.code_from_base = self.code_from == CodeFrom::Base;
-        c.batch_prompts = self.parallel();
-        let engine = LlamaEngine::load(c).map_err(|e| match &e {
-            clarifycoder_core::engine::EngineError::Model(
-                clarifycoder_core::gguf::GgufError::NotFound(p),
-            ) => {
-                anyhow::anyhow!(
-                    "model not found at '{}'; {}",
-                    p.display(),
-                    settings::INSTALL_HINT
-                )
-            }
-            _ => anyhow::Error::new(e),
-        })?;
-        let label = match &adapter {
-            Some(a) if self.code_from == CodeFrom::Base => format!(
+        let flags = Settings {
+            model: self.model.clone(),
+            adapter: self.adapter.clone(),
+            backend: self.endpoint.as_ref().map(|_| BackendKind::Openai),
+            endpoint: self.endpoint.clone(),
+            api_model: Some(self.api_model.clone()),
+            api_key_env: self.api_key_env.clone(),
+            api_markup: Some(self.markup),
+            concurrency: self.endpoint.as_ref().map(|_| self.parallel()),
+            ctx_size: Some(self.ctx_size),
+            threads: Some(self.threads),
+            ..Settings::default()
+        };
+        let mut plan = Plan::new(flags, Settings::default());
+        plan.code_from_base = self.code_from == CodeFrom::Base;
+        plan.lanes = Some(self.parallel());
+        let backend = plan.open()?;
+        let label = match (&self.endpoint, &plan.adapter) {
+            (Some(url), _) => format!("{} at {url}", self.api_model),
+            (None, Some(a)) if plan.code_from_base => format!(
                 "{} + {} (code from the base model)",
-                model.path.display(),
+                plan.model.path.display(),
                 a.path.display()
             ),
-            Some(a) => format!("{} + {}", model.path.display(), a.path.display()),
-            None => model.path.display().to_string(),
+            (None, Some(a)) => format!("{} + {}", plan.model.path.display(), a.path.display()),
+            (None, None) => plan.model.path.display().to_string(),
         };
-        Ok((Arc::new(engine), label))
+        Ok((backend, label))
     }
 }
 

@@ -19,13 +19,13 @@ fn the_evaluator_through_the_server_asks_where_the_embedded_engine_asks() {
     let run = |extra: &[&str]| {
         let out_dir = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder-evaluator"))
-        .args(["humaneval", "--limit", "6", "--max-tokens", "48"])
-        .arg("--out-dir")
-        .arg(out_dir.path())
-        .args(extra)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .unwrap();
+            .args(["humaneval", "--limit", "6", "--max-tokens", "48"])
+            .arg("--out-dir")
+            .arg(out_dir.path())
+            .args(extra)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
@@ -37,7 +37,10 @@ fn the_evaluator_through_the_server_asks_where_the_embedded_engine_asks() {
             .map(|l| {
                 let s: Value = serde_json::from_str(l).unwrap();
                 let text = s["completion"].as_str().unwrap().to_string();
-                (s["task_id"].as_str().unwrap().to_string(), text.trim_start().starts_with("```"))
+                (
+                    s["task_id"].as_str().unwrap().to_string(),
+                    text.trim_start().starts_with("```"),
+                )
             })
             .collect::<Vec<_>>()
     };

@@ -57,7 +57,14 @@ fn check_through_the_server_decides_like_the_embedded_engine() {
     // The default model's cache entry holds the file the server serves.
     let embedded = scores(&[], cache.path());
     let remote = scores(
-        &["--backend", "openai", "--endpoint", &url, "--concurrency", "4"],
+        &[
+            "--backend",
+            "openai",
+            "--endpoint",
+            &url,
+            "--concurrency",
+            "4",
+        ],
         cache.path(),
     );
     assert!(embedded.len() >= 5, "{embedded:?}");

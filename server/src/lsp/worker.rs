@@ -230,12 +230,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
 }
 
 fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {
-    plan.open()
-        .map(|b| Analyzer::new(b, options))
-        .map_err(|e| LoadFailure {
+    plan.open().map(|b| Analyzer::new(b, options)).map_err(|e| {
+        let e = anyhow::Error::new(e);
+        LoadFailure {
             missing_model: crate::backend::is_missing_model(&e),
             message: format!("{e:#}"),
-        })
+        }
+    })
 }
 
 fn analyze(
