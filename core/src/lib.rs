@@ -18,6 +18,7 @@ pub mod dataset;
 pub mod engine;
 pub mod gguf;
 pub mod models;
+pub mod parallel;
 pub mod prompt;
 pub mod python;
 pub mod sandbox;

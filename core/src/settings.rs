@@ -63,6 +63,9 @@ pub struct Settings {
     pub api_markup: Option<Markup>,
     /// Most requests in flight at once to the endpoint [default: 8].
     pub concurrency: Option<usize>,
+    /// Embedded engine: functions decided, and question lists generated, together in one batch
+    /// [default: 4].
+    pub batch: Option<usize>,
     /// Layers to offload to the GPU (embedded backend built with `cuda`).
     #[serde(alias = "gpu_layers")]
     pub gpu_layers: Option<u32>,
@@ -128,6 +131,12 @@ impl Settings {
                 return Err(format!("threshold must be between 0 and 1, got {t}"));
             }
         }
+        if self.batch.is_some_and(|n| !(1..=16).contains(&n)) {
+            return Err(format!(
+                "batch must be between 1 and 16, got {}",
+                self.batch.unwrap_or_default()
+            ));
+        }
         if self.concurrency == Some(0) {
             return Err("concurrency must be at least 1".into());
         }
@@ -189,6 +198,7 @@ impl Settings {
             api_key_env,
             api_markup,
             concurrency,
+            batch,
             gpu_layers,
             threads,
             ctx_size,

@@ -236,15 +236,20 @@ pub fn run(
     };
     // Instances run `parallel` at a time; each is written as soon as it is done, so a rerun
     // resumes after an interruption.
-    crate::pool::for_each_unordered(&work, run.parallel, instance, |_, instance| {
-        serde_json::to_writer(&mut file, &instance)?;
-        file.write_all(b"\n")?;
-        file.flush()?;
-        bar.set_message(instance.key.clone());
-        done.push(instance);
-        bar.inc(1);
-        Ok(())
-    })?;
+    clarifycoder_core::parallel::for_each_unordered(
+        &work,
+        run.parallel,
+        instance,
+        |_, instance| {
+            serde_json::to_writer(&mut file, &instance)?;
+            file.write_all(b"\n")?;
+            file.flush()?;
+            bar.set_message(instance.key.clone());
+            done.push(instance);
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     let summary = summarize(
         &done,

@@ -105,11 +105,16 @@ pub fn run(
                 anyhow::Ok(backend.generate(&request, &CancelToken::new())?.text)
             };
             let mut texts = vec![None; samples_wanted.len()];
-            crate::pool::for_each_unordered(&samples_wanted, run.parallel, complete, |i, text| {
-                texts[i] = Some(text);
-                bar.inc(1);
-                Ok(())
-            })?;
+            clarifycoder_core::parallel::for_each_unordered(
+                &samples_wanted,
+                run.parallel,
+                complete,
+                |i, text| {
+                    texts[i] = Some(text);
+                    bar.inc(1);
+                    Ok(())
+                },
+            )?;
             for ((p, s), text) in samples_wanted.iter().zip(texts) {
                 completions.push((*p, *s, text.expect("every sample completed")));
             }

@@ -12,7 +12,6 @@ mod harness;
 mod humaneval;
 mod judge;
 mod passk;
-mod pool;
 mod report;
 
 use std::path::PathBuf;

@@ -120,8 +120,12 @@ struct ModelArgs {
     #[arg(long)]
     api_markup: Option<Markup>,
     /// Most requests in flight at once to the endpoint [default: 8].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     concurrency: Option<usize>,
+    /// Functions the embedded engine decides, and question lists it generates, together
+    /// [default: 4].
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    batch: Option<usize>,
     /// Layers to offload to the GPU (builds with the `cuda` feature).
     #[arg(long)]
     gpu_layers: Option<u32>,
@@ -153,6 +157,7 @@ impl ModelArgs {
             api_key_env: self.api_key_env.clone(),
             api_markup: self.api_markup,
             concurrency: self.concurrency,
+            batch: self.batch,
             gpu_layers: self.gpu_layers,
             threads: self.threads,
             ctx_size: self.ctx_size,

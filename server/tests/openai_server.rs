@@ -15,14 +15,13 @@ fn endpoint() -> String {
 }
 
 /// `check --format json` of the examples; `(path, function) → score`.
-fn scores(extra: &[&str], cache: &Path) -> BTreeMap<(String, String), f64> {
+fn scores(extra: &[&str]) -> BTreeMap<(String, String), f64> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
         .args(["check", "examples/", "--format", "json", "--threshold", "0"])
         .args(["--max-questions", "1", "--max-tokens", "24", "--no-cache"])
         .args(extra)
         .current_dir(&root)
-        .env("XDG_CACHE_HOME", cache)
         .env_remove("CLARIFYCODER_MODEL")
         .env_remove("CLARIFYCODER_ADAPTER")
         .output()
@@ -53,20 +52,16 @@ fn scores(extra: &[&str], cache: &Path) -> BTreeMap<(String, String), f64> {
 #[ignore = "needs a running server: make test-server"]
 fn check_through_the_server_decides_like_the_embedded_engine() {
     let url = endpoint();
-    let cache = tempfile::tempdir().unwrap();
-    // The default model's cache entry holds the file the server serves.
-    let embedded = scores(&[], cache.path());
-    let remote = scores(
-        &[
-            "--backend",
-            "openai",
-            "--endpoint",
-            &url,
-            "--concurrency",
-            "4",
-        ],
-        cache.path(),
-    );
+    // The default model (from the model cache, the file the server serves) and its adapter.
+    let embedded = scores(&[]);
+    let remote = scores(&[
+        "--backend",
+        "openai",
+        "--endpoint",
+        &url,
+        "--concurrency",
+        "4",
+    ]);
     assert!(embedded.len() >= 5, "{embedded:?}");
     assert_eq!(
         embedded.keys().collect::<Vec<_>>(),

@@ -284,52 +284,17 @@ impl Backend for OpenAiEngine {
             Counters::add(&self.counters.decided, 1);
             Ok(Decision::from_p_code(p_code as f32))
         };
-        let threads = self.config.concurrency.clamp(1, prompts.len().max(1));
-        if threads == 1 {
-            return prompts.iter().map(decide_one).collect();
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let mut out: Vec<Option<Result<Decision, EngineError>>> =
-            (0..prompts.len()).map(|_| None).collect();
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(p) = prompts.get(i) else { break };
-                            let result = decide_one(p);
-                            let failed = result.is_err();
-                            done.push((i, result));
-                            if failed {
-                                // Stop taking prompts: the call fails anyway.
-                                next.store(prompts.len(), std::sync::atomic::Ordering::Relaxed);
-                                break;
-                            }
-                        }
-                        done
-                    })
-                })
-                .collect();
-            for worker in workers {
-                for (i, result) in worker.join().expect("a decide worker panicked") {
-                    out[i] = Some(result);
-                }
-            }
-        });
-        // Every slot is filled unless a request failed; then that failure is the answer.
-        let mut decisions = Vec::with_capacity(prompts.len());
-        let mut failure = None;
-        for result in out.into_iter().flatten() {
-            match result {
-                Ok(d) => decisions.push(d),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        failure.map_or(Ok(decisions), Err)
+        let mut decisions = vec![Decision::from_p_code(0.0); prompts.len()];
+        crate::parallel::for_each_unordered(
+            prompts,
+            self.config.concurrency,
+            decide_one,
+            |i, d| {
+                decisions[i] = d;
+                Ok(())
+            },
+        )?;
+        Ok(decisions)
     }
 
     fn generate(

@@ -62,6 +62,7 @@ export const SERVER_SETTINGS = [
   "apiKeyEnv",
   "apiMarkup",
   "concurrency",
+  "batch",
   "gpuLayers",
   "threads",
   "threshold",

@@ -220,6 +220,10 @@ mod tests {
                 ..Settings::default()
             },
             Settings {
+                batch: Some(2),
+                ..Settings::default()
+            },
+            Settings {
                 model: Some("gemma3-270m".into()),
                 ..Settings::default()
             },

@@ -1,6 +1,6 @@
-//! Runs independent work items on a few threads and hands each result to the caller as it
-//! finishes, so that several model requests are in flight at once (the embedded engine batches
-//! them; an endpoint serves them concurrently).
+//! Independent work items on a few threads, so that several model requests are in flight at
+//! once: the embedded engine batches them, an endpoint serves them concurrently. Used by the
+//! analyzer's questions, the OpenAI backend's `decide` and the evaluator.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -55,6 +55,32 @@ where
     })
 }
 
+/// Applies `work` to every item on up to `threads` threads; the results come in the order of
+/// `items`, whatever order they finish in.
+pub fn map<T, R>(items: &[T], threads: usize, work: impl Fn(&T) -> R + Sync) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+{
+    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let finished = for_each_unordered(
+        items,
+        threads,
+        |item| Ok::<_, std::convert::Infallible>(work(item)),
+        |i, r| {
+            out[i] = Some(r);
+            Ok(())
+        },
+    );
+    match finished {
+        Ok(()) => out
+            .into_iter()
+            .map(|r| r.expect("every item ran"))
+            .collect(),
+        Err(never) => match never {},
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +122,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(err, "item 3");
         assert!(finished < items.len() - 1, "{finished}");
+
+        let doubled = map(&items, 3, |&x| x * 2);
+        assert_eq!(doubled, items.iter().map(|x| x * 2).collect::<Vec<_>>());
     }
 }
