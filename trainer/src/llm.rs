@@ -17,6 +17,7 @@ use clarifycoder_core::dataset::{self, Category, Harvested, Kind, Mutation, Row}
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
 use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::parallel;
 use clarifycoder_core::prompt::{self, Markup, Prompt, Turn};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -46,6 +47,10 @@ pub struct LlmArgs {
     /// Most tokens per teacher answer.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
+    /// Rewrites in flight at once: a local teacher decodes them as one batch, an endpoint
+    /// serves them concurrently.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
 }
 
 fn definition(kind: Kind) -> &'static str {
@@ -145,11 +150,14 @@ fn open_teacher(args: &LlmArgs) -> anyhow::Result<(Arc<dyn Backend>, Markup)> {
             let mut c = OpenAiConfig::new(url.clone(), args.teacher_api_model.clone());
             c.api_key_env = args.teacher_api_key_env.clone();
             c.markup = forced.unwrap_or(Markup::ChatMl);
+            c.concurrency = args.parallel.max(1);
             let markup = c.markup;
             Ok((Arc::new(OpenAiEngine::new(c)?), markup))
         }
         (None, Some(path)) => {
-            let engine = LlamaEngine::load(LlamaConfig::new(path)).map_err(|e| anyhow::anyhow!("teacher: {e}"))?;
+            let mut config = LlamaConfig::new(path);
+            config.batch_prompts = args.parallel.max(1);
+            let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("teacher: {e}"))?;
             let markup = forced.unwrap_or(engine.info().markup);
             Ok((Arc::new(engine), markup))
         }
@@ -269,56 +277,59 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut kept, mut rejected) = (0usize, 0usize);
-    for (h, variant, category, key) in work {
+    let rewrite = |(h, variant, category, key): &(&Harvested, usize, Category, String)| {
+        let (variant, category) = (*variant, *category);
         let seed = common.seed ^ (variant as u64) << 32;
         let original = h.problem();
-        let result = (|| -> anyhow::Result<Option<Row>> {
-            let rewritten = teacher.ask_with_repair(&rewrite_message(category, &original), seed)?;
-            let modified = prompt::first_code_block(&rewritten)
-                .unwrap_or_else(|| rewritten.trim().to_string() + "\n");
-            let answer = teacher
-                .ask_with_repair(&questions_message(category, &modified, &original), seed ^ 2)?;
-            let questions = prompt::split_questions(&answer);
-            if let Some(why) = rejection(&original, &modified, &questions) {
-                bar.set_message(format!("rejected: {why}"));
-                return Ok(None);
-            }
-            Ok(Some(Row {
-                id: key.clone(),
-                problem: modified,
-                answer: crate::rules::render_questions(&questions, &mut Rng::for_key(seed, &key)),
-                kind: category.kind(),
-                category,
-                source: h.source.clone(),
-                source_id: h.id.clone(),
-                method: "llm".into(),
-                mutations: vec![Mutation {
-                    name: "llm_rewrite".into(),
-                    detail: category_text(category),
-                }],
-                original_problem: original.clone(),
-            }))
-        })();
-        match result {
-            Ok(Some(row)) => {
+        let rewritten = teacher.ask_with_repair(&rewrite_message(category, &original), seed)?;
+        let modified = prompt::first_code_block(&rewritten)
+            .unwrap_or_else(|| rewritten.trim().to_string() + "\n");
+        let answer = teacher
+            .ask_with_repair(&questions_message(category, &modified, &original), seed ^ 2)?;
+        let questions = prompt::split_questions(&answer);
+        if let Some(why) = rejection(&original, &modified, &questions) {
+            bar.set_message(format!("rejected: {why}"));
+            return Ok(None);
+        }
+        anyhow::Ok(Some(Row {
+            id: key.clone(),
+            problem: modified,
+            answer: crate::rules::render_questions(&questions, &mut Rng::for_key(seed, key)),
+            kind: category.kind(),
+            category,
+            source: h.source.clone(),
+            source_id: h.id.clone(),
+            method: "llm".into(),
+            mutations: vec![Mutation {
+                name: "llm_rewrite".into(),
+                detail: category_text(category),
+            }],
+            original_problem: original.clone(),
+        }))
+    };
+    // `--parallel` rewrites in flight; each is saved as it finishes, so a rerun resumes.
+    let (mut kept, mut rejected) = (0usize, 0usize);
+    let finished = parallel::for_each_unordered(&work, args.parallel, rewrite, |i, row| {
+        match row {
+            Some(row) => {
                 serde_json::to_writer(&mut output, &row)?;
                 output.write_all(b"\n")?;
                 output.flush()?;
                 kept += 1;
             }
-            Ok(None) => rejected += 1,
-            Err(e) => {
-                bar.abandon();
-                return Err(e.context(format!(
-                    "the teacher failed; {kept} new rows are saved in '{}' and a rerun resumes from there",
-                    common.output.display()
-                )));
-            }
+            None => rejected += 1,
         }
-        writeln!(progress, "{key}")?;
+        writeln!(progress, "{}", work[i].3)?;
         progress.flush()?;
         bar.inc(1);
+        Ok(())
+    });
+    if let Err(e) = finished {
+        bar.abandon();
+        return Err(e.context(format!(
+            "the teacher failed; {kept} new rows are saved in '{}' and a rerun resumes from there",
+            common.output.display()
+        )));
     }
     bar.finish_and_clear();
     let summary = serde_json::json!({
