@@ -21,5 +21,6 @@ pub mod models;
 pub mod parallel;
 pub mod prompt;
 pub mod python;
+pub mod rng;
 pub mod sandbox;
 pub mod settings;

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::gguf;
 use crate::prompt::{self, Markup, Prompt};
+use crate::rng::SplitMix64;
 
 /// Settings of the embedded engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -1039,17 +1040,4 @@ fn sample(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> usize {
         }
     }
     argmax()
-}
-
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
