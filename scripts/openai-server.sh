@@ -42,7 +42,7 @@ install() {
 
 start() {
     local model="$1" adapter="${2:-}" port="${3:-8765}"
-    install
+    install >&2   # stdout carries only the URL
     mkdir -p "$STATE"
     # logits_all (the server's default) is what lets completions return log-probabilities.
     local args=(--model "$model" --host 127.0.0.1 --port "$port" --n_ctx 4096)
