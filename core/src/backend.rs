@@ -82,6 +82,8 @@ pub struct Plan {
     /// Embedded backend: sequences decoded together ([`LlamaConfig::batch_prompts`]); `None`
     /// keeps the engine's default.
     pub lanes: Option<usize>,
+    /// Embedded engine: [`LlamaConfig::batch_invariant`].
+    pub batch_invariant: bool,
 }
 
 impl Plan {
@@ -100,6 +102,7 @@ impl Plan {
             adapter,
             code_from_base: false,
             lanes: None,
+            batch_invariant: false,
         }
     }
 
@@ -147,6 +150,7 @@ impl Plan {
                     config.n_ctx = n;
                 }
                 config.code_from_base = self.code_from_base;
+                config.batch_invariant = self.batch_invariant;
                 if let Some(n) = self.lanes.or(s.batch) {
                     config.batch_prompts = n;
                 }

@@ -60,6 +60,10 @@ struct ModelArgs {
     /// as ClarifyCoder is meant to be used) or `adapter` (the adapted model writes everything).
     #[arg(long, value_enum, default_value_t = CodeFrom::Base)]
     code_from: CodeFrom,
+    /// Pad the embedded engine's decoding steps so that answers do not depend on `--parallel`
+    /// (ARCHITECTURE.md, "Batched generation and rounding"); slower when few run at once.
+    #[arg(long)]
+    batch_invariant: bool,
     /// Evaluate an OpenAI-compatible endpoint instead (`/v1/completions`).
     #[arg(long)]
     endpoint: Option<String>,
@@ -125,6 +129,7 @@ impl ModelArgs {
         let mut plan = Plan::new(flags, Settings::default());
         plan.code_from_base = self.code_from == CodeFrom::Base;
         plan.lanes = Some(self.parallel());
+        plan.batch_invariant = self.batch_invariant;
         let backend = plan.open()?;
         let label = match (&self.endpoint, &plan.adapter) {
             (Some(url), _) => format!("{} at {url}", self.api_model),

@@ -56,6 +56,10 @@ pub struct LlamaConfig {
     /// and coding and writes the questions; the code is the base model's (see ARCHITECTURE.md,
     /// "Who writes the code"). Costs a second context and one more prefill per code answer.
     pub code_from_base: bool,
+    /// Pad every generation step to a multiple of four rows, so that a sequence's next token is
+    /// computed the same way alone or beside others (see ARCHITECTURE.md, "Batched generation
+    /// and rounding"). Costs about 1.6× the decoding time of a sequence that runs alone.
+    pub batch_invariant: bool,
 }
 
 impl LlamaConfig {
@@ -71,6 +75,7 @@ impl LlamaConfig {
             batch_prompts: 4,
             exact_kv: false,
             code_from_base: false,
+            batch_invariant: false,
         }
     }
 }
@@ -335,6 +340,8 @@ struct State<'m> {
     /// A second context without the adapter ([`LlamaConfig::code_from_base`]), its prefix in
     /// sequence 0 too. A generation that switches to it swaps it with `ctx` and back.
     base: Option<LlamaContext<'m>>,
+    /// [`LlamaConfig::batch_invariant`].
+    batch_invariant: bool,
 }
 
 impl<'m> State<'m> {
@@ -409,6 +416,7 @@ impl<'m> State<'m> {
             n_batch: n_batch as usize,
             lanes,
             base,
+            batch_invariant: config.batch_invariant,
         };
         let prefix_text = prompt::round1(markup, "").prefix().to_string();
         let prefix = state.tokenize(&prefix_text);
@@ -484,9 +492,18 @@ impl<'m> State<'m> {
         start: usize,
         cancel: &CancelToken,
     ) -> Result<(), EngineError> {
-        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        // With `batch_invariant`, chunks stay under llama.cpp's 64-row attention tile (whose
+        // rounding depends on where other sequences' KV cells lie) and are padded to a multiple
+        // of four rows, like the generation steps.
+        let chunk_len = if self.batch_invariant {
+            PREFILL_CHUNK
+        } else {
+            self.n_batch
+        };
+        let mut batch = LlamaBatch::new(self.n_batch.max(PREFILL_CHUNK), 1);
+        let pad = (self.lanes + 1) as i32;
         let mut pos = start;
-        for chunk in tokens.chunks(self.n_batch) {
+        for chunk in tokens.chunks(chunk_len) {
             cancel.check()?;
             batch.clear();
             for (i, &t) in chunk.iter().enumerate() {
@@ -495,7 +512,21 @@ impl<'m> State<'m> {
                     .add(t, (pos + i) as i32, &[seq], last)
                     .map_err(|e| EngineError::Inference(e.to_string()))?;
             }
-            self.decode(&mut batch)?;
+            let pad_rows = if self.batch_invariant {
+                chunk.len().div_ceil(ROW_GROUP) * ROW_GROUP - chunk.len()
+            } else {
+                0
+            };
+            for p in 0..pad_rows {
+                batch
+                    .add(chunk[0], p as i32, &[pad], false)
+                    .map_err(|e| EngineError::Inference(e.to_string()))?;
+            }
+            let decoded = self.decode(&mut batch);
+            if pad_rows > 0 {
+                let _ = self.ctx.clear_kv_cache_seq(Some(pad as u32), None, None);
+            }
+            decoded?;
             Counters::add(&self.counters.prompt_tokens, chunk.len() as u64);
             pos += chunk.len();
         }
@@ -757,7 +788,11 @@ impl<'m> State<'m> {
         if count == 0 {
             return Ok(());
         }
-        let rows = count.div_ceil(ROW_GROUP) * ROW_GROUP;
+        let rows = if self.batch_invariant {
+            count.div_ceil(ROW_GROUP) * ROW_GROUP
+        } else {
+            count
+        };
         let mut batch = LlamaBatch::new(rows, 1);
         for slot in slots.iter_mut().filter(mine) {
             let token = slot.pending.expect("a running slot has a pending token");
@@ -768,9 +803,9 @@ impl<'m> State<'m> {
         }
         // llama.cpp's CPU kernels round differently by batch shape: repacked weights multiply
         // groups of four rows with one kernel and the rest with another, and a lone row's
-        // attention is split over the KV cells. Padding rows in a sequence of their own bring
-        // every step to a multiple of four rows, so a generation's text does not depend on what
-        // else runs beside it.
+        // attention is split over the KV cells. With `batch_invariant`, padding rows in a
+        // sequence of their own bring every step to a multiple of four rows, so a sequence's next
+        // token does not depend on what else runs beside it.
         let pad = (self.lanes + 1) as i32;
         for p in 0..rows - count {
             batch
@@ -952,8 +987,12 @@ impl<'m> State<'m> {
     }
 }
 
-/// Rows of a generation step come in multiples of this ([`State::step`]).
+/// With `batch_invariant`, rows of a generation step come in multiples of this ([`State::step`]).
 const ROW_GROUP: usize = 4;
+
+/// With `batch_invariant`, prompts are prefilled in chunks of at most this many rows: a multiple
+/// of [`ROW_GROUP`] under llama.cpp's 64-row attention tile.
+const PREFILL_CHUNK: usize = 60;
 
 /// A generation in flight ([`State::run_generations`]).
 struct Slot {
