@@ -22,8 +22,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clarifycoder_core::backend::Plan;
 use clarifycoder_core::dataset::Category;
-use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
-use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
 use clarifycoder_core::engine::Backend;
 use clarifycoder_core::prompt::{Markup, Texts};
 use clarifycoder_core::settings::{BackendKind, Settings};
@@ -279,23 +277,27 @@ fn run() -> anyhow::Result<()> {
             let judge = match args.judge {
                 JudgeArg::Offline => judge::Judge::Offline,
                 JudgeArg::Llm => {
-                    let (b, markup): (Arc<dyn Backend>, Markup) =
-                        match (&args.judge_endpoint, &args.judge_model) {
-                            (Some(url), None) => {
-                                let c =
-                                    OpenAiConfig::new(url.clone(), args.judge_api_model.clone());
-                                let m = c.markup;
-                                (Arc::new(OpenAiEngine::new(c)?), m)
-                            }
-                            (None, Some(path)) => {
-                                let e = LlamaEngine::load(LlamaConfig::new(path))?;
-                                let m = e.info().markup;
-                                (Arc::new(e), m)
-                            }
-                            _ => anyhow::bail!(
+                    // The judge loads through core's Plan too, without an adapter.
+                    let flags = match (&args.judge_endpoint, &args.judge_model) {
+                        (Some(url), None) => Settings {
+                            backend: Some(BackendKind::Openai),
+                            endpoint: Some(url.clone()),
+                            api_model: Some(args.judge_api_model.clone()),
+                            ..Settings::default()
+                        },
+                        (None, Some(path)) => Settings {
+                            model: Some(path.clone()),
+                            adapter: Some("none".into()),
+                            ..Settings::default()
+                        },
+                        _ => anyhow::bail!(
                             "--judge llm needs exactly one of --judge-endpoint or --judge-model"
                         ),
-                        };
+                    };
+                    let b = Plan::new(flags, Settings::default())
+                        .open()
+                        .context("cannot load the judge")?;
+                    let markup = b.info().markup;
                     judge::Judge::Llm(b, markup)
                 }
             };
