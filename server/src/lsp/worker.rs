@@ -282,19 +282,30 @@ fn analyze(
             })
             .collect()
     };
-    // Their questions are generated together (the engine batches them), in groups so that a
-    // large workspace shows progress and stops soon after a cancellation.
+    // Their questions are generated together (the engine batches them), in groups: a
+    // cancellation stops the work after the group in flight, and every answer is cached as its
+    // group ends, even when another one of the group failed.
     for group in flagged.chunks(clarifycoder_core::analysis::IN_FLIGHT) {
         cancel.check()?;
         let problems: Vec<&str> = group.iter().map(|i| i.problem.as_str()).collect();
         let answers = a.questions_many(&problems, cancel);
         let mut cache = w.cache.lock().unwrap();
+        let mut failure = None;
         for (item, questions) in group.iter().zip(answers) {
-            let questions = questions?;
-            if let Some(mut o) = cache.get(&item.hash).cloned() {
-                o.questions = Some(questions);
-                cache.put(&item.hash, o);
+            match questions {
+                Ok(questions) => {
+                    if let Some(mut o) = cache.get(&item.hash).cloned() {
+                        o.questions = Some(questions);
+                        cache.put(&item.hash, o);
+                    }
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
     }
     Ok(())
