@@ -93,9 +93,16 @@ impl ResultCache {
         let path = dir.join(format!("{}.json", &hex[..16]));
         let entries = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                let aside = path.with_extension("json.corrupt");
+                let moved = std::fs::rename(&path, &aside).is_ok();
                 eprintln!(
-                    "warning: result cache '{}' is unreadable ({e}); starting a new one",
-                    path.display()
+                    "warning: result cache '{}' is unreadable ({e}); starting a new one{}",
+                    path.display(),
+                    if moved {
+                        format!(" (the old file is kept as '{}')", aside.display())
+                    } else {
+                        String::new()
+                    }
                 );
                 HashMap::new()
             }),
@@ -130,9 +137,7 @@ impl ResultCache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&self.entries)?)?;
-        std::fs::rename(&tmp, path)?;
+        crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.entries)?)?;
         self.dirty = false;
         Ok(())
     }

@@ -186,7 +186,9 @@ impl Plan {
                         "install it with `clarifycoder model install {name}` (or `make setup` in a checkout)"
                     ),
                     (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
-                    (None, origin) => format!("it was set by {origin}; fix that setting, or unset it to use the default model"),
+                    (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file, or unset it to use the default model", settings::MODEL_ENV),
+                    (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file, or remove it to use the default model".to_string(),
+                    (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file, or leave it out to use the default model".to_string(),
                 };
                 PlanError::MissingModel { path, hint }
             }

@@ -327,16 +327,13 @@ pub fn read_jsonl<T: DeserializeOwned>(
 
 /// Writes rows as JSON Lines (atomically: a temp file renamed into place).
 pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    crate::fsutil::write_atomic_with(path, |out| {
         for row in rows {
-            serde_json::to_writer(&mut out, row)?;
-            std::io::Write::write_all(&mut out, b"\n")?;
+            serde_json::to_writer(&mut *out, row)?;
+            out.write_all(b"\n")?;
         }
-        std::io::Write::flush(&mut out)?;
-    }
-    std::fs::rename(&tmp, path)
+        Ok(())
+    })
 }
 
 #[cfg(test)]

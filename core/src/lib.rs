@@ -9,6 +9,7 @@
 //! - [`gguf`]: GGUF header reading and validation.
 //! - [`models`]: the installable base models, by name.
 //! - [`dataset`]: training and benchmark rows, JSON Lines.
+//! - [`fsutil`]: the one atomic file write.
 //! - [`sandbox`]: running untrusted Python in a contained child process.
 //! - [`settings`]: configuration and model/adapter resolution.
 
@@ -16,6 +17,7 @@ pub mod analysis;
 pub mod backend;
 pub mod dataset;
 pub mod engine;
+pub mod fsutil;
 pub mod gguf;
 pub mod models;
 pub mod parallel;

@@ -1,73 +1,13 @@
 //! The OpenAI-compatible backend against a tiny local HTTP server that speaks the same API.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
 use clarifycoder_core::engine::{Backend, CancelToken, EngineError, FinishReason, GenerateRequest};
 use clarifycoder_core::prompt::{self, Markup};
-use serde_json::{json, Value};
-
-/// A recorded request: headers (lower-cased names) and JSON body.
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-/// Serves `responses` in order (status, body), one per connection, and records the requests.
-fn serve(responses: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for (status, body) in responses {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut headers = Vec::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                    if k == "content-length" {
-                        length = v.parse().unwrap();
-                    }
-                    headers.push((k, v));
-                }
-            }
-            let mut buf = vec![0; length];
-            reader.read_exact(&mut buf).unwrap();
-            let body_json = serde_json::from_slice(&buf).unwrap_or(Value::Null);
-            log.lock().unwrap().push(Seen {
-                headers,
-                body: body_json,
-            });
-            let mut stream = reader.into_inner();
-            let reply = format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(reply.as_bytes()).unwrap();
-        }
-    });
-    (url, seen)
-}
+use clarifycoder_testkit::{unused_port, MockServer, Reply};
+use serde_json::json;
 
 fn config(url: &str) -> OpenAiConfig {
     let mut c = OpenAiConfig::new(url, "clarify");
@@ -83,9 +23,9 @@ fn decide_sums_fence_tokens_in_both_logprob_formats() {
     }}]});
     let modern = json!({"choices": [{"text": "W", "logprobs": {"content": [{"token": "What", "logprob": -0.1,
         "top_logprobs": [{"token": "What", "logprob": (0.9f64).ln()}, {"token": "``", "logprob": (0.1f64).ln()}]}]}}]});
-    let (url, seen) = serve(vec![(200, legacy.to_string()), (200, modern.to_string())]);
+    let server = MockServer::scripted(vec![Reply::json(&legacy), Reply::json(&modern)]);
     // One request at a time, so that the answers come in the order of the prompts.
-    let mut c = config(&url);
+    let mut c = config(server.url());
     c.concurrency = 1;
     let engine = OpenAiEngine::new(c).unwrap();
     let p = prompt::round1(Markup::Gemma, "def f(): ...\n");
@@ -94,7 +34,7 @@ fn decide_sums_fence_tokens_in_both_logprob_formats() {
         .unwrap();
     assert!((d[0].p_code - 0.75).abs() < 1e-5, "{d:?}");
     assert!((d[1].p_code - 0.1).abs() < 1e-5, "{d:?}");
-    let seen = seen.lock().unwrap();
+    let seen = server.requests();
     // The prompt is sent exactly as the embedded engine would see it.
     assert_eq!(seen[0].body["prompt"], json!(p.text));
     assert_eq!(seen[0].body["max_tokens"], json!(1));
@@ -107,12 +47,12 @@ fn generate_retries_server_errors_and_sends_the_key() {
     unsafe { std::env::set_var("CLARIFYCODER_TEST_KEY_1", "sekret") };
     let ok = json!({"choices": [{"text": "1. Which order?<end_of_turn>junk", "finish_reason": "stop"}],
         "usage": {"completion_tokens": 7}});
-    let (url, seen) = serve(vec![
-        (503, "{}".into()),
-        (429, "{}".into()),
-        (200, ok.to_string()),
+    let server = MockServer::scripted(vec![
+        Reply::new(503, "{}"),
+        Reply::new(429, "{}"),
+        Reply::json(&ok),
     ]);
-    let mut c = config(&url);
+    let mut c = config(server.url());
     c.api_key_env = Some("CLARIFYCODER_TEST_KEY_1".into());
     let engine = OpenAiEngine::new(c).unwrap();
     let req = GenerateRequest::greedy(prompt::round1(Markup::Gemma, "P"), Markup::Gemma, 32);
@@ -120,14 +60,9 @@ fn generate_retries_server_errors_and_sends_the_key() {
     assert_eq!(g.text, "1. Which order?");
     assert_eq!(g.finish, FinishReason::Stop);
     assert_eq!(g.tokens, 7);
-    let seen = seen.lock().unwrap();
+    let seen = server.requests();
     assert_eq!(seen.len(), 3);
-    let auth = seen[2]
-        .headers
-        .iter()
-        .find(|(k, _)| k == "authorization")
-        .map(|(_, v)| v.as_str());
-    assert_eq!(auth, Some("Bearer sekret"));
+    assert_eq!(seen[2].header("authorization"), Some("Bearer sekret"));
     assert_eq!(
         seen[2].body["stop"],
         json!(["<end_of_turn>", "<start_of_turn>"])
@@ -136,26 +71,22 @@ fn generate_retries_server_errors_and_sends_the_key() {
 
 #[test]
 fn client_errors_are_not_retried_and_name_the_endpoint() {
-    let (url, seen) = serve(vec![(400, r#"{"error": "bad model"}"#.into())]);
-    let engine = OpenAiEngine::new(config(&url)).unwrap();
+    let server = MockServer::scripted(vec![Reply::new(400, r#"{"error": "bad model"}"#)]);
+    let url = server.url();
+    let engine = OpenAiEngine::new(config(url)).unwrap();
     let req = GenerateRequest::greedy(prompt::round1(Markup::Gemma, "P"), Markup::Gemma, 4);
     let err = engine.generate(&req, &CancelToken::new()).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("HTTP 400") && msg.contains("bad model") && msg.contains(&url),
+        msg.contains("HTTP 400") && msg.contains("bad model") && msg.contains(url),
         "{msg}"
     );
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(server.request_count(), 1);
 }
 
 #[test]
 fn unreachable_endpoint_is_a_clear_error_after_retries() {
-    // Bind and drop a listener to get a port nobody listens on.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let mut c = config(&format!("http://127.0.0.1:{port}/v1"));
     c.retries = 1;
     let engine = OpenAiEngine::new(c).unwrap();
@@ -191,11 +122,11 @@ fn score_reads_echoed_prompt_logprobs() {
         "token_logprobs": [null, -1.0, -0.5, -0.25, -3.0],
         "top_logprobs": [null, {"b": -1.0}, {"c": -0.5}, {"d": -0.25}, {"!": -3.0}]
     }}]});
-    let (url, _) = serve(vec![
-        (200, body.to_string()),
-        (200, json!({"choices": [{"text": "x"}]}).to_string()),
+    let server = MockServer::scripted(vec![
+        Reply::json(&body),
+        Reply::json(&json!({"choices": [{"text": "x"}]})),
     ]);
-    let engine = OpenAiEngine::new(config(&url)).unwrap();
+    let engine = OpenAiEngine::new(config(server.url())).unwrap();
     let s = engine
         .score(prompt_text, "cd", &CancelToken::new())
         .unwrap();
@@ -207,58 +138,17 @@ fn score_reads_echoed_prompt_logprobs() {
     assert!(matches!(err, EngineError::Unsupported(_)), "{err}");
 }
 
-/// Answers every connection on its own thread after `delay`, with P(code) = N/10 for a prompt
-/// that contains `fN`, and records the most requests it had in flight at once.
-fn serve_concurrently(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let peak = most.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let (now, most) = (now.clone(), most.clone());
-            std::thread::spawn(move || {
-                let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(in_flight, Ordering::SeqCst);
-                let mut reader = BufReader::new(stream);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-                let mut buf = vec![0; length];
-                reader.read_exact(&mut buf).unwrap();
-                let body: Value = serde_json::from_slice(&buf).unwrap();
-                let prompt = body["prompt"].as_str().unwrap_or_default();
-                let n = (0..10)
-                    .find(|n| prompt.contains(&format!("def f{n}(")))
-                    .unwrap_or(0);
-                std::thread::sleep(delay);
-                let answer = json!({"choices": [{"text": "```", "logprobs": {
-                    "top_logprobs": [{"```": (n as f64 / 10.0).max(1e-9).ln()}]}}]})
-                .to_string();
-                now.fetch_sub(1, Ordering::SeqCst);
-                let mut stream = reader.into_inner();
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
-            });
-        }
-    });
-    (url, peak)
+/// Answers every request after `delay`, with P(code) = N/10 for a prompt that contains `fN`,
+/// each on its own thread; the server counts the most requests it had in flight at once.
+fn serve_concurrently(delay: Duration) -> MockServer {
+    MockServer::start(move |request| {
+        let n = (0..10)
+            .find(|n| request.prompt().contains(&format!("def f{n}(")))
+            .unwrap_or(0);
+        std::thread::sleep(delay);
+        Reply::json(&json!({"choices": [{"text": "```", "logprobs": {
+            "top_logprobs": [{"```": (n as f64 / 10.0).max(1e-9).ln()}]}}]}))
+    })
 }
 
 #[test]
@@ -272,8 +162,8 @@ fn concurrency_bounds_the_requests_in_flight_and_keeps_the_order() {
         })
         .collect();
     for concurrency in [1, 4] {
-        let (url, peak) = serve_concurrently(Duration::from_millis(150));
-        let mut c = config(&url);
+        let server = serve_concurrently(Duration::from_millis(150));
+        let mut c = config(server.url());
         c.concurrency = concurrency;
         let engine = Arc::new(OpenAiEngine::new(c).unwrap());
         let decisions = engine.decide(&prompts, &CancelToken::new()).unwrap();
@@ -293,7 +183,10 @@ fn concurrency_bounds_the_requests_in_flight_and_keeps_the_order() {
         for caller in callers {
             caller.join().unwrap().unwrap();
         }
-        let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(peak, concurrency, "concurrency {concurrency}");
+        assert_eq!(
+            server.peak_in_flight(),
+            concurrency,
+            "concurrency {concurrency}"
+        );
     }
 }

@@ -7,11 +7,7 @@
 //!
 //! Both ways run the same programs with the same parallelism and must agree on every case.
 
-#[allow(dead_code)]
-#[path = "../src/harness.rs"]
-mod harness;
-
-use harness::{CaseStatus, Harness, TestCase};
+use clarifycoder_evaluator::harness::{self, CaseStatus, Harness, TestCase};
 use std::time::Instant;
 
 struct Program {

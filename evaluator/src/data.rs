@@ -19,7 +19,6 @@ pub struct CommProblem {
     pub entry_point: String,
     /// A reference solution (kept in the schema; the protocol does not use it).
     #[serde(default)]
-    #[allow(dead_code)]
     pub solution: String,
     /// Test cases.
     pub test_case: Vec<TestCase>,

@@ -6,14 +6,6 @@
 //!
 //! Generated code runs in `core::sandbox` (see `harness.rs`).
 
-mod comm;
-mod data;
-mod harness;
-mod humaneval;
-mod judge;
-mod passk;
-mod report;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,6 +17,7 @@ use clarifycoder_core::dataset::Category;
 use clarifycoder_core::engine::Backend;
 use clarifycoder_core::prompt::{Markup, Texts};
 use clarifycoder_core::settings::{BackendKind, Settings};
+use clarifycoder_evaluator::{comm, data, harness, humaneval, judge, report};
 
 #[derive(Parser)]
 #[command(

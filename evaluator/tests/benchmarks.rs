@@ -2,11 +2,10 @@
 //! the real model, real Python in the sandbox, and a local HTTP server speaking the OpenAI API
 //! when a scripted model is needed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use clarifycoder_testkit::{MockServer, Reply};
 use serde_json::{json, Value};
 
 fn bin() -> Command {
@@ -52,48 +51,20 @@ fn fixture(dir: &Path) -> std::path::PathBuf {
 
 /// A scripted model: answers by the prompt's content. Round 1 of a `1a` prompt asks; everything
 /// else gets the reference code.
-fn scripted_model() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let prompt = request["prompt"].as_str().unwrap_or_default();
-            let second_round = prompt.contains("Given above conversations");
-            let text = if !second_round
-                && (prompt.contains("combination") || prompt.contains("rearranged"))
-            {
+fn scripted_model() -> MockServer {
+    MockServer::start(|request| {
+        let prompt = request.prompt();
+        let second_round = prompt.contains("Given above conversations");
+        Reply::completion(
+            if !second_round && (prompt.contains("combination") || prompt.contains("rearranged")) {
                 "Should the values be added, or combined some other way? Is it reversed?"
-                    .to_string()
             } else if prompt.contains("def rev") {
-                "```python\ndef rev(s):\n    return s[::-1]\n```".to_string()
+                "```python\ndef rev(s):\n    return s[::-1]\n```"
             } else {
-                "```python\ndef add(a, b):\n    return a + b\n```".to_string()
-            };
-            let reply = json!({"choices": [{"text": text, "finish_reason": "stop"}]}).to_string();
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                reply.len()
-            );
-        }
-    });
-    url
+                "```python\ndef add(a, b):\n    return a + b\n```"
+            },
+        )
+    })
 }
 
 #[test]
@@ -101,14 +72,14 @@ fn humanevalcomm_protocol_metrics_and_resume() {
     let dir = tempfile::tempdir().unwrap();
     let data = fixture(dir.path());
     let out = dir.path().join("out");
-    let url = scripted_model();
+    let model = scripted_model();
     let run = || {
         bin()
             .args(["humanevalcomm", "--data"])
             .arg(&data)
             .arg("--out-dir")
             .arg(&out)
-            .args(["--endpoint", &url, "--variants", "1a,1c,1p,original"])
+            .args(["--endpoint", model.url(), "--variants", "1a,1c,1p,original"])
             .output()
             .unwrap()
     };

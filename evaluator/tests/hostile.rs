@@ -2,11 +2,7 @@
 //! relations, timeouts, function lookup), then a suite of hostile programs, each of which must be
 //! contained, recorded as not passed, and leave everything outside its sandbox as it was.
 
-#[allow(dead_code)]
-#[path = "../src/harness.rs"]
-mod harness;
-
-use harness::{CaseStatus, Harness, ProgramResult, TestCase};
+use clarifycoder_evaluator::harness::{self, CaseStatus, Harness, ProgramResult, TestCase};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -120,7 +120,9 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             },
         };
         let Ok(source) = String::from_utf8(bytes) else {
-            warnings.push(format!("{shown}: skipped, not valid UTF-8"));
+            warnings.push(format!(
+                "{shown}: skipped, not valid UTF-8 (save it as UTF-8 to check it)"
+            ));
             continue;
         };
         stats.files += 1;
@@ -145,7 +147,7 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
 
     let mut diagnostics = Vec::new();
     if !items.is_empty() {
-        match analyze(&items, &args, &plan, &mut stats) {
+        match analyze(&items, &args, &plan, &mut stats, &mut warnings) {
             Ok(outcomes) => {
                 for (item, (outcome, cached)) in items.iter().zip(outcomes) {
                     if outcome.p_ask >= args.options.threshold {
@@ -212,22 +214,20 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
 }
 
 /// The outcome of every item, and whether it came from the cache. Loads the model only when
-/// something is not cached.
+/// something is not cached. A cache that cannot be written is a warning: it only saves time.
 fn analyze(
     items: &[Item],
     args: &CheckArgs,
     plan: &Plan,
     stats: &mut CheckStats,
+    warnings: &mut Vec<String>,
 ) -> anyhow::Result<Vec<(Outcome, bool)>> {
     let identity = plan.identity()?;
+    let cache_dir = settings::cache_dir().join("results");
     let mut cache = if args.no_cache {
         ResultCache::in_memory()
     } else {
-        ResultCache::open(
-            settings::cache_dir().join("results"),
-            &identity,
-            &args.options,
-        )
+        ResultCache::open(cache_dir.clone(), &identity, &args.options)
     };
     let threshold = args.options.threshold;
     let needs_work = |o: Option<&Outcome>| match o {
@@ -256,7 +256,10 @@ fn analyze(
         stats.inference = backend.stats();
         // Keep what was computed even when a later step failed.
         if let Err(e) = cache.save() {
-            eprintln!("warning: cannot write the result cache: {e}");
+            warnings.push(format!(
+                "cannot write the result cache in '{}' ({e}), so the next run analyses these functions again; make that directory writable, set XDG_CACHE_HOME to another directory, or pass --no-cache",
+                cache_dir.display()
+            ));
         }
         outcome?;
     }

@@ -1,20 +1,16 @@
 //! `clarifycoder`: asks clarifying questions about unclear Python functions, as a linter
-//! (`check`) and, later, as a language server.
-
-mod backend;
-mod check;
-mod lsp;
+//! (`check`) and as a language server (`serve`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use clarifycoder::backend::Plan;
+use clarifycoder::{check, lsp};
+use clarifycoder_core::analysis::Options;
 use clarifycoder_core::models;
 use clarifycoder_core::prompt::Markup;
 use clarifycoder_core::settings::{BackendKind, Settings};
-
-use crate::backend::Plan;
-use clarifycoder_core::analysis::Options;
 
 #[derive(Parser)]
 #[command(
@@ -304,6 +300,7 @@ fn run() -> anyhow::Result<i32> {
                 threshold: s.threshold.unwrap_or(defaults.threshold),
                 max_questions: s.max_questions.unwrap_or(defaults.max_questions),
                 max_tokens: s.max_tokens.unwrap_or(defaults.max_tokens),
+                ..defaults
             };
             if !(0.0..=1.0).contains(&options.threshold) {
                 anyhow::bail!(

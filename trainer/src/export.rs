@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use clarifycoder_core::fsutil;
 use clarifycoder_core::gguf::{self, Value};
 
-use crate::finetune::{write_atomic, AdapterMeta};
 use crate::model::{Arch, Target};
+use crate::run::{self, AdapterMeta, RunDir};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -46,24 +47,21 @@ pub enum Format {
 }
 
 pub fn run(args: ExportArgs) -> Result<()> {
-    let meta_path = args.run.join("adapter.json");
+    let run_dir = RunDir::new(&args.run);
+    let meta_path = run_dir.adapter_meta_path();
     let (meta, tensors) = if args.checkpoint {
-        let run: crate::finetune::RunConfig = serde_json::from_str(
-            &std::fs::read_to_string(args.run.join("run.json")).with_context(|| {
-                format!("{} is not a finetune run directory", args.run.display())
-            })?,
-        )?;
-        let config = crate::model::Config::from_file(Path::new(&run.base_model))?;
-        let ckpt = args.run.join("checkpoint").join("state.safetensors");
-        let all = candle_core::safetensors::load(&ckpt, &Device::Cpu)
-            .with_context(|| format!("cannot read {}", ckpt.display()))?;
-        let tensors = all
-            .into_iter()
-            .filter_map(|(k, t)| Some((k.strip_prefix("lora/")?.to_string(), t)))
-            .collect();
-        let step = checkpoint_step(&args.run.join("checkpoint"));
-        let meta = AdapterMeta::new(&run, &config, step, None, None);
-        (meta, tensors)
+        let run_config = run_dir
+            .read_config()
+            .with_context(|| format!("{} is not a finetune run directory", args.run.display()))?;
+        let config = crate::model::Config::from_file(Path::new(&run_config.base_model))?;
+        let checkpoint = run_dir.read_checkpoint(&Device::Cpu)?.with_context(|| {
+            format!(
+                "{} has no checkpoint yet",
+                run_dir.checkpoint_path().display()
+            )
+        })?;
+        let meta = AdapterMeta::new(&run_config, &config, checkpoint.state.step, None, None);
+        (meta, checkpoint.lora)
     } else {
         let meta: AdapterMeta =
             serde_json::from_str(&std::fs::read_to_string(&meta_path).with_context(|| {
@@ -75,7 +73,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
                 )
             })?)
             .with_context(|| format!("{} is not an adapter description", meta_path.display()))?;
-        let tensors = read_adapter(&args.run.join("adapter.safetensors"))?;
+        let tensors = run::read_adapter(&run_dir.adapter_path())?;
         (meta, tensors)
     };
     match args.format {
@@ -91,20 +89,6 @@ pub fn run(args: ExportArgs) -> Result<()> {
     }
     eprintln!("export: wrote {}", args.output.display());
     Ok(())
-}
-
-/// The step a checkpoint was written at (0 when its state cannot be read).
-fn checkpoint_step(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0) as usize
-}
-
-pub fn read_adapter(path: &Path) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(path, &Device::Cpu)
-        .with_context(|| format!("cannot read adapter {}", path.display()))
 }
 
 /// (layer, target, A [r, in], B [out, r]) in a stable order, with shapes checked.
@@ -163,22 +147,21 @@ pub fn write_gguf(
         .iter()
         .map(|(n, d, v)| (n.as_str(), d.clone(), v.clone()))
         .collect();
-    let tmp = path.with_extension("tmp~");
-    gguf::write(
-        &tmp,
-        &[
-            ("general.architecture", Value::Str(meta.arch.name().into())),
-            ("general.type", Value::Str("adapter".into())),
-            ("general.name", Value::Str("ClarifyCoder LoRA".into())),
-            ("adapter.type", Value::Str("lora".into())),
-            ("adapter.lora.alpha", Value::Float(meta.alpha)),
-        ],
-        &refs,
-        storage,
-    )
-    .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    fsutil::write_atomic_file(path, |tmp| {
+        gguf::write(
+            tmp,
+            &[
+                ("general.architecture", Value::Str(meta.arch.name().into())),
+                ("general.type", Value::Str("adapter".into())),
+                ("general.name", Value::Str("ClarifyCoder LoRA".into())),
+                ("adapter.type", Value::Str("lora".into())),
+                ("adapter.lora.alpha", Value::Float(meta.alpha)),
+            ],
+            &refs,
+            storage,
+        )
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Undoes llama.cpp's q/k row permutation for Llama (`B` rows are output features).
@@ -207,9 +190,7 @@ pub fn write_peft(meta: &AdapterMeta, tensors: &HashMap<String, Tensor>, dir: &P
         out.insert(format!("{stem}.lora_A.weight"), a);
         out.insert(format!("{stem}.lora_B.weight"), b);
     }
-    let tmp = dir.join("adapter_model.safetensors.tmp~");
-    candle_core::safetensors::save(&out, &tmp)?;
-    std::fs::rename(&tmp, dir.join("adapter_model.safetensors"))?;
+    run::write_adapter(&dir.join("adapter_model.safetensors"), &out)?;
     let modules: Vec<&str> = meta
         .targets
         .iter()
@@ -229,10 +210,12 @@ pub fn write_peft(meta: &AdapterMeta, tensors: &HashMap<String, Tensor>, dir: &P
         "use_rslora": false,
         "use_dora": false,
     });
-    write_atomic(
-        &dir.join("adapter_config.json"),
+    let config_path = dir.join("adapter_config.json");
+    fsutil::write_atomic(
+        &config_path,
         serde_json::to_string_pretty(&config)?.as_bytes(),
     )
+    .with_context(|| format!("cannot write {}", config_path.display()))
 }
 
 #[cfg(test)]

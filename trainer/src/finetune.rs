@@ -4,14 +4,8 @@
 //! in the base model's markup, and llama.cpp (through the core engine) tokenizes it, prompt and
 //! completion separately, the way the engine tokenizes a prompt and then generates.
 //!
-//! A run lives in one output directory:
-//! - `run.json`: the hyperparameters (a `--resume` must match them) and the base model's sha256;
-//! - `checkpoint/`: LoRA weights, AdamW moments and the step, replaced atomically every
-//!   `--save-every` steps; a killed run resumes from it bit for bit (data order and dropout masks
-//!   are functions of the seed and the step, not of process state);
-//! - `log.jsonl`: loss, learning rate, gradient norm and validation loss per step;
-//! - `adapter.safetensors` + `adapter.json` (our format) and `adapter.lora.gguf` (llama.cpp's) at
-//!   the end.
+//! A run lives in one output directory, laid out by [`crate::run`]: its configuration, the
+//! checkpoint a killed run resumes from bit for bit, the log and, at the end, the adapter.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +21,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::export;
-use crate::model::{Adapter, Arch, Config, Dropout, Model, SplitMix64, Target};
+use crate::model::{Adapter, Config, Dropout, Model, SplitMix64, Target};
+use crate::run::{
+    self, AdapterMeta, Checkpoint, CheckpointState, DtypeArg, LogLine, LossOn, RunConfig, RunDir,
+    Schedule,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FinetuneArgs {
@@ -135,144 +133,9 @@ pub struct FinetuneArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Cosine,
-    Linear,
-    Constant,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LossOn {
-    Answer,
-    Full,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DtypeArg {
-    F32,
-    Bf16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
     Cpu,
     Cuda,
-}
-
-/// What must not change between a run and its `--resume`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunConfig {
-    pub base_model: String,
-    pub base_sha256: String,
-    pub arch: Arch,
-    pub train: String,
-    pub val: Option<String>,
-    pub rank: usize,
-    pub alpha: f64,
-    pub dropout: f64,
-    pub targets: Vec<Target>,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub warmup: usize,
-    pub schedule: Schedule,
-    pub epochs: usize,
-    pub total_steps: usize,
-    pub accum: usize,
-    pub clip: f64,
-    pub max_len: usize,
-    #[serde(default)]
-    pub max_answer_tokens: Option<usize>,
-    #[serde(default)]
-    pub max_code_answer_tokens: Option<usize>,
-    #[serde(default)]
-    pub init_adapter: Option<String>,
-    pub loss: LossOn,
-    pub seed: u64,
-    pub dtype: DtypeArg,
-    pub train_examples: usize,
-    pub train_tokens: usize,
-}
-
-/// One line of `log.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogLine {
-    pub step: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loss: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grad_norm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub val_loss: Option<f64>,
-    /// Wall time of the step (forward, backward, update), seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seconds: Option<f64>,
-}
-
-/// The checkpoint's JSON half (tensors are in `state.safetensors`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    log: Vec<LogLine>,
-    elapsed_s: f64,
-}
-
-/// `adapter.json`: what export needs to know about a trained adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterMeta {
-    pub format: String,
-    pub arch: Arch,
-    pub base_model: String,
-    pub base_sha256: String,
-    pub rank: usize,
-    pub alpha: f64,
-    pub dropout: f64,
-    pub targets: Vec<Target>,
-    pub n_layer: usize,
-    pub n_head: usize,
-    pub n_head_kv: usize,
-    pub head_dim: usize,
-    pub steps: usize,
-    pub final_train_loss: Option<f64>,
-    pub final_val_loss: Option<f64>,
-}
-
-impl AdapterMeta {
-    /// The description of an adapter trained by `run` on a base with `config`.
-    pub fn new(
-        run: &RunConfig,
-        config: &Config,
-        steps: usize,
-        final_train_loss: Option<f64>,
-        final_val_loss: Option<f64>,
-    ) -> AdapterMeta {
-        AdapterMeta {
-            format: "clarifycoder-lora-1".into(),
-            arch: config.arch,
-            base_model: Path::new(&run.base_model)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            base_sha256: run.base_sha256.clone(),
-            rank: run.rank,
-            alpha: run.alpha,
-            dropout: run.dropout,
-            targets: run.targets.clone(),
-            n_layer: config.n_layer,
-            n_head: config.n_head,
-            n_head_kv: config.n_head_kv,
-            head_dim: config.head_dim,
-            steps,
-            final_train_loss,
-            final_val_loss,
-        }
-    }
 }
 
 /// A tokenized training sequence.
@@ -317,8 +180,8 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let config = read_config(&model_path)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
-    let ckpt_dir = args.output.join("checkpoint");
-    if !args.resume && (ckpt_dir.exists() || args.output.join("run.json").exists()) {
+    let run_dir = RunDir::new(&args.output);
+    if !args.resume && run_dir.holds_run() {
         bail!(
             "{} already holds a run; pass --resume to continue it, or choose another --output",
             args.output.display()
@@ -395,13 +258,8 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         train_examples: train.examples.len(),
         train_tokens: train.examples.iter().map(|e| e.tokens.len()).sum(),
     };
-    let run_json = args.output.join("run.json");
     if args.resume {
-        let saved: RunConfig = serde_json::from_str(
-            &std::fs::read_to_string(&run_json)
-                .with_context(|| format!("--resume: cannot read {}", run_json.display()))?,
-        )
-        .with_context(|| format!("--resume: {} is not a run description", run_json.display()))?;
+        let saved = run_dir.read_config().context("--resume")?;
         let diffs = config_differences(&saved, &run_config);
         if !diffs.is_empty() {
             bail!(
@@ -411,10 +269,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             );
         }
     } else {
-        write_atomic(
-            &run_json,
-            serde_json::to_string_pretty(&run_config)?.as_bytes(),
-        )?;
+        run_dir.write_config(&run_config)?;
     }
 
     let estimate = MemoryEstimate::of(&config, &args, &train.examples, dtype, &targets);
@@ -447,7 +302,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         &device,
     )?;
     if let Some(path) = &args.init_adapter {
-        let values = export::read_adapter(path)?;
+        let values = run::read_adapter(path)?;
         adapter
             .load_values(&values)
             .with_context(|| format!("--init-adapter {}", path.display()))?;
@@ -459,7 +314,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         elapsed_s: 0.0,
     };
     if args.resume {
-        if let Some(s) = trainer.load_checkpoint(&ckpt_dir)? {
+        if let Some(s) = trainer.load_checkpoint(&run_dir)? {
             eprintln!("finetune: resuming at step {} of {}", s.step, total_steps);
             state = s;
         } else {
@@ -563,26 +418,23 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         }
         if state.step.is_multiple_of(args.save_every.max(1)) || last {
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
-            trainer.save_checkpoint(&ckpt_dir, &state)?;
-            write_log(&args.output, &state.log)?;
+            trainer.save_checkpoint(&run_dir, &state)?;
+            run_dir.write_log(&state.log)?;
         }
     }
     bar.finish_and_clear();
-    write_log(&args.output, &state.log)?;
+    run_dir.write_log(&state.log)?;
 
     let final_train = state.log.iter().rev().find_map(|l| l.loss);
     let final_val = state.log.iter().rev().find_map(|l| l.val_loss);
     let meta = AdapterMeta::new(&run_config, &config, state.step, final_train, final_val);
-    let adapter_path = args.output.join("adapter.safetensors");
+    let adapter_path = run_dir.adapter_path();
     trainer.save_adapter(&adapter_path)?;
-    write_atomic(
-        &args.output.join("adapter.json"),
-        serde_json::to_string_pretty(&meta)?.as_bytes(),
-    )?;
-    let gguf = args.output.join("adapter.lora.gguf");
+    run_dir.write_adapter_meta(&meta)?;
+    let gguf = run_dir.adapter_gguf_path();
     export::write_gguf(
         &meta,
-        &export::read_adapter(&adapter_path)?,
+        &run::read_adapter(&adapter_path)?,
         &gguf,
         clarifycoder_core::gguf::Storage::F32,
     )?;
@@ -925,61 +777,40 @@ impl<'m> Trainer<'m> {
         Ok(sum / n.max(1) as f64)
     }
 
-    fn save_checkpoint(&self, dir: &Path, state: &CheckpointState) -> Result<()> {
-        let tmp = dir.with_extension("tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
-        let mut tensors = HashMap::new();
+    fn save_checkpoint(&self, run_dir: &RunDir, state: &CheckpointState) -> Result<()> {
+        let mut checkpoint = Checkpoint {
+            state: state.clone(),
+            lora: HashMap::new(),
+            m: HashMap::new(),
+            v: HashMap::new(),
+        };
         for (i, (name, var)) in self.adapter.named().into_iter().enumerate() {
-            tensors.insert(format!("lora/{name}"), var.as_tensor().clone());
-            tensors.insert(format!("m/{name}"), self.m[i].clone());
-            tensors.insert(format!("v/{name}"), self.v[i].clone());
+            checkpoint
+                .lora
+                .insert(name.clone(), var.as_tensor().clone());
+            checkpoint.m.insert(name.clone(), self.m[i].clone());
+            checkpoint.v.insert(name, self.v[i].clone());
         }
-        candle_core::safetensors::save(&tensors, tmp.join("state.safetensors"))?;
-        std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(state)?)?;
-        let old = dir.with_extension("old");
-        let _ = std::fs::remove_dir_all(&old);
-        if dir.exists() {
-            std::fs::rename(dir, &old)?;
-        }
-        std::fs::rename(&tmp, dir)?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        run_dir.write_checkpoint(&checkpoint)
     }
 
-    fn load_checkpoint(&mut self, dir: &Path) -> Result<Option<CheckpointState>> {
-        // A kill between the two renames leaves only `checkpoint.old`.
-        let dir = if dir.exists() {
-            dir.to_path_buf()
-        } else if dir.with_extension("old").exists() {
-            dir.with_extension("old")
-        } else {
+    fn load_checkpoint(&mut self, run_dir: &RunDir) -> Result<Option<CheckpointState>> {
+        let Some(checkpoint) = run_dir.read_checkpoint(self.model.device())? else {
             return Ok(None);
         };
-        let state: CheckpointState =
-            serde_json::from_slice(&std::fs::read(dir.join("state.json")).with_context(|| {
-                format!(
-                    "cannot read checkpoint {}",
-                    dir.join("state.json").display()
-                )
-            })?)?;
-        let tensors =
-            candle_core::safetensors::load(dir.join("state.safetensors"), self.model.device())
-                .with_context(|| format!("cannot read checkpoint {}", dir.display()))?;
-        let lora: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, t)| Some((k.strip_prefix("lora/")?.to_string(), t.clone())))
-            .collect();
-        self.adapter.load_values(&lora)?;
+        self.adapter.load_values(&checkpoint.lora)?;
         for (i, (name, _)) in self.adapter.named().into_iter().enumerate() {
-            for (prefix, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = tensors
-                    .get(&format!("{prefix}/{name}"))
+            for (prefix, moments, slot) in [
+                ("m", &checkpoint.m, &mut self.m[i]),
+                ("v", &checkpoint.v, &mut self.v[i]),
+            ] {
+                let t = moments
+                    .get(&name)
                     .with_context(|| format!("checkpoint lacks {prefix}/{name}"))?;
                 *slot = t.clone();
             }
         }
-        Ok(Some(state))
+        Ok(Some(checkpoint.state))
     }
 
     fn save_adapter(&self, path: &Path) -> Result<()> {
@@ -989,27 +820,8 @@ impl<'m> Trainer<'m> {
             .into_iter()
             .map(|(n, v)| (n, v.as_tensor().clone()))
             .collect();
-        let tmp = path.with_extension("tmp");
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        run::write_adapter(path, &tensors)
     }
-}
-
-fn write_log(dir: &Path, log: &[LogLine]) -> Result<()> {
-    let mut text = String::new();
-    for l in log {
-        text.push_str(&serde_json::to_string(l)?);
-        text.push('\n');
-    }
-    write_atomic(&dir.join("log.jsonl"), text.as_bytes())
-}
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -11,6 +11,7 @@ pub mod mix;
 pub mod model;
 pub mod ops;
 pub mod rules;
+pub mod run;
 pub mod specs;
 pub mod stats;
 pub mod validate;

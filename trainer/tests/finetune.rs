@@ -2,8 +2,6 @@
 //! llama.cpp say the trained answer, a killed run resumes bit for bit, bad input is refused
 //! before training, and the real Gemma 3 270M trains a step.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -11,8 +9,9 @@ use clarifycoder_core::dataset::{write_jsonl, Category, Kind, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
 use clarifycoder_core::prompt;
-use clarifycoder_trainer::finetune::{self, FinetuneArgs, LogLine};
-use common::Tiny;
+use clarifycoder_testkit::tiny::{write_model, Tiny};
+use clarifycoder_trainer::finetune::{self, FinetuneArgs};
+use clarifycoder_trainer::run::LogLine;
 
 #[derive(Parser)]
 struct Cli {
@@ -78,7 +77,7 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
     let model = dir.path().join("tiny.gguf");
     let mut tiny = Tiny::gemma3();
     tiny.sliding_window = 64;
-    common::write_model(&model, &tiny);
+    write_model(&model, &tiny);
     let train = dir.path().join("train.jsonl");
     write_jsonl(&train, &tiny_rows()).unwrap();
     let out = dir.path().join("run");
@@ -160,7 +159,7 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
 
 fn resume_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     let model = dir.join("tiny.gguf");
-    common::write_model(&model, &Tiny::llama());
+    write_model(&model, &Tiny::llama());
     let train = dir.join("train.jsonl");
     let mut rows = tiny_rows();
     rows.push(row(
@@ -209,6 +208,19 @@ fn a_killed_run_resumes_bit_for_bit() {
     // Three steps, then "killed": the checkpoint holds step 2, step 3's work is lost.
     run(&killed, &["--stop-after", "3"]).unwrap();
     assert!(!killed.join("adapter.safetensors").exists());
+    // A run in progress exports its checkpoint.
+    let export_checkpoint = |d: &Path, output: &Path| {
+        clarifycoder_trainer::export::run(clarifycoder_trainer::export::ExportArgs {
+            run: d.to_path_buf(),
+            format: clarifycoder_trainer::export::Format::Gguf,
+            output: output.to_path_buf(),
+            checkpoint: true,
+            f16: false,
+        })
+    };
+    let partial = dir.path().join("partial.gguf");
+    export_checkpoint(&killed, &partial).unwrap();
+    assert!(partial.is_file());
     // Restarting without --resume would overwrite the run: refused.
     let err = run(&killed, &[]).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
@@ -230,6 +242,30 @@ fn a_killed_run_resumes_bit_for_bit() {
         std::fs::read(straight.join("adapter.lora.gguf")).unwrap(),
         std::fs::read(killed.join("adapter.lora.gguf")).unwrap()
     );
+    // The last checkpoint is the finished adapter.
+    let last = dir.path().join("last.gguf");
+    export_checkpoint(&killed, &last).unwrap();
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        std::fs::read(killed.join("adapter.lora.gguf")).unwrap()
+    );
+    // Every file was written whole and renamed into place: no temporary file is left.
+    let mut files: Vec<String> = std::fs::read_dir(&killed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "adapter.json",
+            "adapter.lora.gguf",
+            "adapter.safetensors",
+            "checkpoint",
+            "log.jsonl",
+            "run.json"
+        ]
+    );
 }
 
 #[test]
@@ -242,7 +278,7 @@ fn bad_input_is_refused_before_training() {
     let other = dir.path().join("other.gguf");
     let mut tiny = Tiny::llama();
     tiny.arch = "mamba";
-    common::write_model(&other, &tiny);
+    write_model(&other, &tiny);
     let err = finetune::run(args(&[
         "--model",
         &s(&other),

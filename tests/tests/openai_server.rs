@@ -1,12 +1,11 @@
-//! `check` through a real OpenAI-compatible server (llama-cpp-python serving the
-//! default model and its adapter; `make test-server` installs and starts it and sets
-//! `CLARIFYCODER_TEST_ENDPOINT`). It must decide as the embedded engine does, within what the
-//! top-20 log-probabilities of an HTTP answer allow.
+//! `check` and the evaluator through a real OpenAI-compatible server (llama-cpp-python serving
+//! the default model and its adapter; `make test-server` installs and starts it and sets
+//! `CLARIFYCODER_TEST_ENDPOINT`). Both must answer as they do with the embedded engine, within
+//! what the top-20 log-probabilities of an HTTP answer allow.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
 
+use clarifycoder_tests::{command, repo_root};
 use serde_json::Value;
 
 fn endpoint() -> String {
@@ -16,12 +15,11 @@ fn endpoint() -> String {
 
 /// `check --format json` of the examples; `(path, function) → score`.
 fn scores(extra: &[&str]) -> BTreeMap<(String, String), f64> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+    let out = command("clarifycoder")
         .args(["check", "examples/", "--format", "json", "--threshold", "0"])
         .args(["--max-questions", "1", "--max-tokens", "24", "--no-cache"])
         .args(extra)
-        .current_dir(&root)
+        .current_dir(repo_root())
         .env_remove("CLARIFYCODER_MODEL")
         .env_remove("CLARIFYCODER_ADAPTER")
         .output()
@@ -72,4 +70,42 @@ fn check_through_the_server_decides_like_the_embedded_engine() {
         assert!((e - r).abs() < 0.03, "{key:?}: embedded {e}, server {r}");
         assert_eq!(*e >= 0.55, r >= 0.55, "{key:?}: embedded {e}, server {r}");
     }
+}
+
+#[test]
+#[ignore = "needs a running server: make test-server"]
+fn the_evaluator_through_the_server_asks_where_the_embedded_engine_asks() {
+    let url = endpoint();
+    let run = |extra: &[&str]| {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = command("clarifycoder-evaluator")
+            .args(["humaneval", "--limit", "6", "--max-tokens", "48"])
+            .arg("--out-dir")
+            .arg(out_dir.path())
+            .args(extra)
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let samples = std::fs::read_to_string(out_dir.path().join("samples.jsonl")).unwrap();
+        samples
+            .lines()
+            .map(|l| {
+                let s: Value = serde_json::from_str(l).unwrap();
+                let text = s["completion"].as_str().unwrap().to_string();
+                (
+                    s["task_id"].as_str().unwrap().to_string(),
+                    text.trim_start().starts_with("```"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // The server serves base + adapter as one model, so the embedded run lets the adapter code.
+    let embedded = run(&["--code-from", "adapter"]);
+    let remote = run(&["--endpoint", &url, "--parallel", "4"]);
+    assert_eq!(embedded, remote);
 }

@@ -1,8 +1,11 @@
 //! A real editor: headless Neovim starts the built server on a fixture, waits for diagnostics,
-//! applies a code action, and we check the buffer it ends with.
+//! applies a code action, and we check the buffer it ends with. Once with Neovim's own LSP client
+//! (`tests/nvim/lsp_test.lua`), once through the plugin (`editors/nvim/test/plugin_test.lua`).
 
 use std::path::PathBuf;
 use std::process::Command;
+
+use clarifycoder_tests::{bin, repo_root};
 
 const FIXTURE: &str =
     "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n";
@@ -21,7 +24,7 @@ fn run_script(script: &str, env: &[(&str, PathBuf)]) -> String {
     let result = dir.path().join("result.txt");
     let mut cmd = Command::new(nvim);
     cmd.args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
-        .arg(format!("luafile {}", repo().join(script).display()))
+        .arg(format!("luafile {}", repo_root().join(script).display()))
         .env("FIXTURE", &fixture)
         .env("RESULT_FILE", &result)
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
@@ -40,16 +43,11 @@ fn run_script(script: &str, env: &[(&str, PathBuf)]) -> String {
     report
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 #[test]
 fn neovim_gets_diagnostics_and_applies_a_code_action() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_clarifycoder"));
     let report = run_script(
-        "server/tests/nvim/lsp_test.lua",
-        &[("CLARIFYCODER_BIN", bin)],
+        "tests/tests/nvim/lsp_test.lua",
+        &[("CLARIFYCODER_BIN", bin("clarifycoder"))],
     );
     assert!(report.contains("diagnostics=1\n"), "{report}");
     assert!(report.contains("source=clarifycoder\n"), "{report}");
@@ -73,11 +71,8 @@ fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
     let report = run_script(
         "editors/nvim/test/plugin_test.lua",
         &[
-            ("PLUGIN_DIR", repo().join("editors/nvim")),
-            (
-                "CLARIFYCODER_PATH",
-                PathBuf::from(env!("CARGO_BIN_EXE_clarifycoder")),
-            ),
+            ("PLUGIN_DIR", repo_root().join("editors/nvim")),
+            ("CLARIFYCODER_PATH", bin("clarifycoder")),
         ],
     );
     assert!(report.contains("threshold=0\n"), "{report}");
