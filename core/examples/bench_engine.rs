@@ -3,7 +3,9 @@
 //! cargo run --release -p clarifycoder-core --example bench_engine -- [MODEL] [ROUNDS] [TOKENS]
 //!
 //! Prints prefill and decode throughput and `decide` latency for both, and the ratios of the
-//! engine's time to the raw loop's (target: at most 1.05).
+//! engine's time to the raw loop's (target: at most 1.05). Then the raw library's decoding
+//! throughput with 1, 2, 4 and 8 sequences per step: the most that batching can gain on this
+//! machine.
 
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -98,6 +100,63 @@ fn raw_round(backend: &LlamaBackend, model: &LlamaModel, text: &str, tokens: usi
     }
 }
 
+/// Raw greedy decoding of `tokens` steps with `n` sequences per step (the prompt prefilled once
+/// and copied); returns all sequences' tokens per second.
+fn raw_batched(
+    backend: &LlamaBackend,
+    model: &LlamaModel,
+    text: &str,
+    tokens: usize,
+    n: usize,
+) -> f64 {
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(4096))
+        .with_n_batch(2048)
+        .with_n_ubatch(512)
+        .with_n_seq_max(n as u32)
+        .with_kv_unified(true)
+        .with_n_threads(threads() as i32)
+        .with_n_threads_batch(threads() as i32);
+    let mut ctx = model.new_context(backend, params).unwrap();
+    let prompt = model.vocab().tokenize(text.as_bytes(), true, true);
+    let mut batch = LlamaBatch::new(prompt.len().max(n), 1);
+    for (i, &t) in prompt.iter().enumerate() {
+        batch.add(t, i as i32, &[0], i + 1 == prompt.len()).unwrap();
+    }
+    ctx.decode(&mut batch).unwrap();
+    for seq in 1..n as i32 {
+        ctx.copy_kv_cache_seq(0, seq, None, None).unwrap();
+    }
+    let logits = ctx.get_logits_ith(batch.n_tokens() - 1).to_vec();
+    let first = argmax(&logits);
+    let mut next = vec![first; n];
+    let start = Instant::now();
+    for pos in prompt.len()..prompt.len() + tokens {
+        batch.clear();
+        for (seq, &t) in next.iter().enumerate() {
+            batch
+                .add(LlamaToken(t as i32), pos as i32, &[seq as i32], true)
+                .unwrap();
+        }
+        ctx.decode(&mut batch).unwrap();
+        for (row, t) in next.iter_mut().enumerate() {
+            *t = argmax(ctx.get_logits_ith(row as i32));
+        }
+    }
+    (tokens * n) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn argmax(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &l)| if l > b.1 { (i, l) } else { b },
+        )
+        .0
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     // An empty MODEL argument means the default model.
@@ -179,4 +238,16 @@ fn main() {
         eng_decide.as_secs_f64() / raw_decide.as_secs_f64(),
         eng_decode.as_secs_f64() / raw_decode.as_secs_f64()
     );
+    let single = raw_batched(backend, &model, &prompt.text, tokens, 1);
+    for n in [1, 2, 4, 8] {
+        let rate = if n == 1 {
+            single
+        } else {
+            raw_batched(backend, &model, &prompt.text, tokens, n)
+        };
+        println!(
+            "raw    decode with {n} sequences per step: {rate:>6.1} tok/s  ({:.2}x one sequence)",
+            rate / single
+        );
+    }
 }
