@@ -34,6 +34,16 @@ def restock_needed(level: int, minimum: int) -> bool:
     return level < minimum
 
 
+def low_stock(stock: dict[str, int], minimum: int = 5) -> list[str]:
+    """Return the names of the items with fewer than `minimum` units, sorted by name.
+
+    Args:
+        stock: Units on hand per item name.
+        threshold: Items below this count are returned.
+    """
+    return sorted(name for name, units in stock.items() if units < minimum)
+
+
 def apply_discount(price: float, discount: float) -> float:
     """Apply the discount to the price.
 

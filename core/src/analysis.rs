@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::consistency;
 use crate::engine::{Backend, CancelToken, EngineError, GenerateRequest};
 use crate::prompt::{self, FORMAT_VERSION};
 use crate::python;
@@ -42,6 +43,8 @@ pub struct Options {
     pub max_questions: usize,
     /// Most tokens generated for the questions.
     pub max_tokens: usize,
+    /// Check docstrings against their signatures ([`consistency`]) besides asking the model.
+    pub consistency: bool,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             threshold: crate::settings::DEFAULT_THRESHOLD,
             max_questions: 3,
             max_tokens: 96,
+            consistency: true,
         }
     }
 }
@@ -86,8 +90,14 @@ impl ResultCache {
         let mut h = Sha256::new();
         h.update(model_identity);
         h.update(format!(
-            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}",
-            options.max_tokens, options.max_questions
+            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}\0consistency={}",
+            options.max_tokens,
+            options.max_questions,
+            if options.consistency {
+                consistency::VERSION
+            } else {
+                0
+            }
         ));
         let hex = format!("{:x}", h.finalize());
         let path = dir.join(format!("{}.json", &hex[..16]));
@@ -143,6 +153,10 @@ impl ResultCache {
     }
 }
 
+/// The least score of a function whose docstring contradicts its signature: the check is certain,
+/// so it flags the function at any threshold but a maximal one.
+pub const CONTRADICTION_SCORE: f32 = 0.99;
+
 /// Question generations [`Analyzer::questions_many`] keeps in flight.
 pub const IN_FLIGHT: usize = 8;
 
@@ -158,25 +172,43 @@ impl Analyzer {
         Analyzer { backend, options }
     }
 
-    /// The probability of asking, for each problem (one batched call).
+    /// The probability of asking, for each problem (one batched call). A problem whose docstring
+    /// contradicts its signature ([`consistency`]) scores at least [`CONTRADICTION_SCORE`].
     pub fn decide(&self, problems: &[&str], cancel: &CancelToken) -> Result<Vec<f32>, EngineError> {
         let markup = self.backend.info().markup;
         let prompts: Vec<_> = problems.iter().map(|p| prompt::round1(markup, p)).collect();
-        Ok(self
-            .backend
-            .decide(&prompts, cancel)?
-            .into_iter()
-            .map(|d| d.p_ask)
+        let decisions = self.backend.decide(&prompts, cancel)?;
+        Ok(problems
+            .iter()
+            .zip(decisions)
+            .map(|(problem, d)| {
+                if self.options.consistency && !consistency::contradictions(problem).is_empty() {
+                    d.p_ask.max(CONTRADICTION_SCORE)
+                } else {
+                    d.p_ask
+                }
+            })
             .collect())
     }
 
     /// The questions the model asks about a problem, given that it asks (code-fence tokens are
-    /// excluded as its first token).
+    /// excluded as its first token). A contradiction between the docstring and the signature is
+    /// certain and names both sides, so its question is asked instead of the model's.
     pub fn questions(
         &self,
         problem: &str,
         cancel: &CancelToken,
     ) -> Result<Vec<String>, EngineError> {
+        if self.options.consistency {
+            let mut found: Vec<String> = consistency::contradictions(problem)
+                .into_iter()
+                .map(|c| c.question)
+                .collect();
+            if !found.is_empty() {
+                found.truncate(self.options.max_questions);
+                return Ok(found);
+            }
+        }
         let markup = self.backend.info().markup;
         let mut request = GenerateRequest::greedy(
             prompt::round1(markup, problem),

@@ -2,6 +2,8 @@
 //!
 //! - [`analysis`]: the product's flow: which functions go to the model, deciding, asking, and
 //!   the result cache.
+//! - [`consistency`]: contradictions between a docstring and its signature, found without the
+//!   model.
 //! - [`python`]: functions, signatures and docstrings of Python files (tree-sitter).
 //! - [`prompt`]: the one prompt format and response parser.
 //! - [`engine`]: the inference backends (embedded llama.cpp, OpenAI-compatible HTTP).
@@ -15,6 +17,7 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod consistency;
 pub mod dataset;
 pub mod engine;
 pub mod fsutil;

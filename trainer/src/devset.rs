@@ -36,6 +36,10 @@ pub struct DevsetArgs {
     /// Most tokens generated for one function's questions (the server's default).
     #[arg(long, default_value_t = 96)]
     pub max_tokens: usize,
+    /// The model alone: skip the docstring-against-signature checks that flag a function without
+    /// it (`core::consistency`).
+    #[arg(long)]
+    pub model_only: bool,
     /// Skip generating questions (scores only).
     #[arg(long)]
     pub no_questions: bool,
@@ -155,6 +159,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         Options {
             threshold,
             max_tokens: args.max_tokens,
+            consistency: !args.model_only,
             ..Options::default()
         },
     );

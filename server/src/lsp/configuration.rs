@@ -42,6 +42,7 @@ impl Config {
                 threshold: s.threshold.unwrap_or(d.threshold).clamp(0.0, 1.0),
                 max_questions: s.max_questions.unwrap_or(d.max_questions),
                 max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
+                ..d
             },
             severity,
             debounce: Duration::from_millis(s.debounce_ms.unwrap_or(500)),
