@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set the machine up first.
-.PHONY: setup setup-test demo test test-server lint editors adapter compare
+.PHONY: setup setup-test demo test test-server lint editors adapter compare cuda
 
 setup:
 	bash scripts/setup.sh
@@ -39,3 +39,10 @@ adapter: setup
 # The base-model comparison of BENCHMARKS.md (dev set and HumanEval, with and without adapters).
 compare: setup
 	bash scripts/compare-models.sh
+
+# The three binaries built with CUDA (toolkit from PyPI, pinned, into the cache; no GPU needed to
+# build) into dist/clarifycoder-cuda-sm$(CUDA_ARCH)/, which runs on any machine with the NVIDIA
+# driver. CUDA_ARCH=90 by default (Hopper); 80, 86, 89 for Ampere and Ada. Long on few cores.
+CUDA_ARCH ?= 90
+cuda:
+	CUDA_ARCH=$(CUDA_ARCH) bash scripts/build-cuda.sh

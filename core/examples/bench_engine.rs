@@ -1,6 +1,9 @@
 //! Engine vs a raw llama-cpp-2 loop on the same prompt, model and threads, side by side.
 //!
-//! cargo run --release -p clarifycoder-core --example bench_engine -- [MODEL] [ROUNDS] [TOKENS]
+//! cargo run --release -p clarifycoder-core --example bench_engine -- [MODEL] [ROUNDS] [TOKENS] [GPU_LAYERS]
+//!
+//! GPU_LAYERS (a CUDA build, `make cuda`): layers both sides offload [default: the engine's
+//! default, all when there is a GPU]; 0 keeps both on the CPU.
 //!
 //! Prints prefill and decode throughput and `decide` latency for both, and the ratios of the
 //! engine's time to the raw loop's (target: at most 1.05). Then the raw library's decoding
@@ -175,12 +178,21 @@ fn main() {
         .unwrap_or(64);
 
     let mut config = LlamaConfig::new(&model_path);
+    if let Some(n) = args.next() {
+        config.gpu_layers = n.parse().expect("GPU_LAYERS is a number");
+    }
     config.threads = threads();
+    let gpu_layers = config.gpu_layers;
     let engine = LlamaEngine::load(config).expect("model loads");
     // llama.cpp is initialised once per process: share the engine's backend handle.
     let backend = clarifycoder_core::engine::llama::backend().unwrap();
-    let model =
-        LlamaModel::load_from_file(backend, &model_path, &LlamaModelParams::default()).unwrap();
+    let placement = clarifycoder_core::engine::llama::placement(gpu_layers);
+    let layers = match placement {
+        clarifycoder_core::engine::llama::Placement::Cpu => 0,
+        clarifycoder_core::engine::llama::Placement::Gpu { layers, .. } => layers,
+    };
+    let params = LlamaModelParams::default().with_n_gpu_layers(layers);
+    let model = LlamaModel::load_from_file(backend, &model_path, &params).unwrap();
     let prompt = prompt::round1(Markup::Gemma, PROBLEM);
     let n_prompt = model
         .vocab()
@@ -218,7 +230,7 @@ fn main() {
     let eng_decode = med(&eng, |t| t.decode);
     let tps = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!(
-        "model: {}  threads: {}  prompt tokens: {n_prompt}  generated: {tokens}  rounds: {rounds}",
+        "model: {}  threads: {}  prompt tokens: {n_prompt}  generated: {tokens}  rounds: {rounds}  on: {placement}",
         model_path.display(),
         threads()
     );

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::llama::{LlamaConfig, LlamaEngine};
+use crate::engine::llama::{self, LlamaConfig, LlamaEngine, Placement};
 use crate::engine::openai::{OpenAiConfig, OpenAiEngine};
 use crate::engine::{Backend, EngineError};
 use crate::gguf::GgufError;
@@ -111,6 +111,19 @@ impl Plan {
         self.settings.backend.unwrap_or_default()
     }
 
+    /// Where the embedded engine would run on this machine (`None` for an endpoint): the GPU in
+    /// a CUDA build that finds one, unless `gpu_layers` is 0, else the CPU.
+    pub fn placement(&self) -> Option<Placement> {
+        match self.backend() {
+            BackendKind::Embedded => Some(llama::placement(
+                self.settings
+                    .gpu_layers
+                    .unwrap_or(llama::DEFAULT_GPU_LAYERS),
+            )),
+            BackendKind::Openai => None,
+        }
+    }
+
     /// A key that changes whenever the served model could answer differently: the model and
     /// adapter files (path, size, modification time) or the endpoint and model name. Fails when
     /// the model file is missing, with the install hint.
@@ -144,7 +157,9 @@ impl Plan {
             BackendKind::Embedded => {
                 let mut config = LlamaConfig::new(self.model.path.clone());
                 config.adapter = self.adapter.as_ref().map(|a| a.path.clone());
-                config.gpu_layers = s.gpu_layers.unwrap_or(0);
+                if let Some(n) = s.gpu_layers {
+                    config.gpu_layers = n;
+                }
                 config.threads = s.threads.unwrap_or(0);
                 if let Some(n) = s.ctx_size {
                     config.n_ctx = n;

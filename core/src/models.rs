@@ -175,16 +175,18 @@ impl KnownModel {
     }
 
     /// Its path when installed; otherwise an error that says how to install it.
-    pub fn installed_path(&self) -> Result<PathBuf, String> {
+    pub fn installed_path(&self) -> Result<PathBuf, NotInstalled> {
         if self.installed() {
             Ok(self.path())
         } else {
-            Err(format!(
-                "model {} is not installed at {}: run `clarifycoder model install {}` (or `make setup`)",
-                self.name,
-                self.path().display(),
-                self.name
-            ))
+            Err(NotInstalled {
+                name: Some(self.name.to_string()),
+                path: self.path(),
+                hint: format!(
+                    "run `clarifycoder model install {}` (or `make setup`)",
+                    self.name
+                ),
+            })
         }
     }
 
@@ -203,6 +205,21 @@ impl KnownModel {
             .map(|dir| dir.join("models").join(self.adapter))
             .find(|p| p.is_file())
     }
+}
+
+/// A model that is not installed where it is looked for; the message says how to install it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match name {
+    Some(name) => format!("model {name} is not installed at {}: {hint}", path.display()),
+    None => format!("model not found at {}: {hint}", path.display()),
+})]
+pub struct NotInstalled {
+    /// The known model's name, when the model was asked for by name.
+    pub name: Option<String>,
+    /// Where it was looked for.
+    pub path: PathBuf,
+    /// What to do: the command that installs it.
+    pub hint: String,
 }
 
 /// Why an installation failed. Each message says what to do.
@@ -454,5 +471,27 @@ mod tests {
             assert!(m.adapter.ends_with(".lora.gguf"));
         }
         assert_eq!(default_model().name, "qwen2.5-coder-0.5b");
+    }
+
+    #[test]
+    fn a_missing_model_says_how_to_install_it() {
+        let named = NotInstalled {
+            name: Some("gemma3-270m".into()),
+            path: "/cache/gemma.gguf".into(),
+            hint: "run `clarifycoder model install gemma3-270m` (or `make setup`)".into(),
+        };
+        assert_eq!(
+            named.to_string(),
+            "model gemma3-270m is not installed at /cache/gemma.gguf: run `clarifycoder model install gemma3-270m` (or `make setup`)"
+        );
+        let unnamed = NotInstalled {
+            name: None,
+            hint: "install it".into(),
+            ..named
+        };
+        assert_eq!(
+            unnamed.to_string(),
+            "model not found at /cache/gemma.gguf: install it"
+        );
     }
 }

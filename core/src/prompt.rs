@@ -145,16 +145,21 @@ impl Markup {
     }
 }
 
+/// A markup name that is not one of [`Markup::NAMED`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown markup `{0}`; use gemma, chatml, llama3 or plain")]
+pub struct UnknownMarkup(pub String);
+
 impl std::str::FromStr for Markup {
-    type Err = String;
+    type Err = UnknownMarkup;
 
     /// Parses `gemma`, `chatml`, `llama3` or `plain` (case-insensitive).
-    fn from_str(s: &str) -> Result<Markup, String> {
+    fn from_str(s: &str) -> Result<Markup, UnknownMarkup> {
         Markup::NAMED
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(s.trim()))
             .map(|(_, m)| *m)
-            .ok_or_else(|| format!("unknown markup `{s}`; use gemma, chatml, llama3 or plain"))
+            .ok_or_else(|| UnknownMarkup(s.to_string()))
     }
 }
 
@@ -543,7 +548,11 @@ mod tests {
             assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{name}\""));
         }
         assert_eq!("ChatML".parse::<Markup>(), Ok(Markup::ChatMl));
-        assert!("jinja".parse::<Markup>().unwrap_err().contains("use gemma"));
+        assert!("jinja"
+            .parse::<Markup>()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown markup `jinja`; use gemma"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::models::NotInstalled;
 use crate::prompt::Markup;
 
 /// Flag a function when the model's probability of asking is at least this (chosen on the labelled
@@ -95,17 +96,62 @@ pub struct Settings {
     pub unknown: BTreeMap<String, serde_json::Value>,
 }
 
+/// Why settings were refused. Each message names the file or the key, and the value expected.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The configuration file cannot be read. The I/O error is in the message (the language
+    /// server shows only the message), so it is kept as a field, not as the error's source.
+    #[error("cannot read config file '{}': {error}; check that it exists and is readable", path.display())]
+    Read {
+        /// The configuration file.
+        path: PathBuf,
+        /// What reading it said.
+        error: std::io::Error,
+    },
+    /// The configuration file is not TOML, or a key has a value of the wrong type.
+    #[error("invalid config file '{}': {message}", path.display())]
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// The TOML parser's message, with the line and column.
+        message: String,
+    },
+    /// An editor's settings have a value of the wrong type or an unknown name.
+    #[error("invalid settings: {message}")]
+    Json {
+        /// The JSON deserializer's message.
+        message: String,
+    },
+    /// A value outside its range.
+    #[error("{}{key} must be {allowed}, got {value}", match file {
+        Some(path) => format!("invalid config file '{}': ", path.display()),
+        None => String::from("invalid settings: "),
+    })]
+    OutOfRange {
+        /// The configuration file the value came from; `None` for an editor's or merged settings.
+        file: Option<PathBuf>,
+        /// The key, as spelled in a configuration file.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The range, as a phrase (`between 0 and 1`).
+        allowed: &'static str,
+    },
+}
+
 impl Settings {
     /// Reads a TOML configuration file, validated, with relative `model` and `adapter` paths
     /// made relative to the file (a known model's name and `none` are kept as they are).
-    pub fn from_toml_file(path: &Path) -> Result<Settings, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config file '{}': {e}", path.display()))?;
-        let settings: Settings = toml::from_str(&text)
-            .map_err(|e| format!("invalid config file '{}': {e}", path.display()))?;
-        settings
-            .validate()
-            .map_err(|e| format!("invalid config file '{}': {e}", path.display()))?;
+    pub fn from_toml_file(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|error| SettingsError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let settings: Settings = toml::from_str(&text).map_err(|e| SettingsError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        settings.check_ranges(Some(path))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let rebase = |p: Option<PathBuf>| {
             p.map(|p| {
@@ -124,46 +170,50 @@ impl Settings {
         })
     }
 
-    /// Checks values that have a valid range; the message names the key and the range.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(t) = self.threshold {
-            if !(0.0..=1.0).contains(&t) {
-                return Err(format!("threshold must be between 0 and 1, got {t}"));
-            }
+    /// Checks values that have a valid range: [`SettingsError::OutOfRange`], whose message names
+    /// the key and the range.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.check_ranges(None)
+    }
+
+    /// [`Settings::validate`], naming `file` as where the values came from.
+    fn check_ranges(&self, file: Option<&Path>) -> Result<(), SettingsError> {
+        let out_of_range = |key, value: &dyn fmt::Display, allowed| SettingsError::OutOfRange {
+            file: file.map(Path::to_path_buf),
+            key,
+            value: value.to_string(),
+            allowed,
+        };
+        if let Some(t) = self.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(out_of_range("threshold", &t, "between 0 and 1"));
         }
-        if self.batch.is_some_and(|n| !(1..=16).contains(&n)) {
-            return Err(format!(
-                "batch must be between 1 and 16, got {}",
-                self.batch.unwrap_or_default()
-            ));
+        if let Some(n) = self.batch.filter(|n| !(1..=16).contains(n)) {
+            return Err(out_of_range("batch", &n, "between 1 and 16"));
         }
-        if self.concurrency == Some(0) {
-            return Err("concurrency must be at least 1".into());
+        if let Some(n) = self.concurrency.filter(|&n| n == 0) {
+            return Err(out_of_range("concurrency", &n, "at least 1"));
         }
-        if self.max_tokens == Some(0) {
-            return Err("max_tokens must be at least 1".into());
+        if let Some(n) = self.max_tokens.filter(|&n| n == 0) {
+            return Err(out_of_range("max_tokens", &n, "at least 1"));
         }
-        if self.ctx_size.is_some_and(|n| n < 512) {
-            return Err(format!(
-                "ctx_size must be at least 512 tokens, got {}",
-                self.ctx_size.unwrap_or_default()
-            ));
+        if let Some(n) = self.ctx_size.filter(|&n| n < 512) {
+            return Err(out_of_range("ctx_size", &n, "at least 512 tokens"));
         }
         Ok(())
     }
 
-    /// Settings from an editor's JSON. An empty Lua table arrives as `[]` and `null` as nothing;
-    /// both mean "no settings".
-    pub fn from_json(value: &serde_json::Value) -> Result<Settings, String> {
+    /// Settings from an editor's JSON, validated. An empty Lua table arrives as `[]` and `null`
+    /// as nothing; both mean "no settings".
+    pub fn from_json(value: &serde_json::Value) -> Result<Settings, SettingsError> {
         match value {
             serde_json::Value::Null => Ok(Settings::default()),
             serde_json::Value::Array(items) if items.is_empty() => Ok(Settings::default()),
             other => {
-                let settings: Settings = serde_json::from_value(other.clone())
-                    .map_err(|e| format!("invalid settings: {e}"))?;
-                settings
-                    .validate()
-                    .map_err(|e| format!("invalid settings: {e}"))?;
+                let settings: Settings =
+                    serde_json::from_value(other.clone()).map_err(|e| SettingsError::Json {
+                        message: e.to_string(),
+                    })?;
+                settings.validate()?;
                 Ok(settings)
             }
         }
@@ -314,15 +364,16 @@ pub fn resolve_model(flag: Option<&Path>, config: Option<&Path>) -> Resolved {
 
 /// The model as resolved without flags or a config file (environment, else the default), checked
 /// to exist: for tests and tools. The error carries the install hint.
-pub fn installed_model() -> Result<PathBuf, String> {
-    let path = resolve_model(None, None).path;
-    if path.is_file() {
-        Ok(path)
+pub fn installed_model() -> Result<PathBuf, NotInstalled> {
+    let resolved = resolve_model(None, None);
+    if resolved.path.is_file() {
+        Ok(resolved.path)
     } else {
-        Err(format!(
-            "model not found at {}: {INSTALL_HINT}",
-            path.display()
-        ))
+        Err(NotInstalled {
+            name: None,
+            path: resolved.path,
+            hint: INSTALL_HINT.to_string(),
+        })
     }
 }
 
@@ -388,10 +439,57 @@ mod tests {
         std::fs::write(&path, "threshold = 1.5\n").unwrap();
         let e = Settings::from_toml_file(&path).unwrap_err();
         assert!(
-            e.contains("threshold must be between 0 and 1, got 1.5"),
-            "{e}"
+            matches!(e, SettingsError::OutOfRange { key: "threshold", file: Some(ref f), .. } if *f == path),
+            "{e:?}"
         );
-        assert!(Settings::from_json(&serde_json::json!({"threshold": -0.1})).is_err());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid config file '{}': threshold must be between 0 and 1, got 1.5",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "threshold = \"high\"\n").unwrap();
+        let e = Settings::from_toml_file(&path).unwrap_err().to_string();
+        assert!(e.starts_with("invalid config file '"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        let missing = dir.path().join("absent.toml");
+        let e = Settings::from_toml_file(&missing).unwrap_err().to_string();
+        assert!(e.contains("cannot read config file '"), "{e}");
+        assert!(e.ends_with("; check that it exists and is readable"), "{e}");
+        let e = Settings::from_json(&serde_json::json!({"threshold": -0.1})).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid settings: threshold must be between 0 and 1, got -0.1"
+        );
+    }
+
+    #[test]
+    fn each_ranged_value_names_its_key_range_and_value() {
+        let cases = [
+            (
+                serde_json::json!({"batch": 17}),
+                "batch must be between 1 and 16, got 17",
+            ),
+            (
+                serde_json::json!({"concurrency": 0}),
+                "concurrency must be at least 1, got 0",
+            ),
+            (
+                serde_json::json!({"maxTokens": 0}),
+                "max_tokens must be at least 1, got 0",
+            ),
+            (
+                serde_json::json!({"ctxSize": 256}),
+                "ctx_size must be at least 512 tokens, got 256",
+            ),
+        ];
+        for (value, want) in cases {
+            let e = Settings::from_json(&value).unwrap_err();
+            assert_eq!(e.to_string(), format!("invalid settings: {want}"));
+        }
+        let fine = serde_json::json!({"batch": 16, "concurrency": 1, "maxTokens": 1, "ctxSize": 512, "threshold": 1.0});
+        assert!(Settings::from_json(&fine).is_ok());
     }
 
     #[test]
@@ -418,7 +516,7 @@ mod tests {
         let s = Settings::from_json(&serde_json::json!({"apiMarkup": "chatml"})).unwrap();
         assert_eq!(s.api_markup, Some(Markup::ChatMl));
         let e = Settings::from_json(&serde_json::json!({"apiMarkup": "alpaca"})).unwrap_err();
-        assert!(e.contains("unknown variant `alpaca`"), "{e}");
+        assert!(e.to_string().contains("unknown variant `alpaca`"), "{e}");
     }
 
     #[test]

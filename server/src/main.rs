@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clarifycoder::backend::Plan;
 use clarifycoder::{check, lsp};
@@ -122,7 +123,8 @@ struct ModelArgs {
     /// [default: 4].
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
     batch: Option<usize>,
-    /// Layers to offload to the GPU (builds with the `cuda` feature).
+    /// Layers to offload to the GPU, in a build with the `cuda` feature (`make cuda`)
+    /// [default: all of them when there is a GPU]; 0 runs on the CPU.
     #[arg(long)]
     gpu_layers: Option<u32>,
     /// Inference threads (0 = all cores).
@@ -164,12 +166,14 @@ impl ModelArgs {
     fn config_file(&self) -> anyhow::Result<Settings> {
         let path = match &self.config {
             Some(p) => Some(p.clone()),
-            None => Settings::discover(&std::env::current_dir()?),
+            None => Settings::discover(
+                &std::env::current_dir().context("cannot read the current directory")?,
+            ),
         };
         let Some(path) = path else {
             return Ok(Settings::default());
         };
-        let settings = Settings::from_toml_file(&path).map_err(anyhow::Error::msg)?;
+        let settings = Settings::from_toml_file(&path)?;
         for key in settings.unknown.keys() {
             eprintln!("warning: {}: unknown key `{key}` ignored", path.display());
         }
@@ -279,6 +283,8 @@ fn run() -> anyhow::Result<i32> {
             let info = serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "backend": plan.backend(),
+                // The embedded engine's device: a GPU in a CUDA build that finds one, else CPU.
+                "device": plan.placement().map(|p| p.to_string()),
                 "model": describe(&plan.model),
                 "adapter": plan.adapter.as_ref().map(describe),
                 "cacheDir": clarifycoder_core::settings::cache_dir(),

@@ -211,6 +211,58 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
     c.notify("exit", Value::Null);
 }
 
+/// A regression: an out-of-range threshold from the editor was only logged (and `Config` clamped
+/// it), so the user never learned that the change was ignored. It is refused with a message, and
+/// the previous settings stay in force.
+#[test]
+fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept() {
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 0}),
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
+
+    // Clamped, 7 would have been 1 and hidden every diagnostic.
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"clarifycoder": {"threshold": 7, "maxTokens": 4, "debounceMs": 0}}}),
+    );
+    let message = c.wait("window/showMessage", |p| {
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("threshold"))
+    });
+    let text = message["message"].as_str().unwrap();
+    for phrase in [
+        "invalid settings: threshold must be between 0 and 1, got 7",
+        "fix the `clarifycoder` settings in your editor",
+        "the previous settings stay in force",
+    ] {
+        assert!(text.contains(phrase), "{phrase:?} not in {text}");
+    }
+    assert_eq!(message["type"], 2, "a warning: {message}");
+
+    // A new version is analysed and published with the previous threshold, 0.
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 11, "character": 12}, "end": {"line": 11, "character": 12}}, "text": " "}
+        ]}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 2);
+    assert_eq!(
+        published["diagnostics"].as_array().unwrap().len(),
+        2,
+        "{published:#}"
+    );
+}
+
 #[test]
 fn rapid_edits_publish_only_the_latest_version() {
     let mut c = Client::start(&model_path());

@@ -116,8 +116,9 @@ pub struct FinetuneArgs {
     /// Storage type of the frozen base matrices (bf16 halves their memory).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
-    /// Where to train (`cuda` needs a build with the `cuda` feature).
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Where to train: `auto` is the GPU in a build with the `cuda` feature (`make cuda`) that
+    /// finds one, else the CPU; `cuda` fails without a GPU.
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
     /// Write the tokenized training set (JSONL of {"tokens", "prompt_len"}), in the order the
     /// first epoch trains on it, here and continue; for comparisons with other trainers.
@@ -134,8 +135,44 @@ pub struct FinetuneArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceArg {
+    Auto,
     Cpu,
     Cuda,
+}
+
+impl DeviceArg {
+    /// The device to train on. `auto` in a CUDA build without a usable GPU says why on stderr
+    /// and trains on the CPU.
+    pub fn device(self) -> Result<Device> {
+        // candle's error carries a backtrace when RUST_BACKTRACE is set: the first line says it.
+        let cuda = || {
+            Device::new_cuda(0).map_err(|e| {
+                let e = e.to_string();
+                e.lines().next().unwrap_or_default().to_string()
+            })
+        };
+        match self {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda if !cfg!(feature = "cuda") => bail!(
+                "--device cuda: this trainer was built without CUDA; build it with `make cuda` \
+                 (or `--features cuda`), or pass --device cpu"
+            ),
+            DeviceArg::Cuda => cuda().map_err(|e| {
+                anyhow::anyhow!(
+                    "--device cuda: CUDA device 0 is not usable ({e}); check the NVIDIA driver \
+                     and GPU with `nvidia-smi`, or pass --device cpu"
+                )
+            }),
+            DeviceArg::Auto if cfg!(feature = "cuda") => Ok(cuda().unwrap_or_else(|e| {
+                eprintln!(
+                    "warning: this is a CUDA build but CUDA device 0 is not usable ({e}); \
+                     training on the CPU"
+                );
+                Device::Cpu
+            })),
+            DeviceArg::Auto => Ok(Device::Cpu),
+        }
+    }
 }
 
 /// A tokenized training sequence.
@@ -160,18 +197,17 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let targets = Target::parse_list(&args.targets)?;
     let model_path = match &args.model {
         Some(p) => clarifycoder_core::settings::resolve_model(Some(p), None).path,
-        None => clarifycoder_core::settings::installed_model()
-            .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
+        None => clarifycoder_core::settings::installed_model().context("no --model given")?,
     };
-    let device = match args.device {
-        DeviceArg::Cpu => Device::Cpu,
-        DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| {
-            anyhow::anyhow!(
-                "--device cuda: {e}; build the trainer with `--features cuda` on a machine with \
-                 CUDA"
-            )
-        })?,
-    };
+    let device = args.device.device()?;
+    if cfg!(feature = "cuda") {
+        let on = if device.is_cuda() {
+            "CUDA device 0"
+        } else {
+            "the CPU"
+        };
+        eprintln!("finetune: training on {on}");
+    }
     let dtype = match args.dtype {
         DtypeArg::F32 => DType::F32,
         DtypeArg::Bf16 => DType::BF16,
@@ -275,7 +311,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
     let estimate = MemoryEstimate::of(&config, &args, &train.examples, dtype, &targets);
     eprintln!("finetune: {}", estimate.describe());
     if let Some(available) = available_memory() {
-        if args.device == DeviceArg::Cpu && estimate.total() > available {
+        if device.is_cpu() && estimate.total() > available {
             bail!(
                 "the run needs about {:.1} GiB but {:.1} GiB are available; lower --max-len, \
                  use --dtype bf16, or free memory",
@@ -568,6 +604,8 @@ pub struct Tokenizer {
 impl Tokenizer {
     pub fn load(model: &Path, max_len: usize) -> Result<Tokenizer> {
         let mut config = LlamaConfig::new(model);
+        // It only tokenizes: no GPU memory, which training needs.
+        config.gpu_layers = 0;
         config.n_ctx = (max_len as u32 + 64).max(512);
         config.batch_prompts = 1;
         let engine = LlamaEngine::load(config)?;
@@ -934,6 +972,17 @@ fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn without_cuda_auto_is_the_cpu_and_cuda_says_how_to_get_it() {
+        assert!(DeviceArg::Auto.device().unwrap().is_cpu());
+        let e = DeviceArg::Cuda.device().unwrap_err().to_string();
+        assert!(
+            e.contains("built without CUDA") && e.contains("make cuda"),
+            "{e}"
+        );
+    }
 
     fn row(category: &str) -> Row {
         serde_json::from_value(serde_json::json!({

@@ -157,7 +157,9 @@ fn open_teacher(args: &LlmArgs) -> anyhow::Result<(Arc<dyn Backend>, Markup)> {
         (None, Some(path)) => {
             let mut config = LlamaConfig::new(path);
             config.batch_prompts = args.parallel.max(1);
-            let engine = LlamaEngine::load(config).map_err(|e| anyhow::anyhow!("teacher: {e}"))?;
+            let engine = LlamaEngine::load(config).with_context(|| {
+                format!("cannot load the teacher model '{}'", path.display())
+            })?;
             let markup = forced.unwrap_or(engine.info().markup);
             Ok((Arc::new(engine), markup))
         }

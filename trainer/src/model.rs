@@ -178,8 +178,12 @@ impl Config {
     pub fn from_file(path: &Path) -> Result<Config> {
         let mut file = std::fs::File::open(path)
             .with_context(|| format!("cannot open base model '{}'", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow::anyhow!("'{}' is not a readable GGUF: {e}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file).with_context(|| {
+            format!(
+                "'{}' is not a readable GGUF; pass a GGUF model file with --model",
+                path.display()
+            )
+        })?;
         Config::read(&content).with_context(|| format!("base model '{}'", path.display()))
     }
 
@@ -479,14 +483,18 @@ impl Model {
     pub fn load(path: &Path, dtype: DType, device: &Device) -> Result<Model> {
         let mut file = std::fs::File::open(path)
             .with_context(|| format!("cannot open base model '{}'", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow::anyhow!("'{}' is not a readable GGUF: {e}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file).with_context(|| {
+            format!(
+                "'{}' is not a readable GGUF; pass a GGUF model file with --model",
+                path.display()
+            )
+        })?;
         let config =
             Config::read(&content).with_context(|| format!("base model '{}'", path.display()))?;
         let mut get = |name: &str, dt: DType| -> Result<Tensor> {
             let q = content
                 .tensor(&mut file, name, device)
-                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
+                .with_context(|| format!("cannot read tensor {name}"))?;
             Ok(q.dequantize(device)?.to_dtype(dt)?)
         };
         let has = |name: &str| content.tensor_infos.contains_key(name);

@@ -73,8 +73,7 @@ pub struct ExampleQuestions {
 pub fn run(args: ValidateArgs) -> Result<()> {
     let model = match &args.model {
         Some(p) => clarifycoder_core::settings::resolve_model(Some(p), None).path,
-        None => clarifycoder_core::settings::installed_model()
-            .map_err(|e| anyhow::anyhow!("no --model given and {e}"))?,
+        None => clarifycoder_core::settings::installed_model().context("no --model given")?,
     };
     if !args.data.is_file() {
         bail!("{} does not exist", args.data.display());

@@ -42,7 +42,9 @@ pub struct LlamaConfig {
     pub adapter: Option<PathBuf>,
     /// Adapter scale (1.0 applies it as trained).
     pub adapter_scale: f32,
-    /// Layers to offload to the GPU (0 = CPU only; only with the `cuda` feature).
+    /// Layers to offload to the GPU: 0 keeps the model on the CPU, [`ALL_LAYERS`] offloads all.
+    /// Only a build with the `cuda` feature has a GPU to offload to; there the default is all
+    /// layers (see [`DEFAULT_GPU_LAYERS`]).
     pub gpu_layers: u32,
     /// CPU threads (0 = all cores).
     pub threads: usize,
@@ -72,13 +74,128 @@ impl LlamaConfig {
             model: model.into(),
             adapter: None,
             adapter_scale: 1.0,
-            gpu_layers: 0,
+            gpu_layers: DEFAULT_GPU_LAYERS,
             threads: 0,
             n_ctx: 4096,
             batch_prompts: 4,
             exact_kv: false,
             code_from_base: false,
             batch_invariant: false,
+        }
+    }
+}
+
+/// `gpu_layers` that offloads every layer (llama.cpp caps it at the model's layer count).
+pub const ALL_LAYERS: u32 = u32::MAX;
+
+/// `gpu_layers` when the settings do not say: every layer in a build with the `cuda` feature
+/// (on the CPU anyway when no device is found, see [`placement`]), none otherwise.
+pub const DEFAULT_GPU_LAYERS: u32 = if cfg!(feature = "cuda") {
+    ALL_LAYERS
+} else {
+    0
+};
+
+/// A GPU llama.cpp can offload to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuDevice {
+    /// llama.cpp's name for it, e.g. `CUDA0`.
+    pub name: String,
+    /// What it is, e.g. `NVIDIA H200`.
+    pub description: String,
+    /// Its memory in bytes.
+    pub memory_total: u64,
+}
+
+impl std::fmt::Display for GpuDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {:.1} GiB)",
+            self.name,
+            self.description,
+            self.memory_total as f64 / (1u64 << 30) as f64
+        )
+    }
+}
+
+/// The GPUs this process's llama.cpp found: none in a build without the `cuda` feature, and none
+/// in a CUDA build on a machine without the NVIDIA driver or without a visible GPU.
+pub fn gpu_devices() -> Vec<GpuDevice> {
+    // The backend first: it routes llama.cpp's log (which would report a failed CUDA
+    // initialisation on stderr) before the device registry is built.
+    if backend().is_err() {
+        return Vec::new();
+    }
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d.device_type,
+                llama_cpp_2::LlamaBackendDeviceType::Gpu
+                    | llama_cpp_2::LlamaBackendDeviceType::IntegratedGpu
+            )
+        })
+        .map(|d| GpuDevice {
+            name: d.name,
+            description: d.description,
+            memory_total: d.memory_total as u64,
+        })
+        .collect()
+}
+
+/// Where an engine with `gpu_layers` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On the CPU.
+    Cpu,
+    /// Its layers (or all of them) on this GPU, the rest on the CPU.
+    Gpu {
+        /// The device llama.cpp offloads to first.
+        device: GpuDevice,
+        /// Layers offloaded ([`ALL_LAYERS`]: all).
+        layers: u32,
+    },
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Cpu => write!(f, "CPU"),
+            Placement::Gpu { device, layers } if *layers == ALL_LAYERS => {
+                write!(f, "{device}, all layers")
+            }
+            Placement::Gpu { device, layers } => write!(f, "{device}, {layers} layers"),
+        }
+    }
+}
+
+/// Where an engine with `gpu_layers` runs on this machine. In a CUDA build that finds no GPU it
+/// is the CPU, and the first call in the process says so on stderr (through `tracing` where a
+/// subscriber is installed, as in the language server): one warning, however many engines load.
+pub fn placement(gpu_layers: u32) -> Placement {
+    if gpu_layers == 0 || !cfg!(feature = "cuda") {
+        return Placement::Cpu;
+    }
+    match gpu_devices().into_iter().next() {
+        Some(device) => Placement::Gpu {
+            device,
+            layers: gpu_layers,
+        },
+        None => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                let message = "this is a CUDA build but no CUDA device was found (no NVIDIA \
+                               driver, or no GPU visible to it: try `nvidia-smi`); running on the \
+                               CPU (gpu_layers = 0, or --gpu-layers 0, does so without this \
+                               warning)";
+                if tracing::dispatcher::has_been_set() {
+                    tracing::warn!("{message}");
+                } else {
+                    eprintln!("warning: {message}");
+                }
+            });
+            Placement::Cpu
         }
     }
 }
@@ -347,7 +464,13 @@ type Loaded = (LlamaModel, Option<llama_cpp_2::model::LlamaLoraAdapter>);
 
 fn load_model(config: &LlamaConfig) -> Result<Loaded, EngineError> {
     let backend = backend()?;
-    let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
+    let placement = placement(config.gpu_layers);
+    tracing::info!("embedded engine: {} on {placement}", config.model.display());
+    let layers = match placement {
+        Placement::Cpu => 0,
+        Placement::Gpu { layers, .. } => layers,
+    };
+    let params = LlamaModelParams::default().with_n_gpu_layers(layers);
     let mut model = LlamaModel::load_from_file(backend, &config.model, &params).map_err(|e| {
         EngineError::Load {
             path: config.model.clone(),
@@ -1118,4 +1241,47 @@ fn sample(logits: &[f32], temperature: f32, rng: &mut SplitMix64) -> usize {
         }
     }
     argmax()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_placement_names_the_device_and_the_layers() {
+        let device = GpuDevice {
+            name: "CUDA0".into(),
+            description: "NVIDIA H200".into(),
+            memory_total: 150_000_000_000,
+        };
+        let all = Placement::Gpu {
+            device: device.clone(),
+            layers: ALL_LAYERS,
+        };
+        assert_eq!(
+            all.to_string(),
+            "CUDA0 (NVIDIA H200, 139.7 GiB), all layers"
+        );
+        let some = Placement::Gpu { device, layers: 12 };
+        assert_eq!(
+            some.to_string(),
+            "CUDA0 (NVIDIA H200, 139.7 GiB), 12 layers"
+        );
+        assert_eq!(Placement::Cpu.to_string(), "CPU");
+    }
+
+    #[test]
+    fn gpu_layers_zero_is_the_cpu_in_any_build() {
+        assert_eq!(placement(0), Placement::Cpu);
+        assert_eq!(LlamaConfig::new("m.gguf").gpu_layers, DEFAULT_GPU_LAYERS);
+    }
+
+    /// The CPU build behaves as before the CUDA build existed: nothing offloaded, nothing found.
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn without_cuda_the_engine_runs_on_the_cpu_whatever_gpu_layers_says() {
+        assert_eq!(DEFAULT_GPU_LAYERS, 0);
+        assert_eq!(placement(ALL_LAYERS), Placement::Cpu);
+        assert!(gpu_devices().is_empty());
+    }
 }

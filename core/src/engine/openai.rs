@@ -204,11 +204,11 @@ impl OpenAiEngine {
         serde_json::from_str(&text).map_err(|e| (false, format!("response is not JSON: {e}")))
     }
 
-    fn choice(response: &Value) -> Result<&Value, String> {
+    fn choice<'a>(&self, response: &'a Value) -> Result<&'a Value, EngineError> {
         response
             .get("choices")
             .and_then(|c| c.get(0))
-            .ok_or_else(|| "response has no choices".to_string())
+            .ok_or_else(|| self.bad("response has no choices".to_string()))
     }
 
     fn bad(&self, reason: String) -> EngineError {
@@ -272,7 +272,7 @@ impl Backend for OpenAiEngine {
                 "logprobs": 20,
             });
             let response = self.post(&body, cancel)?;
-            let choice = Self::choice(&response).map_err(|r| self.bad(r))?;
+            let choice = self.choice(&response)?;
             let top = first_top_logprobs(choice).ok_or_else(|| {
                 self.bad("response has no logprobs; the server must support `logprobs` on /v1/completions".into())
             })?;
@@ -314,7 +314,7 @@ impl Backend for OpenAiEngine {
             body["stop"] = json!(request.stop.iter().take(4).collect::<Vec<_>>());
         }
         let response = self.post(&body, cancel)?;
-        let choice = Self::choice(&response).map_err(|r| self.bad(r))?;
+        let choice = self.choice(&response)?;
         let mut text = choice
             .get("text")
             .and_then(Value::as_str)
@@ -362,7 +362,7 @@ impl Backend for OpenAiEngine {
             "logprobs": 5,
         });
         let response = self.post(&body, cancel)?;
-        let choice = Self::choice(&response).map_err(|r| self.bad(r))?;
+        let choice = self.choice(&response)?;
         let unsupported = || {
             EngineError::Unsupported(format!(
                 "{} did not return prompt log-probabilities (`echo` + `logprobs`); scoring needs a server that does (vLLM) or the embedded backend",

@@ -39,7 +39,9 @@ impl Config {
         };
         Config {
             options: Options {
-                threshold: s.threshold.unwrap_or(d.threshold).clamp(0.0, 1.0),
+                // In range: settings are validated when they arrive (`Settings::from_json`,
+                // `Settings::from_toml_file`) and refused, with a message, when they are not.
+                threshold: s.threshold.unwrap_or(d.threshold),
                 max_questions: s.max_questions.unwrap_or(d.max_questions),
                 max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
                 ..d
@@ -132,49 +134,78 @@ impl ClarifyServer {
         }
     }
 
-    /// Takes settings from `initializationOptions` or `didChangeConfiguration`; returns whether
-    /// the engine must be reloaded.
-    pub(super) fn apply_settings(&self, value: &Value) -> bool {
+    /// Takes settings from `initializationOptions` or `didChangeConfiguration`. Invalid settings
+    /// (a value of the wrong type, one out of range) are refused as a whole with a message to the
+    /// user; the previous ones stay in force.
+    pub(super) async fn apply_settings(&self, value: &Value) -> Applied {
         // Editors send either our section or `{ "clarifycoder": {...} }`.
         let value = value.get("clarifycoder").unwrap_or(value);
-        match Settings::from_json(value) {
-            Ok(new) => {
-                for key in new.unknown.keys() {
-                    tracing::warn!("unknown setting `{key}` ignored");
-                }
-                let mut st = self.state.lock().unwrap();
-                let reload = engine_settings(&new) != engine_settings(&st.settings);
-                st.config = Config::from(&new);
-                st.settings = new;
-                reload
-            }
+        let new = match Settings::from_json(value) {
+            Ok(new) => new,
             Err(e) => {
                 tracing::warn!("{e}");
-                false
+                self.client
+                    .show_message(
+                        MessageType::WARNING,
+                        format!(
+                            "ClarifyCoder: {e}; fix the `clarifycoder` settings in your editor \
+                             (until then the previous settings stay in force)"
+                        ),
+                    )
+                    .await;
+                return Applied::Refused;
             }
+        };
+        for key in new.unknown.keys() {
+            tracing::warn!("unknown setting `{key}` ignored");
+        }
+        let mut st = self.state.lock().unwrap();
+        let reload = engine_settings(&new) != engine_settings(&st.settings);
+        st.config = Config::from(&new);
+        st.settings = new;
+        if reload {
+            Applied::Engine
+        } else {
+            Applied::Presentation
         }
     }
 
     /// `workspace/didChangeConfiguration`.
     pub(super) async fn on_did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        if self.apply_settings(&params.settings) {
-            self.load_engine().await;
-        } else {
+        match self.apply_settings(&params.settings).await {
+            Applied::Refused => {}
+            Applied::Engine => self.load_engine().await,
             // Threshold, severity and such only change how results are shown.
-            let uris: Vec<(Uri, i32)> = self
-                .state
-                .lock()
-                .unwrap()
-                .docs
-                .iter()
-                .map(|(u, d)| (u.clone(), d.version))
-                .collect();
-            for (uri, version) in uris {
-                self.queue_analysis(&uri);
-                self.publish(uri, version).await;
-            }
+            Applied::Presentation => self.republish().await,
         }
     }
+
+    /// Shows every open document's results again under the current settings.
+    async fn republish(&self) {
+        let uris: Vec<(Uri, i32)> = self
+            .state
+            .lock()
+            .unwrap()
+            .docs
+            .iter()
+            .map(|(u, d)| (u.clone(), d.version))
+            .collect();
+        for (uri, version) in uris {
+            self.queue_analysis(&uri);
+            self.publish(uri, version).await;
+        }
+    }
+}
+
+/// What [`ClarifyServer::apply_settings`] did with new settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// They were invalid; the previous ones stay in force.
+    Refused,
+    /// Only how results are shown changed.
+    Presentation,
+    /// A setting that decides the engine or the cached results changed: reload the engine.
+    Engine,
 }
 
 /// The settings that decide the engine or the cached results: all but how diagnostics are shown

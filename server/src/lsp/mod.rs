@@ -195,7 +195,7 @@ impl ClarifyServer {
             }
         }
         if let Some(options) = &params.initialization_options {
-            self.apply_settings(options);
+            self.apply_settings(options).await;
         }
         // Forward worker events to the client.
         if let Some(mut rx) = self.events.lock().unwrap().take() {
