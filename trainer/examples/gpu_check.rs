@@ -163,24 +163,7 @@ fn write_random_adapter(model_path: &Path, out: &Path) -> Result<()> {
         let n = dims.iter().product();
         tensors.insert(name, Tensor::from_vec(rng.vec(n, 0.2), dims, &Device::Cpu)?);
     }
-    let c = &model.config;
-    let meta = AdapterMeta {
-        format: "clarifycoder-lora-1".into(),
-        arch: c.arch,
-        base_model: model_path.display().to_string(),
-        base_sha256: String::new(),
-        rank: 4,
-        alpha: 8.0,
-        dropout: 0.0,
-        targets: Target::ALL.to_vec(),
-        n_layer: c.n_layer,
-        n_head: c.n_head,
-        n_head_kv: c.n_head_kv,
-        head_dim: c.head_dim,
-        steps: 0,
-        final_train_loss: None,
-        final_val_loss: None,
-    };
+    let meta = AdapterMeta::untrained(&model.config, model_path.display().to_string(), 4, 8.0);
     export::write_gguf(&meta, &tensors, out, clarifycoder_core::gguf::Storage::F32)
 }
 

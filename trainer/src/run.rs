@@ -139,6 +139,28 @@ pub struct AdapterMeta {
 }
 
 impl AdapterMeta {
+    /// The description of an adapter on every projection, without dropout, not trained by a run
+    /// (the parity test and the GPU check make such adapters with random weights).
+    pub fn untrained(config: &Config, base_model: String, rank: usize, alpha: f64) -> AdapterMeta {
+        AdapterMeta {
+            format: "clarifycoder-lora-1".into(),
+            arch: config.arch,
+            base_model,
+            base_sha256: String::new(),
+            rank,
+            alpha,
+            dropout: 0.0,
+            targets: Target::ALL.to_vec(),
+            n_layer: config.n_layer,
+            n_head: config.n_head,
+            n_head_kv: config.n_head_kv,
+            head_dim: config.head_dim,
+            steps: 0,
+            final_train_loss: None,
+            final_val_loss: None,
+        }
+    }
+
     /// The description of an adapter trained by `run` on a base with `config`.
     pub fn new(
         run: &RunConfig,

@@ -56,24 +56,12 @@ fn random_adapter(model: &Model, rng: &mut Rng) -> Adapter {
 }
 
 fn meta(model: &Model, adapter: &Adapter) -> AdapterMeta {
-    let c = &model.config;
-    AdapterMeta {
-        format: "clarifycoder-lora-1".into(),
-        arch: c.arch,
-        base_model: "tiny.gguf".into(),
-        base_sha256: String::new(),
-        rank: adapter.rank,
-        alpha: adapter.alpha,
-        dropout: 0.0,
-        targets: Target::ALL.to_vec(),
-        n_layer: c.n_layer,
-        n_head: c.n_head,
-        n_head_kv: c.n_head_kv,
-        head_dim: c.head_dim,
-        steps: 0,
-        final_train_loss: None,
-        final_val_loss: None,
-    }
+    AdapterMeta::untrained(
+        &model.config,
+        "tiny.gguf".into(),
+        adapter.rank,
+        adapter.alpha,
+    )
 }
 
 fn check(tiny: Tiny) {
