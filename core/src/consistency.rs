@@ -10,7 +10,14 @@
 //! - a sentence about the result that names its container ("Return the ids as a set", "Returns a
 //!   (status, body) tuple") against the return annotation;
 //! - a documented parameter (Google `Args:`, NumPy `Parameters`, Sphinx `:param`) that the
-//!   signature lacks, and a documented parameter type against its annotation.
+//!   signature lacks, and a documented parameter type against its annotation;
+//! - a documented default ("Defaults to 3", "int, default 3", or a prose sentence about that one
+//!   parameter: "The cooldown lasts 1.5 minutes by default") against the signature's default,
+//!   converting units where the parameter's name carries one (`cooldown_ms`);
+//! - a unit in a parameter's name (`timeout_ms`, `price_cents`) against the unit its entry or a
+//!   sentence about it states ("in seconds");
+//! - a promised `None` result against a return annotation that excludes it, or against a Raises
+//!   section that raises `KeyError`, `LookupError` or `IndexError` instead.
 //!
 //! Each check speaks only when both sides are unmistakable: an annotation or type it does not
 //! know (`Iterator[Row]`, `"Order"`, "the matching listing") means no finding. A finding is
@@ -22,7 +29,7 @@ use tree_sitter::{Node, Parser};
 use crate::python;
 
 /// Part of every result-cache key: bump it when a check changes what it finds.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// One contradiction, phrased as the question that resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,27 +87,50 @@ pub fn contradictions(problem: &str) -> Vec<Contradiction> {
             }
         }
     }
-    for (name, stated) in documented_parameters(doc) {
-        let bare = name.trim_start_matches('*');
-        match signature.parameters.iter().find(|p| p.name == bare) {
-            None if !signature.has_splat && !matches!(bare, "self" | "cls") => {
+    if let Some(annotation) = returns {
+        // In a container, None may be one of the values ("a (sha or None, is_branch) tuple").
+        let scalar = kinds_of_annotation(annotation)
+            .filter(|k| k & (NONE | LIST | TUPLE | SET | DICT) == 0)
+            .is_some()
+            && !annotation.contains("None")
+            && !annotation.contains("Optional");
+        if let Some(sentence) = none_promised(doc).filter(|_| scalar) {
+            {
+                found.push(Contradiction {
+                    question: format!(
+                        "The docstring says \"{sentence}\", but `{name}` is annotated to return `{annotation}`, which excludes None; should it return None or raise?",
+                        name = signature.name
+                    ),
+                });
+            }
+        }
+    }
+    if let (Some(sentence), Some(error)) = (none_promised(doc), lookup_error_raised(doc)) {
+        found.push(Contradiction {
+            question: format!(
+                "The docstring says \"{sentence}\", and also that `{name}` raises {error}; which happens when nothing matches?",
+                name = signature.name
+            ),
+        });
+    }
+    let mut checked = Vec::new();
+    for documented in documented_parameters(doc) {
+        let bare = documented.name.trim_start_matches('*');
+        let Some(parameter) = signature.parameters.iter().find(|p| p.name == bare) else {
+            if !signature.has_splat && !matches!(bare, "self" | "cls") {
                 found.push(Contradiction {
                     question: format!(
                         "The docstring documents a parameter `{bare}` that `{}` does not have; was it renamed, or is the parameter missing?",
                         signature.name
                     ),
-                })
+                });
             }
-            Some(parameter) => {
-                let (Some(stated), Some(annotation)) = (stated, parameter.annotation.as_deref())
-                else {
-                    continue;
-                };
-                let (Some(doc_kinds), Some(ann_kinds)) =
-                    (kinds_of_doc_type(&stated), kinds_of_annotation(annotation))
-                else {
-                    continue;
-                };
+            continue;
+        };
+        if let (Some(stated), Some(annotation)) = (&documented.ty, &parameter.annotation) {
+            if let (Some(doc_kinds), Some(ann_kinds)) =
+                (kinds_of_doc_type(stated), kinds_of_annotation(annotation))
+            {
                 if !overlap(doc_kinds, ann_kinds) {
                     found.push(Contradiction {
                         question: format!(
@@ -109,7 +139,42 @@ pub fn contradictions(problem: &str) -> Vec<Contradiction> {
                     });
                 }
             }
-            None => {}
+        }
+        checked.push(bare.to_string());
+        if let Some(question) = default_contradiction(parameter, &documented.text) {
+            found.push(Contradiction { question });
+        } else if let Some(question) = unit_contradiction(bare, &documented.text) {
+            found.push(Contradiction { question });
+        }
+    }
+    // Prose about one parameter ("The cooldown lasts 1.5 minutes by default.", "All times,
+    // including the timeout, are in seconds.") for parameters without an entry of their own.
+    let sentences = prose_sentences(doc);
+    for parameter in &signature.parameters {
+        // A parameter named `default` makes every "default" in the prose its name.
+        if checked.contains(&parameter.name)
+            || matches!(parameter.name.as_str(), "self" | "cls" | "default")
+        {
+            continue;
+        }
+        let about: Vec<&String> = sentences
+            .iter()
+            .filter(|s| {
+                let mentioned: Vec<&Parameter> = signature
+                    .parameters
+                    .iter()
+                    .filter(|p| mentions(s, p))
+                    .collect();
+                mentioned.len() == 1 && mentioned[0].name == parameter.name && !negated(s)
+            })
+            .collect();
+        let question = about.iter().find_map(|sentence| {
+            default_contradiction(parameter, sentence)
+                .filter(|_| parameter.default.is_some())
+                .or_else(|| unit_contradiction(&parameter.name, sentence))
+        });
+        if let Some(question) = question {
+            found.push(Contradiction { question });
         }
     }
     found
@@ -303,8 +368,17 @@ fn returns_section_type(doc: &str) -> Option<String> {
         .map(|t| t.trim().to_string())
 }
 
+/// A parameter as the docstring documents it.
+struct DocParameter {
+    name: String,
+    /// The stated type, without ", optional" or ", default …".
+    ty: Option<String>,
+    /// Everything the entry says: its type text and its description, continuation lines included.
+    text: String,
+}
+
 /// The parameters a docstring documents, each with its stated type if any.
-fn documented_parameters(doc: &str) -> Vec<(String, Option<String>)> {
+fn documented_parameters(doc: &str) -> Vec<DocParameter> {
     let mut out = Vec::new();
     if let Some((body, _)) = section(doc, &GOOGLE_PARAMETERS, None) {
         // Entries sit at the section's first indentation; deeper lines continue them.
@@ -312,7 +386,10 @@ fn documented_parameters(doc: &str) -> Vec<(String, Option<String>)> {
             .iter()
             .find(|l| !l.trim().is_empty())
             .map(|l| indent_of(l));
-        for line in body.iter().filter(|l| Some(indent_of(l)) == level) {
+        for (i, line) in body.iter().enumerate() {
+            if Some(indent_of(line)) != level {
+                continue;
+            }
             let Some((left, _)) = line.trim().split_once(':') else {
                 continue;
             };
@@ -321,26 +398,42 @@ fn documented_parameters(doc: &str) -> Vec<(String, Option<String>)> {
                 None => (left.trim(), None),
             };
             if is_parameter_name(name) {
-                out.push((name.to_string(), ty.map(strip_optional)));
+                let continuation = body[i + 1..]
+                    .iter()
+                    .take_while(|l| l.trim().is_empty() || Some(indent_of(l)) > level);
+                out.push(DocParameter {
+                    name: name.to_string(),
+                    ty: ty.map(strip_optional),
+                    text: entry_text(line, continuation),
+                });
             }
         }
     } else if let Some((body, _)) = section(doc, &[], Some("Parameters")) {
         // `name`, `name : type` or `a, b : type`; an unindented sentence is prose, not an entry.
-        for line in body
-            .iter()
-            .filter(|l| indent_of(l) == 0 && !l.trim().is_empty())
-        {
+        for (i, line) in body.iter().enumerate() {
+            if indent_of(line) != 0 || line.trim().is_empty() {
+                continue;
+            }
             let (names, ty) = match line.split_once(" : ") {
                 Some((names, ty)) => (names, Some(strip_optional(ty.trim()))),
                 None => (line.trim_end().trim_end_matches(':'), None),
             };
             let names: Vec<&str> = names.split(',').map(str::trim).collect();
             if names.iter().all(|n| is_parameter_name(n)) {
-                out.extend(names.iter().map(|n| (n.to_string(), ty.clone())));
+                let continuation = body[i + 1..]
+                    .iter()
+                    .take_while(|l| l.trim().is_empty() || indent_of(l) > 0);
+                let text = entry_text(line, continuation);
+                out.extend(names.iter().map(|n| DocParameter {
+                    name: n.to_string(),
+                    ty: ty.clone(),
+                    text: text.clone(),
+                }));
             }
         }
     }
-    for line in doc.lines() {
+    let lines: Vec<&str> = doc.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
         // `:param name:` or `:param type name:`
         let Some(rest) = line.trim().strip_prefix(":param ") else {
             continue;
@@ -352,10 +445,26 @@ fn documented_parameters(doc: &str) -> Vec<(String, Option<String>)> {
         let Some(name) = words.pop() else { continue };
         if is_parameter_name(name) {
             let ty = (!words.is_empty()).then(|| words.join(" "));
-            out.push((name.to_string(), ty));
+            let continuation = lines[i + 1..]
+                .iter()
+                .take_while(|l| !l.trim().is_empty() && !l.trim().starts_with(':'));
+            out.push(DocParameter {
+                name: name.to_string(),
+                ty,
+                text: entry_text(line, continuation),
+            });
         }
     }
     out
+}
+
+/// An entry's first line and its continuation lines as one line of text.
+fn entry_text<'a>(first: &'a str, continuation: impl Iterator<Item = &'a &'a str>) -> String {
+    std::iter::once(first)
+        .chain(continuation.copied())
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// "float, optional" and "int, default 3" state the type `float` and `int`.
@@ -462,6 +571,451 @@ fn result_phrase(doc: &str) -> Option<(String, u16)> {
     None
 }
 
+/// A literal value, as a signature's default or a docstring's "Defaults to …" states it.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+    None,
+}
+
+impl Literal {
+    /// A Python literal as written in source: `3`, `-0.5`, `1_000`, `'utf-8'`, `True`, `None`.
+    fn parse(text: &str) -> Option<Literal> {
+        let text = text.trim();
+        match text {
+            "True" => return Some(Literal::Bool(true)),
+            "False" => return Some(Literal::Bool(false)),
+            "None" => return Some(Literal::None),
+            _ => {}
+        }
+        for quote in ['\'', '"'] {
+            if let Some(inner) = text.strip_prefix(quote).and_then(|t| t.strip_suffix(quote)) {
+                return (!inner.contains(quote)).then(|| Literal::Text(inner.to_string()));
+            }
+        }
+        let digits = text.replace('_', "");
+        let starts_like_a_number = digits
+            .trim_start_matches(['-', '+'])
+            .starts_with(|c: char| c.is_ascii_digit() || c == '.');
+        if !starts_like_a_number {
+            return None;
+        }
+        digits
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(Literal::Number)
+    }
+
+    fn same(&self, other: &Literal) -> bool {
+        match (self, other) {
+            (Literal::Number(a), Literal::Number(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+            (Literal::Text(a), Literal::Text(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// The default a parameter's entry states ("Defaults to 3.", "int, default 3",
+/// "(default: ``','``)", "default is True"), with the word after it (a unit, perhaps). Only
+/// literals count: "Defaults to the current directory" states nothing comparable.
+fn documented_default(text: &str) -> Option<(Literal, String, String)> {
+    let lower = text.to_lowercase();
+    let mut from = 0;
+    while let Some(at) = lower[from..].find("default") {
+        let start = from + at;
+        from = start + "default".len();
+        if lower[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let mut rest = &text[from..];
+        for connective in ["s to ", " to ", " value is ", " is ", ": ", "=", " "] {
+            if let Some(r) = rest.strip_prefix(connective) {
+                rest = r;
+                break;
+            }
+        }
+        let rest = rest.trim_start();
+        // A quoted value may hold spaces and punctuation: take it whole.
+        let unticked = rest.trim_start_matches('`');
+        let (written, after) = match unticked.chars().next() {
+            Some(q @ ('\'' | '"')) => match unticked[1..].find(q) {
+                Some(end) => unticked.split_at(end + 2),
+                None => continue,
+            },
+            _ => {
+                let end = unticked
+                    .find(|c: char| c.is_whitespace() || c == '`' || c == ')' || c == ';')
+                    .unwrap_or(unticked.len());
+                let (word, after) = unticked.split_at(end);
+                (word.trim_end_matches(['.', ',', ':']), after)
+            }
+        };
+        let written = if is_thousands(written) {
+            written.replace(',', "")
+        } else {
+            written.to_string()
+        };
+        let literal = match written.as_str() {
+            "true" => Some(Literal::Bool(true)),
+            "false" => Some(Literal::Bool(false)),
+            w => Literal::parse(w),
+        };
+        if let Some(literal) = literal {
+            let after = after.trim_start_matches('`');
+            let unit = if after.starts_with('%') {
+                "%".to_string()
+            } else {
+                after
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(|c: char| !c.is_alphanumeric())
+                    .to_lowercase()
+            };
+            return Some((literal, unit, written));
+        }
+    }
+    None
+}
+
+/// A default stated before "by default" ("The cooldown lasts 1.5 minutes by default").
+fn default_before_by_default(text: &str) -> Option<(Literal, String, String)> {
+    let lower = text.to_lowercase();
+    let at = lower.find(" by default")?;
+    let before: Vec<&str> = text[..at].split_whitespace().collect();
+    let candidates = [
+        before.len().checked_sub(1).map(|i| (before[i], "")),
+        before
+            .len()
+            .checked_sub(2)
+            .map(|i| (before[i], before[i + 1])),
+    ];
+    candidates.into_iter().flatten().find_map(|(word, unit)| {
+        let word = word.trim_matches('`');
+        let literal = Literal::parse(word)?;
+        let unit = unit
+            .trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase();
+        (unit.is_empty() || unit_of_word(&unit).is_some())
+            .then(|| (literal, unit, word.to_string()))
+    })
+}
+
+/// "1,000" and "25,000,000" (but not "3,4").
+fn is_thousands(text: &str) -> bool {
+    let mut groups = text.split(',');
+    let first = groups.next().unwrap_or("");
+    text.contains(',')
+        && (1..=3).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_digit())
+        && groups.all(|g| g.len() == 3 && g.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A documented default that the signature contradicts: a different literal, or a default the
+/// function does not have. A `None` default is left alone (it often stands for a value computed
+/// inside), and so are numbers whose units may differ ("Defaults to 5 minutes" for
+/// `timeout=300`).
+fn default_contradiction(parameter: &Parameter, entry: &str) -> Option<String> {
+    let (stated, unit, written) =
+        documented_default(entry).or_else(|| default_before_by_default(entry))?;
+    let name = &parameter.name;
+    let Some(default) = parameter.default.as_deref() else {
+        return Some(format!(
+            "The docstring says `{name}` defaults to `{written}`, but the signature gives it no default; is it optional?"
+        ));
+    };
+    let actual = Literal::parse(default)?;
+    if actual == Literal::None || stated.same(&actual) {
+        return None;
+    }
+    let differs = match (&stated, &actual) {
+        (Literal::Number(doc), Literal::Number(code)) => {
+            match (unit_of_word(&unit), unit_of_name(name)) {
+                // "1.5 minutes" for `cooldown_ms=1500`: compare in one unit.
+                (Some(stated_unit), Some(named_unit)) if stated_unit.0 == named_unit.0 => {
+                    let (doc, code) = (doc * stated_unit.1, code * named_unit.1);
+                    (doc - code).abs() > 1e-9 * doc.abs().max(code.abs())
+                }
+                (None, _) => unit != "%",
+                _ => false,
+            }
+        }
+        (Literal::None, _)
+        | (Literal::Bool(_), Literal::Bool(_))
+        | (Literal::Text(_), Literal::Text(_)) => true,
+        _ => false,
+    };
+    differs.then(|| {
+        format!(
+            "The docstring says `{name}` defaults to `{written}`{unit}, but the signature's default is `{default}`; which is right?",
+            unit = if unit_of_word(&unit).is_some() { format!(" {unit}") } else { String::new() },
+        )
+    })
+}
+
+/// A measured quantity's dimension and its size in the dimension's base unit.
+type Unit = (&'static str, f64);
+
+/// The unit a word names: "ms", "seconds", "minutes", "kb", "cents"… Only plurals and
+/// abbreviations, so that "in second place" or "(min)" mean nothing.
+fn unit_of_word(word: &str) -> Option<Unit> {
+    Some(match word {
+        "ms" | "msec" | "msecs" | "millis" | "milliseconds" => ("time", 0.001),
+        "secs" | "seconds" => ("time", 1.0),
+        "mins" | "minutes" => ("time", 60.0),
+        "hrs" | "hours" => ("time", 3600.0),
+        "days" => ("time", 86400.0),
+        "bytes" => ("size", 1.0),
+        "kb" | "kib" | "kilobytes" => ("size", 1024.0),
+        "mb" | "mib" | "megabytes" => ("size", 1024.0 * 1024.0),
+        "gb" | "gib" | "gigabytes" => ("size", 1024.0 * 1024.0 * 1024.0),
+        "cents" => ("money", 0.01),
+        "dollars" | "euros" | "pounds" => ("money", 1.0),
+        _ => return None,
+    })
+}
+
+/// The unit a parameter's name carries: `timeout_ms`, `delay_seconds`, `max_kb`, `price_cents`,
+/// or a bare `seconds`.
+fn unit_of_name(name: &str) -> Option<Unit> {
+    let suffix = name.rsplit('_').next().unwrap_or(name).to_lowercase();
+    match suffix.as_str() {
+        "s" | "sec" if name.contains('_') => Some(("time", 1.0)),
+        "min" if name.contains('_') => Some(("time", 60.0)),
+        "h" | "hr" if name.contains('_') => Some(("time", 3600.0)),
+        "day" => None,
+        s => unit_of_word(s),
+    }
+}
+
+/// A parameter whose name carries one unit while its entry states another ("timeout_ms: How
+/// long to wait, in seconds"). The entry must state the unit as its unit ("in seconds",
+/// "(minutes)", "number of hours", or a leading "Seconds to wait") and not mention the name's.
+fn unit_contradiction(name: &str, entry: &str) -> Option<String> {
+    let named = unit_of_name(name)?;
+    let words: Vec<String> = entry
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '(' || c == ')'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    // The entry's own name is its first word; its description starts after the type.
+    let mentions = |unit: Unit| {
+        words
+            .iter()
+            .skip(1)
+            .any(|w| unit_of_word(w.trim_matches(['(', ')'])).is_some_and(|u| u == unit))
+    };
+    if mentions(named) {
+        return None;
+    }
+    let description = entry.split_once(':').map_or(entry, |(_, d)| d);
+    let lower = description.to_lowercase();
+    let tokens: Vec<&str> = lower
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '.' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let stated = tokens.iter().enumerate().find_map(|(i, token)| {
+        let as_unit = |w: &str| unit_of_word(w).filter(|u| u.0 == named.0);
+        let previous = i.checked_sub(1).map(|j| tokens[j]);
+        let unit = if let Some(inner) = token.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+            as_unit(inner)
+        } else if matches!(previous, Some("in"))
+            || (previous == Some("of") && i >= 2 && tokens[i - 2] == "number")
+            || i == 0
+        {
+            as_unit(token)
+        } else {
+            None
+        };
+        unit.map(|_| token.trim_matches(['(', ')']).to_string())
+    })?;
+    Some(format!(
+        "`{name}`'s name says its unit, but the docstring gives it in {stated}; which unit does `{name}` take?"
+    ))
+}
+
+/// A sentence promising that the function returns `None` ("Return the user, or None if there is
+/// none."), from the prose or the Returns section; a negated one ("never returns None") does not
+/// count.
+fn none_promised(doc: &str) -> Option<String> {
+    let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
+        .map(|(body, _)| body.join(" "))
+        .unwrap_or_default();
+    let prose: String = doc
+        .split("\n\n")
+        .filter(|p| {
+            let first = p.trim_start();
+            !first.starts_with(">>>") && !first.starts_with(':')
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let candidates = prose.split_whitespace().collect::<Vec<_>>().join(" ");
+    let from_prose = candidates
+        .split_inclusive(['.', ';'])
+        .map(str::trim)
+        .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "));
+    let section_text = returns_section
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    from_prose
+        .chain(std::iter::once(section_text.as_str()).filter(|s| !s.is_empty()))
+        .find(|sentence| {
+            // "If-None-Match" is one word; "``None``," is `None`.
+            let words: Vec<&str> = sentence
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '\'')))
+                .filter(|w| !w.is_empty())
+                .collect();
+            // The result is None: "or None", "None if …", "returns None", "None otherwise".
+            let result_none = words.iter().enumerate().any(|(i, w)| {
+                *w == "None"
+                    && (i.checked_sub(1).is_some_and(|j| {
+                        matches!(
+                            words[j],
+                            "or" | "return"
+                                | "returns"
+                                | "Returns"
+                                | "Return"
+                                | "otherwise"
+                                | "else"
+                        )
+                    }) || words
+                        .get(i + 1)
+                        .is_some_and(|n| matches!(*n, "if" | "when" | "otherwise" | "is" | "for"))
+                        || (i == 0 && words.len() > 1))
+            });
+            result_none
+                && !words.iter().any(|w| {
+                    matches!(*w, "never" | "not" | "Never" | "Not" | "instead")
+                        || w.ends_with("n't")
+                })
+        })
+        .map(|s| s.trim_end_matches(['.', ';']).to_string())
+}
+
+/// The docstring's prose (not its sections or examples) as sentences, whitespace collapsed.
+/// A sentence ends at `.`, `;`, `!` or `?` before a space, so "1.5 minutes" stays whole.
+fn prose_sentences(doc: &str) -> Vec<String> {
+    let mut sentences = Vec::new();
+    for paragraph in doc.split("\n\n") {
+        let first = paragraph.trim_start();
+        let header = first.lines().next().unwrap_or("").trim_end();
+        let underlined = first
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.trim().starts_with("---"));
+        if first.starts_with(">>>")
+            || first.starts_with(':')
+            || underlined
+            || SECTION_HEADERS.contains(&header)
+        {
+            continue;
+        }
+        let text = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut start = 0;
+        let bytes = text.as_bytes();
+        for (i, c) in text.char_indices() {
+            let at_end =
+                matches!(c, '.' | ';' | '!' | '?') && bytes.get(i + 1).is_none_or(|b| *b == b' ');
+            if at_end {
+                sentences.push(text[start..=i].trim().to_string());
+                start = i + 1;
+            }
+        }
+        if !text[start..].trim().is_empty() {
+            sentences.push(text[start..].trim().to_string());
+        }
+    }
+    sentences
+}
+
+/// A sentence that says what something is not ("It does not default to '/'", "unlike …").
+fn negated(sentence: &str) -> bool {
+    sentence.split_whitespace().any(|w| {
+        let w = w
+            .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+            .to_lowercase();
+        matches!(w.as_str(), "not" | "never" | "unlike" | "instead" | "no") || w.ends_with("n't")
+    })
+}
+
+/// Section headers whose paragraphs are not prose.
+const SECTION_HEADERS: [&str; 13] = [
+    "Args:",
+    "Arguments:",
+    "Parameters:",
+    "Params:",
+    "Returns:",
+    "Return:",
+    "Raises:",
+    "Yields:",
+    "Examples:",
+    "Example:",
+    "Note:",
+    "Notes:",
+    "Attributes:",
+];
+
+/// Whether a sentence speaks of a parameter: its name, or the name without its unit suffix
+/// (`timeout` for `timeout_ms`) when that is a word of its own.
+fn mentions(sentence: &str, parameter: &Parameter) -> bool {
+    let lower = sentence.to_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let name = parameter.name.to_lowercase();
+    if words.contains(&name.as_str()) {
+        return true;
+    }
+    match name.rsplit_once('_') {
+        Some((stem, _)) if unit_of_name(&name).is_some() && stem.len() >= 4 => {
+            words.contains(&stem)
+        }
+        _ => false,
+    }
+}
+
+/// A lookup error the docstring says the function raises: an entry of its Raises section or a
+/// sentence such as "Raises KeyError if …".
+fn lookup_error_raised(doc: &str) -> Option<&'static str> {
+    const ERRORS: [&str; 3] = ["KeyError", "LookupError", "IndexError"];
+    let in_section = section(doc, &["Raises:"], Some("Raises")).and_then(|(body, _)| {
+        body.iter().find_map(|line| {
+            let first = line.trim().split([':', ' ']).next()?;
+            ERRORS
+                .iter()
+                .find(|e| first.trim_matches('`') == **e)
+                .copied()
+        })
+    });
+    in_section.or_else(|| {
+        let words: Vec<&str> = doc
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+            .collect();
+        words.windows(3).find_map(|w| {
+            let raises = matches!(w[0], "Raises" | "raises" | "raise" | "Raise");
+            let error = if matches!(w[1], "a" | "an") {
+                w[2]
+            } else {
+                w[1]
+            };
+            raises
+                .then(|| ERRORS.iter().find(|e| error == **e).copied())
+                .flatten()
+        })
+    })
+}
+
 /// What the checks need of a signature.
 struct Signature {
     name: String,
@@ -474,6 +1028,8 @@ struct Signature {
 struct Parameter {
     name: String,
     annotation: Option<String>,
+    /// The default as written in the source (`3`, `'utf-8'`, `None`).
+    default: Option<String>,
 }
 
 impl Signature {
@@ -492,6 +1048,7 @@ impl Signature {
         let list = def.child_by_field_name("parameters")?;
         let mut cursor = list.walk();
         for p in list.named_children(&mut cursor) {
+            let default = p.child_by_field_name("value").map(text);
             let (name_node, annotation) = match p.kind() {
                 "identifier" => (Some(p), None),
                 "typed_parameter" => (p.named_child(0), p.child_by_field_name("type").map(text)),
@@ -519,6 +1076,7 @@ impl Signature {
                 parameters.push(Parameter {
                     name: text(n),
                     annotation,
+                    default,
                 });
             }
         }
@@ -599,6 +1157,87 @@ mod tests {
             "def ok(value) -> bool:\n    \"\"\"Return True if the value is given as a string.\"\"\"\n",
             "def rows(path) -> list[dict]:\n    \"\"\"Read the file.\n\n    Each row comes as a dict; the file is read as a string first.\n    \"\"\"\n",
             "def keys(d) -> Sequence[str]:\n    \"\"\"Return the keys as a list.\"\"\"\n",
+        ] {
+            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
+        }
+    }
+
+    #[test]
+    fn documented_defaults_against_the_signature() {
+        assert_eq!(
+            questions("def render(rows, with_newlines=True):\n    \"\"\"Render.\n\n    Args:\n        rows (list): The rows.\n        with_newlines (bool): Add newlines. Default ``False``.\n    \"\"\"\n"),
+            ["The docstring says `with_newlines` defaults to `False`, but the signature's default is `True`; which is right?"]
+        );
+        assert_eq!(
+            questions("def export(rows, delimiter: str = \";\"):\n    \"\"\"Export.\n\n    Parameters\n    ----------\n    delimiter : str, default ','\n        Field separator.\n    \"\"\"\n"),
+            ["The docstring says `delimiter` defaults to `','`, but the signature's default is `\";\"`; which is right?"]
+        );
+        assert_eq!(
+            questions("def page(items, size: int):\n    \"\"\"Page.\n\n    Args:\n        items: All items.\n        size: Items per page. Defaults to 20.\n    \"\"\"\n"),
+            ["The docstring says `size` defaults to `20`, but the signature gives it no default; is it optional?"]
+        );
+        // Prose about one parameter, with units compared in one unit.
+        assert_eq!(
+            questions("def cooldown_left(now: float, cooldown_ms: int = 1500) -> float:\n    \"\"\"Return the seconds left.\n\n    The cooldown lasts 1.5 minutes by default.\n    \"\"\"\n"),
+            ["The docstring says `cooldown_ms` defaults to `1.5` minutes, but the signature's default is `1500`; which is right?"]
+        );
+        for agreeing in [
+            // Same value in another unit, in words, as a percentage, or behind a None default.
+            "def wait(timeout_s: float = 90):\n    \"\"\"Wait.\n\n    Args:\n        timeout_s: Defaults to 1.5 minutes.\n    \"\"\"\n",
+            "def wait(timeout=300):\n    \"\"\"Wait.\n\n    Args:\n        timeout: Seconds to wait. Defaults to 5 minutes.\n    \"\"\"\n",
+            "def tax(pay, rate=0.1):\n    \"\"\"Tax.\n\n    Args:\n        pay: Gross pay.\n        rate: The rate. Defaults to 10%.\n    \"\"\"\n",
+            "def fmt(x, encoding=None):\n    \"\"\"Format.\n\n    Args:\n        x: Value.\n        encoding: Defaults to 'utf-8'.\n    \"\"\"\n",
+            "def fmt(x, sep=','):\n    \"\"\"Format.\n\n    Args:\n        x: Value.\n        sep: The default separator is used when empty. Defaults to ``','``.\n    \"\"\"\n",
+            "def fmt(x, limit=1_000):\n    \"\"\"Format.\n\n    Args:\n        limit: Defaults to 1,000.\n    \"\"\"\n",
+            // Negated prose, and a parameter called `default`.
+            "def quote_plus(string, safe=''):\n    \"\"\"Quote.\n\n    It does not have safe default to '/'.\n    \"\"\"\n",
+            "def icon(self, default=False):\n    \"\"\"Set the icon. If default is True, apply it everywhere.\"\"\"\n",
+        ] {
+            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
+        }
+    }
+
+    #[test]
+    fn a_unit_in_the_name_against_the_docstring() {
+        assert_eq!(
+            questions("def wait(host, timeout_ms: int = 5000) -> bool:\n    \"\"\"Wait.\n\n    Args:\n        host: The host.\n        timeout_ms: How long to wait, in seconds.\n    \"\"\"\n"),
+            ["`timeout_ms`'s name says its unit, but the docstring gives it in seconds; which unit does `timeout_ms` take?"]
+        );
+        assert_eq!(
+            questions("def wait(host, timeout_ms: int = 5000) -> bool:\n    \"\"\"Wait for the port.\n\n    All times, including the timeout, are in seconds.\n    \"\"\"\n").len(),
+            1
+        );
+        for agreeing in [
+            "def wait(host, timeout_ms: int = 5000):\n    \"\"\"Wait.\n\n    Args:\n        host: The host.\n        timeout_ms: In milliseconds (5 seconds by default).\n    \"\"\"\n",
+            "def wait(host, timeout: int = 5):\n    \"\"\"Wait.\n\n    Args:\n        timeout: In seconds.\n    \"\"\"\n",
+            "def backoff(attempt, base_s=1.0):\n    \"\"\"Back off.\n\n    Args:\n        base_s: First delay; doubles each time, up to 10 minutes.\n    \"\"\"\n",
+        ] {
+            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
+        }
+    }
+
+    #[test]
+    fn none_promised_against_the_annotation_or_a_raised_lookup_error() {
+        assert_eq!(
+            questions("def find(users, user_id: int) -> User:\n    \"\"\"Find a user.\n\n    Returns the user, or None if there is none.\n    \"\"\"\n"),
+            Vec::<String>::new(),
+            "an unknown annotation says nothing"
+        );
+        assert_eq!(
+            questions("def port_of(url: str) -> int:\n    \"\"\"Return the URL's port, or None if it has none.\"\"\"\n"),
+            ["The docstring says \"Return the URL's port, or None if it has none\", but `port_of` is annotated to return `int`, which excludes None; should it return None or raise?"]
+        );
+        assert_eq!(
+            questions("def get_setting(settings: dict, key: str):\n    \"\"\"Look up a setting.\n\n    Returns None if the key is missing.\n\n    Raises:\n        KeyError: if the setting does not exist.\n    \"\"\"\n"),
+            ["The docstring says \"Returns None if the key is missing\", and also that `get_setting` raises KeyError; which happens when nothing matches?"]
+        );
+        for agreeing in [
+            "def port_of(url: str) -> int | None:\n    \"\"\"Return the URL's port, or None if it has none.\"\"\"\n",
+            "def mean_rtt(pings: list) -> float:\n    \"\"\"Return the mean time, ignoring pings that timed out (None).\"\"\"\n",
+            "def sha(rev: str) -> Tuple[Optional[str], bool]:\n    \"\"\"Return (sha or None, is_branch).\"\"\"\n",
+            "def etag_matches(header: str, etag: str) -> bool:\n    \"\"\"Return True if the If-None-Match header lists `etag`.\"\"\"\n",
+            "def total(xs: list) -> int:\n    \"\"\"Return the total; never returns None.\"\"\"\n",
+            "def get(d: dict, key: str):\n    \"\"\"Return d[key], or None if missing.\n\n    Raises:\n        TypeError: if d is not a dict.\n    \"\"\"\n",
         ] {
             assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
         }
