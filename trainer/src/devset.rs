@@ -62,6 +62,9 @@ pub struct DevRow {
     pub reason: String,
     /// The function's source.
     pub source: String,
+    /// The file it came from (set by [`read`]).
+    #[serde(skip)]
+    pub file: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,14 +76,12 @@ pub struct Scored {
     pub questions: Vec<String>,
 }
 
+/// How well the scores of a set of functions separate unclear from clear ones.
 #[derive(Debug, Serialize)]
-pub struct Report {
-    pub model: String,
-    pub adapter: Option<String>,
+pub struct Quality {
     pub functions: usize,
     pub clear: usize,
     pub unclear: usize,
-    pub threshold: f32,
     /// Probability that a random unclear function scores above a random clear one.
     pub auc: f64,
     /// Mean of the unclear recall and the clear specificity at the threshold.
@@ -91,6 +92,65 @@ pub struct Report {
     pub false_alarm_rate: f64,
     pub best_threshold: f32,
     pub best_balanced_accuracy: f64,
+}
+
+impl Quality {
+    fn of(results: &[&Scored]) -> Quality {
+        let scored: Vec<(f32, bool)> = results
+            .iter()
+            .map(|r| (r.p_ask, r.label != "clear"))
+            .collect();
+        let clear = scored.iter().filter(|s| !s.1).count();
+        let unclear = scored.len() - clear;
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let mut recall = BTreeMap::new();
+        for label in UNCLEAR_LABELS {
+            let of: Vec<&&Scored> = results.iter().filter(|r| r.label == label).collect();
+            if !of.is_empty() {
+                let flagged = of.iter().filter(|r| r.flagged).count();
+                recall.insert(label.to_string(), ratio(flagged, of.len()));
+            }
+        }
+        let flagged = |clear: bool| {
+            results
+                .iter()
+                .filter(|r| (r.label == "clear") == clear && r.flagged)
+                .count()
+        };
+        let (false_alarms, caught) = (flagged(true), flagged(false));
+        let (best_threshold, best_balanced_accuracy) = crate::validate::best_threshold(&scored);
+        Quality {
+            functions: results.len(),
+            clear,
+            unclear,
+            auc: auc(&scored),
+            balanced_accuracy: (ratio(caught, unclear) + 1.0 - ratio(false_alarms, clear)) / 2.0,
+            recall,
+            false_alarm_rate: ratio(false_alarms, clear),
+            best_threshold,
+            best_balanced_accuracy,
+        }
+    }
+}
+
+/// One file's share of a run over several: the model's scale can differ from file to file
+/// (BENCHMARKS.md), which the pooled numbers hide.
+#[derive(Debug, Serialize)]
+pub struct FileQuality {
+    pub file: String,
+    #[serde(flatten)]
+    pub quality: Quality,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub adapter: Option<String>,
+    pub threshold: f32,
+    #[serde(flatten)]
+    pub quality: Quality,
+    /// Each file on its own, when the run read more than one.
+    pub by_file: Vec<FileQuality>,
     /// Distinct question texts / questions, over every flagged function.
     pub distinct_questions: f64,
     pub questions: usize,
@@ -110,7 +170,8 @@ pub fn read(files: &[PathBuf]) -> Result<Vec<(DevRow, String)>> {
     for file in files {
         let (rows, _) = dataset::read_jsonl::<DevRow>(file, false)
             .with_context(|| format!("cannot read the dev set {}", file.display()))?;
-        for row in rows {
+        for mut row in rows {
+            row.file = file.display().to_string();
             if row.label != "clear" && !UNCLEAR_LABELS.contains(&row.label.as_str()) {
                 bail!(
                     "{}: row {} has label '{}'; use clear, ambiguous, incomplete or inconsistent",
@@ -202,7 +263,8 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     };
 
     let report = summarize(
-        &results,
+        &rows,
+        results,
         threshold,
         model.path.display().to_string(),
         adapter.map(|a| a.display().to_string()),
@@ -211,76 +273,69 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     );
     print_report(&report);
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        clarifycoder_core::fsutil::write_atomic(
+            path,
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
 
 fn summarize(
-    results: &[Scored],
+    rows: &[(DevRow, String)],
+    results: Vec<Scored>,
     threshold: f32,
     model: String,
     adapter: Option<String>,
     decide_ms: f64,
     questions_ms: f64,
 ) -> Report {
-    let scored: Vec<(f32, bool)> = results
-        .iter()
-        .map(|r| (r.p_ask, r.label != "clear"))
-        .collect();
-    let clear = scored.iter().filter(|s| !s.1).count();
-    let unclear = scored.len() - clear;
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let mut recall = BTreeMap::new();
-    for label in UNCLEAR_LABELS {
-        let of: Vec<&Scored> = results.iter().filter(|r| r.label == label).collect();
-        if !of.is_empty() {
-            let flagged = of.iter().filter(|r| r.flagged).count();
-            recall.insert(label.to_string(), ratio(flagged, of.len()));
+    let all: Vec<&Scored> = results.iter().collect();
+    let mut files: Vec<&str> = Vec::new();
+    for (row, _) in rows {
+        if !files.contains(&row.file.as_str()) {
+            files.push(&row.file);
         }
     }
-    let false_alarms = results
-        .iter()
-        .filter(|r| r.label == "clear" && r.flagged)
-        .count();
-    let caught = results
-        .iter()
-        .filter(|r| r.label != "clear" && r.flagged)
-        .count();
+    let by_file = if files.len() > 1 {
+        files
+            .iter()
+            .map(|file| FileQuality {
+                file: file.to_string(),
+                quality: Quality::of(
+                    &rows
+                        .iter()
+                        .zip(&results)
+                        .filter(|((row, _), _)| row.file == *file)
+                        .map(|(_, r)| r)
+                        .collect::<Vec<_>>(),
+                ),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let all_questions: Vec<String> = results
         .iter()
         .flat_map(|r| r.questions.iter().map(|q| q.trim().to_lowercase()))
         .collect();
     let distinct: HashSet<&String> = all_questions.iter().collect();
-    let (best_threshold, best_balanced_accuracy) = crate::validate::best_threshold(&scored);
     Report {
         model,
         adapter,
-        functions: results.len(),
-        clear,
-        unclear,
         threshold,
-        auc: auc(&scored),
-        balanced_accuracy: (ratio(caught, unclear) + 1.0 - ratio(false_alarms, clear)) / 2.0,
-        recall,
-        false_alarm_rate: ratio(false_alarms, clear),
-        best_threshold,
-        best_balanced_accuracy,
-        distinct_questions: ratio(distinct.len(), all_questions.len()),
+        quality: Quality::of(&all),
+        by_file,
+        distinct_questions: if all_questions.is_empty() {
+            0.0
+        } else {
+            distinct.len() as f64 / all_questions.len() as f64
+        },
         questions: all_questions.len(),
         decide_ms,
         questions_ms,
-        results: results
-            .iter()
-            .map(|r| Scored {
-                id: r.id.clone(),
-                label: r.label.clone(),
-                p_ask: r.p_ask,
-                flagged: r.flagged,
-                questions: r.questions.clone(),
-            })
-            .collect(),
+        results,
     }
 }
 
@@ -306,14 +361,16 @@ pub fn auc(scored: &[(f32, bool)]) -> f64 {
     wins / (pos.len() * neg.len()) as f64
 }
 
-fn print_report(r: &Report) {
+fn print_report(report: &Report) {
+    let r = &report.quality;
     println!(
         "dev set: {} functions ({} clear, {} unclear); model {}{}",
         r.functions,
         r.clear,
         r.unclear,
-        r.model,
-        r.adapter
+        report.model,
+        report
+            .adapter
             .as_ref()
             .map(|a| format!(" + {a}"))
             .unwrap_or_else(|| " (no adapter)".into())
@@ -321,29 +378,47 @@ fn print_report(r: &Report) {
     println!("AUC of P(ask): {:.3}", r.auc);
     println!(
         "at threshold {:.2}: balanced accuracy {:.1}%, false alarms {:.1}%, recall {}",
-        r.threshold,
+        report.threshold,
         r.balanced_accuracy * 100.0,
         r.false_alarm_rate * 100.0,
-        r.recall
-            .iter()
-            .map(|(k, v)| format!("{k} {:.1}%", v * 100.0))
-            .collect::<Vec<_>>()
-            .join(", ")
+        recall_line(&r.recall)
     );
     println!(
         "best threshold {:.3}: balanced accuracy {:.1}%",
         r.best_threshold,
         r.best_balanced_accuracy * 100.0
     );
+    for f in &report.by_file {
+        let q = &f.quality;
+        println!(
+            "  {} ({} functions): AUC {:.3}, balanced accuracy {:.1}% (best {:.1}% at {:.3}), false alarms {:.1}%, recall {}",
+            f.file,
+            q.functions,
+            q.auc,
+            q.balanced_accuracy * 100.0,
+            q.best_balanced_accuracy * 100.0,
+            q.best_threshold,
+            q.false_alarm_rate * 100.0,
+            recall_line(&q.recall)
+        );
+    }
     println!(
         "questions: {} from flagged functions, {:.1}% distinct",
-        r.questions,
-        r.distinct_questions * 100.0
+        report.questions,
+        report.distinct_questions * 100.0
     );
     println!(
         "time: {:.0} ms per function to decide, {:.0} ms per flagged function for questions",
-        r.decide_ms, r.questions_ms
+        report.decide_ms, report.questions_ms
     );
+}
+
+fn recall_line(recall: &BTreeMap<String, f64>) -> String {
+    recall
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}%", v * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -26,12 +26,19 @@ fn devset_reports_ranking_recall_and_false_alarms() {
         .installed_path()
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("dev.jsonl");
-    std::fs::write(&data, rows()).unwrap();
+    // Two files: the report covers both, and each on its own.
+    let lines: Vec<String> = rows().lines().map(|l| format!("{l}\n")).collect();
+    let (first, second) = (
+        dir.path().join("dev-1.jsonl"),
+        dir.path().join("dev-2.jsonl"),
+    );
+    std::fs::write(&first, lines[..2].concat()).unwrap();
+    std::fs::write(&second, lines[2..].concat()).unwrap();
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder-trainer"))
         .arg("devset")
-        .arg(&data)
+        .arg(&first)
+        .arg(&second)
         .arg("--model")
         .arg(&model)
         .args([
@@ -64,6 +71,21 @@ fn devset_reports_ranking_recall_and_false_alarms() {
     assert_eq!(r["recall"]["incomplete"], 1.0);
     assert_eq!(r["results"].as_array().unwrap().len(), 4);
     assert!(r["results"][1]["questions"].is_array());
+    let by_file = r["by_file"].as_array().unwrap();
+    assert_eq!(by_file.len(), 2, "{r}");
+    assert!(by_file[0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("dev-1.jsonl"));
+    assert_eq!(
+        (by_file[0]["clear"].as_u64(), by_file[0]["unclear"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(by_file[1]["recall"]["incomplete"], 1.0);
+    assert!(
+        stdout.contains("dev-2.jsonl (2 functions): AUC"),
+        "{stdout}"
+    );
 }
 
 #[test]
