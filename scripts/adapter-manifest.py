@@ -34,17 +34,15 @@ def devset(report):
 
 def main():
     data, model = sys.argv[1], sys.argv[2]
-    run_dir = os.path.join(data, "run-2")
-    run = load(os.path.join(run_dir, "run.json"))
-    run1 = load(os.path.join(data, "run-1", "run.json"))
-    meta = load(os.path.join(run_dir, "adapter.json"))
-    mix = load(os.path.join(data, "mix-2", "mix.json"))
+    stages = [d for d in ("run-1", "run-2", "run-3") if os.path.exists(os.path.join(data, d, "run.json"))]
+    runs = [load(os.path.join(data, d, "run.json")) for d in stages]
+    meta = load(os.path.join(data, stages[-1], "adapter.json"))
     base = load(os.path.join(data, "devset-base.json"))
     after = load(os.path.join(data, "devset-adapter.json"))
     stage1 = load(os.path.join(data, "devset-adapter-1.json"))
     logs = [
         [json.loads(line) for line in open(os.path.join(data, d, "log.jsonl"), encoding="utf-8")]
-        for d in ("run-1", "run-2")
+        for d in stages
     ]
     adapter = os.path.join(data, f"clarifycoder-{model}.lora.gguf")
     examples = [r for r in after["results"] if r["flagged"] and r["label"] != "clear"][:8]
@@ -63,20 +61,25 @@ def main():
             "recipe": [
                 "clarifycoder-trainer specs --exclude devset/*.jsonl on trainer/data/app-specs-a "
                 "and -b (hand-written clear application functions and their ambiguous/incomplete/"
-                "inconsistent variants with specific questions) and, for stage 2, app-specs-c "
-                "(short precise one-liners as hard negatives, contradictions in prose), -d and -e "
-                "(structured docstrings contradicting themselves or their signature); HumanEval "
-                "and dev-set overlaps dropped",
-                "clarifycoder-trainer harvest (standard library + .venv for stage 1, the pinned "
-                "packages of trainer/data/pypi-harvest.txt for stage 2), keeping functions whose "
+                "inconsistent variants with specific questions), for stage 2 app-specs-c (short "
+                "precise one-liners as hard negatives, contradictions in prose), for stage 3 "
+                "app-specs-f, -g and -h (minimal-edit pairs, one unclear variant per spec, seed 7); "
+                "HumanEval and dev-set overlaps dropped",
+                "clarifycoder-trainer harvest (standard library + .venv), keeping functions whose "
                 "docstring has doctest examples, at most 6 per module, as further clear problems",
-                "code answers are the function without its docstring",
                 "stage 1: mix --ratio 0.58 --strategy downsample --seed 0 (specs a, b); stage 2: "
-                "mix --ratio 0.5 --strategy downsample --seed 1 (specs a to e, PyPI doctests)",
+                "mix --ratio 0.45 --seed 1 (specs a, b, c); stage 3: mix --ratio 0.5 --seed 3 "
+                "(specs a, b, c, f, g, h)",
             ],
-            "mix_stage1": load(os.path.join(data, "mix-1", "mix.json"))["train"],
-            "mix_stage2": {k: mix[k] for k in ("train", "val", "train_by_category", "groups") if k in mix},
-            "sequences_seen": run1["total_steps"] * run1["accum"] + run["total_steps"] * run["accum"],
+            **{
+                f"mix_stage{i + 1}": {
+                    k: m[k] for k in ("train", "val", "train_by_category", "groups") if k in m
+                }
+                for i, m in enumerate(
+                    load(os.path.join(data, f"mix-{i + 1}", "mix.json")) for i in range(len(stages))
+                )
+            },
+            "sequences_seen": sum(r["total_steps"] * r["accum"] for r in runs),
         },
         "stages": [
             {
@@ -96,7 +99,7 @@ def main():
                 },
                 "train_seconds": round(sum(l["seconds"] for l in log if "seconds" in l)),
             }
-            for r, log in zip((run1, run), logs)
+            for r, log in zip(runs, logs)
         ],
         "devset": {
             "data": f"devset/*.jsonl ({after['functions'] if after else '?'} labelled functions written for "

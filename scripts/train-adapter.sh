@@ -9,7 +9,8 @@
 #   MODEL=name    base model (default: qwen2.5-coder-0.5b; `clarifycoder model list`)
 #   DATA=dir      where the data and the run go (default: data/<model>)
 #   STEPS1=n     optimizer steps of stage 1 (default: 160; 8 sequences each)
-#   STEPS2=n     optimizer steps of stage 2 (default: 140)
+#   STEPS2=n     optimizer steps of stage 2 (default: 70)
+#   STEPS3=n     optimizer steps of stage 3 (default: 100)
 #   SHIP=1        copy the adapter and its manifest under models/
 #
 # The data (see ARCHITECTURE.md, "Training data"):
@@ -24,7 +25,8 @@ cd "$(dirname "$0")/.."
 MODEL="${MODEL:-qwen2.5-coder-0.5b}"
 DATA="${DATA:-data/$MODEL}"
 STEPS1="${STEPS1:-160}"
-STEPS2="${STEPS2:-140}"
+STEPS2="${STEPS2:-70}"
+STEPS3="${STEPS3:-100}"
 T=./target/release/clarifycoder-trainer
 C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
@@ -33,18 +35,18 @@ mkdir -p "$DATA"
 
 # 1. Clear and unclear application functions from the specs (HumanEval and dev-set overlaps
 #    dropped). Specs a and b: application functions with clear and unclear versions (stage 1);
-#    c: short precise one-liners (hard negatives) and contradictions written in prose; d and e:
-#    structured docstrings (Args/Returns/Raises, doctests, typed signatures) whose unclear
-#    versions mostly contradict themselves or their signature (stage 2).
+#    c: short precise one-liners (hard negatives) and contradictions written in prose (stage 2);
+#    f, g, h: minimal-edit pairs (stage 3). Specs d and e (structured docstrings whose unclear
+#    versions contradict themselves or their signature) are not in the recipe: they did not
+#    help (BENCHMARKS.md, "A second recipe").
 spec_rows() {  # DIR FILES...
     local dir="$1"; shift
     [ -s "$dir/specs-clarify.jsonl" ] || "$T" specs --input "$@" --exclude devset/*.jsonl \
         --out-dir "$dir"
 }
 spec_rows "$DATA" trainer/data/app-specs-a.jsonl trainer/data/app-specs-b.jsonl
-# 2. Real documented functions (decontaminated against HumanEval); keep those with doctests: the
-#    standard library and .venv for stage 1, a pinned list of PyPI packages (only their sources
-#    are read) for stage 2.
+# 2. Real documented functions (decontaminated against HumanEval) from the standard library and
+#    .venv; keep those with doctests.
 doctest_rows() {  # IN OUT: at most 6 per file, so that no one module (decimal has dozens) sets the style
     [ -s "$2" ] || python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -66,7 +68,7 @@ PY
 [ -s "$DATA/original.jsonl" ] || "$T" harvest --out-dir "$DATA"
 doctest_rows "$DATA/original.jsonl" "$DATA/doctest-original.jsonl"
 # 3. Stage 1: specs a and b, clarify rows 58% of the training rows (about all of them); stage 2
-#    adds specs c, d and e, half clarify rows. 10% of functions held out for the
+#    adds specs c, 45% clarify rows; stage 3 adds specs f-h, half. 10% of functions held out for the
 #    validation loss (the dev set, not this split, is what the adapter is judged on).
 [ -s "$DATA/mix-1/train.jsonl" ] || "$T" mix --clarify "$DATA/specs-clarify.jsonl" \
     --original "$DATA/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
@@ -85,23 +87,47 @@ finetune() {  # RUN MIX ARGS...
 }
 finetune "$DATA/run-1" "$DATA/mix-1" --lr 5e-4 --warmup 8 --max-steps "$STEPS1" --seed 0
 spec_rows "$DATA/c" trainer/data/app-specs-c.jsonl
-spec_rows "$DATA/de" trainer/data/app-specs-d.jsonl trainer/data/app-specs-e.jsonl
+[ -s "$DATA/mix-2/train.jsonl" ] || "$T" mix \
+    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
+    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
+    "$DATA/doctest-original.jsonl" \
+    --ratio 0.45 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
+finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" --seed 1 \
+    --init-adapter "$DATA/run-1/adapter.safetensors"
+# Stage 3 adds specs f, g and h: each unclear version is one phrase away from its clear docstring,
+# as long and as polished, to wean the model off "short means unclear". Only one unclear version
+# per spec (seed 7), so that their style is as often clear as unclear: with all of them (2.4 per
+# spec) the model learned that long structured docstrings are unclear (BENCHMARKS.md, "A fourth
+# recipe").
+spec_rows "$DATA/fgh" trainer/data/app-specs-f.jsonl trainer/data/app-specs-g.jsonl \
+    trainer/data/app-specs-h.jsonl
+[ -s "$DATA/fgh/specs-clarify-one.jsonl" ] || python3 - "$DATA/fgh" <<'PY'
+import json, random, sys
+random.seed(7)
+by_spec = {}
+for line in open(f"{sys.argv[1]}/specs-clarify.jsonl", encoding="utf-8"):
+    row = json.loads(line)
+    by_spec.setdefault(row["source_id"], []).append(row)
+with open(f"{sys.argv[1]}/specs-clarify-one.jsonl", "w", encoding="utf-8") as f:
+    for rows in by_spec.values():
+        f.write(json.dumps(random.choice(rows)) + "\n")
+PY
+[ -s "$DATA/mix-3/train.jsonl" ] || "$T" mix \
+    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
+    "$DATA/fgh/specs-clarify-one.jsonl" \
+    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
+    "$DATA/fgh/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
+    --ratio 0.5 --strategy downsample --seed 3 --val-fraction 0.1 --out-dir "$DATA/mix-3"
+finetune "$DATA/run-3" "$DATA/mix-3" --lr 1.5e-4 --warmup 4 --max-steps "$STEPS3" --seed 3 \
+    --init-adapter "$DATA/run-2/adapter.safetensors"
+RUN="$DATA/run-3"
+# Real functions from a pinned list of PyPI packages (only their sources are read): not trained
+# on; the consistency checks' false alarms are counted on them (BENCHMARKS.md).
 if [ ! -s "$DATA/pypi/original.jsonl" ]; then
     python3 -m pip install --quiet --no-deps --require-hashes --only-binary=:all: \
         --target "$DATA/pypi/site" -r trainer/data/pypi-harvest.txt
     "$T" harvest --from "$DATA/pypi/site" --out-dir "$DATA/pypi"
 fi
-doctest_rows "$DATA/pypi/original.jsonl" "$DATA/pypi/doctest-original.jsonl"
-[ -s "$DATA/mix-2/train.jsonl" ] || "$T" mix \
-    --clarify "$DATA/specs-clarify.jsonl" "$DATA/c/specs-clarify.jsonl" \
-    "$DATA/de/specs-clarify.jsonl" \
-    --original "$DATA/specs-original.jsonl" "$DATA/c/specs-original.jsonl" \
-    "$DATA/de/specs-original.jsonl" "$DATA/doctest-original.jsonl" \
-    "$DATA/pypi/doctest-original.jsonl" \
-    --ratio 0.5 --strategy downsample --seed 1 --val-fraction 0.1 --out-dir "$DATA/mix-2"
-finetune "$DATA/run-2" "$DATA/mix-2" --lr 3e-4 --warmup 4 --max-steps "$STEPS2" --seed 1 \
-    --init-adapter "$DATA/run-1/adapter.safetensors"
-RUN="$DATA/run-2"
 
 # 5. Decision quality on the labelled dev set: the base model and stage 1 (the shipped adapter's
 #    numbers follow its export below).

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use clarifycoder_tests::{command, repo_root};
 use serde_json::Value;
 
+const THRESHOLD: f64 = clarifycoder_core::settings::DEFAULT_THRESHOLD as f64;
+
 fn endpoint() -> String {
     std::env::var("CLARIFYCODER_TEST_ENDPOINT")
         .expect("CLARIFYCODER_TEST_ENDPOINT is not set; run `make test-server`")
@@ -68,7 +70,11 @@ fn check_through_the_server_decides_like_the_embedded_engine() {
     for (key, e) in &embedded {
         let r = remote[key];
         assert!((e - r).abs() < 0.03, "{key:?}: embedded {e}, server {r}");
-        assert_eq!(*e >= 0.55, r >= 0.55, "{key:?}: embedded {e}, server {r}");
+        assert_eq!(
+            *e >= THRESHOLD,
+            r >= THRESHOLD,
+            "{key:?}: embedded {e}, server {r}"
+        );
     }
 }
 
