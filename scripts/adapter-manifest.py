@@ -68,8 +68,8 @@ def main():
                 "clarifycoder-trainer harvest (standard library + .venv), keeping functions whose "
                 "docstring has doctest examples, at most 6 per module, as further clear problems",
                 "stage 1: mix --ratio 0.58 --strategy downsample --seed 0 (specs a, b); stage 2: "
-                "mix --ratio 0.45 --seed 1 (specs a, b, c); stage 3: mix --ratio 0.5 --seed 3 "
-                "(specs a, b, c, f, g, h)",
+                "mix --ratio 0.45 --strategy downsample --seed 1 (specs a, b, c); stage 3: mix "
+                "--ratio 0.5 --strategy downsample --seed 3 (specs a, b, c, f, g, h)",
             ],
             **{
                 f"mix_stage{i + 1}": {

@@ -32,6 +32,13 @@ C=./target/release/clarifycoder
 [ -x "$T" ] || bash scripts/setup.sh
 "$C" model install "$MODEL"
 mkdir -p "$DATA"
+# Every step reuses the files it finds in $DATA, so a directory holds one recipe's files.
+RECIPE=5
+if [ -e "$DATA/run-1" ] && [ "$(cat "$DATA/recipe" 2>/dev/null)" != "$RECIPE" ]; then
+    echo "train-adapter: $DATA holds the runs of another recipe; move it away or set DATA to a new directory" >&2
+    exit 1
+fi
+echo "$RECIPE" > "$DATA/recipe"
 
 # 1. Clear and unclear application functions from the specs (HumanEval and dev-set overlaps
 #    dropped). Specs a and b: application functions with clear and unclear versions (stage 1);
@@ -121,13 +128,6 @@ PY
 finetune "$DATA/run-3" "$DATA/mix-3" --lr 1.5e-4 --warmup 4 --max-steps "$STEPS3" --seed 3 \
     --init-adapter "$DATA/run-2/adapter.safetensors"
 RUN="$DATA/run-3"
-# Real functions from a pinned list of PyPI packages (only their sources are read): not trained
-# on; the consistency checks' false alarms are counted on them (BENCHMARKS.md).
-if [ ! -s "$DATA/pypi/original.jsonl" ]; then
-    python3 -m pip install --quiet --no-deps --require-hashes --only-binary=:all: \
-        --target "$DATA/pypi/site" -r trainer/data/pypi-harvest.txt
-    "$T" harvest --from "$DATA/pypi/site" --out-dir "$DATA/pypi"
-fi
 
 # 5. Decision quality on the labelled dev set: the base model and stage 1 (the shipped adapter's
 #    numbers follow its export below).
@@ -164,4 +164,16 @@ if [ "${SHIP:-0}" = 1 ]; then
     echo "shipped: models/$ADAPTER and models/$MANIFEST"
 else
     echo "wrote $DATA/$ADAPTER and $DATA/$MANIFEST; SHIP=1 copies them under models/"
+fi
+
+# 7. Real functions from a pinned list of PyPI packages (only their sources are read), not
+#    trained on: `cargo run -p clarifycoder-core --example consistency` counts the consistency
+#    checks' false alarms on them (BENCHMARKS.md). Optional: without the network it is skipped.
+if [ ! -s "$DATA/pypi/original.jsonl" ]; then
+    if python3 -m pip install --quiet --no-deps --require-hashes --only-binary=:all: \
+        --target "$DATA/pypi/site" -r trainer/data/pypi-harvest.txt; then
+        "$T" harvest --from "$DATA/pypi/site" --out-dir "$DATA/pypi"
+    else
+        echo "train-adapter: could not install the pinned PyPI packages; skipped their harvest" >&2
+    fi
 fi

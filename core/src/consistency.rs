@@ -16,8 +16,9 @@
 //!   converting units where the parameter's name carries one (`cooldown_ms`);
 //! - a unit in a parameter's name (`timeout_ms`, `price_cents`) against the unit its entry or a
 //!   sentence about it states ("in seconds");
-//! - a promised `None` result against a return annotation that excludes it, or against a Raises
-//!   section that raises `KeyError`, `LookupError` or `IndexError` instead.
+//! - a promised `None` result against a return annotation that excludes it, or against a
+//!   `KeyError`, `LookupError` or `IndexError` the docstring says is raised when something is
+//!   absent (a Raises entry or a sentence).
 //!
 //! Each check speaks only when both sides are unmistakable: an annotation or type it does not
 //! know (`Iterator[Row]`, `"Order"`, "the matching listing") means no finding. A finding is
@@ -29,7 +30,7 @@ use tree_sitter::{Node, Parser};
 use crate::python;
 
 /// Part of every result-cache key: bump it when a check changes what it finds.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// One contradiction, phrased as the question that resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -622,25 +623,24 @@ impl Literal {
 /// "(default: ``','``)", "default is True"), with the word after it (a unit, perhaps). Only
 /// literals count: "Defaults to the current directory" states nothing comparable.
 fn documented_default(text: &str) -> Option<(Literal, String, String)> {
-    let lower = text.to_lowercase();
+    // ASCII lowercasing keeps byte offsets, so they index `text` too.
+    let lower = text.to_ascii_lowercase();
     let mut from = 0;
     while let Some(at) = lower[from..].find("default") {
         let start = from + at;
         from = start + "default".len();
-        if lower[..start]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
+        // Only where a clause starts ("Defaults to 3.", "int, default 3", "(default: 3)"): "the
+        // PostgreSQL default is 5432" states someone else's default.
+        let before = lower[..start].trim_end();
+        if !(before.is_empty() || before.ends_with(['.', ';', '(', ',', ':', '['])) {
             continue;
         }
-        let mut rest = &text[from..];
-        for connective in ["s to ", " to ", " value is ", " is ", ": ", "=", " "] {
-            if let Some(r) = rest.strip_prefix(connective) {
-                rest = r;
-                break;
-            }
-        }
+        let Some(rest) = ["s to ", " to ", " value is ", " is ", ": ", "=", " "]
+            .iter()
+            .find_map(|connective| text[from..].strip_prefix(connective))
+        else {
+            continue;
+        };
         let rest = rest.trim_start();
         // A quoted value may hold spaces and punctuation: take it whole.
         let unticked = rest.trim_start_matches('`');
@@ -687,7 +687,7 @@ fn documented_default(text: &str) -> Option<(Literal, String, String)> {
 
 /// A default stated before "by default" ("The cooldown lasts 1.5 minutes by default").
 fn default_before_by_default(text: &str) -> Option<(Literal, String, String)> {
-    let lower = text.to_lowercase();
+    let lower = text.to_ascii_lowercase();
     let at = lower.find(" by default")?;
     let before: Vec<&str> = text[..at].split_whitespace().collect();
     let candidates = [
@@ -721,7 +721,7 @@ fn is_thousands(text: &str) -> bool {
 /// A documented default that the signature contradicts: a different literal, or a default the
 /// function does not have. A `None` default is left alone (it often stands for a value computed
 /// inside), and so are numbers whose units may differ ("Defaults to 5 minutes" for
-/// `timeout=300`).
+/// `timeout=300`) or that a word other than a known unit follows ("1 hour", "10 percent").
 fn default_contradiction(parameter: &Parameter, entry: &str) -> Option<String> {
     let (stated, unit, written) =
         documented_default(entry).or_else(|| default_before_by_default(entry))?;
@@ -743,13 +743,16 @@ fn default_contradiction(parameter: &Parameter, entry: &str) -> Option<String> {
                     let (doc, code) = (doc * stated_unit.1, code * named_unit.1);
                     (doc - code).abs() > 1e-9 * doc.abs().max(code.abs())
                 }
-                (None, _) => unit != "%",
+                // "Defaults to 3." compares; "1 hour", "10 percent" or "3 if unset" may not.
+                (None, _) => unit.is_empty(),
                 _ => false,
             }
         }
-        (Literal::None, _)
-        | (Literal::Bool(_), Literal::Bool(_))
-        | (Literal::Text(_), Literal::Text(_)) => true,
+        // Escapes and whitespace read differently in a docstring and in source ('\t').
+        (Literal::Text(a), Literal::Text(b)) => ![a, b]
+            .iter()
+            .any(|t| t.contains('\\') || t.contains(char::is_whitespace)),
+        (Literal::None, _) | (Literal::Bool(_), Literal::Bool(_)) => true,
         _ => false,
     };
     differs.then(|| {
@@ -787,10 +790,8 @@ fn unit_of_word(word: &str) -> Option<Unit> {
 fn unit_of_name(name: &str) -> Option<Unit> {
     let suffix = name.rsplit('_').next().unwrap_or(name).to_lowercase();
     match suffix.as_str() {
+        // `_min` and `_h` are more often "minimum" and "height" than minutes and hours.
         "s" | "sec" if name.contains('_') => Some(("time", 1.0)),
-        "min" if name.contains('_') => Some(("time", 60.0)),
-        "h" | "hr" if name.contains('_') => Some(("time", 3600.0)),
-        "day" => None,
         s => unit_of_word(s),
     }
 }
@@ -848,25 +849,14 @@ fn none_promised(doc: &str) -> Option<String> {
     let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
         .map(|(body, _)| body.join(" "))
         .unwrap_or_default();
-    let prose: String = doc
-        .split("\n\n")
-        .filter(|p| {
-            let first = p.trim_start();
-            !first.starts_with(">>>") && !first.starts_with(':')
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let candidates = prose.split_whitespace().collect::<Vec<_>>().join(" ");
-    let from_prose = candidates
-        .split_inclusive(['.', ';'])
-        .map(str::trim)
-        .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "));
     let section_text = returns_section
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    from_prose
-        .chain(std::iter::once(section_text.as_str()).filter(|s| !s.is_empty()))
+    prose_sentences(doc)
+        .into_iter()
+        .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "))
+        .chain(std::iter::once(section_text).filter(|s| !s.is_empty()))
         .find(|sentence| {
             // "If-None-Match" is one word; "``None``," is `None`.
             let words: Vec<&str> = sentence
@@ -874,22 +864,21 @@ fn none_promised(doc: &str) -> Option<String> {
                 .map(|w| w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '\'')))
                 .filter(|w| !w.is_empty())
                 .collect();
-            // The result is None: "or None", "None if …", "returns None", "None otherwise".
+            // The result is None: "returns None", "None if …", "None otherwise", and "or None"
+            // where it ends the sentence or a condition follows ("missing or None (…)" speaks of
+            // a value).
             let result_none = words.iter().enumerate().any(|(i, w)| {
+                let next = words.get(i + 1).copied();
+                let condition = next.is_some_and(|n| {
+                    matches!(n, "if" | "when" | "otherwise" | "for" | "unless" | "on")
+                });
                 *w == "None"
                     && (i.checked_sub(1).is_some_and(|j| {
                         matches!(
                             words[j],
-                            "or" | "return"
-                                | "returns"
-                                | "Returns"
-                                | "Return"
-                                | "otherwise"
-                                | "else"
-                        )
-                    }) || words
-                        .get(i + 1)
-                        .is_some_and(|n| matches!(*n, "if" | "when" | "otherwise" | "is" | "for"))
+                            "return" | "returns" | "Returns" | "Return" | "otherwise" | "else"
+                        ) || (words[j] == "or" && (next.is_none() || condition))
+                    }) || condition
                         || (i == 0 && words.len() > 1))
             });
             result_none
@@ -901,7 +890,8 @@ fn none_promised(doc: &str) -> Option<String> {
         .map(|s| s.trim_end_matches(['.', ';']).to_string())
 }
 
-/// The docstring's prose (not its sections or examples) as sentences, whitespace collapsed.
+/// The docstring's prose (not the paragraphs that start with a section header or an example) as
+/// sentences, whitespace collapsed.
 /// A sentence ends at `.`, `;`, `!` or `?` before a space, so "1.5 minutes" stays whole.
 fn prose_sentences(doc: &str) -> Vec<String> {
     let mut sentences = Vec::new();
@@ -984,34 +974,55 @@ fn mentions(sentence: &str, parameter: &Parameter) -> bool {
     }
 }
 
-/// A lookup error the docstring says the function raises: an entry of its Raises section or a
-/// sentence such as "Raises KeyError if …".
+/// A lookup error the docstring says the function raises when something is absent: an entry of
+/// its Raises section or a sentence such as "Raises KeyError if no user has that id". A negated
+/// sentence ("does not raise KeyError") and another condition ("IndexError: if n is negative")
+/// do not count.
 fn lookup_error_raised(doc: &str) -> Option<&'static str> {
     const ERRORS: [&str; 3] = ["KeyError", "LookupError", "IndexError"];
+    let absent = |text: &str| {
+        let lower = text.to_ascii_lowercase();
+        let words: Vec<&str> = lower
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '\'')
+            .collect();
+        words.iter().any(|w| {
+            matches!(
+                *w,
+                "no" | "missing" | "unknown" | "absent" | "nonexistent" | "exist" | "exists"
+            )
+        }) || lower.contains("not found")
+            || lower.contains("isn't found")
+            || lower.contains("not in ")
+    };
+    let error_in = |words: &[&str]| {
+        ERRORS
+            .iter()
+            .find(|e| {
+                words
+                    .iter()
+                    .any(|w| w.trim_matches(|c: char| !c.is_alphanumeric()) == **e)
+            })
+            .copied()
+    };
     let in_section = section(doc, &["Raises:"], Some("Raises")).and_then(|(body, _)| {
         body.iter().find_map(|line| {
             let first = line.trim().split([':', ' ']).next()?;
-            ERRORS
-                .iter()
-                .find(|e| first.trim_matches('`') == **e)
-                .copied()
+            let error = ERRORS.iter().find(|e| first.trim_matches('`') == **e)?;
+            absent(line).then_some(*error)
         })
     });
     in_section.or_else(|| {
-        let words: Vec<&str> = doc
-            .split_whitespace()
-            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
-            .collect();
-        words.windows(3).find_map(|w| {
-            let raises = matches!(w[0], "Raises" | "raises" | "raise" | "Raise");
-            let error = if matches!(w[1], "a" | "an") {
-                w[2]
-            } else {
-                w[1]
-            };
-            raises
-                .then(|| ERRORS.iter().find(|e| error == **e).copied())
-                .flatten()
+        prose_sentences(doc).iter().find_map(|sentence| {
+            let words: Vec<&str> = sentence.split_whitespace().collect();
+            let raises = words.iter().position(|w| {
+                matches!(
+                    w.trim_matches(|c: char| !c.is_alphanumeric()),
+                    "Raises" | "raises" | "raise" | "Raise"
+                )
+            })?;
+            let error = error_in(&words[raises + 1..(raises + 3).min(words.len())])?;
+            // "does not raise KeyError" is negated; "raises KeyError if no user …" is not.
+            (!negated(&words[..raises].join(" ")) && absent(sentence)).then_some(error)
         })
     })
 }
@@ -1189,6 +1200,15 @@ mod tests {
             "def fmt(x, encoding=None):\n    \"\"\"Format.\n\n    Args:\n        x: Value.\n        encoding: Defaults to 'utf-8'.\n    \"\"\"\n",
             "def fmt(x, sep=','):\n    \"\"\"Format.\n\n    Args:\n        x: Value.\n        sep: The default separator is used when empty. Defaults to ``','``.\n    \"\"\"\n",
             "def fmt(x, limit=1_000):\n    \"\"\"Format.\n\n    Args:\n        limit: Defaults to 1,000.\n    \"\"\"\n",
+            // Found in review: non-ASCII text, singular or unknown units, someone else's default,
+            // an escaped character, a `_min` that means "minimum".
+            "def f(city='Ankara'):\n    \"\"\"Pick.\n\n    Args:\n        city: A name such as İstanbul or İzmir; None means the default.\n    \"\"\"\n",
+            "def f(temp=300):\n    \"\"\"Heat.\n\n    Args:\n        temp: Given in \u{212a}; 20 °C by default.\n    \"\"\"\n",
+            "def wait(timeout=3600):\n    \"\"\"Wait.\n\n    Args:\n        timeout: Seconds. Defaults to 1 hour.\n    \"\"\"\n",
+            "def connect(host: str, port: int):\n    \"\"\"Connect.\n\n    Args:\n        host: The host.\n        port: The TCP port. The PostgreSQL default is 5432.\n    \"\"\"\n",
+            "def wrap(text, width=70):\n    \"\"\"Wrap.\n\n    Lines longer than width are wrapped (the terminal default is 80).\n    \"\"\"\n",
+            "def split(line, delimiter='\\t'):\n    \"\"\"Split.\n\n    Args:\n        line: A line.\n        delimiter: Defaults to '\t'.\n    \"\"\"\n",
+            "def retry(delay_min: float = 0.5):\n    \"\"\"Retry.\n\n    Args:\n        delay_min: Minimum delay between retries, in seconds.\n    \"\"\"\n",
             // Negated prose, and a parameter called `default`.
             "def quote_plus(string, safe=''):\n    \"\"\"Quote.\n\n    It does not have safe default to '/'.\n    \"\"\"\n",
             "def icon(self, default=False):\n    \"\"\"Set the icon. If default is True, apply it everywhere.\"\"\"\n",
@@ -1231,6 +1251,17 @@ mod tests {
             questions("def get_setting(settings: dict, key: str):\n    \"\"\"Look up a setting.\n\n    Returns None if the key is missing.\n\n    Raises:\n        KeyError: if the setting does not exist.\n    \"\"\"\n"),
             ["The docstring says \"Returns None if the key is missing\", and also that `get_setting` raises KeyError; which happens when nothing matches?"]
         );
+        // Found in review: another condition, a negated raise, an Args entry's callback, an
+        // input described as None.
+        for agreeing in [
+            "def nth(xs: list, n: int):\n    \"\"\"Return the n-th match, or None if fewer match.\n\n    Raises:\n        IndexError: if n is negative.\n    \"\"\"\n",
+            "def get(settings: dict, key: str):\n    \"\"\"Return the setting, or None if it is unset.\n\n    Unlike settings[key], this does not raise KeyError when the key is missing.\n    \"\"\"\n",
+            "def total(rows, callback) -> int:\n    \"\"\"Count rows.\n\n    Args:\n        rows: The rows.\n        callback: Called with each row. Returns None to drop the row.\n    \"\"\"\n",
+            "def null_ratio(rows: list, column: str) -> float:\n    \"\"\"Return the fraction of rows whose column is missing or None (empty strings count), or 0.0 when rows is empty.\"\"\"\n",
+            "def to_text(value) -> str:\n    \"\"\"Return value decoded, or an empty string if None is passed.\"\"\"\n",
+        ] {
+            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
+        }
         for agreeing in [
             "def port_of(url: str) -> int | None:\n    \"\"\"Return the URL's port, or None if it has none.\"\"\"\n",
             "def mean_rtt(pings: list) -> float:\n    \"\"\"Return the mean time, ignoring pings that timed out (None).\"\"\"\n",

@@ -149,7 +149,7 @@ pub struct Report {
     pub threshold: f32,
     #[serde(flatten)]
     pub quality: Quality,
-    /// Each file on its own, when the run read more than one.
+    /// Each file on its own, when the run read more than one (files with clear and unclear rows).
     pub by_file: Vec<FileQuality>,
     /// Distinct question texts / questions, over every flagged function.
     pub distinct_questions: f64,
@@ -298,6 +298,7 @@ fn summarize(
             files.push(&row.file);
         }
     }
+    // A file of one class has no AUC or balanced accuracy of its own.
     let by_file = if files.len() > 1 {
         files
             .iter()
@@ -312,6 +313,7 @@ fn summarize(
                         .collect::<Vec<_>>(),
                 ),
             })
+            .filter(|f| f.quality.clear > 0 && f.quality.unclear > 0)
             .collect()
     } else {
         Vec::new()
