@@ -1113,6 +1113,13 @@ fn find_function(node: Node) -> Option<Node> {
 mod tests {
     use super::*;
 
+    /// Sources on which no check may speak (both sides agree, or one is not unmistakable).
+    fn assert_silent(sources: &[&str]) {
+        for source in sources {
+            assert_eq!(questions(source), Vec::<String>::new(), "{source}");
+        }
+    }
+
     fn questions(source: &str) -> Vec<String> {
         contradictions(source)
             .into_iter()
@@ -1139,14 +1146,12 @@ mod tests {
                 .len(),
             1
         );
-        for agreeing in [
+        assert_silent(&[
             "def f(x) -> int | None:\n    \"\"\"Find it.\n\n    Returns:\n        int or None: The index.\n    \"\"\"\n",
             "def f(x) -> Optional[List[str]]:\n    \"\"\"Names.\n\n    Returns:\n        list of str: The names.\n    \"\"\"\n",
             "def f(x) -> dict:\n    \"\"\"Look it up.\n\n    Returns:\n        The matching listing: a dict, or None.\n    \"\"\"\n",
             "def f(x) -> Iterator[Row]:\n    \"\"\"Rows.\n\n    Returns:\n        list: The rows.\n    \"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 
     #[test]
@@ -1163,14 +1168,12 @@ mod tests {
             questions("def names(people) -> list[str]:\n    \"\"\"Return the names as one comma-separated string.\"\"\"\n").len(),
             1
         );
-        for agreeing in [
+        assert_silent(&[
             "def names(people) -> str:\n    \"\"\"Return the names as one comma-separated string.\"\"\"\n",
             "def ok(value) -> bool:\n    \"\"\"Return True if the value is given as a string.\"\"\"\n",
             "def rows(path) -> list[dict]:\n    \"\"\"Read the file.\n\n    Each row comes as a dict; the file is read as a string first.\n    \"\"\"\n",
             "def keys(d) -> Sequence[str]:\n    \"\"\"Return the keys as a list.\"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 
     #[test]
@@ -1192,7 +1195,7 @@ mod tests {
             questions("def cooldown_left(now: float, cooldown_ms: int = 1500) -> float:\n    \"\"\"Return the seconds left.\n\n    The cooldown lasts 1.5 minutes by default.\n    \"\"\"\n"),
             ["The docstring says `cooldown_ms` defaults to `1.5` minutes, but the signature's default is `1500`; which is right?"]
         );
-        for agreeing in [
+        assert_silent(&[
             // Same value in another unit, in words, as a percentage, or behind a None default.
             "def wait(timeout_s: float = 90):\n    \"\"\"Wait.\n\n    Args:\n        timeout_s: Defaults to 1.5 minutes.\n    \"\"\"\n",
             "def wait(timeout=300):\n    \"\"\"Wait.\n\n    Args:\n        timeout: Seconds to wait. Defaults to 5 minutes.\n    \"\"\"\n",
@@ -1212,9 +1215,7 @@ mod tests {
             // Negated prose, and a parameter called `default`.
             "def quote_plus(string, safe=''):\n    \"\"\"Quote.\n\n    It does not have safe default to '/'.\n    \"\"\"\n",
             "def icon(self, default=False):\n    \"\"\"Set the icon. If default is True, apply it everywhere.\"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 
     #[test]
@@ -1227,13 +1228,11 @@ mod tests {
             questions("def wait(host, timeout_ms: int = 5000) -> bool:\n    \"\"\"Wait for the port.\n\n    All times, including the timeout, are in seconds.\n    \"\"\"\n").len(),
             1
         );
-        for agreeing in [
+        assert_silent(&[
             "def wait(host, timeout_ms: int = 5000):\n    \"\"\"Wait.\n\n    Args:\n        host: The host.\n        timeout_ms: In milliseconds (5 seconds by default).\n    \"\"\"\n",
             "def wait(host, timeout: int = 5):\n    \"\"\"Wait.\n\n    Args:\n        timeout: In seconds.\n    \"\"\"\n",
             "def backoff(attempt, base_s=1.0):\n    \"\"\"Back off.\n\n    Args:\n        base_s: First delay; doubles each time, up to 10 minutes.\n    \"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 
     #[test]
@@ -1253,25 +1252,21 @@ mod tests {
         );
         // Found in review: another condition, a negated raise, an Args entry's callback, an
         // input described as None.
-        for agreeing in [
+        assert_silent(&[
             "def nth(xs: list, n: int):\n    \"\"\"Return the n-th match, or None if fewer match.\n\n    Raises:\n        IndexError: if n is negative.\n    \"\"\"\n",
             "def get(settings: dict, key: str):\n    \"\"\"Return the setting, or None if it is unset.\n\n    Unlike settings[key], this does not raise KeyError when the key is missing.\n    \"\"\"\n",
             "def total(rows, callback) -> int:\n    \"\"\"Count rows.\n\n    Args:\n        rows: The rows.\n        callback: Called with each row. Returns None to drop the row.\n    \"\"\"\n",
             "def null_ratio(rows: list, column: str) -> float:\n    \"\"\"Return the fraction of rows whose column is missing or None (empty strings count), or 0.0 when rows is empty.\"\"\"\n",
             "def to_text(value) -> str:\n    \"\"\"Return value decoded, or an empty string if None is passed.\"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
-        for agreeing in [
+        ]);
+        assert_silent(&[
             "def port_of(url: str) -> int | None:\n    \"\"\"Return the URL's port, or None if it has none.\"\"\"\n",
             "def mean_rtt(pings: list) -> float:\n    \"\"\"Return the mean time, ignoring pings that timed out (None).\"\"\"\n",
             "def sha(rev: str) -> Tuple[Optional[str], bool]:\n    \"\"\"Return (sha or None, is_branch).\"\"\"\n",
             "def etag_matches(header: str, etag: str) -> bool:\n    \"\"\"Return True if the If-None-Match header lists `etag`.\"\"\"\n",
             "def total(xs: list) -> int:\n    \"\"\"Return the total; never returns None.\"\"\"\n",
             "def get(d: dict, key: str):\n    \"\"\"Return d[key], or None if missing.\n\n    Raises:\n        TypeError: if d is not a dict.\n    \"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 
     #[test]
@@ -1288,7 +1283,7 @@ mod tests {
             questions("def f(a, b):\n    \"\"\"Add.\n\n    :param int a: first\n    :param c: third\n    \"\"\"\n").len(),
             1
         );
-        for agreeing in [
+        assert_silent(&[
             // Found in NumPy's own docstrings: `None` for no parameters, a prose paragraph after
             // the entries, names documented for `*arys`.
             "def flush(self):\n    \"\"\"Flush.\n\n    Parameters\n    ----------\n    None\n    \"\"\"\n",
@@ -1297,8 +1292,6 @@ mod tests {
             // **kwargs may take any documented name; continuation lines are not parameters.
             "def call(name, **options):\n    \"\"\"Call it.\n\n    Args:\n        name: The name.\n        timeout: Seconds to wait.\n    \"\"\"\n",
             "def f(self, items: list[str], *args: int) -> None:\n    \"\"\"Store.\n\n    Args:\n        items (list of str): The items, e.g.\n            note: continued here.\n        *args: More.\n    \"\"\"\n",
-        ] {
-            assert_eq!(questions(agreeing), Vec::<String>::new(), "{agreeing}");
-        }
+        ]);
     }
 }
