@@ -18,7 +18,12 @@
 //!   sentence about it states ("in seconds");
 //! - a promised `None` result against a return annotation that excludes it, or against a
 //!   `KeyError`, `LookupError` or `IndexError` the docstring says is raised when something is
-//!   absent (a Raises entry or a sentence).
+//!   absent (a Raises entry or a sentence);
+//! - two statements of the docstring that cannot both hold, or a statement the signature
+//!   contradicts in ways the above do not read (`statements.rs`): a count or a truth value
+//!   against the annotation, an order stated both ways, an input changed in place and left
+//!   untouched, a flag's default implied by "unless `flag` is turned off", a renamed parameter
+//!   still named in the prose, a conversion's input unit, a percentage with a fractional default.
 //!
 //! Each check speaks only when both sides are unmistakable: an annotation or type it does not
 //! know (`Iterator[Row]`, `"Order"`, "the matching listing") means no finding. A finding is
@@ -29,8 +34,10 @@ use tree_sitter::{Node, Parser};
 
 use crate::python;
 
+mod statements;
+
 /// Part of every result-cache key: bump it when a check changes what it finds.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// One contradiction, phrased as the question that resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +185,11 @@ pub fn contradictions(problem: &str) -> Vec<Contradiction> {
             found.push(Contradiction { question });
         }
     }
+    found.extend(
+        statements::questions(&signature, doc)
+            .into_iter()
+            .map(|question| Contradiction { question }),
+    );
     found
 }
 
@@ -855,7 +867,12 @@ fn none_promised(doc: &str) -> Option<String> {
         .join(" ");
     prose_sentences(doc)
         .into_iter()
-        .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "))
+        // After a semicolon the verb is lowercase: "Look up a user; returns None if …".
+        .filter(|s| {
+            ["Return ", "Returns ", "return ", "returns "]
+                .iter()
+                .any(|v| s.starts_with(v))
+        })
         .chain(std::iter::once(section_text).filter(|s| !s.is_empty()))
         .find(|sentence| {
             // "If-None-Match" is one word; "``None``," is `None`.
@@ -881,11 +898,16 @@ fn none_promised(doc: &str) -> Option<String> {
                     }) || condition
                         || (i == 0 && words.len() > 1))
             });
+            // A negation before None denies it ("never returns None"); after it, it is part of
+            // the condition ("None if it isn't found"), unless it denies None itself ("None is
+            // never returned").
+            let denial = |w: &&str| {
+                matches!(*w, "never" | "not" | "Never" | "Not" | "instead") || w.ends_with("n't")
+            };
+            let at = words.iter().position(|w| *w == "None").unwrap_or(0);
             result_none
-                && !words.iter().any(|w| {
-                    matches!(*w, "never" | "not" | "Never" | "Not" | "instead")
-                        || w.ends_with("n't")
-                })
+                && !words[..at].iter().any(denial)
+                && !words[at + 1..(at + 3).min(words.len())].iter().any(denial)
         })
         .map(|s| s.trim_end_matches(['.', ';']).to_string())
 }
@@ -1250,6 +1272,15 @@ mod tests {
             questions("def get_setting(settings: dict, key: str):\n    \"\"\"Look up a setting.\n\n    Returns None if the key is missing.\n\n    Raises:\n        KeyError: if the setting does not exist.\n    \"\"\"\n"),
             ["The docstring says \"Returns None if the key is missing\", and also that `get_setting` raises KeyError; which happens when nothing matches?"]
         );
+        // A negation inside the condition, and a verb after a semicolon.
+        assert_eq!(
+            questions("def find(listings: list, listing_id: str) -> dict | None:\n    \"\"\"Look up a listing.\n\n    Raises KeyError if no listing has that id.\n\n    Returns:\n        The listing, or None if it isn't found.\n    \"\"\"\n").len(),
+            1
+        );
+        assert_eq!(
+            questions("def find(staff: list, badge: str) -> Employee | None:\n    \"\"\"Look up an employee; returns None if there is no such employee.\n\n    Raises:\n        KeyError: If no employee has that id.\n    \"\"\"\n").len(),
+            1
+        );
         // Found in review: another condition, a negated raise, an Args entry's callback, an
         // input described as None.
         assert_silent(&[
@@ -1265,6 +1296,7 @@ mod tests {
             "def sha(rev: str) -> Tuple[Optional[str], bool]:\n    \"\"\"Return (sha or None, is_branch).\"\"\"\n",
             "def etag_matches(header: str, etag: str) -> bool:\n    \"\"\"Return True if the If-None-Match header lists `etag`.\"\"\"\n",
             "def total(xs: list) -> int:\n    \"\"\"Return the total; never returns None.\"\"\"\n",
+            "def total(xs: list) -> int:\n    \"\"\"Return the total. None is never returned.\"\"\"\n",
             "def get(d: dict, key: str):\n    \"\"\"Return d[key], or None if missing.\n\n    Raises:\n        TypeError: if d is not a dict.\n    \"\"\"\n",
         ]);
     }
