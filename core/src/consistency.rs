@@ -113,7 +113,26 @@ pub fn contradictions(problem: &str) -> Vec<Contradiction> {
             }
         }
     }
-    if let (Some(sentence), Some(error)) = (none_promised(doc), lookup_error_raised(doc)) {
+    // A plain "returns None" is a procedure's result; only None on a condition ("None if the id
+    // is unknown", "or None") competes with a raised lookup error.
+    let conditional = |s: &String| {
+        let lower = format!(" {} ", s.to_lowercase().replace('`', ""));
+        [
+            " none if ",
+            " none when ",
+            " or none ",
+            " none otherwise",
+            " none for ",
+            " none on ",
+            " none unless ",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+    };
+    if let (Some(sentence), Some(error)) = (
+        none_promised(doc).filter(conditional),
+        lookup_error_raised(doc),
+    ) {
         found.push(Contradiction {
             question: format!(
                 "The docstring says \"{sentence}\", and also that `{name}` raises {error}; which happens when nothing matches?",
@@ -869,13 +888,16 @@ fn none_promised(doc: &str) -> Option<String> {
         .into_iter()
         // After a semicolon the verb is lowercase: "Look up a user; returns None if …".
         .filter(|s| {
-            ["Return ", "Returns ", "return ", "returns "]
+            // Lowercase only in the third person: "return None to skip the row" tells a
+            // callback what to do.
+            ["Return ", "Returns ", "returns "]
                 .iter()
                 .any(|v| s.starts_with(v))
         })
         .chain(std::iter::once(section_text).filter(|s| !s.is_empty()))
         .find(|sentence| {
             // "If-None-Match" is one word; "``None``," is `None`.
+            let sentence = sentence.replace('\u{2019}', "'");
             let words: Vec<&str> = sentence
                 .split_whitespace()
                 .map(|w| w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '\'')))
@@ -905,9 +927,9 @@ fn none_promised(doc: &str) -> Option<String> {
                 matches!(*w, "never" | "not" | "Never" | "Not" | "instead") || w.ends_with("n't")
             };
             let at = words.iter().position(|w| *w == "None").unwrap_or(0);
-            result_none
-                && !words[..at].iter().any(denial)
-                && !words[at + 1..(at + 3).min(words.len())].iter().any(denial)
+            let denied_after = matches!(words.get(at + 1), Some(&("is" | "are" | "will" | "was")))
+                && words.get(at + 2).is_some_and(denial);
+            result_none && !words[..at].iter().any(denial) && !denied_after
         })
         .map(|s| s.trim_end_matches(['.', ';']).to_string())
 }
@@ -917,7 +939,8 @@ fn none_promised(doc: &str) -> Option<String> {
 /// A sentence ends at `.`, `;`, `!` or `?` before a space, so "1.5 minutes" stays whole.
 fn prose_sentences(doc: &str) -> Vec<String> {
     let mut sentences = Vec::new();
-    for paragraph in doc.split("\n\n") {
+    for paragraph in paragraphs(doc) {
+        let paragraph = paragraph.as_str();
         let first = paragraph.trim_start();
         let header = first.lines().next().unwrap_or("").trim_end();
         let underlined = first
@@ -928,6 +951,7 @@ fn prose_sentences(doc: &str) -> Vec<String> {
             || first.starts_with(':')
             || underlined
             || SECTION_HEADERS.contains(&header)
+            || is_section_header(header)
         {
             continue;
         }
@@ -949,10 +973,46 @@ fn prose_sentences(doc: &str) -> Vec<String> {
     sentences
 }
 
+/// A docstring's paragraphs: runs of lines between blank lines, where a line of spaces counts as
+/// blank too.
+fn paragraphs(doc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    for line in doc.lines() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                out.push(current.join("\n"));
+                current.clear();
+            }
+        } else {
+            current.push(line);
+        }
+    }
+    if !current.is_empty() {
+        out.push(current.join("\n"));
+    }
+    out
+}
+
+/// A Google-style header beyond the common ones: "Keyword Args:", "See Also:", "Other
+/// Parameters:", "Warning:" (one to three capitalized words and a colon, nothing after it).
+fn is_section_header(line: &str) -> bool {
+    let Some(name) = line.trim().strip_suffix(':') else {
+        return false;
+    };
+    let words: Vec<&str> = name.split_whitespace().collect();
+    (1..=3).contains(&words.len())
+        && words[0].starts_with(|c: char| c.is_ascii_uppercase())
+        && words
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
 /// A sentence that says what something is not ("It does not default to '/'", "unlike …").
 fn negated(sentence: &str) -> bool {
     sentence.split_whitespace().any(|w| {
         let w = w
+            .replace('\u{2019}', "'")
             .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
             .to_lowercase();
         matches!(w.as_str(), "not" | "never" | "unlike" | "instead" | "no") || w.ends_with("n't")

@@ -16,7 +16,7 @@
 
 use super::{
     documented_parameters, kinds_of_annotation, negated, prose_sentences, section, Signature, BOOL,
-    FLOAT, INT, NONE, STR,
+    DICT, LIST, NONE, SET, TUPLE,
 };
 
 /// The questions this round asks of a signature and its docstring.
@@ -39,6 +39,7 @@ pub(super) fn questions(signature: &Signature, doc: &str) -> Vec<String> {
 /// A sentence's words, lowercased, with the punctuation around them trimmed.
 fn words(sentence: &str) -> Vec<String> {
     sentence
+        .replace('\u{2019}', "'")
         .split_whitespace()
         .map(|w| {
             w.trim_matches(|c: char| !(c.is_alphanumeric() || c == '_' || c == '\''))
@@ -57,35 +58,32 @@ fn has_phrase(sentence: &str, phrase: &str) -> bool {
     flat(sentence).contains(&format!(" {phrase} "))
 }
 
-/// "Return how many days …" or "Returns the number of …" against `-> bool`, `-> str` or `->
-/// None`; "Return True if …" or "Return whether …" against an annotation without `bool`.
+/// "Return how many days …" or "Returns the number of …" against `-> bool` or `-> None`;
+/// "Return True if …" against a scalar annotation that is not `bool` (`-> int`, `-> str`).
+/// Only the function's own verb counts: a capitalized "Return" starting a prose sentence, or a
+/// Returns section's text. ("… ; return True if the row should stay" tells a callback what to
+/// do, and "the number of the issue" may well be a string.)
 fn result_kind(signature: &Signature, doc: &str, sentences: &[String]) -> Option<String> {
     let annotation = signature.returns.as_deref()?;
     let annotated = kinds_of_annotation(annotation)?;
     let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
-        .map(|(body, _)| body.join(" "))
+        .map(|(body, _)| {
+            body.join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default();
-    let candidates = sentences
+    let prose = sentences
         .iter()
-        .map(String::as_str)
-        .chain(std::iter::once(returns_section.trim()));
-    for sentence in candidates {
+        .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "))
+        .map(|s| (s.as_str(), 1));
+    let section_text =
+        std::iter::once((returns_section.as_str(), 0)).filter(|(s, _)| !s.is_empty());
+    for (sentence, skip) in prose.chain(section_text) {
         let w = words(sentence);
-        // The sentence's own verb: "Return …" or "Returns …" first, not "… and return it".
-        let rest = match w.first().map(String::as_str) {
-            Some("return" | "returns") => &w[1..],
-            _ if w.is_empty() => continue,
-            _ => {
-                // A Returns section's text has no verb: "The number of rows written."
-                if sentence == returns_section.trim() {
-                    &w[..]
-                } else {
-                    continue;
-                }
-            }
-        };
+        let rest = &w[skip.min(w.len())..];
         // "… as a string" speaks of the result's form, which the first rounds read.
-        // A negation after the verb is part of a condition ("or 0 if it is not overdue").
         if w.iter().any(|x| x == "as") {
             continue;
         }
@@ -93,12 +91,11 @@ fn result_kind(signature: &Signature, doc: &str, sentences: &[String]) -> Option
             rest.len() > phrase.len() && rest.iter().zip(phrase).all(|(a, b)| a == b)
         };
         let count = starts(&["how", "many"]) || starts(&["the", "number", "of"]);
-        let truth = starts(&["true", "if"]) || starts(&["true", "when"]) || starts(&["whether"]);
-        // A bare `-> None` names no result at all; `-> int | None` holds a count.
+        let truth = starts(&["true", "if"]) || starts(&["true", "when"]);
         let clash = if count {
-            annotated & (INT | FLOAT) == 0 && (annotated & !(BOOL | STR | NONE)) == 0
+            annotated == BOOL || annotated == NONE
         } else if truth {
-            annotated & BOOL == 0
+            annotated & (BOOL | NONE | LIST | TUPLE | SET | DICT) == 0
         } else {
             false
         };
@@ -113,46 +110,69 @@ fn result_kind(signature: &Signature, doc: &str, sentences: &[String]) -> Option
     None
 }
 
-const ASCENDING: [&str; 15] = [
-    "oldest first",
-    "earliest first",
-    "smallest first",
-    "lowest first",
-    "ascending",
-    "increasing order",
-    "oldest to newest",
-    "earliest to latest",
-    "smallest to largest",
-    "lowest to highest",
-    "low to high",
-    "least to most",
-    "worst to best",
-    "chronological order",
-    "a to z",
-];
-const DESCENDING: [&str; 16] = [
-    "newest first",
-    "latest first",
-    "most recent first",
-    "largest first",
-    "biggest first",
-    "highest first",
-    "best first",
-    "descending",
-    "decreasing order",
-    "newest to oldest",
-    "latest to earliest",
-    "largest to smallest",
-    "highest to lowest",
-    "high to low",
-    "most to least",
-    "best to worst",
+/// Orders that speak of the same key, each as (one way, the other way). Only phrases of one
+/// family are compared: "lowest first" and "best to worst" may be one order (golf).
+const ORDERS: [(&[&str], &[&str]); 4] = [
+    (
+        &[
+            "oldest first",
+            "earliest first",
+            "oldest to newest",
+            "earliest to latest",
+            "chronological order",
+        ],
+        &[
+            "newest first",
+            "latest first",
+            "most recent first",
+            "newest to oldest",
+            "latest to earliest",
+            "reverse chronological order",
+        ],
+    ),
+    (
+        &[
+            "smallest first",
+            "lowest first",
+            "smallest to largest",
+            "lowest to highest",
+            "low to high",
+            "least to most",
+        ],
+        &[
+            "largest first",
+            "biggest first",
+            "highest first",
+            "largest to smallest",
+            "highest to lowest",
+            "high to low",
+            "most to least",
+        ],
+    ),
+    (
+        &["worst first", "worst to best"],
+        &["best first", "best to worst"],
+    ),
+    (
+        &[
+            "ascending order",
+            "in ascending",
+            "sorted ascending",
+            "increasing order",
+        ],
+        &[
+            "descending order",
+            "in descending",
+            "sorted descending",
+            "decreasing order",
+        ],
+    ),
 ];
 
 /// The summary orders the result one way ("Return the n most recent readings, oldest first") and
-/// another sentence about the result orders it the other way ("The result is ordered newest to
-/// oldest"). A parameter that picks the order (`reverse`, `descending`, `sort_order`) or a
-/// sentence about the input, ties or a second key means two orders may well both hold.
+/// a sentence whose subject is the result orders it the other way ("The result is ordered newest
+/// to oldest"). A parameter that picks the order (`reverse`, `descending`, `sort_order`), a
+/// conditional, or another key (ties, groups) means two orders may well both hold.
 fn order(signature: &Signature, sentences: &[String]) -> Option<String> {
     if signature.parameters.iter().any(|p| {
         let n = p.name.to_lowercase();
@@ -165,18 +185,8 @@ fn order(signature: &Signature, sentences: &[String]) -> Option<String> {
         return None;
     }
     let summary = sentences.first()?;
-    let direction = |s: &str| {
-        let up = ASCENDING.iter().find(|p| has_phrase(s, p));
-        let down = DESCENDING.iter().find(|p| has_phrase(s, p));
-        match (up, down) {
-            (Some(u), None) => Some((*u, true)),
-            (None, Some(d)) => Some((*d, false)),
-            _ => None,
-        }
-    };
-    let about_other_things = |s: &str| {
-        let w = words(s);
-        w.iter().any(|x| {
+    let hedged = |s: &str| {
+        words(s).iter().any(|x| {
             matches!(
                 x.as_str(),
                 "input"
@@ -189,59 +199,140 @@ fn order(signature: &Signature, sentences: &[String]) -> Option<String> {
                     | "must"
                     | "tie"
                     | "ties"
+                    | "equal"
+                    | "same"
                     | "then"
                     | "within"
                     | "secondary"
                     | "each"
+                    | "if"
+                    | "when"
+                    | "unless"
+                    | "otherwise"
+                    | "before"
+                    | "previously"
+                    | "version"
+                    | "reverse"
+                    | "reversed"
             )
         }) || negated(s)
     };
     let first_words = words(summary);
     if !matches!(
         first_words.first().map(String::as_str),
-        Some("return" | "returns" | "list" | "sort" | "get" | "fetch" | "order")
-    ) || about_other_things(summary)
+        Some("return" | "returns" | "list" | "sort" | "get" | "fetch")
+    ) || hedged(summary)
     {
         return None;
     }
-    let (stated, up) = direction(summary)?;
-    sentences[1..].iter().find_map(|s| {
+    let about_result = |s: &str| {
         let w = words(s);
-        let about_result = w.iter().any(|x| {
-            matches!(
-                x.as_str(),
-                "result" | "results" | "returned" | "return" | "returns" | "output"
-            )
-        });
-        let (other, other_up) = direction(s)?;
-        (about_result && other_up != up && !about_other_things(s)).then(|| {
-            format!(
-                "The docstring orders the result \"{stated}\" and also \"{other}\"; which order should `{name}` return?",
-                name = signature.name
-            )
-        })
-    })
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        matches!(
+            w.as_slice(),
+            [
+                "the",
+                "result" | "results" | "output" | "list",
+                "is" | "are",
+                ..
+            ] | ["results" | "they" | "these", "are", ..]
+                | [
+                    "the",
+                    "returned",
+                    "list" | "items" | "rows",
+                    "is" | "are",
+                    ..
+                ]
+        )
+    };
+    for (up, down) in ORDERS {
+        let find =
+            |s: &str, phrases: &[&'static str]| phrases.iter().copied().find(|p| has_phrase(s, p));
+        let (stated, is_up) = match (find(summary, up), find(summary, down)) {
+            (Some(u), None) => (u, true),
+            (None, Some(d)) => (d, false),
+            _ => continue,
+        };
+        let opposite = if is_up { down } else { up };
+        let same = if is_up { up } else { down };
+        for s in &sentences[1..] {
+            if !about_result(s) || hedged(s) || find(s, same).is_some() {
+                continue;
+            }
+            if let Some(other) = find(s, opposite) {
+                return Some(format!(
+                    "The docstring orders the result \"{stated}\" and also \"{other}\"; which order should `{name}` return?",
+                    name = signature.name
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// One sentence changes the input in place ("Upper-case the sku of every product in place"),
 /// another says the input is left untouched.
 fn in_place(signature: &Signature, doc: &str, sentences: &[String]) -> Option<String> {
-    // "kept in place" and "stay in place" speak of a position, not of mutation.
+    // A parameter may choose (`inplace`, `copy`).
+    if signature.parameters.iter().any(|p| {
+        let n = p.name.to_lowercase();
+        n.contains("inplace") || n.contains("in_place") || n == "copy" || n.contains("mutate")
+    }) {
+        return None;
+    }
+    // "kept in place", "held in place", "`new` in place of `old`" speak of a position.
     let position = [
-        "kept", "keep", "keeps", "stay", "stays", "remain", "remains", "left",
+        "kept", "keep", "keeps", "stay", "stays", "remain", "remains", "left", "held", "fixed",
+        "pinned", "locked", "put", "already",
     ]
     .iter()
     .any(|w| {
         sentences
             .iter()
             .any(|s| has_phrase(s, &format!("{w} in place")))
-    });
+    }) || sentences.iter().any(|s| has_phrase(s, "in place of"));
     if position {
         return None;
     }
+    let parameters: Vec<String> = signature
+        .parameters
+        .iter()
+        .filter(|p| p.name != "self" && p.name != "cls")
+        .map(|p| p.name.to_lowercase())
+        .collect();
+    let named = |s: &str| -> Vec<String> {
+        let w = words(s);
+        parameters
+            .iter()
+            .filter(|p| w.contains(p))
+            .cloned()
+            .collect()
+    };
+    // A conditional, a pointer to another function, or a quoted call is not this function's
+    // own behaviour.
+    let own = |s: &str| {
+        let pointer = words(s).iter().any(|x| {
+            matches!(
+                x.as_str(),
+                "if" | "when"
+                    | "unless"
+                    | "otherwise"
+                    | "use"
+                    | "see"
+                    | "variant"
+                    | "version"
+                    | "counterpart"
+            )
+        });
+        let other_function = words_quoted(s).iter().any(|q| {
+            q.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !parameters.contains(&q.to_lowercase())
+        });
+        !negated(s) && !pointer && !other_function
+    };
     let changes = sentences
         .iter()
-        .find(|s| (has_phrase(s, "in place") || has_phrase(s, "in-place")) && !negated(s))?;
+        .find(|s| (has_phrase(s, "in place") || has_phrase(s, "in-place")) && own(s))?;
     // The Returns section may say it too: "A new list; the input is left untouched."
     let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
         .map(|(body, _)| {
@@ -259,34 +350,55 @@ fn in_place(signature: &Signature, doc: &str, sentences: &[String]) -> Option<St
         "are not modified",
         "is never modified",
         "are never modified",
-        "does not modify",
-        "without modifying",
         "not mutated",
         "is left unchanged",
         "are left unchanged",
     ];
-    let subject = |s: &str| {
-        let w = words(s);
-        w.iter().any(|x| {
-            matches!(
-                x.as_str(),
-                "input" | "inputs" | "original" | "argument" | "arguments"
-            ) || signature
-                .parameters
-                .iter()
-                .any(|p| p.name != "self" && p.name.to_lowercase() == *x)
-        })
+    // The clause that leaves something untouched must be about the input as a whole: "the input
+    // list", "the original", or a parameter the in-place sentence changes (and no other one).
+    let changed = named(changes);
+    let whole_input = |clause: &str| {
+        let w = words(clause);
+        let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["the", "input" | "inputs" | "original" | "caller's" | "argument" | "arguments", ..] => {
+                changed.len() <= 1
+            }
+            [first, ..] => {
+                parameters.iter().any(|p| p == first)
+                    && (changed.is_empty() || changed == [first.to_string()])
+            }
+            _ => false,
+        }
     };
     let keeps = sentences
         .iter()
         .chain(std::iter::once(&returns_section))
-        .find(|s| *s != changes && untouched.iter().any(|p| has_phrase(s, p)) && subject(s))?;
+        .filter(|s| *s != changes && !words(s).iter().any(|x| x == "if" || x == "otherwise"))
+        .find_map(|s| {
+            s.split([';', ','])
+                .find(|clause| {
+                    untouched.iter().any(|p| has_phrase(clause, p)) && whole_input(clause)
+                })
+                .map(|_| s)
+        })?;
     Some(format!(
         "The docstring says \"{}\", and also \"{}\"; should `{name}` change its input in place or leave it alone?",
         changes.trim_end_matches(['.', ';']),
         keeps.trim_end_matches(['.', ';']),
         name = signature.name
     ))
+}
+
+/// The code-quoted names of a sentence (``name`` or `name`).
+fn words_quoted(sentence: &str) -> Vec<String> {
+    sentence
+        .replace("``", "`")
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 /// "… unless ``include_header`` is turned off" means the flag is on by default; a signature that
@@ -309,25 +421,36 @@ fn implied_flag_default(signature: &Signature, sentences: &[String]) -> Option<S
                 Some("False") => false,
                 _ => continue,
             };
+            // "`timeout` is ignored unless `blocking` is true" ties one parameter to another and
+            // says nothing of a default.
+            let before = &w[..i];
+            let tied = before.iter().any(|x| {
+                matches!(
+                    x.as_str(),
+                    "ignored" | "effect" | "only" | "applies" | "used" | "unused" | "matters"
+                ) || signature
+                    .parameters
+                    .iter()
+                    .any(|p| p.name != parameter.name && p.name == *x)
+            });
+            if tied {
+                continue;
+            }
             let rest: Vec<&str> = w[i + 2..(i + 6).min(w.len())]
                 .iter()
                 .map(String::as_str)
                 .collect();
+            // Only a verb of switching implies a state to switch from ("unless the header is
+            // turned off"); "unless `skip_header` is true" may describe either value.
             let off = matches!(
                 rest.as_slice(),
-                ["is", "false", ..]
-                    | ["is", "set", "to", "false", ..]
-                    | ["is", "turned", "off", ..]
+                ["is", "turned", "off", ..]
                     | ["is", "disabled", ..]
                     | ["is", "switched", "off", ..]
             );
             let on = matches!(
                 rest.as_slice(),
-                ["is", "true", ..]
-                    | ["is", "set", "to", "true", ..]
-                    | ["is", "turned", "on", ..]
-                    | ["is", "enabled", ..]
-                    | ["is", "switched", "on", ..]
+                ["is", "turned", "on", ..] | ["is", "enabled", ..] | ["is", "switched", "on", ..]
             );
             // "unless X is turned off": X is on unless someone turns it off.
             let implied = if off {
@@ -389,31 +512,23 @@ fn stale_parameter(signature: &Signature, doc: &str, sentences: &[String]) -> Op
             }
             let before = words(&pieces[..i].join(" "));
             let next = words(after);
-            let used_as_parameter = before
+            let next: Vec<&str> = next.iter().take(4).map(String::as_str).collect();
+            // "unless `count_weekends` is set", "if `dry_run` is true": a condition on it, as on
+            // a parameter. ("A row whose `is_deleted` is true" speaks of a field.)
+            let conditioned = before
                 .last()
                 .is_some_and(|w| matches!(w.as_str(), "unless" | "if" | "when"))
-                && matches!(
-                    next.iter()
-                        .take(2)
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    ["is", _] | ["are", _]
-                )
-                || matches!(
-                    next.iter()
-                        .take(3)
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .as_slice(),
-                    ["is", "set", "to"]
-                        | ["is", "true", _]
-                        | ["is", "false", _]
-                        | ["defaults", _, _]
-                );
-            if !used_as_parameter {
+                && matches!(next.as_slice(), ["is" | "are", ..]);
+            if !conditioned {
                 continue;
             }
+            // A flag's value ("is set to False", "is true", "is enabled") needs a flag.
+            let flag_value = next.iter().any(|w| {
+                matches!(
+                    *w,
+                    "true" | "false" | "set" | "enabled" | "disabled" | "on" | "off"
+                )
+            });
             let tokens: Vec<&str> = name.split('_').filter(|t| t.len() >= 4).collect();
             let similar: Vec<&str> = signature
                 .parameters
@@ -422,6 +537,17 @@ fn stale_parameter(signature: &Signature, doc: &str, sentences: &[String]) -> Op
                 .filter(|p| *p != "self" && *p != "cls")
                 .filter(|p| p.split('_').any(|t| tokens.contains(&t)))
                 .filter(|p| !doc_words.iter().any(|w| w == p))
+                .collect();
+            let is_flag = |name: &str| {
+                signature.parameters.iter().any(|p| {
+                    p.name == name
+                        && (matches!(p.default.as_deref(), Some("True" | "False"))
+                            || p.annotation.as_deref() == Some("bool"))
+                })
+            };
+            let similar: Vec<&str> = similar
+                .into_iter()
+                .filter(|p| !flag_value || is_flag(p))
                 .collect();
             if let [parameter] = similar.as_slice() {
                 return Some(format!(
@@ -496,7 +622,17 @@ fn conversion_unit_contradiction(
     let entry = documented_parameters(doc)
         .into_iter()
         .find(|d| d.name == input.name)?;
-    let entry_words = words(entry.text.split_once(':').map_or("", |(_, d)| d));
+    // The entry's first sentence states the unit; later ones give advice ("For readings in
+    // kelvin, call …", "values already in seconds must not be passed").
+    let description = entry.text.split_once(':').map_or("", |(_, d)| d);
+    let first = description
+        .split_inclusive(". ")
+        .next()
+        .unwrap_or(description);
+    if negated(first) || words(first).iter().any(|w| w == "for" || w == "already") {
+        return None;
+    }
+    let entry_words = words(first);
     let stated = entry_words.iter().enumerate().find_map(|(i, x)| {
         let unit = conversion_unit(x)?;
         (i > 0 && entry_words[i - 1] == "in" && unit.0 == source.0).then_some(unit)
@@ -513,42 +649,63 @@ fn conversion_unit_contradiction(
     })
 }
 
-/// A parameter described as a percentage ("`rate` is a percentage, e.g. 7.65 for 7.65%") whose
-/// default is a fraction between 0 and 1 (`rate=0.0765`): 7.65% or 0.0765%?
+/// A parameter described as a percentage ("`rate` is a percentage, e.g. 7.65 for 7.65%", or an
+/// entry "rate: The tax rate in percent.") whose default is a fraction between 0 and 1
+/// (`rate=0.0765`): 7.65% or 0.0765%? The parameter must be what is a percentage, not the result
+/// or a display ("shown as a percentage").
 fn percentage_default(signature: &Signature, doc: &str, sentences: &[String]) -> Option<String> {
     let entries = documented_parameters(doc);
+    let display = |text: &str| {
+        words(text).iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "shown"
+                    | "displayed"
+                    | "printed"
+                    | "reported"
+                    | "formatted"
+                    | "rounded"
+                    | "fraction"
+                    | "ratio"
+            )
+        }) || ["0 and 1", "0.0 and 1.0", "0 to 1", "0.0 to 1.0"]
+            .iter()
+            .any(|p| has_phrase(text, p))
+    };
     signature.parameters.iter().find_map(|parameter| {
-        let default: f64 = parameter.default.as_deref()?.parse().ok()?;
-        if !(default > 0.0 && default < 1.0) {
+        let written = parameter.default.as_deref()?;
+        let default: f64 = written.parse().ok()?;
+        if !(0.001..1.0).contains(&default) {
             return None;
         }
-        let texts = entries
-            .iter()
-            .filter(|e| e.name == parameter.name)
-            .map(|e| e.text.clone())
-            .chain(
-                sentences
-                    .iter()
-                    .filter(|s| words(s).contains(&parameter.name.to_lowercase()))
-                    .cloned(),
-            );
-        texts.into_iter().find_map(|text| {
-            let percent = ["is a percentage", "as a percentage", "in percent", "a percent value"]
-                .iter()
-                .any(|p| has_phrase(&text, p));
-            let fraction = ["fraction", "0 and 1", "0.0 and 1.0", "0 to 1", "0.0 to 1.0", "ratio"]
-                .iter()
-                .any(|p| has_phrase(&text, p));
-            (percent && !fraction && !negated(&text)).then(|| {
-                format!(
-                    "The docstring says `{name}` is a percentage, but its default is `{written}`; is that {written}% or {percent}%?",
-                    name = parameter.name,
-                    written = parameter.default.as_deref().unwrap_or_default(),
-                    percent = format!("{:.4}", default * 100.0)
-                        .trim_end_matches('0')
-                        .trim_end_matches('.')
-                )
-            })
+        let name = parameter.name.to_lowercase();
+        // An entry whose first sentence calls the parameter a percentage.
+        let entry = entries.iter().filter(|e| e.name == parameter.name).any(|e| {
+            let description = e.text.split_once(':').map_or("", |(_, d)| d);
+            let first = description.split_inclusive(". ").next().unwrap_or("");
+            let w = words(first);
+            w.iter().any(|x| x == "percentage" || x == "percent") && !display(first) && !negated(first)
+        });
+        // A sentence whose subject is the parameter: "`rate` is a percentage", "rate is given in
+        // percent".
+        let prose = sentences.iter().any(|s| {
+            let w = words(s);
+            let w: Vec<&str> = w.iter().map(String::as_str).collect();
+            w.windows(4).any(|win| {
+                win[0] == name
+                    && win[1] == "is"
+                    && matches!(win[2..], ["a", "percentage"] | ["in", "percent"] | ["given", "in"])
+            }) && !display(s)
+                && !negated(s)
+        });
+        (entry || prose).then(|| {
+            format!(
+                "The docstring says `{}` is a percentage, but its default is `{written}`; is that {written}% or {}%?",
+                parameter.name,
+                format!("{:.4}", default * 100.0)
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+            )
         })
     })
 }
