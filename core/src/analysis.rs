@@ -173,20 +173,31 @@ impl Analyzer {
     }
 
     /// The probability of asking, for each problem (one batched call). A problem whose docstring
-    /// contradicts its signature ([`consistency`]) scores at least [`CONTRADICTION_SCORE`].
+    /// contradicts its signature ([`consistency`]) scores [`CONTRADICTION_SCORE`] without a call
+    /// to the model: the finding is certain.
     pub fn decide(&self, problems: &[&str], cancel: &CancelToken) -> Result<Vec<f32>, EngineError> {
         let markup = self.backend.info().markup;
-        let prompts: Vec<_> = problems.iter().map(|p| prompt::round1(markup, p)).collect();
-        let decisions = self.backend.decide(&prompts, cancel)?;
-        Ok(problems
+        let certain: Vec<bool> = problems
             .iter()
-            .zip(decisions)
-            .map(|(problem, d)| {
-                if self.options.consistency && !consistency::contradictions(problem).is_empty() {
-                    d.p_ask.max(CONTRADICTION_SCORE)
-                } else {
-                    d.p_ask
-                }
+            .map(|p| self.options.consistency && !consistency::contradictions(p).is_empty())
+            .collect();
+        let prompts: Vec<_> = problems
+            .iter()
+            .zip(&certain)
+            .filter(|(_, certain)| !**certain)
+            .map(|(p, _)| prompt::round1(markup, p))
+            .collect();
+        let mut decisions = if prompts.is_empty() {
+            Vec::new()
+        } else {
+            self.backend.decide(&prompts, cancel)?
+        }
+        .into_iter();
+        Ok(certain
+            .iter()
+            .map(|certain| match certain {
+                true => CONTRADICTION_SCORE,
+                false => decisions.next().map_or(0.0, |d| d.p_ask),
             })
             .collect())
     }
