@@ -45,7 +45,14 @@ pub struct Options {
     pub max_tokens: usize,
     /// Check docstrings against their signatures ([`consistency`]) besides asking the model.
     pub consistency: bool,
+    /// Weight of the summary's P(ask) in a function's score (see [`summary_problem`]): the score
+    /// is `sigmoid((1 - w) * logit(p_full) + w * logit(p_summary))`; 0 asks about the full
+    /// docstring only.
+    pub summary_weight: f32,
 }
+
+/// The default [`Options::summary_weight`] (BENCHMARKS.md, "The summary's vote").
+pub const SUMMARY_WEIGHT: f32 = 1.0 / 3.0;
 
 impl Default for Options {
     fn default() -> Options {
@@ -54,6 +61,7 @@ impl Default for Options {
             max_questions: 3,
             max_tokens: 96,
             consistency: true,
+            summary_weight: SUMMARY_WEIGHT,
         }
     }
 }
@@ -90,14 +98,15 @@ impl ResultCache {
         let mut h = Sha256::new();
         h.update(model_identity);
         h.update(format!(
-            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}\0consistency={}",
+            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}\0consistency={}\0summary={}",
             options.max_tokens,
             options.max_questions,
             if options.consistency {
                 consistency::VERSION
             } else {
                 0
-            }
+            },
+            options.summary_weight
         ));
         let hex = format!("{:x}", h.finalize());
         let path = dir.join(format!("{}.json", &hex[..16]));
@@ -153,6 +162,40 @@ impl ResultCache {
     }
 }
 
+/// A problem with its docstring cut to the summary (the first paragraph, on one line), or None
+/// when that is the whole docstring already.
+///
+/// A 0.5B model's P(ask) for a whole docstring leans on its length: a long docstring reads as
+/// clear whatever it leaves open. Its P(ask) for the summary alone says how open the request
+/// itself is, and the rest of the docstring may close it; mixing the two votes ranks better on
+/// every dev file but the shortest (BENCHMARKS.md).
+pub fn summary_problem(problem: &str) -> Option<String> {
+    let parsed = python::extract(problem);
+    let function = parsed.functions.first()?;
+    let text = function.docstring.as_ref()?.text.as_str();
+    let summary = text
+        .trim()
+        .split("\n\n")
+        .next()?
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if summary.is_empty() || summary == text.trim() {
+        return None;
+    }
+    Some(python::render_problem(&function.signature, Some(&summary)))
+}
+
+/// Two probabilities mixed in log-odds: `sigmoid((1 - w) * logit(a) + w * logit(b))`.
+fn mix(a: f32, b: f32, w: f32) -> f32 {
+    let logit = |p: f32| {
+        let p = p.clamp(1e-6, 1.0 - 1e-6);
+        (p / (1.0 - p)).ln()
+    };
+    let z = (1.0 - w) * logit(a) + w * logit(b);
+    1.0 / (1.0 + (-z).exp())
+}
+
 /// The least score of a function whose docstring contradicts its signature: the check is certain,
 /// so it flags the function at any threshold but a maximal one.
 pub const CONTRADICTION_SCORE: f32 = 0.99;
@@ -172,32 +215,49 @@ impl Analyzer {
         Analyzer { backend, options }
     }
 
-    /// The probability of asking, for each problem (one batched call). A problem whose docstring
+    /// The probability of asking, for each problem (one batched call). The model reads the
+    /// problem twice, whole and with its docstring cut to the summary ([`summary_problem`]), and
+    /// the two votes are mixed by [`Options::summary_weight`]. A problem whose docstring
     /// contradicts its signature ([`consistency`]) scores [`CONTRADICTION_SCORE`] without a call
     /// to the model: the finding is certain.
     pub fn decide(&self, problems: &[&str], cancel: &CancelToken) -> Result<Vec<f32>, EngineError> {
         let markup = self.backend.info().markup;
-        let certain: Vec<bool> = problems
+        let weight = self.options.summary_weight;
+        // For each problem the model reads: None (certain), or its prompt and its summary's.
+        let reads: Vec<Option<(String, Option<String>)>> = problems
             .iter()
-            .map(|p| self.options.consistency && !consistency::contradictions(p).is_empty())
+            .map(|p| {
+                if self.options.consistency && !consistency::contradictions(p).is_empty() {
+                    return None;
+                }
+                let summary = (weight > 0.0).then(|| summary_problem(p)).flatten();
+                Some((p.to_string(), summary))
+            })
             .collect();
-        let prompts: Vec<_> = problems
+        let prompts: Vec<_> = reads
             .iter()
-            .zip(&certain)
-            .filter(|(_, certain)| !**certain)
-            .map(|(p, _)| prompt::round1(markup, p))
+            .flatten()
+            .flat_map(|(full, summary)| std::iter::once(full).chain(summary.as_ref()))
+            .map(|p| prompt::round1(markup, p))
             .collect();
         let mut decisions = if prompts.is_empty() {
             Vec::new()
         } else {
             self.backend.decide(&prompts, cancel)?
         }
-        .into_iter();
-        Ok(certain
+        .into_iter()
+        .map(|d| d.p_ask);
+        Ok(reads
             .iter()
-            .map(|certain| match certain {
-                true => CONTRADICTION_SCORE,
-                false => decisions.next().map_or(0.0, |d| d.p_ask),
+            .map(|read| match read {
+                None => CONTRADICTION_SCORE,
+                Some((_, summary)) => {
+                    let full = decisions.next().unwrap_or(0.0);
+                    match summary {
+                        Some(_) => mix(full, decisions.next().unwrap_or(full), weight),
+                        None => full,
+                    }
+                }
             })
             .collect())
     }
@@ -254,5 +314,39 @@ impl Analyzer {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_the_first_paragraph_on_one_line() {
+        let problem = python::render_problem(
+            "def f(items, limit):",
+            Some("Return the items that are big\nenough.\n\nArgs:\n    items: The items.\n    limit: The size."),
+        );
+        assert_eq!(
+            summary_problem(&problem).unwrap(),
+            python::render_problem(
+                "def f(items, limit):",
+                Some("Return the items that are big enough.")
+            )
+        );
+        // A one-line docstring is its own summary; no docstring has none.
+        let one_line = python::render_problem("def f(x):", Some("Return x."));
+        assert_eq!(summary_problem(&one_line), None);
+        assert_eq!(summary_problem("def f(x):\n"), None);
+    }
+
+    #[test]
+    fn votes_mix_in_log_odds() {
+        assert!((mix(0.8, 0.8, 1.0 / 3.0) - 0.8).abs() < 1e-5);
+        assert!((mix(0.9, 0.1, 0.5) - 0.5).abs() < 1e-5);
+        assert!((mix(0.3, 0.9, 0.0) - 0.3).abs() < 1e-5);
+        // (1 - w) * logit(0.2) + w * logit(0.95), w = 1/3: between the two, nearer the first.
+        let mixed = mix(0.2, 0.95, 1.0 / 3.0);
+        assert!(mixed > 0.2 && mixed < 0.6, "{mixed}");
     }
 }

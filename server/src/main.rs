@@ -69,7 +69,7 @@ struct CheckCli {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: check::Format,
-    /// Report a function when the model's probability of asking is at least this [default: 0.65].
+    /// Report a function when the model's probability of asking is at least this [default: 0.72].
     #[arg(long)]
     threshold: Option<f32>,
     /// Most questions shown per function [default: 3].

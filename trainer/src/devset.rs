@@ -40,6 +40,10 @@ pub struct DevsetArgs {
     /// it (`core::consistency`).
     #[arg(long)]
     pub model_only: bool,
+    /// Weight of the summary's vote in the score (`core::analysis::summary_problem`); 0 scores
+    /// the whole docstring only [default: the shipped default].
+    #[arg(long, value_name = "W")]
+    pub summary_weight: Option<f32>,
     /// Skip generating questions (scores only).
     #[arg(long)]
     pub no_questions: bool,
@@ -210,6 +214,9 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     }
     let adapter = settings::resolve_adapter(args.adapter.as_deref(), None, &model).map(|r| r.path);
     let threshold = args.threshold.unwrap_or(settings::DEFAULT_THRESHOLD);
+    if let Some(w) = args.summary_weight.filter(|w| !(0.0..=1.0).contains(w)) {
+        bail!("--summary-weight must be between 0 and 1, got {w}");
+    }
     let mut config = LlamaConfig::new(&model.path);
     config.adapter = adapter.clone();
     config.threads = args.threads;
@@ -221,6 +228,9 @@ pub fn run(args: DevsetArgs) -> Result<()> {
             threshold,
             max_tokens: args.max_tokens,
             consistency: !args.model_only,
+            summary_weight: args
+                .summary_weight
+                .unwrap_or(clarifycoder_core::analysis::SUMMARY_WEIGHT),
             ..Options::default()
         },
     );

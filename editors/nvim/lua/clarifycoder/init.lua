@@ -10,7 +10,7 @@ M.defaults = {
   root_markers = { ".git", "pyproject.toml", "setup.py", "clarifycoder.toml" },
   -- Sent as initializationOptions; see the README for every key.
   settings = {
-    threshold = 0.65,
+    threshold = 0.72,
     severity = "information",
     debounceMs = 500,
     maxQuestions = 3,
