@@ -873,17 +873,23 @@ fn unit_contradiction(name: &str, entry: &str) -> Option<String> {
     ))
 }
 
+/// The Returns section's text on one line (empty without one).
+fn returns_text(doc: &str) -> String {
+    section(doc, &["Returns:", "Return:"], Some("Returns"))
+        .map(|(body, _)| {
+            body.join(" ")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
 /// A sentence promising that the function returns `None` ("Return the user, or None if there is
 /// none."), from the prose or the Returns section; a negated one ("never returns None") does not
 /// count.
 fn none_promised(doc: &str) -> Option<String> {
-    let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
-        .map(|(body, _)| body.join(" "))
-        .unwrap_or_default();
-    let section_text = returns_section
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let section_text = returns_text(doc);
     prose_sentences(doc)
         .into_iter()
         // After a semicolon the verb is lowercase: "Look up a user; returns None if …".

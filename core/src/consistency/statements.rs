@@ -15,8 +15,8 @@
 //! clear specs and the clear dev functions are the false-alarm check (BENCHMARKS.md).
 
 use super::{
-    documented_parameters, kinds_of_annotation, negated, prose_sentences, section, Signature, BOOL,
-    DICT, LIST, NONE, SET, TUPLE,
+    documented_parameters, kinds_of_annotation, negated, prose_sentences, returns_text, Signature,
+    BOOL, DICT, LIST, NONE, SET, TUPLE,
 };
 
 /// The questions this round asks of a signature and its docstring.
@@ -66,14 +66,7 @@ fn has_phrase(sentence: &str, phrase: &str) -> bool {
 fn result_kind(signature: &Signature, doc: &str, sentences: &[String]) -> Option<String> {
     let annotation = signature.returns.as_deref()?;
     let annotated = kinds_of_annotation(annotation)?;
-    let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
-        .map(|(body, _)| {
-            body.join(" ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let returns_section = returns_text(doc);
     let prose = sentences
         .iter()
         .filter(|s| s.starts_with("Return ") || s.starts_with("Returns "))
@@ -334,14 +327,7 @@ fn in_place(signature: &Signature, doc: &str, sentences: &[String]) -> Option<St
         .iter()
         .find(|s| (has_phrase(s, "in place") || has_phrase(s, "in-place")) && own(s))?;
     // The Returns section may say it too: "A new list; the input is left untouched."
-    let returns_section = section(doc, &["Returns:", "Return:"], Some("Returns"))
-        .map(|(body, _)| {
-            body.join(" ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let returns_section = returns_text(doc);
     let untouched = [
         "left untouched",
         "is untouched",
