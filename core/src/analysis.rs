@@ -223,21 +223,22 @@ impl Analyzer {
     pub fn decide(&self, problems: &[&str], cancel: &CancelToken) -> Result<Vec<f32>, EngineError> {
         let markup = self.backend.info().markup;
         let weight = self.options.summary_weight;
-        // For each problem the model reads: None (certain), or its prompt and its summary's.
-        let reads: Vec<Option<(String, Option<String>)>> = problems
+        // For each problem: None when a finding is certain, else the summary the model reads
+        // besides the whole problem (None when there is none).
+        let reads: Vec<Option<Option<String>>> = problems
             .iter()
             .map(|p| {
                 if self.options.consistency && !consistency::contradictions(p).is_empty() {
                     return None;
                 }
-                let summary = (weight > 0.0).then(|| summary_problem(p)).flatten();
-                Some((p.to_string(), summary))
+                Some((weight > 0.0).then(|| summary_problem(p)).flatten())
             })
             .collect();
-        let prompts: Vec<_> = reads
+        let prompts: Vec<_> = problems
             .iter()
-            .flatten()
-            .flat_map(|(full, summary)| std::iter::once(full).chain(summary.as_ref()))
+            .zip(&reads)
+            .filter_map(|(p, read)| Some((*p, read.as_ref()?)))
+            .flat_map(|(whole, summary)| std::iter::once(whole).chain(summary.as_deref()))
             .map(|p| prompt::round1(markup, p))
             .collect();
         let mut decisions = if prompts.is_empty() {
@@ -251,11 +252,11 @@ impl Analyzer {
             .iter()
             .map(|read| match read {
                 None => CONTRADICTION_SCORE,
-                Some((_, summary)) => {
-                    let full = decisions.next().unwrap_or(0.0);
+                Some(summary) => {
+                    let whole = decisions.next().unwrap_or(0.0);
                     match summary {
-                        Some(_) => mix(full, decisions.next().unwrap_or(full), weight),
-                        None => full,
+                        Some(_) => mix(whole, decisions.next().unwrap_or(whole), weight),
+                        None => whole,
                     }
                 }
             })

@@ -2,14 +2,15 @@
 //! the signature contradicts in a way the first two rounds do not read.
 //!
 //! - a result said to be a count ("Return how many …", "Return the number of …") or a truth value
-//!   ("Return True if …", "Return whether …") against an annotation of another kind;
+//!   ("Return True if …") against an annotation of another kind;
 //! - an order stated both ways ("oldest first" in the summary, "newest to oldest" where the result
 //!   is described);
 //! - an input said to be changed in place and, elsewhere, left untouched;
 //! - a flag's default implied by "unless `flag` is turned off" against the signature's default;
 //! - a name the docstring uses like a parameter ("unless ``count_weekends`` is set") that the
 //!   signature lacks while it has a parameter sharing a word with it (`skip_weekends`);
-//! - a conversion "from millivolts to volts" whose one parameter is documented in another unit.
+//! - a conversion "from millivolts to volts" whose one parameter is documented in another unit;
+//! - a parameter called a percentage ("`rate` is a percentage") whose default is a fraction.
 //!
 //! As in the first rounds, each speaks only when both sides are unmistakable; the harvest, the
 //! clear specs and the clear dev functions are the false-alarm check (BENCHMARKS.md).
@@ -516,24 +517,18 @@ fn stale_parameter(signature: &Signature, doc: &str, sentences: &[String]) -> Op
                 )
             });
             let tokens: Vec<&str> = name.split('_').filter(|t| t.len() >= 4).collect();
+            let is_flag = |p: &super::Parameter| {
+                matches!(p.default.as_deref(), Some("True" | "False"))
+                    || p.annotation.as_deref() == Some("bool")
+            };
             let similar: Vec<&str> = signature
                 .parameters
                 .iter()
-                .map(|p| p.name.as_str())
-                .filter(|p| *p != "self" && *p != "cls")
-                .filter(|p| p.split('_').any(|t| tokens.contains(&t)))
-                .filter(|p| !doc_words.iter().any(|w| w == p))
-                .collect();
-            let is_flag = |name: &str| {
-                signature.parameters.iter().any(|p| {
-                    p.name == name
-                        && (matches!(p.default.as_deref(), Some("True" | "False"))
-                            || p.annotation.as_deref() == Some("bool"))
-                })
-            };
-            let similar: Vec<&str> = similar
-                .into_iter()
+                .filter(|p| p.name != "self" && p.name != "cls")
+                .filter(|p| p.name.split('_').any(|t| tokens.contains(&t)))
+                .filter(|p| !doc_words.contains(&p.name))
                 .filter(|p| !flag_value || is_flag(p))
+                .map(|p| p.name.as_str())
                 .collect();
             if let [parameter] = similar.as_slice() {
                 return Some(format!(
@@ -592,9 +587,9 @@ fn conversion_unit_contradiction(
     let w = words(summary);
     let from = w.iter().position(|x| x == "from")?;
     let source = conversion_unit(w.get(from + 1)?)?;
-    let to = w.get(from + 2).filter(|x| *x == "to")?;
+    w.get(from + 2).filter(|x| *x == "to")?;
     let target = conversion_unit(w.get(from + 3)?)?;
-    if source.0 != target.0 || source.1 == target.1 || to.is_empty() {
+    if source.0 != target.0 || source.1 == target.1 {
         return None;
     }
     let inputs: Vec<_> = signature
