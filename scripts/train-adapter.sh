@@ -50,7 +50,8 @@ echo "$RECIPE" > "$DATA/recipe"
 #    help (BENCHMARKS.md, "A second recipe").
 spec_rows() {  # DIR FILES...
     local dir="$1"; shift
-    [ -s "$dir/specs-clarify.jsonl" ] || "$T" specs --input "$@" --exclude devset/*.jsonl \
+    [ -s "$dir/specs-clarify.jsonl" ] || "$T" specs --input "$@" \
+        --exclude devset/*.jsonl devset/sealed/*.jsonl \
         --out-dir "$dir"
 }
 spec_rows "$DATA" trainer/data/app-specs-a.jsonl trainer/data/app-specs-b.jsonl
