@@ -557,6 +557,8 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
                "initializationOptions": {"threshold": 0.0, "maxTokens": 64, "debounceMs": 0}}),
     );
     c.notify("initialized", json!({}));
+    // With the engine ready, the check really analyses the file when the user opens it.
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
     // The check is under way (its generation takes a second or more) when the user opens the
     // file.
     let id = 91;

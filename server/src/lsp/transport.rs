@@ -188,18 +188,30 @@ async fn write_output<W: AsyncWrite + Unpin>(
     mut output: W,
     mut errors: mpsc::UnboundedReceiver<Value>,
 ) {
+    // Frames are read on their own task: reading one is not cancel-safe (a half-read header would
+    // be lost), so it must not be a branch that an error answer can win.
+    let (frames_tx, mut frames) = mpsc::channel::<Vec<u8>>(16);
+    let reader = tokio::spawn(async move {
+        while let Some(Frame::Body(body)) = read_frame(&mut drain).await {
+            if frames_tx.send(body).await.is_err() {
+                break;
+            }
+        }
+    });
     let mut errors_open = true;
     loop {
         tokio::select! {
-            frame = read_frame(&mut drain) => {
-                let Some(Frame::Body(body)) = frame else { break };
+            body = frames.recv() => {
+                let Some(body) = body else { break };
                 if write_frame(&mut output, &body).await.is_err() {
+                    reader.abort();
                     return;
                 }
             }
             error = errors.recv(), if errors_open => match error {
                 Some(error) => {
                     if write_frame(&mut output, error.to_string().as_bytes()).await.is_err() {
+                        reader.abort();
                         return;
                     }
                 }

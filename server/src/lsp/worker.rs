@@ -175,7 +175,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     continue;
                 }
                 let Some(a) = analyzer.as_ref() else { continue };
-                match analyze(a, &w, &items, threshold, &cancel) {
+                match guarded(|| analyze(a, &w, &items, threshold, &cancel)) {
                     Ok(()) => {}
                     Err(EngineError::Cancelled) => {
                         // Cancelled because the document changed or closed: a newer job (or
@@ -214,7 +214,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
             } => {
                 let result = match analyzer.as_ref() {
                     None => Err("the model is not loaded".to_string()),
-                    Some(a) => implement(a, &problem, &cancel).map_err(|e| {
+                    Some(a) => guarded(|| implement(a, &problem, &cancel)).map_err(|e| {
                         if matches!(e, EngineError::Cancelled) {
                             w.cancelled
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -227,6 +227,22 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
         }
     }
     let _ = w.cache.lock().unwrap().save();
+}
+
+/// Runs a job's work so that a bug in it is an error for the user, not the end of the worker
+/// (which would leave every later edit without diagnostics).
+fn guarded<T>(work: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        tracing::error!("analysis failed: {why}");
+        Err(EngineError::Inference(format!(
+            "analysis failed ({why}); please report this"
+        )))
+    })
 }
 
 fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {

@@ -25,23 +25,27 @@ pub struct Client {
     /// Notifications seen while waiting for something else.
     backlog: VecDeque<Value>,
     next_id: i64,
+    /// The server's log (stderr, our modules at debug level), shown when a wait times out.
+    log: PathBuf,
     _cache: tempfile::TempDir,
 }
 
 impl Client {
     pub fn start(model: &Path) -> Client {
         let cache = tempfile::tempdir().unwrap();
+        let log = cache.path().join("server.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
             .arg("serve")
             .env("XDG_CACHE_HOME", cache.path())
             .env("CLARIFYCODER_MODEL", model)
             .env("CLARIFYCODER_ADAPTER", "none")
+            .env("CLARIFYCODER_LOG", "info,clarifycoder=debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("CLARIFYCODER_TEST_LOG").is_some() {
                 Stdio::inherit()
             } else {
-                Stdio::null()
+                Stdio::from(std::fs::File::create(&log).unwrap())
             })
             .spawn()
             .unwrap();
@@ -80,6 +84,7 @@ impl Client {
             rx,
             backlog: VecDeque::new(),
             next_id: 1,
+            log,
             _cache: cache,
         }
     }
@@ -104,10 +109,10 @@ impl Client {
     pub fn next(&mut self, deadline: Instant) -> Value {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let msg = self
-                .rx
-                .recv_timeout(left)
-                .expect("timed out waiting for the server");
+            let msg = match self.rx.recv_timeout(left) {
+                Ok(msg) => msg,
+                Err(e) => panic!("{}", self.report(e)),
+            };
             if msg.get("method").is_some() && msg.get("id").is_some() {
                 let id = msg["id"].clone();
                 self.send(json!({"jsonrpc": "2.0", "id": id, "result": null}));
@@ -118,6 +123,34 @@ impl Client {
             }
             return msg;
         }
+    }
+
+    /// Why a wait failed, with what the server said: the messages kept for later, whether the
+    /// process still runs, and the end of its log.
+    fn report(&mut self, e: mpsc::RecvTimeoutError) -> String {
+        let what = match e {
+            mpsc::RecvTimeoutError::Timeout => "timed out waiting for the server",
+            mpsc::RecvTimeoutError::Disconnected => "the server closed its output",
+        };
+        let kept: Vec<String> = self
+            .backlog
+            .iter()
+            .map(|m| {
+                let params: String = m["params"].to_string().chars().take(120).collect();
+                format!("{} {params}", m["method"].as_str().unwrap_or("(response)"))
+            })
+            .collect();
+        let process = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited ({status})"),
+            Ok(None) => "still running".to_string(),
+            Err(e) => format!("unknown ({e})"),
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        format!(
+            "{what}; the server is {process}; messages kept: {kept:?}\n--- the server's log, last lines ---\n{tail}"
+        )
     }
 
     /// Sends a request and returns its response (`result` or `error`), keeping notifications.
