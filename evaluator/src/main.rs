@@ -336,6 +336,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    clarifycoder_core::engine::llama::limit_openmp_spinning();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

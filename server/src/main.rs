@@ -329,6 +329,7 @@ fn run() -> anyhow::Result<i32> {
 }
 
 fn main() -> ExitCode {
+    clarifycoder_core::engine::llama::limit_openmp_spinning();
     match run() {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {

@@ -593,3 +593,33 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
     let diagnostics = published["diagnostics"].as_array().unwrap();
     assert!(!diagnostics.is_empty(), "{published}");
 }
+
+/// llama.cpp's waiting threads spin only briefly (`GOMP_SPINCOUNT=1000`, set by the server for
+/// itself before libgomp loads), unless the user chose how OpenMP threads wait.
+#[test]
+fn openmp_threads_wait_briefly_unless_the_user_chose() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("absent.gguf");
+    let cases: [(&[(&str, &str)], Option<&str>); 3] = [
+        (&[], Some("1000")),
+        (&[("GOMP_SPINCOUNT", "5")], Some("5")),
+        (&[("OMP_WAIT_POLICY", "active")], None),
+    ];
+    for (env, expected) in cases {
+        let mut c = Client::start_with(&absent, |command| {
+            command
+                .env_remove("GOMP_SPINCOUNT")
+                .env_remove("OMP_WAIT_POLICY")
+                .envs(env.iter().copied());
+        });
+        // Answering `initialize` means the server is past `main`'s start.
+        c.initialize(json!({}), json!({}));
+        let environ = std::fs::read(format!("/proc/{}/environ", c.child.id())).unwrap();
+        let spin = environ
+            .split(|&b| b == 0)
+            .filter_map(|v| v.strip_prefix(b"GOMP_SPINCOUNT="))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .next();
+        assert_eq!(spin.as_deref(), expected, "{env:?}");
+    }
+}

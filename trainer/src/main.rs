@@ -72,6 +72,7 @@ enum Method {
 }
 
 fn main() -> ExitCode {
+    clarifycoder_core::engine::llama::limit_openmp_spinning();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Harvest(args) => harvest::run(args),

@@ -218,6 +218,45 @@ pub struct LlamaEngine {
     counters: Arc<Counters>,
 }
 
+/// What `GOMP_SPINCOUNT` is set to when the user has not chosen how OpenMP threads wait.
+pub const OPENMP_SPIN_COUNT: &str = "1000";
+
+/// Makes llama.cpp's CPU threads go to sleep soon when they wait, unless the user chose
+/// otherwise (`GOMP_SPINCOUNT` or `OMP_WAIT_POLICY` set). Call it first in `main`.
+///
+/// The CPU kernels synchronise their threads at an OpenMP barrier after every graph node,
+/// hundreds of times per decode. libgomp's default spins about 300,000 times at a barrier before
+/// it sleeps, so whenever anything else runs on the cores, a waiting thread burns the time slice
+/// that the thread it waits for needs. On two cores, `check` of the examples took 57.7 s beside
+/// two busy processes and 23.8 s with a spin count of 1,000; on an idle machine they are within
+/// 2% (BENCHMARKS.md, "OpenMP threads that wait"). libgomp reads its settings once, as it loads,
+/// before `main`: so this sets the variable and executes the program again (same arguments, same
+/// process). It returns when the variable was already set, or when that fails.
+pub fn limit_openmp_spinning() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("GOMP_SPINCOUNT").is_some()
+            || std::env::var_os("OMP_WAIT_POLICY").is_some()
+        {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut args = std::env::args_os();
+        let mut command = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            command.arg0(arg0);
+        }
+        // Returns only when it failed: the program then runs with libgomp's default.
+        let _ = command
+            .args(args)
+            .env("GOMP_SPINCOUNT", OPENMP_SPIN_COUNT)
+            .exec();
+    }
+}
+
 /// The process-wide llama.cpp backend (llama.cpp allows one initialisation per process).
 pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();

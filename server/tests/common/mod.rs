@@ -32,9 +32,16 @@ pub struct Client {
 
 impl Client {
     pub fn start(model: &Path) -> Client {
+        Client::start_with(model, |_| {})
+    }
+
+    /// [`Client::start`] with more settings of the server's process (`configure`).
+    pub fn start_with(model: &Path, configure: impl FnOnce(&mut Command)) -> Client {
         let cache = tempfile::tempdir().unwrap();
         let log = cache.path().join("server.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clarifycoder"));
+        configure(&mut command);
+        let mut child = command
             .arg("serve")
             .env("XDG_CACHE_HOME", cache.path())
             .env("CLARIFYCODER_MODEL", model)
