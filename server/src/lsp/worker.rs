@@ -175,7 +175,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     continue;
                 }
                 let Some(a) = analyzer.as_ref() else { continue };
-                match guarded(|| analyze(a, &w, &items, threshold, &cancel)) {
+                let partial = || {
+                    let _ = events.send(Event::Analyzed {
+                        uri: uri.clone(),
+                        version,
+                    });
+                };
+                match guarded(|| analyze(a, &w, &items, threshold, &cancel, partial)) {
                     Ok(()) => {}
                     Err(EngineError::Cancelled) => {
                         // Cancelled because the document changed or closed: a newer job (or
@@ -255,12 +261,22 @@ fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {
     })
 }
 
+/// Functions decided and asked about before the first partial results go out; each later round
+/// takes twice as many (up to [`LAST_ROUND`]), so that a large file's first diagnostics come
+/// after a few functions while later rounds keep the engine's lanes full.
+const FIRST_ROUND: usize = 4;
+const LAST_ROUND: usize = 32;
+
+/// Decides the items that have no result yet and generates questions for those at or above the
+/// threshold, in rounds of growing size; `partial` is called after every round but the last, when
+/// new results are in the cache (the caller publishes them).
 fn analyze(
     a: &Analyzer,
     w: &Worker,
     items: &[Item],
     threshold: f32,
     cancel: &CancelToken,
+    mut partial: impl FnMut(),
 ) -> Result<(), EngineError> {
     let undecided: Vec<&Item> = {
         let cache = w.cache.lock().unwrap();
@@ -269,28 +285,56 @@ fn analyze(
             .filter(|i| cache.get(&i.hash).is_none())
             .collect()
     };
-    for chunk in undecided.chunks(4) {
+    let mut rest = undecided.as_slice();
+    let mut round = FIRST_ROUND;
+    while !rest.is_empty() {
+        let (these, later) = rest.split_at(round.min(rest.len()));
+        rest = later;
+        round = (round * 2).min(LAST_ROUND);
         cancel.check()?;
-        let problems: Vec<&str> = chunk.iter().map(|i| i.problem.as_str()).collect();
+        let problems: Vec<&str> = these.iter().map(|i| i.problem.as_str()).collect();
         let scores = a.decide(&problems, cancel)?;
         w.decided
-            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let mut cache = w.cache.lock().unwrap();
-        for (item, p_ask) in chunk.iter().zip(scores) {
-            cache.put(
-                &item.hash,
-                Outcome {
-                    p_ask,
-                    questions: None,
-                },
-            );
+            .fetch_add(these.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut cache = w.cache.lock().unwrap();
+            for (item, p_ask) in these.iter().zip(scores) {
+                cache.put(
+                    &item.hash,
+                    Outcome {
+                        p_ask,
+                        questions: None,
+                    },
+                );
+            }
+        }
+        ask(a, w, these, threshold, cancel)?;
+        if !rest.is_empty() {
+            partial();
         }
     }
+    // Functions decided before (under another threshold, say) that still need their questions.
+    let all: Vec<&Item> = items.iter().collect();
+    ask(a, w, &all, threshold, cancel)
+}
+
+/// Generates questions for the items whose cached result is at or above the threshold and has
+/// none yet. They are generated together (the engine batches them), in groups: a cancellation
+/// stops the work after the group in flight, and every answer is cached as its group ends, even
+/// when another one of the group failed.
+fn ask(
+    a: &Analyzer,
+    w: &Worker,
+    items: &[&Item],
+    threshold: f32,
+    cancel: &CancelToken,
+) -> Result<(), EngineError> {
     cancel.check()?;
-    let flagged: Vec<_> = {
+    let flagged: Vec<&Item> = {
         let cache = w.cache.lock().unwrap();
         items
             .iter()
+            .copied()
             .filter(|item| {
                 cache
                     .get(&item.hash)
@@ -298,9 +342,6 @@ fn analyze(
             })
             .collect()
     };
-    // Their questions are generated together (the engine batches them), in groups: a
-    // cancellation stops the work after the group in flight, and every answer is cached as its
-    // group ends, even when another one of the group failed.
     for group in flagged.chunks(clarifycoder_core::analysis::IN_FLIGHT) {
         cancel.check()?;
         let problems: Vec<&str> = group.iter().map(|i| i.problem.as_str()).collect();
@@ -335,4 +376,50 @@ fn implement(a: &Analyzer, problem: &str, cancel: &CancelToken) -> Result<String
     let mut request = GenerateRequest::greedy(prompt::round1_code(markup, problem), markup, 384);
     request.stop.push(prompt::CODE_FENCE_CLOSE.into());
     Ok(backend.generate(&request, cancel)?.text)
+}
+
+#[cfg(test)]
+mod tests {
+    use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
+    use clarifycoder_core::models::GEMMA3_270M;
+
+    use super::*;
+
+    /// A file's first functions get their results (and the caller its `partial` call) before the
+    /// rest are decided: rounds of 4, then 8, ...
+    #[test]
+    fn results_come_in_rounds_of_growing_size() {
+        let model = GEMMA3_270M
+            .installed_path()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let engine = LlamaEngine::load(LlamaConfig::new(model)).unwrap();
+        let options = Options {
+            threshold: 0.0,
+            max_tokens: 8,
+            ..Options::default()
+        };
+        let analyzer = Analyzer::new(Arc::new(engine), options);
+        let (events, _) = tmpsc::unbounded_channel();
+        let w = Worker::start(ResultCache::in_memory(), events);
+        let items: Vec<Item> = (0..6)
+            .map(|i| Item {
+                hash: format!("f{i}"),
+                problem: format!("def f{i}(x):\n    \"\"\"Handle x number {i}.\"\"\"\n"),
+            })
+            .collect();
+        let asked = |w: &Worker| {
+            let cache = w.cache.lock().unwrap();
+            items
+                .iter()
+                .filter(|i| cache.get(&i.hash).is_some_and(|o| o.questions.is_some()))
+                .count()
+        };
+        let mut seen = Vec::new();
+        analyze(&analyzer, &w, &items, 0.0, &CancelToken::new(), || {
+            seen.push(asked(&w))
+        })
+        .unwrap();
+        assert_eq!(seen, vec![4]);
+        assert_eq!(asked(&w), 6);
+    }
 }
