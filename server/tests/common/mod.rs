@@ -39,14 +39,18 @@ impl Client {
     pub fn start_with(model: &Path, configure: impl FnOnce(&mut Command)) -> Client {
         let cache = tempfile::tempdir().unwrap();
         let log = cache.path().join("server.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_clarifycoder"));
-        configure(&mut command);
-        let mut child = command
+        // Another build of the server, for benchmarks side by side.
+        let binary = std::env::var_os("CLARIFYCODER_TEST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_clarifycoder").into());
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .env("XDG_CACHE_HOME", cache.path())
             .env("CLARIFYCODER_MODEL", model)
             .env("CLARIFYCODER_ADAPTER", "none")
-            .env("CLARIFYCODER_LOG", "info,clarifycoder=debug")
+            .env("CLARIFYCODER_LOG", "info,clarifycoder=debug");
+        configure(&mut command);
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("CLARIFYCODER_TEST_LOG").is_some() {
@@ -178,6 +182,27 @@ impl Client {
             }
             self.backlog.push_back(msg);
         }
+    }
+
+    /// The last diagnostics published for `uri` at `version` (the backlog included) once the
+    /// server has been quiet for `quiet`; the rest stays in the backlog.
+    pub fn last_publish(&mut self, uri: &str, version: i64, quiet: Duration) -> Option<Value> {
+        loop {
+            match self.rx.recv_timeout(quiet) {
+                Ok(msg) => self.backlog.push_back(msg),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(e) => panic!("{}", self.report(e)),
+            }
+        }
+        let is_it = |m: &Value| {
+            m["method"] == "textDocument/publishDiagnostics"
+                && m["params"]["uri"] == uri
+                && m["params"]["version"] == version
+        };
+        let last = self.backlog.iter().rposition(is_it)?;
+        let found = self.backlog[last]["params"].clone();
+        self.backlog.retain(|m| !is_it(m));
+        Some(found)
     }
 
     /// Keeps a message for later `wait` calls.
