@@ -269,6 +269,10 @@ fn analyze(
         .collect())
 }
 
+/// How often a long run writes the result cache, so that an interrupted run (Ctrl-C, a killed
+/// job) keeps all but the last few seconds of its work and the next run resumes from there.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn run_model(
     items: &[Item],
     pending: &[usize],
@@ -285,7 +289,13 @@ fn run_model(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let mut saved = Instant::now();
     for chunk in pending.chunks(8) {
+        if saved.elapsed() >= SAVE_EVERY {
+            // A failure here is reported by the final save.
+            let _ = cache.save();
+            saved = Instant::now();
+        }
         // Decide for the functions that have no cached score.
         let undecided: Vec<usize> = chunk
             .iter()

@@ -376,3 +376,65 @@ fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
         stderr(&out)
     );
 }
+
+/// A long run writes its results every few seconds: killed half-way, the next run starts from
+/// what it had done.
+#[test]
+fn a_killed_run_keeps_what_it_had_done() {
+    let mut source = String::new();
+    for i in 0..48 {
+        source.push_str(&format!(
+            "def step_{i}(x):\n    \"\"\"Handle step {i} of x.\"\"\"\n    return x\n\n\n"
+        ));
+    }
+    let fx = Fixture::new(&[("steps.py", source.as_bytes())]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args([
+            "check",
+            "--threshold",
+            "0",
+            "--max-tokens",
+            "48",
+            "steps.py",
+        ])
+        .current_dir(fx.path())
+        .env("XDG_CACHE_HOME", fx.cache.path())
+        .env("CLARIFYCODER_MODEL", model_path())
+        .env("CLARIFYCODER_ADAPTER", "none")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = fx.cache.path().join("clarifycoder/results");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let written = || {
+        std::fs::read_dir(&results).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+    };
+    while !written() {
+        assert!(std::time::Instant::now() < deadline, "no cache written");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        still_running,
+        "the run ended before its first periodic save"
+    );
+    // Scores only (nothing reaches 1.0), so the second run is quick.
+    let out = fx.check(&[
+        "--threshold",
+        "1.0",
+        "--max-tokens",
+        "48",
+        "--format",
+        "json",
+        "steps.py",
+    ]);
+    let hits = json(&out)["stats"]["cache_hits"].as_u64().unwrap();
+    assert!((8..48).contains(&hits), "{hits} cache hits");
+}
