@@ -118,8 +118,25 @@ impl ClarifyServer {
 }
 
 /// The diagnostics of a document snapshot from the cached results: a pure function of the text,
-/// the results and the settings.
+/// the results and the settings. Callers hold the server's locks: a bug in here is logged and
+/// gives no diagnostics for this document, rather than unwinding through (and poisoning) the
+/// locks that every later request needs.
 pub(super) fn build_diagnostics(
+    doc: &Document,
+    cache: &ResultCache,
+    config: &Config,
+    encoding: Encoding,
+) -> Vec<Diagnostic> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        diagnostics_of(doc, cache, config, encoding)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!("building diagnostics failed; please report this");
+        Vec::new()
+    })
+}
+
+fn diagnostics_of(
     doc: &Document,
     cache: &ResultCache,
     config: &Config,
