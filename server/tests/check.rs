@@ -416,6 +416,9 @@ fn a_killed_run_keeps_what_it_had_done() {
     };
     while !written() {
         assert!(std::time::Instant::now() < deadline, "no cache written");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("check ended ({status}) before writing its cache");
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let still_running = child.try_wait().unwrap().is_none();

@@ -597,6 +597,7 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
 /// llama.cpp's waiting threads spin only briefly (`GOMP_SPINCOUNT=1000`, set by the server for
 /// itself before libgomp loads), unless the user chose how OpenMP threads wait.
 #[test]
+#[cfg(target_os = "linux")]
 fn openmp_threads_wait_briefly_unless_the_user_chose() {
     let dir = tempfile::tempdir().unwrap();
     let absent = dir.path().join("absent.gguf");

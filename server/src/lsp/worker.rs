@@ -2,7 +2,7 @@
 //! channel. LSP handlers never call the model; they send jobs here and get events back.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use clarifycoder_core::engine::{CancelToken, EngineError, GenerateRequest};
 use clarifycoder_core::prompt;
@@ -188,6 +188,16 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                         // nothing) follows; publishing half the results would only flicker.
                         w.cancelled
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        // Rounds finished before the cancellation are cached (and were
+                        // published): keep them.
+                        if let Err(e) = w
+                            .cache
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .save()
+                        {
+                            tracing::warn!("cannot write the result cache: {e}");
+                        }
                         continue;
                     }
                     Err(EngineError::Stopped(reason)) => {
@@ -206,7 +216,12 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     }
                 }
                 let _ = events.send(Event::Analyzed { uri, version });
-                if let Err(e) = w.cache.lock().unwrap().save() {
+                if let Err(e) = w
+                    .cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .save()
+                {
                     tracing::warn!("cannot write the result cache: {e}");
                 }
             }
@@ -232,7 +247,11 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
             }
         }
     }
-    let _ = w.cache.lock().unwrap().save();
+    let _ = w
+        .cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .save();
 }
 
 /// Runs a job's work so that a bug in it is an error for the user, not the end of the worker
@@ -279,7 +298,7 @@ fn analyze(
     mut partial: impl FnMut(),
 ) -> Result<(), EngineError> {
     let undecided: Vec<&Item> = {
-        let cache = w.cache.lock().unwrap();
+        let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()
             .filter(|i| cache.get(&i.hash).is_none())
@@ -297,7 +316,7 @@ fn analyze(
         w.decided
             .fetch_add(these.len() as u64, std::sync::atomic::Ordering::Relaxed);
         {
-            let mut cache = w.cache.lock().unwrap();
+            let mut cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
             for (item, p_ask) in these.iter().zip(scores) {
                 cache.put(
                     &item.hash,
@@ -331,7 +350,7 @@ fn ask(
 ) -> Result<(), EngineError> {
     cancel.check()?;
     let flagged: Vec<&Item> = {
-        let cache = w.cache.lock().unwrap();
+        let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()
             .copied()
@@ -346,7 +365,7 @@ fn ask(
         cancel.check()?;
         let problems: Vec<&str> = group.iter().map(|i| i.problem.as_str()).collect();
         let answers = a.questions_many(&problems, cancel);
-        let mut cache = w.cache.lock().unwrap();
+        let mut cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let mut failure = None;
         for (item, questions) in group.iter().zip(answers) {
             match questions {
@@ -408,7 +427,7 @@ mod tests {
             })
             .collect();
         let asked = |w: &Worker| {
-            let cache = w.cache.lock().unwrap();
+            let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
             items
                 .iter()
                 .filter(|i| cache.get(&i.hash).is_some_and(|o| o.questions.is_some()))
