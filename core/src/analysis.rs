@@ -263,6 +263,29 @@ impl Analyzer {
             .collect())
     }
 
+    /// [`Analyzer::decide`], except that a problem too long for the model's context is refused
+    /// on its own (its entry is the error) instead of failing the others of the call. Other
+    /// errors (a cancellation, a stopped engine) still fail the call.
+    pub fn decide_each(
+        &self,
+        problems: &[&str],
+        cancel: &CancelToken,
+    ) -> Result<Vec<Result<f32, EngineError>>, EngineError> {
+        match self.decide(problems, cancel) {
+            Ok(scores) => Ok(scores.into_iter().map(Ok).collect()),
+            // Which one is too long is not said: one at a time (rare, so unbatched is fine).
+            Err(EngineError::PromptTooLong { .. }) => problems
+                .iter()
+                .map(|p| match self.decide(&[p], cancel) {
+                    Ok(scores) => Ok(Ok(scores[0])),
+                    Err(e @ EngineError::PromptTooLong { .. }) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                })
+                .collect(),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The questions the model asks about a problem, given that it asks (code-fence tokens are
     /// excluded as its first token). A contradiction between the docstring and the signature is
     /// certain and names both sides, so its question is asked instead of the model's.

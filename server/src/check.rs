@@ -149,7 +149,12 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     if !items.is_empty() {
         match analyze(&items, &args, &plan, &mut stats, &mut warnings) {
             Ok(outcomes) => {
-                for (item, (outcome, cached)) in items.iter().zip(outcomes) {
+                // Functions the model could not take (warned about) have no outcome.
+                let analysed = items
+                    .iter()
+                    .zip(outcomes)
+                    .filter_map(|(i, o)| Some((i, o?)));
+                for (item, (outcome, cached)) in analysed {
                     if outcome.p_ask >= args.options.threshold {
                         let f = &item.function;
                         diagnostics.push(Diagnostic {
@@ -213,7 +218,8 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     })
 }
 
-/// The outcome of every item, and whether it came from the cache. Loads the model only when
+/// The outcome of every item, and whether it came from the cache; `None` for a function the
+/// model could not take (too long for its context), with a warning. Loads the model only when
 /// something is not cached. A cache that cannot be written is a warning: it only saves time.
 fn analyze(
     items: &[Item],
@@ -221,7 +227,7 @@ fn analyze(
     plan: &Plan,
     stats: &mut CheckStats,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<Vec<(Outcome, bool)>> {
+) -> anyhow::Result<Vec<Option<(Outcome, bool)>>> {
     let identity = plan.identity()?;
     let cache_dir = settings::cache_dir().join("results");
     let mut cache = if args.no_cache {
@@ -252,7 +258,14 @@ fn analyze(
     if !pending.is_empty() {
         let backend = plan.open()?;
         let analyzer = Analyzer::new(backend.clone(), args.options);
-        let outcome = run_model(items, &pending, &analyzer, &mut cache, &mut results);
+        let outcome = run_model(
+            items,
+            &pending,
+            &analyzer,
+            &mut cache,
+            &mut results,
+            warnings,
+        );
         stats.inference = backend.stats();
         // Keep what was computed even when a later step failed.
         if let Err(e) = cache.save() {
@@ -263,10 +276,7 @@ fn analyze(
         }
         outcome?;
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every item analyzed"))
-        .collect())
+    Ok(results)
 }
 
 /// How often a long run writes the result cache, so that an interrupted run (Ctrl-C, a killed
@@ -279,6 +289,7 @@ fn run_model(
     analyzer: &Analyzer,
     cache: &mut ResultCache,
     results: &mut [Option<(Outcome, bool)>],
+    warnings: &mut Vec<String>,
 ) -> anyhow::Result<()> {
     let cancel = CancelToken::new();
     let threshold = analyzer.options().threshold;
@@ -308,24 +319,34 @@ fn run_model(
             .collect();
         let refs: Vec<&str> = problems.iter().map(String::as_str).collect();
         let scores = analyzer
-            .decide(&refs, &cancel)
+            .decide_each(&refs, &cancel)
             .context("the model failed to score functions")?;
         for (&i, p_ask) in undecided.iter().zip(scores) {
-            cache.put(
-                &items[i].function.hash,
-                Outcome {
-                    p_ask,
-                    questions: None,
-                },
-            );
+            let item = &items[i];
+            match p_ask {
+                Ok(p_ask) => cache.put(
+                    &item.function.hash,
+                    Outcome {
+                        p_ask,
+                        questions: None,
+                    },
+                ),
+                Err(e) => warnings.push(format!(
+                    "{}:{}: {} not analysed: {e}",
+                    item.path,
+                    item.function.name_span.start.line + 1,
+                    item.function.qualname
+                )),
+            }
         }
         // The questions of the chunk's flagged functions, generated together.
         let flagged: Vec<usize> = chunk
             .iter()
             .copied()
             .filter(|&i| {
-                let outcome = cache.get(&items[i].function.hash).expect("decided above");
-                outcome.p_ask >= threshold && outcome.questions.is_none()
+                cache
+                    .get(&items[i].function.hash)
+                    .is_some_and(|o| o.p_ask >= threshold && o.questions.is_none())
             })
             .collect();
         let problems: Vec<String> = flagged
@@ -342,11 +363,9 @@ fn run_model(
             cache.put(&f.hash, outcome);
         }
         for &i in chunk {
-            let outcome = cache
+            results[i] = cache
                 .get(&items[i].function.hash)
-                .cloned()
-                .expect("decided above");
-            results[i] = Some((outcome, false));
+                .map(|outcome| (outcome.clone(), false));
             bar.inc(1);
         }
     }

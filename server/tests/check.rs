@@ -441,3 +441,38 @@ fn a_killed_run_keeps_what_it_had_done() {
     let hits = json(&out)["stats"]["cache_hits"].as_u64().unwrap();
     assert!((8..48).contains(&hits), "{hits} cache hits");
 }
+
+/// A docstring too long for the model's context is a warning naming the function and what to do;
+/// the other functions are still analysed.
+#[test]
+fn a_docstring_too_long_for_the_context_skips_only_its_function() {
+    let words: Vec<String> = (0..6000).map(|i| format!("word{i}")).collect();
+    let source = format!(
+        "def first(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef giant(x):\n    \"\"\"Handle x. {}\"\"\"\n\n\ndef last(x):\n    \"\"\"Handle x too.\"\"\"\n",
+        words.join(" ")
+    );
+    let fx = Fixture::new(&[("long.py", source.as_bytes())]);
+    let out = fx.check(&[
+        "--threshold",
+        "0",
+        "--max-tokens",
+        "8",
+        "--format",
+        "json",
+        "long.py",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    let functions: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, ["first", "last"], "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("long.py:5: giant not analysed") && warnings.contains("--ctx-size"),
+        "{warnings}"
+    );
+}

@@ -625,3 +625,34 @@ fn openmp_threads_wait_briefly_unless_the_user_chose() {
         assert_eq!(spin.as_deref(), expected, "{env:?}");
     }
 }
+
+/// A docstring too long for the model's context leaves its function without a diagnostic; the
+/// other functions of the file still get theirs.
+#[test]
+fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
+    let words: Vec<String> = (0..6000).map(|i| format!("word{i}")).collect();
+    let text = format!(
+        "def first(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef giant(x):\n    \"\"\"Handle x. {}\"\"\"\n\n\ndef last(x):\n    \"\"\"Handle x too.\"\"\"\n",
+        words.join(" ")
+    );
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.0, "maxTokens": 8, "debounceMs": 0}),
+    );
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == URI && p["version"] == 1
+    });
+    let functions: Vec<&str> = published["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["data"]["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, ["first", "last"], "{published}");
+}

@@ -312,19 +312,23 @@ fn analyze(
         round = (round * 2).min(LAST_ROUND);
         cancel.check()?;
         let problems: Vec<&str> = these.iter().map(|i| i.problem.as_str()).collect();
-        let scores = a.decide(&problems, cancel)?;
+        let scores = a.decide_each(&problems, cancel)?;
         w.decided
             .fetch_add(these.len() as u64, std::sync::atomic::Ordering::Relaxed);
         {
             let mut cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
             for (item, p_ask) in these.iter().zip(scores) {
-                cache.put(
-                    &item.hash,
-                    Outcome {
-                        p_ask,
-                        questions: None,
-                    },
-                );
+                match p_ask {
+                    Ok(p_ask) => cache.put(
+                        &item.hash,
+                        Outcome {
+                            p_ask,
+                            questions: None,
+                        },
+                    ),
+                    // Too long for the context: no result, and the others go on.
+                    Err(e) => tracing::warn!("a function was not analysed: {e}"),
+                }
             }
         }
         ask(a, w, these, threshold, cancel)?;
