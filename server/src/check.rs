@@ -56,6 +56,21 @@ pub struct Diagnostic {
     pub cached: bool,
 }
 
+impl Diagnostic {
+    /// The text output's line: `path:line:col: clarify[score=0.83] questions`.
+    fn line_text(&self) -> String {
+        let questions = if self.questions.is_empty() {
+            "the model would rather ask than code, but gave no question".to_string()
+        } else {
+            self.questions.join(" ")
+        };
+        format!(
+            "{}:{}:{}: clarify[score={:.2}] {questions}",
+            self.path, self.line, self.column, self.score
+        )
+    }
+}
+
 /// Counts for the JSON output and tests.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckStats {
@@ -145,30 +160,41 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     }
     stats.analyzed = items.len();
 
+    // Text output streams: a flagged function is printed once it and every function before it
+    // are done, so a long run shows its results as it goes, in the same order as at the end.
+    let stream = args.format == Format::Text;
     let mut diagnostics = Vec::new();
-    if !items.is_empty() {
-        match analyze(&items, &args, &plan, &mut stats, &mut warnings) {
-            Ok(outcomes) => {
-                // Functions the model could not take (warned about) have no outcome.
-                let analysed = items
-                    .iter()
-                    .zip(outcomes)
-                    .filter_map(|(i, o)| Some((i, o?)));
-                for (item, (outcome, cached)) in analysed {
-                    if outcome.p_ask >= args.options.threshold {
-                        let f = &item.function;
-                        diagnostics.push(Diagnostic {
-                            path: item.path.clone(),
-                            line: f.name_span.start.line + 1,
-                            column: f.name_span.start.utf8_col + 1,
-                            function: f.qualname.clone(),
-                            score: outcome.p_ask,
-                            questions: outcome.questions.unwrap_or_default(),
-                            cached,
-                        });
-                    }
-                }
+    let mut done = 0;
+    let mut emit = |upto: usize, results: &[Option<(Outcome, bool)>]| {
+        for (item, result) in items.iter().zip(results).take(upto).skip(done) {
+            // Functions the model could not take (warned about) have no outcome.
+            let Some((outcome, cached)) = result else {
+                continue;
+            };
+            if outcome.p_ask < args.options.threshold {
+                continue;
             }
+            let f = &item.function;
+            let d = Diagnostic {
+                path: item.path.clone(),
+                line: f.name_span.start.line + 1,
+                column: f.name_span.start.utf8_col + 1,
+                function: f.qualname.clone(),
+                score: outcome.p_ask,
+                questions: outcome.questions.clone().unwrap_or_default(),
+                cached: *cached,
+            };
+            if stream {
+                // A closed pipe (`| head`) only ends the printing.
+                let _ = writeln!(std::io::stdout().lock(), "{}", d.line_text());
+            }
+            diagnostics.push(d);
+        }
+        done = done.max(upto);
+    };
+    if !items.is_empty() {
+        match analyze(&items, &args, &plan, &mut stats, &mut warnings, &mut emit) {
+            Ok(outcomes) => emit(items.len(), &outcomes),
             Err(e) => errors.push(format!("{e:#}")),
         }
     }
@@ -183,18 +209,6 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             }
             for e in &errors {
                 eprintln!("error: {e}");
-            }
-            for d in &diagnostics {
-                let questions = if d.questions.is_empty() {
-                    "the model would rather ask than code, but gave no question".to_string()
-                } else {
-                    d.questions.join(" ")
-                };
-                writeln!(
-                    stdout,
-                    "{}:{}:{}: clarify[score={:.2}] {questions}",
-                    d.path, d.line, d.column, d.score
-                )?;
             }
         }
         Format::Json => {
@@ -218,15 +232,20 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     })
 }
 
+/// What is known so far: every item before the first argument is done; `results` holds them.
+type Emit<'a> = dyn FnMut(usize, &[Option<(Outcome, bool)>]) + 'a;
+
 /// The outcome of every item, and whether it came from the cache; `None` for a function the
 /// model could not take (too long for its context), with a warning. Loads the model only when
-/// something is not cached. A cache that cannot be written is a warning: it only saves time.
+/// something is not cached; `emit` hears of the items done as the model gets through them. A
+/// cache that cannot be written is a warning: it only saves time.
 fn analyze(
     items: &[Item],
     args: &CheckArgs,
     plan: &Plan,
     stats: &mut CheckStats,
     warnings: &mut Vec<String>,
+    emit: &mut Emit,
 ) -> anyhow::Result<Vec<Option<(Outcome, bool)>>> {
     let identity = plan.identity()?;
     let cache_dir = settings::cache_dir().join("results");
@@ -265,6 +284,7 @@ fn analyze(
             &mut cache,
             &mut results,
             warnings,
+            emit,
         );
         stats.inference = backend.stats();
         // Keep what was computed even when a later step failed.
@@ -290,6 +310,7 @@ fn run_model(
     cache: &mut ResultCache,
     results: &mut [Option<(Outcome, bool)>],
     warnings: &mut Vec<String>,
+    emit: &mut Emit,
 ) -> anyhow::Result<()> {
     let cancel = CancelToken::new();
     let threshold = analyzer.options().threshold;
@@ -367,6 +388,10 @@ fn run_model(
                 .get(&items[i].function.hash)
                 .map(|outcome| (outcome.clone(), false));
             bar.inc(1);
+        }
+        // `pending` ascends: this chunk's last item and everything before it are done.
+        if let Some(&last) = chunk.last() {
+            bar.suspend(|| emit(last + 1, results));
         }
     }
     bar.finish_and_clear();

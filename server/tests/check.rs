@@ -377,8 +377,8 @@ fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     );
 }
 
-/// A long run writes its results every few seconds: killed half-way, the next run starts from
-/// what it had done.
+/// A long run prints flagged functions as it goes and writes its results every few seconds:
+/// killed half-way, it has shown what it found, and the next run starts from what it had done.
 #[test]
 fn a_killed_run_keeps_what_it_had_done() {
     let mut source = String::new();
@@ -401,10 +401,18 @@ fn a_killed_run_keeps_what_it_had_done() {
         .env("XDG_CACHE_HOME", fx.cache.path())
         .env("CLARIFYCODER_MODEL", model_path())
         .env("CLARIFYCODER_ADAPTER", "none")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap_or_default());
+        }
+    });
     let results = fx.cache.path().join("clarifycoder/results");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let written = || {
@@ -422,12 +430,16 @@ fn a_killed_run_keeps_what_it_had_done() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let still_running = child.try_wait().unwrap().is_none();
+    let shown: Vec<String> = lines.try_iter().collect();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
         still_running,
         "the run ended before its first periodic save"
     );
+    // Threshold 0: every function is flagged; those done were printed, in order.
+    assert!(shown.len() >= 8, "{shown:?}");
+    assert!(shown[0].starts_with("steps.py:1:5: clarify["), "{shown:?}");
     // Scores only (nothing reaches 1.0), so the second run is quick.
     let out = fx.check(&[
         "--threshold",
