@@ -78,7 +78,8 @@ pub struct CheckStats {
     pub files: usize,
     /// Functions found.
     pub functions: usize,
-    /// Functions sent to the model or found in the cache (those with a docstring, not ignored).
+    /// Functions the model scored or the cache knew (those with a docstring, not ignored, and
+    /// short enough for the model's context).
     pub analyzed: usize,
     /// Functions skipped by a pragma.
     pub ignored: usize,
@@ -194,7 +195,11 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     };
     if !items.is_empty() {
         match analyze(&items, &args, &plan, &mut stats, &mut warnings, &mut emit) {
-            Ok(outcomes) => emit(items.len(), &outcomes),
+            Ok(outcomes) => {
+                emit(items.len(), &outcomes);
+                // Less those the model could not take (too long for its context).
+                stats.analyzed = outcomes.iter().flatten().count();
+            }
             Err(e) => errors.push(format!("{e:#}")),
         }
     }

@@ -482,6 +482,7 @@ fn a_docstring_too_long_for_the_context_skips_only_its_function() {
         .map(|d| d["function"].as_str().unwrap())
         .collect();
     assert_eq!(functions, ["first", "last"], "{report}");
+    assert_eq!(report["stats"]["analyzed"], 2, "{report}");
     let warnings = report["warnings"].to_string();
     assert!(
         warnings.contains("long.py:5: giant not analysed") && warnings.contains("--ctx-size"),
