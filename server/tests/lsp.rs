@@ -655,4 +655,16 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
         .map(|d| d["data"]["function"].as_str().unwrap())
         .collect();
     assert_eq!(functions, ["first", "last"], "{published}");
+    // Hover on `def giant` says why it has no result and what to do.
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 4, "character": 6}}),
+    );
+    let shown = hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("Not analysed: its prompt has") && shown.contains("`ctxSize`"),
+        "{hover}"
+    );
 }

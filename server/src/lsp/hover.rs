@@ -21,10 +21,22 @@ impl ClarifyServer {
         match (&outcome, f.docstring.is_some(), f.ignored) {
             (_, _, true) => md.push_str("Ignored (`# clarify: ignore`)."),
             (_, false, _) => md.push_str("No docstring: nothing to clarify."),
-            (None, _, _) => md.push_str(match engine {
-                EngineState::Failed(_) => "Not analysed: the model is not available.",
-                _ => "Not analysed yet.",
-            }),
+            (None, _, _) => {
+                let why = self
+                    .worker
+                    .not_analysed
+                    .lock()
+                    .unwrap()
+                    .get(&f.hash)
+                    .cloned();
+                match (why, &engine) {
+                    (_, EngineState::Failed(_)) => {
+                        md.push_str("Not analysed: the model is not available.")
+                    }
+                    (Some(why), _) => md.push_str(&format!("Not analysed: {why}.")),
+                    (None, _) => md.push_str("Not analysed yet."),
+                }
+            }
             (Some(o), _, _) => {
                 let verdict = if o.p_ask >= threshold {
                     "would rather **ask**"

@@ -97,6 +97,9 @@ pub struct Worker {
     pub decided: Arc<std::sync::atomic::AtomicU64>,
     /// Jobs stopped by cancellation, for tests.
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
+    /// Why a function has no result, by hash, when the model could not take it (too long for
+    /// the context), for hover.
+    pub not_analysed: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl Worker {
@@ -109,6 +112,7 @@ impl Worker {
             state: Arc::new(Mutex::new(EngineState::Loading)),
             decided: Arc::default(),
             cancelled: Arc::default(),
+            not_analysed: Arc::default(),
         };
         let w = worker.clone();
         std::thread::Builder::new()
@@ -327,7 +331,20 @@ fn analyze(
                         },
                     ),
                     // Too long for the context: no result, and the others go on.
-                    Err(e) => tracing::warn!("a function was not analysed: {e}"),
+                    Err(e) => {
+                        tracing::warn!("a function was not analysed: {e}");
+                        let why = match e {
+                            EngineError::PromptTooLong { tokens, max } => format!(
+                                "its prompt has {tokens} tokens and the model's context holds \
+                                 {max}; raise the `ctxSize` setting or shorten the docstring"
+                            ),
+                            e => e.to_string(),
+                        };
+                        w.not_analysed
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(item.hash.clone(), why);
+                    }
                 }
             }
         }
