@@ -1,15 +1,12 @@
 //! `clarifycoder check` end to end: the real binary, the real model, a temp directory.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::model_path;
 use serde_json::Value;
-
-fn model_path() -> PathBuf {
-    clarifycoder_core::models::GEMMA3_270M
-        .installed_path()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -458,11 +455,7 @@ fn a_killed_run_keeps_what_it_had_done() {
 /// the other functions are still analysed.
 #[test]
 fn a_docstring_too_long_for_the_context_skips_only_its_function() {
-    let words: Vec<String> = (0..6000).map(|i| format!("word{i}")).collect();
-    let source = format!(
-        "def first(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef giant(x):\n    \"\"\"Handle x. {}\"\"\"\n\n\ndef last(x):\n    \"\"\"Handle x too.\"\"\"\n",
-        words.join(" ")
-    );
+    let source = common::too_long_source();
     let fx = Fixture::new(&[("long.py", source.as_bytes())]);
     let out = fx.check(&[
         "--threshold",

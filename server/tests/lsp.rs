@@ -630,11 +630,7 @@ fn openmp_threads_wait_briefly_unless_the_user_chose() {
 /// other functions of the file still get theirs.
 #[test]
 fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
-    let words: Vec<String> = (0..6000).map(|i| format!("word{i}")).collect();
-    let text = format!(
-        "def first(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef giant(x):\n    \"\"\"Handle x. {}\"\"\"\n\n\ndef last(x):\n    \"\"\"Handle x too.\"\"\"\n",
-        words.join(" ")
-    );
+    let text = common::too_long_source();
     let mut c = Client::start(&model_path());
     c.initialize(
         json!({}),

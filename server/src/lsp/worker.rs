@@ -122,6 +122,18 @@ impl Worker {
         worker
     }
 
+    /// Writes the result cache (a failure is logged: the cache only saves time).
+    fn save_cache(&self) {
+        let saved = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .save();
+        if let Err(e) = saved {
+            tracing::warn!("cannot write the result cache: {e}");
+        }
+    }
+
     /// Queues a job. Fails only when the worker thread is gone.
     pub fn send(&self, job: Job) -> Result<(), String> {
         self.jobs
@@ -194,14 +206,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         // Rounds finished before the cancellation are cached (and were
                         // published): keep them.
-                        if let Err(e) = w
-                            .cache
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .save()
-                        {
-                            tracing::warn!("cannot write the result cache: {e}");
-                        }
+                        w.save_cache();
                         continue;
                     }
                     Err(EngineError::Stopped(reason)) => {
@@ -220,14 +225,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     }
                 }
                 let _ = events.send(Event::Analyzed { uri, version });
-                if let Err(e) = w
-                    .cache
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .save()
-                {
-                    tracing::warn!("cannot write the result cache: {e}");
-                }
+                w.save_cache();
             }
             Job::Barrier(reply) => {
                 let _ = reply.send(());
@@ -251,11 +249,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
             }
         }
     }
-    let _ = w
-        .cache
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .save();
+    w.save_cache();
 }
 
 /// Runs a job's work so that a bug in it is an error for the user, not the end of the worker

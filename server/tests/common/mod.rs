@@ -18,6 +18,16 @@ pub fn model_path() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Three functions, the middle one (`giant`, line 5) with a docstring far too long for the
+/// model's context.
+pub fn too_long_source() -> String {
+    let words: Vec<String> = (0..6000).map(|i| format!("word{i}")).collect();
+    format!(
+        "def first(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef giant(x):\n    \"\"\"Handle x. {}\"\"\"\n\n\ndef last(x):\n    \"\"\"Handle x too.\"\"\"\n",
+        words.join(" ")
+    )
+}
+
 pub struct Client {
     pub child: Child,
     stdin: ChildStdin,
