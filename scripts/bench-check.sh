@@ -16,8 +16,10 @@ for i in range(n):
     else:
         print(f'def clamp_{i}(x: int, lo: int, hi: int) -> int:\n    """Return x limited to the closed range [lo, hi].\n\n    >>> clamp_{i}(5, 0, 3)\n    3\n    """\n    return max(lo, min(x, hi))\n\n')
 PY
-export CLARIFYCODER_MODEL="${CLARIFYCODER_MODEL:-${XDG_CACHE_HOME:-$HOME/.cache}/clarifycoder/models/gemma-3-270m-q4_k_m.gguf}"
-export CLARIFYCODER_ADAPTER="${CLARIFYCODER_ADAPTER:-none}"
+# The shipped default model and adapter, from the model cache (before it is pointed elsewhere).
+models="${XDG_CACHE_HOME:-$HOME/.cache}/clarifycoder/models"
+export CLARIFYCODER_MODEL="${CLARIFYCODER_MODEL:-$models/qwen2.5-coder-0.5b-instruct.gguf}"
+export CLARIFYCODER_ADAPTER="${CLARIFYCODER_ADAPTER:-$models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf}"
 export XDG_CACHE_HOME="$work/cache"   # a fresh result cache
 now() { date +%s%N; }
 t0=$(now); "$bin" check --format json "$work/funcs.py" > "$work/cold.json" || true; t1=$(now)
