@@ -229,9 +229,9 @@ pub const OPENMP_SPIN_COUNT: &str = "1000";
 /// it sleeps, so whenever anything else runs on the cores, a waiting thread burns the time slice
 /// that the thread it waits for needs. On two cores, `check` of the examples took 47.8–55.3 s
 /// beside two busy processes and 23.8–24.0 s with a spin count of 1,000; on an idle machine they
-/// are within 2% (BENCHMARKS.md, "OpenMP threads that wait"). libgomp reads its settings once, as it loads,
-/// before `main`: so this sets the variable and executes the program again (same arguments, same
-/// process). It returns when the variable was already set, or when that fails.
+/// are within 2% (BENCHMARKS.md, "OpenMP threads that wait"). libgomp reads its settings once,
+/// as it loads, before `main`: so this sets the variable and executes the program again (same
+/// arguments, same process). It returns when the variable was already set, or when that fails.
 pub fn limit_openmp_spinning() {
     #[cfg(target_os = "linux")]
     {
