@@ -57,6 +57,14 @@ struct Timing {
     decode: Duration,
 }
 
+/// Whether the model is on the GPU: the raw contexts then offload as the engine's do, and on the
+/// CPU they stay there as the engine's do (no operation offload).
+static ON_GPU: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn on_gpu() -> bool {
+    ON_GPU.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The raw loop: a fresh context per round, prefill the whole prompt in one batch, softmax for
 /// the decision, then greedy decoding of `tokens` tokens.
 fn raw_round(backend: &LlamaBackend, model: &LlamaModel, text: &str, tokens: usize) -> Timing {
@@ -65,7 +73,9 @@ fn raw_round(backend: &LlamaBackend, model: &LlamaModel, text: &str, tokens: usi
         .with_n_batch(2048)
         .with_n_ubatch(512)
         .with_n_threads(threads() as i32)
-        .with_n_threads_batch(threads() as i32);
+        .with_n_threads_batch(threads() as i32)
+        .with_op_offload(on_gpu())
+        .with_offload_kqv(on_gpu());
     let mut ctx = model.new_context(backend, params).unwrap();
     let prompt = model.vocab().tokenize(text.as_bytes(), true, true);
     let mut batch = LlamaBatch::new(prompt.len(), 1);
@@ -119,7 +129,9 @@ fn raw_batched(
         .with_n_seq_max(n as u32)
         .with_kv_unified(true)
         .with_n_threads(threads() as i32)
-        .with_n_threads_batch(threads() as i32);
+        .with_n_threads_batch(threads() as i32)
+        .with_op_offload(on_gpu())
+        .with_offload_kqv(on_gpu());
     let mut ctx = model.new_context(backend, params).unwrap();
     let prompt = model.vocab().tokenize(text.as_bytes(), true, true);
     let mut batch = LlamaBatch::new(prompt.len().max(n), 1);
@@ -191,6 +203,7 @@ fn main() {
         clarifycoder_core::engine::llama::Placement::Cpu => 0,
         clarifycoder_core::engine::llama::Placement::Gpu { layers, .. } => layers,
     };
+    ON_GPU.store(layers > 0, std::sync::atomic::Ordering::Relaxed);
     let params = LlamaModelParams::default().with_n_gpu_layers(layers);
     let model = LlamaModel::load_from_file(backend, &model_path, &params).unwrap();
     let prompt = prompt::round1(Markup::Gemma, PROBLEM);

@@ -216,6 +216,19 @@ pub struct LlamaEngine {
     jobs: mpsc::Sender<Job>,
     info: BackendInfo,
     counters: Arc<Counters>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Dropping the engine closes its job channel and waits for its thread to free the context and
+/// the model. Freed later, while the process exits, CUDA memory outlives the CUDA runtime, and
+/// llama.cpp aborts on the failed free: a CUDA build's `check` exited with 134, not 0 or 1.
+impl Drop for LlamaEngine {
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.jobs, mpsc::channel().0));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What `GOMP_SPINCOUNT` is set to when the user has not chosen how OpenMP threads wait.
@@ -299,7 +312,7 @@ impl LlamaEngine {
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread_counters = counters.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("clarifycoder-engine".into())
             .spawn(move || engine_thread(config, markup, jobs_rx, ready_tx, thread_counters))
             .map_err(|e| EngineError::Stopped(Some(format!("cannot start engine thread: {e}"))))?;
@@ -308,6 +321,7 @@ impl LlamaEngine {
                 jobs: jobs_tx,
                 info,
                 counters,
+                thread: Some(thread),
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(EngineError::Stopped(Some(
@@ -562,6 +576,10 @@ impl<'m> State<'m> {
             config.threads
         } as i32;
         let lanes = config.batch_prompts.clamp(1, 16);
+        // On the CPU means on the CPU: otherwise a CUDA build still sends every batch of 32
+        // tokens or more to the GPU (llama.cpp's operation offload), which is not what
+        // `gpu_layers = 0` asks for, and made gpu-check's "CPU" logits the GPU's.
+        let on_gpu = matches!(placement(config.gpu_layers), Placement::Gpu { .. });
         let n_ctx = config.n_ctx.max(256);
         let n_batch = n_ctx.min(2048);
         let params = LlamaContextParams::default()
@@ -572,7 +590,9 @@ impl<'m> State<'m> {
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
             .with_kv_unified(true)
-            .with_swa_full(true);
+            .with_swa_full(true)
+            .with_op_offload(on_gpu)
+            .with_offload_kqv(on_gpu);
         let params = if config.exact_kv {
             params
                 .with_type_k(KvCacheType::F32)
@@ -1313,6 +1333,24 @@ mod tests {
     fn gpu_layers_zero_is_the_cpu_in_any_build() {
         assert_eq!(placement(0), Placement::Cpu);
         assert_eq!(LlamaConfig::new("m.gguf").gpu_layers, DEFAULT_GPU_LAYERS);
+    }
+
+    /// Dropping the engine returns once its thread has freed the context and the model (the
+    /// thread holds the only other reference to the counters), so nothing is freed while the
+    /// process exits.
+    #[test]
+    fn dropping_the_engine_waits_until_its_thread_has_freed_the_model() {
+        let model = crate::models::GEMMA3_270M
+            .installed_path()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut config = LlamaConfig::new(model);
+        config.adapter = None;
+        config.gpu_layers = 0;
+        let engine = LlamaEngine::load(config).expect("the model loads");
+        let counters = engine.counters.clone();
+        assert_eq!(Arc::strong_count(&counters), 3);
+        drop(engine);
+        assert_eq!(Arc::strong_count(&counters), 1);
     }
 
     /// The CPU build behaves as before the CUDA build existed: nothing offloaded, nothing found.
