@@ -79,9 +79,16 @@ pub struct FinetuneArgs {
     /// Optimizer steps in total (default: epochs × rows / accumulation).
     #[arg(long)]
     pub max_steps: Option<usize>,
-    /// Sequences per optimizer step (gradient accumulation; one sequence per forward pass).
+    /// Sequences per optimizer step (gradient accumulation over --micro-batch sequences per
+    /// forward pass).
     #[arg(long, default_value_t = 8)]
     pub accum: usize,
+    /// Sequences per forward pass, padded to the longest of them; at most --accum. The same
+    /// step either way, up to rounding (dropout masks differ), and N times the activation
+    /// memory. On the CPU 1 is fastest (padding costs more than batching saves); on an H200,
+    /// 8 was 0.8x (f32) to 1.36x (bf16) the speed of 1 (BENCHMARKS.md, "On a GPU").
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub micro_batch: usize,
     /// Clip the global gradient norm to this (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub clip: f64,
@@ -308,7 +315,15 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         run_dir.write_config(&run_config)?;
     }
 
-    let estimate = MemoryEstimate::of(&config, &args, &train.examples, dtype, &targets);
+    let micro_batch = args.micro_batch.clamp(1, args.accum);
+    let estimate = MemoryEstimate::of(
+        &config,
+        &args,
+        &train.examples,
+        dtype,
+        &targets,
+        micro_batch,
+    );
     eprintln!("finetune: {}", estimate.describe());
     if let Some(available) = available_memory() {
         if device.is_cpu() && estimate.total() > available {
@@ -344,6 +359,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             .with_context(|| format!("--init-adapter {}", path.display()))?;
     }
     let mut trainer = Trainer::new(&model, adapter, &run_config)?;
+    trainer.micro_batch = micro_batch;
     let mut state = CheckpointState {
         step: 0,
         log: Vec::new(),
@@ -358,11 +374,12 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         }
     }
     eprintln!(
-        "finetune: {} examples, {} steps of {} sequences, LoRA rank {} on {} ({} trainable \
-         parameters)",
+        "finetune: {} examples, {} steps of {} sequences ({} per pass), LoRA rank {} on {} ({} \
+         trainable parameters)",
         train.examples.len(),
         total_steps,
         args.accum,
+        micro_batch,
         args.rank,
         targets
             .iter()
@@ -420,7 +437,9 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             batch.push(&train.examples[order.1[e % n]]);
         }
         let step_started = Instant::now();
-        let stats = trainer.step(step, &batch)?;
+        let stats = trainer
+            .step(step, &batch)
+            .map_err(|e| out_of_gpu_memory(e, &estimate))?;
         let step_seconds = step_started.elapsed().as_secs_f64();
         state.step += 1;
         steps_here += 1;
@@ -685,6 +704,8 @@ pub struct Trainer<'m> {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
     config: RunConfig,
+    /// Sequences per forward pass (`--micro-batch`).
+    pub micro_batch: usize,
 }
 
 const BETA1: f64 = 0.9;
@@ -705,6 +726,7 @@ impl<'m> Trainer<'m> {
             m,
             v,
             config: config.clone(),
+            micro_batch: 1,
         })
     }
 
@@ -735,19 +757,26 @@ impl<'m> Trainer<'m> {
         let vars = self.adapter.vars();
         let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
         let mut total = 0.0;
-        for (j, e) in batch.iter().enumerate() {
+        // One sequence per pass keeps the step's order (and dropout masks) as they always were;
+        // several go longest first, so that each pass pads little.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        if self.micro_batch > 1 {
+            order.sort_by_key(|&i| std::cmp::Reverse(batch[i].tokens.len()));
+        }
+        for (j, pass) in order.chunks(self.micro_batch.max(1)).enumerate() {
             let mut dropout = Dropout {
                 p: self.config.dropout,
                 rng: SplitMix64::new(
                     self.config.seed ^ ((step as u64) << 20) ^ (j as u64) ^ 0xD20F,
                 ),
             };
-            let (nll, _) = self.model.nll(
-                &e.tokens,
-                self.from(e),
-                Some(&self.adapter),
-                Some(&mut dropout),
-            )?;
+            let seqs: Vec<(&[u32], usize)> = pass
+                .iter()
+                .map(|&i| (batch[i].tokens.as_slice(), self.from(batch[i])))
+                .collect();
+            let (nll, _) = self
+                .model
+                .nll_batch(&seqs, Some(&self.adapter), Some(&mut dropout))?;
             total += nll.to_scalar::<f32>()? as f64;
             let loss = (nll / denom)?;
             let g = loss.backward()?;
@@ -878,6 +907,18 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// A GPU's out-of-memory error says what to change (candle's says only "out of memory").
+fn out_of_gpu_memory(e: anyhow::Error, estimate: &MemoryEstimate) -> anyhow::Error {
+    if !format!("{e:#}").contains("CUDA_ERROR_OUT_OF_MEMORY") {
+        return e;
+    }
+    anyhow::anyhow!(
+        "the GPU ran out of memory (this run needs about {:.1} GiB); lower --micro-batch or \
+         --max-len, or use --dtype bf16",
+        gib(estimate.total())
+    )
+}
+
 /// Rough peak memory of a run, reported before it starts.
 struct MemoryEstimate {
     weights: u64,
@@ -893,6 +934,7 @@ impl MemoryEstimate {
         examples: &[Example],
         dtype: DType,
         targets: &[Target],
+        micro_batch: usize,
     ) -> MemoryEstimate {
         let longest = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(0) as u64;
         let predicted = examples
@@ -924,9 +966,10 @@ impl MemoryEstimate {
             + 10 * kv
             + 10 * c.n_ff as u64
             + 8 * c.n_head as u64 * longest;
-        let activations = per_token_layer * longest * c.n_layer as u64 * 4;
+        let micro = micro_batch as u64;
+        let activations = per_token_layer * longest * micro * c.n_layer as u64 * 4;
         // Logits, their exponentials and gradients.
-        let logits = predicted * c.n_vocab as u64 * 4 * 5;
+        let logits = predicted * micro * c.n_vocab as u64 * 4 * 5;
         MemoryEstimate {
             weights,
             adapter,
@@ -972,6 +1015,24 @@ fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Candle's CUDA error as the H200 run printed it becomes advice; other errors pass as they are.
+    #[test]
+    fn running_out_of_gpu_memory_says_what_to_lower() {
+        let estimate = MemoryEstimate {
+            weights: 1 << 30,
+            adapter: 0,
+            activations: 90 << 30,
+            logits: 24 << 30,
+        };
+        let oom = anyhow::anyhow!("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")")
+            .context("step 1");
+        let message = out_of_gpu_memory(oom, &estimate).to_string();
+        assert!(message.contains("115.0 GiB"), "{message}");
+        assert!(message.contains("--micro-batch"), "{message}");
+        let other = out_of_gpu_memory(anyhow::anyhow!("token 9 is outside"), &estimate);
+        assert_eq!(other.to_string(), "token 9 is outside");
+    }
 
     #[cfg(not(feature = "cuda"))]
     #[test]

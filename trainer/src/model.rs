@@ -629,23 +629,47 @@ impl Model {
         &self,
         tokens: &[u32],
         adapter: Option<&Adapter>,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        self.hidden_batch(&[tokens], adapter, dropout)
+    }
+
+    /// Final hidden states [B·T, n_embd] of B sequences in one pass, each padded at its end to
+    /// the longest (T): sequence i's position p is row i·T + p. Attention is causal, so a real
+    /// position never sees the padding, and its state is the one the sequence alone gets (up to
+    /// rounding). One sequence is exactly [`Model::hidden`]. On a GPU this is what makes
+    /// training fast: each kernel launch does B sequences' work.
+    pub fn hidden_batch(
+        &self,
+        batch: &[&[u32]],
+        adapter: Option<&Adapter>,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
         let c = &self.config;
-        let t = tokens.len();
-        if t == 0 {
+        let b = batch.len();
+        let t = batch.iter().map(|s| s.len()).max().unwrap_or(0);
+        if t == 0 || batch.iter().any(|s| s.is_empty()) {
             bail!("empty token sequence");
         }
-        if let Some(&bad) = tokens.iter().find(|&&x| x as usize >= c.n_vocab) {
+        if let Some(&bad) = batch
+            .iter()
+            .flat_map(|s| s.iter())
+            .find(|&&x| x as usize >= c.n_vocab)
+        {
             bail!("token {bad} is outside the vocabulary of {}", c.n_vocab);
         }
-        let ids = Tensor::from_slice(tokens, t, &self.device)?;
+        let mut padded = Vec::with_capacity(b * t);
+        for s in batch {
+            padded.extend_from_slice(s);
+            padded.resize(padded.len() + t - s.len(), 0);
+        }
+        let ids = Tensor::from_vec(padded, b * t, &self.device)?;
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(DType::F32)?;
         if c.arch == Arch::Gemma3 {
             x = (x * (c.n_embd as f64).sqrt())?;
         }
-        let global = RopeTables::new(t, c.rope_dim, c.rope_base, c.rope_scale);
-        let local = RopeTables::new(t, c.rope_dim, c.rope_base_local, 1.0);
+        let global = RopeTables::new(t, c.rope_dim, c.rope_base, c.rope_scale).repeat(b);
+        let local = RopeTables::new(t, c.rope_dim, c.rope_base_local, 1.0).repeat(b);
         let neox = c.arch.neox_rope();
         let activation = if c.arch == Arch::Gemma3 {
             Activation::GeluTanh
@@ -656,68 +680,76 @@ impl Model {
         let lora = |l: usize, target: Target| adapter.and_then(|a| a.pairs.get(&(l, target)));
         let (hq, hkv, hd) = (c.n_head, c.n_head_kv, c.head_dim);
         let groups = hq / hkv;
-        for (l, b) in self.blocks.iter().enumerate() {
+        for (l, blk) in self.blocks.iter().enumerate() {
             let (tables, window) = if c.is_local(l) {
                 (&local, c.sliding_window)
             } else {
                 (&global, None)
             };
-            let h = b.attn_norm.forward(&x)?;
-            let mut q = self.linear(&h, &b.q, lora(l, Target::Q), scale, &mut dropout)?;
-            let mut k = self.linear(&h, &b.k, lora(l, Target::K), scale, &mut dropout)?;
-            let mut v = self.linear(&h, &b.v, lora(l, Target::V), scale, &mut dropout)?;
-            if let Some(bias) = &b.q_bias {
+            let h = blk.attn_norm.forward(&x)?;
+            let mut q = self.linear(&h, &blk.q, lora(l, Target::Q), scale, &mut dropout)?;
+            let mut k = self.linear(&h, &blk.k, lora(l, Target::K), scale, &mut dropout)?;
+            let mut v = self.linear(&h, &blk.v, lora(l, Target::V), scale, &mut dropout)?;
+            if let Some(bias) = &blk.q_bias {
                 q = q.broadcast_add(bias)?;
             }
-            if let Some(bias) = &b.k_bias {
+            if let Some(bias) = &blk.k_bias {
                 k = k.broadcast_add(bias)?;
             }
-            if let Some(bias) = &b.v_bias {
+            if let Some(bias) = &blk.v_bias {
                 v = v.broadcast_add(bias)?;
             }
-            let mut q = q.reshape((t, hq, hd))?;
-            let mut k = k.reshape((t, hkv, hd))?;
-            let v = v.reshape((t, hkv, hd))?;
-            if let Some(norm) = &b.q_norm {
+            let mut q = q.reshape((b * t, hq, hd))?;
+            let mut k = k.reshape((b * t, hkv, hd))?;
+            let v = v.reshape((b, t, hkv, hd))?;
+            if let Some(norm) = &blk.q_norm {
                 q = norm.forward(&q)?;
             }
-            if let Some(norm) = &b.k_norm {
+            if let Some(norm) = &blk.k_norm {
                 k = norm.forward(&k)?;
             }
             let q = ops::rope(&q, tables, neox, c.attn_scale as f32)?;
             let k = ops::rope(&k, tables, neox, 1.0)?;
-            // Query heads of one KV head are consecutive: [Hkv, G·T, hd] against [Hkv, T, hd].
+            // Query heads of one KV head are consecutive: [B·Hkv, G·T, hd] against
+            // [B·Hkv, T, hd].
             let q = q
-                .transpose(0, 1)?
+                .reshape((b, t, hq, hd))?
+                .transpose(1, 2)?
                 .contiguous()?
-                .reshape((hkv, groups * t, hd))?;
-            let k = k.transpose(0, 1)?.contiguous()?;
-            let v = v.transpose(0, 1)?.contiguous()?;
-            let scores = q.matmul(&k.t()?)?.reshape((hkv, groups, t, t))?;
+                .reshape((b * hkv, groups * t, hd))?;
+            let heads = |x: Tensor| -> candle_core::Result<Tensor> {
+                x.reshape((b, t, hkv, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((b * hkv, t, hd))
+            };
+            let k = heads(k)?;
+            let v = heads(v)?;
+            let scores = q.matmul(&k.t()?)?.reshape((b * hkv, groups, t, t))?;
             let p = ops::causal_softmax(&scores, window)?;
             let attn = p
-                .reshape((hkv, groups * t, t))?
+                .reshape((b * hkv, groups * t, t))?
                 .matmul(&v)?
-                .reshape((hq, t, hd))?
-                .transpose(0, 1)?
+                .reshape((b, hq, t, hd))?
+                .transpose(1, 2)?
                 .contiguous()?
-                .reshape((t, hq * hd))?;
-            let mut o = self.linear(&attn, &b.o, lora(l, Target::O), scale, &mut dropout)?;
-            if let Some(norm) = &b.post_attn_norm {
+                .reshape((b * t, hq * hd))?;
+            let mut o = self.linear(&attn, &blk.o, lora(l, Target::O), scale, &mut dropout)?;
+            if let Some(norm) = &blk.post_attn_norm {
                 o = norm.forward(&o)?;
             }
             x = (x + o)?;
-            let h = b.ffn_norm.forward(&x)?;
-            let g = self.linear(&h, &b.gate, lora(l, Target::Gate), scale, &mut dropout)?;
-            let u = self.linear(&h, &b.up, lora(l, Target::Up), scale, &mut dropout)?;
+            let h = blk.ffn_norm.forward(&x)?;
+            let g = self.linear(&h, &blk.gate, lora(l, Target::Gate), scale, &mut dropout)?;
+            let u = self.linear(&h, &blk.up, lora(l, Target::Up), scale, &mut dropout)?;
             let mut f = self.linear(
                 &ops::gated(&g, &u, activation)?,
-                &b.down,
+                &blk.down,
                 lora(l, Target::Down),
                 scale,
                 &mut dropout,
             )?;
-            if let Some(norm) = &b.post_ffn_norm {
+            if let Some(norm) = &blk.post_ffn_norm {
                 f = norm.forward(&f)?;
             }
             x = (x + f)?;
@@ -740,14 +772,42 @@ impl Model {
         adapter: Option<&Adapter>,
         dropout: Option<&mut Dropout>,
     ) -> Result<(Tensor, usize)> {
-        if from == 0 || from >= tokens.len() {
-            bail!("nothing to predict: {from} of {} tokens", tokens.len());
+        self.nll_batch(&[(tokens, from)], adapter, dropout)
+    }
+
+    /// [`Model::nll`] of several sequences `(tokens, from)` in one forward pass
+    /// ([`Model::hidden_batch`]): the sum over all of them, and the number of predicted tokens.
+    pub fn nll_batch(
+        &self,
+        batch: &[(&[u32], usize)],
+        adapter: Option<&Adapter>,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<(Tensor, usize)> {
+        for &(tokens, from) in batch {
+            if from == 0 || from >= tokens.len() {
+                bail!("nothing to predict: {from} of {} tokens", tokens.len());
+            }
         }
-        let hidden = self.hidden(&tokens[..tokens.len() - 1], adapter, dropout)?;
-        let n = tokens.len() - from;
-        let logits = self.logits(&hidden.narrow(0, from - 1, n)?)?;
-        let nll = ops::cross_entropy(&logits, &tokens[from..])?;
-        Ok((nll.sum_all()?, n))
+        let inputs: Vec<&[u32]> = batch.iter().map(|(s, _)| &s[..s.len() - 1]).collect();
+        let hidden = self.hidden_batch(&inputs, adapter, dropout)?;
+        let (rows, targets) = if let [(tokens, from)] = batch {
+            let n = tokens.len() - from;
+            (hidden.narrow(0, from - 1, n)?, tokens[*from..].to_vec())
+        } else {
+            let t = inputs.iter().map(|s| s.len()).max().unwrap_or(0);
+            let mut index = Vec::new();
+            let mut targets = Vec::new();
+            for (i, &(tokens, from)) in batch.iter().enumerate() {
+                index.extend((from - 1..tokens.len() - 1).map(|p| (i * t + p) as u32));
+                targets.extend_from_slice(&tokens[from..]);
+            }
+            let n = index.len();
+            let index = Tensor::from_vec(index, n, hidden.device())?;
+            (hidden.index_select(&index, 0)?, targets)
+        };
+        let logits = self.logits(&rows)?;
+        let nll = ops::cross_entropy(&logits, &targets)?;
+        Ok((nll.sum_all()?, targets.len()))
     }
 }
 

@@ -710,6 +710,18 @@ impl RopeTables {
             half,
         }
     }
+
+    /// The same tables `b` times over: positions of `b` sequences laid one after the other.
+    pub fn repeat(self, b: usize) -> RopeTables {
+        if b == 1 {
+            return self;
+        }
+        RopeTables {
+            cos: self.cos.repeat(b).into(),
+            sin: self.sin.repeat(b).into(),
+            half: self.half,
+        }
+    }
 }
 
 /// Rotary embedding of x [T, H, head_dim], times `scale`.
