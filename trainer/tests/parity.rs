@@ -185,22 +185,10 @@ fn check_batched(tiny: Tiny) {
         "{}: loss {together_value} against {alone_value}",
         tiny.arch
     );
+    let sum_sq = |t: &Tensor| -> f32 { t.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap() };
     for (x, y) in together_grads.iter().zip(&alone_grads) {
-        let diff = (x - y)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let norm = y
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = sum_sq(&(x - y).unwrap());
+        let norm = sum_sq(y);
         assert!(
             (diff / norm.max(1e-30)).sqrt() < 1e-4,
             "{}: gradient relative error {:e}",
