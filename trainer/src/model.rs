@@ -637,8 +637,8 @@ impl Model {
     /// Final hidden states [B·T, n_embd] of B sequences in one pass, each padded at its end to
     /// the longest (T): sequence i's position p is row i·T + p. Attention is causal, so a real
     /// position never sees the padding, and its state is the one the sequence alone gets (up to
-    /// rounding). One sequence is exactly [`Model::hidden`]. On a GPU this is what makes
-    /// training fast: each kernel launch does B sequences' work.
+    /// rounding). One sequence is exactly [`Model::hidden`]. Each kernel launch does B
+    /// sequences' work; on an H200 that did not make training faster (BENCHMARKS.md, "On a GPU").
     pub fn hidden_batch(
         &self,
         batch: &[&[u32]],
