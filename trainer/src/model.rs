@@ -790,21 +790,15 @@ impl Model {
         }
         let inputs: Vec<&[u32]> = batch.iter().map(|(s, _)| &s[..s.len() - 1]).collect();
         let hidden = self.hidden_batch(&inputs, adapter, dropout)?;
-        let (rows, targets) = if let [(tokens, from)] = batch {
-            let n = tokens.len() - from;
-            (hidden.narrow(0, from - 1, n)?, tokens[*from..].to_vec())
-        } else {
-            let t = inputs.iter().map(|s| s.len()).max().unwrap_or(0);
-            let mut index = Vec::new();
-            let mut targets = Vec::new();
-            for (i, &(tokens, from)) in batch.iter().enumerate() {
-                index.extend((from - 1..tokens.len() - 1).map(|p| (i * t + p) as u32));
-                targets.extend_from_slice(&tokens[from..]);
-            }
-            let n = index.len();
-            let index = Tensor::from_vec(index, n, hidden.device())?;
-            (hidden.index_select(&index, 0)?, targets)
-        };
+        // Sequence i's predicting rows are contiguous: i·T + from − 1 up to its last token.
+        let t = inputs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut targets = Vec::new();
+        for (i, &(tokens, from)) in batch.iter().enumerate() {
+            rows.push(hidden.narrow(0, i * t + from - 1, tokens.len() - from)?);
+            targets.extend_from_slice(&tokens[from..]);
+        }
+        let rows = Tensor::cat(&rows, 0)?;
         let logits = self.logits(&rows)?;
         let nll = ops::cross_entropy(&logits, &targets)?;
         Ok((nll.sum_all()?, targets.len()))
