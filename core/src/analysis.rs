@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::consistency;
 use crate::engine::{Backend, CancelToken, EngineError, GenerateRequest};
+use crate::examples;
 use crate::prompt::{self, FORMAT_VERSION};
 use crate::python;
 use serde::{Deserialize, Serialize};
@@ -188,10 +189,6 @@ pub fn summary_problem(problem: &str) -> Option<String> {
 
 /// Two probabilities mixed in log-odds: `sigmoid((1 - w) * logit(a) + w * logit(b))`.
 fn mix(a: f32, b: f32, w: f32) -> f32 {
-    let logit = |p: f32| {
-        let p = p.clamp(1e-6, 1.0 - 1e-6);
-        (p / (1.0 - p)).ln()
-    };
     let z = (1.0 - w) * logit(a) + w * logit(b);
     1.0 / (1.0 + (-z).exp())
 }
@@ -199,6 +196,32 @@ fn mix(a: f32, b: f32, w: f32) -> f32 {
 /// The least score of a function whose docstring contradicts its signature: the check is certain,
 /// so it flags the function at any threshold but a maximal one.
 pub const CONTRADICTION_SCORE: f32 = 0.99;
+
+/// How far examples that run and agree with the code lower a function's score, in log-odds: a
+/// docstring whose examples show what the function does is less likely to leave it open
+/// (BENCHMARKS.md, "Running the examples").
+pub const EXAMPLES_AGREE_SHIFT: f32 = 0.5;
+
+/// A function's score given what its examples showed ([`crate::examples`]): an example the code
+/// disagrees with is a certain finding ([`CONTRADICTION_SCORE`]); examples that agree lower the
+/// model's score by [`EXAMPLES_AGREE_SHIFT`]; without a verdict the score is the model's.
+pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
+    match verdict {
+        None => p_ask,
+        Some(examples::Verdict::Disagree(_)) => p_ask.max(CONTRADICTION_SCORE),
+        Some(examples::Verdict::Agree { .. }) => shift(p_ask, -EXAMPLES_AGREE_SHIFT),
+    }
+}
+
+/// A probability moved by `by` in log-odds.
+fn shift(p: f32, by: f32) -> f32 {
+    1.0 / (1.0 + (-(logit(p) + by)).exp())
+}
+
+fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
 
 /// Question generations [`Analyzer::questions_many`] keeps in flight.
 pub const IN_FLIGHT: usize = 8;
@@ -362,6 +385,17 @@ mod tests {
         let one_line = python::render_problem("def f(x):", Some("Return x."));
         assert_eq!(summary_problem(&one_line), None);
         assert_eq!(summary_problem("def f(x):\n"), None);
+    }
+
+    #[test]
+    fn examples_decide_a_disagreement_and_lower_an_agreement() {
+        let agree = examples::Verdict::Agree { examples: 2 };
+        let disagree = examples::Verdict::Disagree(Vec::new());
+        assert_eq!(with_examples(0.4, None), 0.4);
+        assert_eq!(with_examples(0.4, Some(&disagree)), CONTRADICTION_SCORE);
+        let lowered = with_examples(0.8, Some(&agree));
+        assert!(lowered < 0.8 && lowered > 0.6, "{lowered}");
+        assert!((logit(lowered) - (logit(0.8) - EXAMPLES_AGREE_SHIFT)).abs() < 1e-4);
     }
 
     #[test]

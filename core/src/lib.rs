@@ -20,6 +20,7 @@ pub mod backend;
 pub mod consistency;
 pub mod dataset;
 pub mod engine;
+pub mod examples;
 pub mod fsutil;
 pub mod gguf;
 pub mod models;

@@ -806,7 +806,8 @@ fn function(
     Some(function)
 }
 
-fn hex_sha256(text: &str) -> String {
+/// Lowercase hex SHA-256 of a text.
+pub(crate) fn hex_sha256(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     let mut out = String::with_capacity(64);
     for b in digest {

@@ -39,6 +39,9 @@ pub enum BackendKind {
     Openai,
 }
 
+/// The interpreter that runs docstring examples when no `python` setting names one.
+pub const DEFAULT_PYTHON: &str = "python3";
+
 /// Settings, as read from a configuration file (TOML, snake_case or camelCase keys) or from an
 /// editor (JSON). Every field is optional; unset fields take the defaults of the entry point.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,6 +94,14 @@ pub struct Settings {
     /// Language server: one diagnostic per question instead of one per function.
     #[serde(alias = "per_question")]
     pub per_question: Option<bool>,
+    /// Run docstring examples against the code (`crate::examples`). This executes the project's
+    /// code, so only a flag or an editor setting can turn it on: a configuration file cannot
+    /// ([`Settings::from_toml_file`] drops it with a warning, and [`Settings::or`] never takes it
+    /// from the fallback).
+    #[serde(alias = "run_examples")]
+    pub run_examples: Option<bool>,
+    /// Python interpreter that runs the examples [default: `python3`].
+    pub python: Option<String>,
     /// Keys we do not know; reported as warnings, never fatal.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_json::Value>,
@@ -152,6 +163,14 @@ impl Settings {
             message: e.to_string().trim_end().to_string(),
         })?;
         settings.check_ranges(Some(path))?;
+        let mut settings = settings;
+        if settings.run_examples.take().is_some() {
+            // Reported with the unknown keys: a repository must not turn on running its own code.
+            settings.unknown.insert(
+                "runExamples (a configuration file cannot turn it on; use `check --run-examples` or the editor setting)".into(),
+                serde_json::Value::Null,
+            );
+        }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let rebase = |p: Option<PathBuf>| {
             p.map(|p| {
@@ -163,9 +182,18 @@ impl Settings {
                 }
             })
         };
+        // An interpreter given as a relative path (`.venv/bin/python`) is the project's.
+        let python = settings.python.clone().map(|p| {
+            if p.contains('/') && Path::new(&p).is_relative() {
+                base.join(p).display().to_string()
+            } else {
+                p
+            }
+        });
         Ok(Settings {
             model: rebase(settings.model.clone()),
             adapter: rebase(settings.adapter.clone()),
+            python,
             ..settings
         })
     }
@@ -257,7 +285,8 @@ impl Settings {
             max_tokens,
             severity,
             debounce_ms,
-            per_question
+            per_question,
+            python
         );
         for (k, v) in fallback.unknown {
             self.unknown.entry(k).or_insert(v);
@@ -533,6 +562,35 @@ mod tests {
         let c = a.or(b);
         assert_eq!(c.threshold, Some(0.9));
         assert_eq!(c.threads, Some(2));
+    }
+
+    #[test]
+    fn only_a_flag_or_an_editor_turns_on_running_examples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clarifycoder.toml");
+        std::fs::write(
+            &path,
+            "run_examples = true
+python = \".venv/bin/python\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(s.run_examples, None);
+        let python = dir.path().join(".venv/bin/python").display().to_string();
+        assert_eq!(s.python, Some(python));
+        let key = s.unknown.keys().next().unwrap();
+        assert!(
+            key.starts_with("runExamples (a configuration file cannot turn it on"),
+            "{key}"
+        );
+        // Nor through the fallback of merged settings.
+        let from_file = Settings {
+            run_examples: Some(true),
+            ..Settings::default()
+        };
+        assert_eq!(Settings::default().or(from_file).run_examples, None);
+        let editor = Settings::from_json(&serde_json::json!({"runExamples": true})).unwrap();
+        assert_eq!(editor.run_examples, Some(true));
     }
 
     #[test]

@@ -1,0 +1,366 @@
+//! Running a docstring's examples against the function's own code.
+//!
+//! A doctest whose expected output the code does not produce is a contradiction no model has to
+//! guess at: the example or the code is wrong, and the author should say which. Examples that run
+//! and agree are evidence the other way: the docstring shows what the function does. The
+//! analyzer uses both ([`crate::analysis::with_examples`]).
+//!
+//! This executes the user's code, so it is opt-in (`check --run-examples`, the `runExamples`
+//! setting; the VS Code extension turns it on in trusted workspaces only) and runs in
+//! [`crate::sandbox`]: a temporary working directory, a cleared environment, resource limits and a
+//! timeout. Of the file, only top-level imports, `def`s, `class`es and assignments of literal values
+//! are executed, each on its own; an example that cannot run here (a missing import, a name defined
+//! elsewhere, an unfinished function) tells nothing and is left out.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::python::{self, Function};
+use crate::sandbox::{self, Limits};
+use serde::Deserialize;
+
+const HARNESS: &str = include_str!("examples/harness.py");
+
+/// What a function's examples showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// All of them ran and printed what the docstring says.
+    Agree {
+        /// How many examples ran.
+        examples: usize,
+    },
+    /// At least one printed something else or raised.
+    Disagree(Vec<Mismatch>),
+}
+
+/// One example whose result is not the documented one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The example's code, e.g. `total_price([2.0, 3.5], [3, 2])`.
+    pub source: String,
+    /// What the docstring says it prints.
+    pub want: String,
+    /// What the code did.
+    pub got: Got,
+}
+
+/// What the code did with an example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    /// Printed this.
+    Output(String),
+    /// Raised an exception of this type.
+    Raised(String),
+}
+
+impl Verdict {
+    /// A short stable text of the verdict, folded into a function's cache key.
+    pub fn fingerprint(&self) -> String {
+        let text = match self {
+            Verdict::Agree { examples } => format!("agree {examples}"),
+            Verdict::Disagree(ms) => ms
+                .iter()
+                .map(|m| {
+                    let got = match &m.got {
+                        Got::Output(s) => format!("out {s}"),
+                        Got::Raised(s) => format!("raised {s}"),
+                    };
+                    format!("{}\0{}\0{}\0", m.source, m.want, got)
+                })
+                .collect(),
+        };
+        python::hex_sha256(&text)[..16].to_string()
+    }
+
+    /// The questions a disagreement asks, one per example (none when they agree).
+    pub fn questions(&self, function: &str) -> Vec<String> {
+        let Verdict::Disagree(ms) = self else {
+            return Vec::new();
+        };
+        ms.iter()
+            .map(|m| {
+                let call = one_line(&m.source);
+                let want = one_line(&m.want);
+                let did = match &m.got {
+                    Got::Output(s) if s.trim().is_empty() => "prints nothing".to_string(),
+                    Got::Output(s) => format!("gives `{}`", one_line(s)),
+                    Got::Raised(e) => format!("raises {e}"),
+                };
+                format!(
+                    "The example `{call}` expects `{want}`, but the code of `{function}` {did}; which is right, the example or the code?"
+                )
+            })
+            .collect()
+    }
+}
+
+/// An example's text on one line, shortened for a diagnostic.
+fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    const MAX: usize = 80;
+    if joined.chars().count() <= MAX {
+        joined
+    } else {
+        let cut: String = joined.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Whether a function has examples worth running: a docstring with a `>>>` prompt, at the top
+/// level or directly in a top-level class.
+pub fn has_examples(f: &Function) -> bool {
+    let nested = f.qualname.matches('.').count();
+    let placed = (nested == 0 && !f.is_method) || (nested == 1 && f.is_method);
+    placed
+        && f.docstring
+            .as_ref()
+            .is_some_and(|d| d.text.lines().any(|l| l.trim_start().starts_with(">>>")))
+}
+
+/// How long one file's examples may run.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the examples of `functions` (those for which [`has_examples`] holds) in the file `source`,
+/// which lives in `dir` (put on Python's path so that it can import its neighbours). Returns a
+/// verdict per qualified name for the functions whose examples could run. `python` is the
+/// interpreter. A file that cannot be run at all gives an empty map and a reason.
+pub fn run(
+    python: &str,
+    source: &str,
+    dir: Option<&Path>,
+    functions: &[&Function],
+) -> Result<HashMap<String, Verdict>, String> {
+    let targets: Vec<&str> = functions
+        .iter()
+        .filter(|f| has_examples(f))
+        .map(|f| f.qualname.as_str())
+        .collect();
+    if targets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let targets = targets.join("\n");
+    // The sandbox runs elsewhere: a relative interpreter path is taken from here.
+    let python = match std::path::absolute(python) {
+        Ok(p) if python.contains('/') => p.display().to_string(),
+        _ => python.to_string(),
+    };
+    let python = python.as_str();
+    let syspath = dir.map(|d| d.display().to_string()).unwrap_or_default();
+    let limits = Limits {
+        timeout: TIMEOUT,
+        // Address space, not memory used: numerical libraries reserve a lot of it at import.
+        memory_bytes: 4 << 30,
+        cpu_seconds: TIMEOUT.as_secs(),
+        ..Limits::default()
+    };
+    let outcome = sandbox::run_python(
+        python,
+        HARNESS,
+        &[
+            ("module.py", source.as_bytes()),
+            ("targets.txt", targets.as_bytes()),
+            ("syspath.txt", syspath.as_bytes()),
+        ],
+        &limits,
+    )
+    .map_err(|e| format!("cannot start {python} ({e}); set the Python interpreter to use"))?;
+    let Some(json) = outcome
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT"))
+    else {
+        let why = match outcome.status {
+            sandbox::Status::TimedOut => format!("they ran past {} s", TIMEOUT.as_secs()),
+            _ => {
+                let last = outcome.stderr.lines().last().unwrap_or("no output");
+                format!("{python} failed: {last}")
+            }
+        };
+        return Err(why);
+    };
+    let events: HashMap<String, Vec<Event>> =
+        serde_json::from_str(json).map_err(|e| format!("unreadable result ({e})"))?;
+    Ok(events
+        .into_iter()
+        .map(|(name, events)| (name, verdict(events)))
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct Event {
+    kind: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    want: String,
+    #[serde(default)]
+    got: String,
+}
+
+fn verdict(events: Vec<Event>) -> Verdict {
+    let examples = events.len();
+    let mismatches: Vec<Mismatch> = events
+        .into_iter()
+        .filter(|e| e.kind != "ok")
+        .map(|e| Mismatch {
+            source: e.source.trim_end().to_string(),
+            want: e.want.trim_end().to_string(),
+            got: if e.kind == "raised" {
+                Got::Raised(e.got)
+            } else {
+                Got::Output(e.got.trim_end().to_string())
+            },
+        })
+        .collect();
+    if mismatches.is_empty() {
+        Verdict::Agree { examples }
+    } else {
+        Verdict::Disagree(mismatches)
+    }
+}
+
+/// A function's cache key with its examples' verdict folded in, so that a result computed under
+/// one verdict is never served under another.
+pub fn keyed(hash: &str, verdict: Option<&Verdict>) -> String {
+    match verdict {
+        None => hash.to_string(),
+        Some(v) => python::hex_sha256(&format!("{hash}\0examples\0{}", v.fingerprint())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_file(source: &str) -> HashMap<String, Verdict> {
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        run("python3", source, None, &functions).expect("python3 runs")
+    }
+
+    #[test]
+    fn an_example_the_code_disagrees_with_is_a_mismatch_and_asks_which_is_right() {
+        let source = r#"
+import math
+
+RATE = 0.5
+
+def half(x):
+    """Half of x, rounded down.
+
+    >>> half(5)
+    3
+    >>> half(4)
+    2
+    """
+    return math.floor(x * RATE)
+
+def double(x):
+    """Twice x.
+
+    >>> double(4)
+    8
+    """
+    return 2 * x
+
+main()  # a script's top-level call never runs
+"#;
+        let verdicts = run_file(source);
+        assert_eq!(verdicts["double"], Verdict::Agree { examples: 1 });
+        let Verdict::Disagree(ms) = &verdicts["half"] else {
+            panic!("{verdicts:?}");
+        };
+        assert_eq!(
+            ms,
+            &vec![Mismatch {
+                source: "half(5)".into(),
+                want: "3".into(),
+                got: Got::Output("2".into()),
+            }]
+        );
+        assert_eq!(
+            verdicts["half"].questions("half"),
+            vec!["The example `half(5)` expects `3`, but the code of `half` gives `2`; which is right, the example or the code?"]
+        );
+    }
+
+    #[test]
+    fn examples_that_cannot_run_here_tell_nothing() {
+        let source = r#"
+from somewhere_else import helper
+
+def uses_helper(x):
+    """Uses a helper from another package.
+
+    >>> uses_helper(1)
+    2
+    """
+    return helper(x)
+
+def unfinished(x):
+    """Not written yet.
+
+    >>> unfinished(1)
+    2
+    """
+    ...
+
+def raises(x):
+    """Raises for a negative x.
+
+    >>> raises(-1)
+    0
+    """
+    if x < 0:
+        raise ValueError("negative")
+    return x
+
+class Shelf:
+    def count(self, item):
+        """Items on the shelf.
+
+        >>> Shelf().count("a")
+        0
+        """
+        return 0
+"#;
+        let verdicts = run_file(source);
+        assert!(!verdicts.contains_key("uses_helper"), "{verdicts:?}");
+        assert!(!verdicts.contains_key("unfinished"), "{verdicts:?}");
+        assert_eq!(
+            verdicts["raises"].questions("raises"),
+            vec!["The example `raises(-1)` expects `0`, but the code of `raises` raises ValueError; which is right, the example or the code?"]
+        );
+        assert_eq!(verdicts["Shelf.count"], Verdict::Agree { examples: 1 });
+    }
+
+    #[test]
+    fn a_runaway_example_is_stopped_and_reported() {
+        let source = "def spin():\n    \"\"\"Spins.\n\n    >>> spin()\n    1\n    \"\"\"\n    while True:\n        pass\n";
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        let err = run("python3", source, None, &functions).unwrap_err();
+        assert!(err.contains("ran past"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_interpreter_says_what_to_set() {
+        let source = "def f():\n    \"\"\"F.\n\n    >>> f()\n    1\n    \"\"\"\n    return 1\n";
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        let err = run("/nonexistent/python", source, None, &functions).unwrap_err();
+        assert!(err.contains("interpreter"), "{err}");
+    }
+
+    #[test]
+    fn the_verdict_changes_the_key() {
+        let agree = Verdict::Agree { examples: 2 };
+        assert_eq!(keyed("abc", None), "abc");
+        assert_ne!(keyed("abc", Some(&agree)), "abc");
+        assert_ne!(
+            keyed("abc", Some(&agree)),
+            keyed("abc", Some(&Verdict::Agree { examples: 3 }))
+        );
+    }
+}
