@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clarifycoder_core::engine::{CancelToken, Stats};
+use clarifycoder_core::examples;
 use clarifycoder_core::python;
 use clarifycoder_core::settings;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,6 +36,9 @@ pub struct CheckArgs {
     pub max_file_size: u64,
     /// Do not read or write the result cache.
     pub no_cache: bool,
+    /// Run docstring examples against the code with this Python interpreter
+    /// ([`clarifycoder_core::examples`]); `None` runs nothing.
+    pub run_examples: Option<String>,
 }
 
 /// One flagged function.
@@ -83,6 +87,8 @@ pub struct CheckStats {
     pub analyzed: usize,
     /// Functions skipped by a pragma.
     pub ignored: usize,
+    /// Functions whose docstring examples ran (`--run-examples`).
+    pub examples_run: usize,
     /// Functions answered from the cache.
     pub cache_hits: usize,
     /// Functions flagged.
@@ -104,7 +110,10 @@ struct Report<'a> {
 
 struct Item {
     path: String,
+    /// The function; its `hash` has the examples' verdict folded in ([`examples::keyed`]).
     function: python::Function,
+    /// What its examples showed, when they were run and could run.
+    examples: Option<examples::Verdict>,
 }
 
 /// Runs the check and prints the report; returns the exit code (0 clean, 1 flagged, 2 errors).
@@ -154,9 +163,27 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             .iter()
             .filter(|f| analysis::ignored(&parsed, f))
             .count();
-        items.extend(analysis::analyzable(&parsed).into_iter().map(|f| Item {
-            path: shown.clone(),
-            function: f.clone(),
+        let analyzable = analysis::analyzable(&parsed);
+        let mut verdicts = match &args.run_examples {
+            Some(python) if !parsed.has_syntax_errors => {
+                let dir = file.parent().and_then(|d| std::fs::canonicalize(d).ok());
+                examples::run(python, &source, dir.as_deref(), &analyzable).unwrap_or_else(|why| {
+                    warnings.push(format!("{shown}: docstring examples not run: {why}"));
+                    Default::default()
+                })
+            }
+            _ => Default::default(),
+        };
+        stats.examples_run += verdicts.len();
+        items.extend(analyzable.into_iter().map(|f| {
+            let verdict = verdicts.remove(&f.qualname);
+            let mut function = f.clone();
+            function.hash = examples::keyed(&f.hash, verdict.as_ref());
+            Item {
+                path: shown.clone(),
+                function,
+                examples: verdict,
+            }
         }));
     }
     stats.analyzed = items.len();
@@ -333,6 +360,23 @@ fn run_model(
             let _ = cache.save();
             saved = Instant::now();
         }
+        // An example the code disagrees with is a finding without the model.
+        for &i in chunk {
+            let item = &items[i];
+            if let Some(v @ examples::Verdict::Disagree(_)) = &item.examples {
+                if cache.get(&item.function.hash).is_none() {
+                    let mut questions = v.questions(&item.function.qualname);
+                    questions.truncate(analyzer.options().max_questions);
+                    cache.put(
+                        &item.function.hash,
+                        Outcome {
+                            p_ask: analysis::with_examples(0.0, Some(v)),
+                            questions: Some(questions),
+                        },
+                    );
+                }
+            }
+        }
         // Decide for the functions that have no cached score.
         let undecided: Vec<usize> = chunk
             .iter()
@@ -353,7 +397,7 @@ fn run_model(
                 Ok(p_ask) => cache.put(
                     &item.function.hash,
                     Outcome {
-                        p_ask,
+                        p_ask: analysis::with_examples(p_ask, item.examples.as_ref()),
                         questions: None,
                     },
                 ),

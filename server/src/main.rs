@@ -84,6 +84,15 @@ struct CheckCli {
     /// Do not read or write the result cache.
     #[arg(long)]
     no_cache: bool,
+    /// Run each docstring's examples (doctests) against the function's code, in a sandbox: an
+    /// example the code disagrees with is reported, and examples that agree lower the score. This
+    /// executes the checked code's imports, definitions and examples; use it on code you trust.
+    #[arg(long)]
+    run_examples: bool,
+    /// Python interpreter for --run-examples (the project's virtual environment's, so that its
+    /// imports resolve) [config: python; default: python3].
+    #[arg(long, requires = "run_examples")]
+    python: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -299,6 +308,7 @@ fn run() -> anyhow::Result<i32> {
             explicit.threshold = args.threshold;
             explicit.max_questions = args.max_questions;
             explicit.max_tokens = args.max_tokens;
+            explicit.python = args.python.clone();
             let plan = Plan::new(explicit, config);
             let defaults = Options::default();
             let s = &plan.settings;
@@ -314,6 +324,11 @@ fn run() -> anyhow::Result<i32> {
                     options.threshold
                 );
             }
+            let run_examples = args.run_examples.then(|| {
+                s.python
+                    .clone()
+                    .unwrap_or_else(|| clarifycoder_core::settings::DEFAULT_PYTHON.into())
+            });
             check::run(
                 check::CheckArgs {
                     paths: args.paths,
@@ -321,6 +336,7 @@ fn run() -> anyhow::Result<i32> {
                     options,
                     max_file_size: args.max_file_size,
                     no_cache: args.no_cache,
+                    run_examples,
                 },
                 plan,
             )

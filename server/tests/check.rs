@@ -32,14 +32,19 @@ impl Fixture {
     }
 
     /// Runs `clarifycoder check` in the fixture directory with its own result cache and the
-    /// default model (without an adapter, so results do not depend on what is installed).
+    /// test model (without an adapter, so results do not depend on what is installed).
     fn check(&self, args: &[&str]) -> Output {
+        self.check_with(&model_path(), args)
+    }
+
+    /// [`Fixture::check`] with another model file.
+    fn check_with(&self, model: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
             .arg("check")
             .args(args)
             .current_dir(self.path())
             .env("XDG_CACHE_HOME", self.cache.path())
-            .env("CLARIFYCODER_MODEL", model_path())
+            .env("CLARIFYCODER_MODEL", model)
             .env("CLARIFYCODER_ADAPTER", "none")
             .output()
             .unwrap()
@@ -298,7 +303,7 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
             scores[clear]
         );
     }
-    assert_eq!(scores.len(), 7, "{report}");
+    assert_eq!(scores.len(), 8, "{report}");
     let questions: Vec<&str> = report["diagnostics"]
         .as_array()
         .unwrap()
@@ -319,6 +324,159 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
         distinct.len() == questions.len(),
         "the same question twice: {questions:?}"
     );
+
+    // With the examples run (as `make demo` does), the clear functions' examples agree with
+    // their code, which lowers their scores below the default threshold; every unclear function
+    // stays flagged, and so does `bulk_price`, whose code disagrees with its example (an
+    // off-by-one: 10 units get no discount).
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--no-cache",
+            "--run-examples",
+            "examples/",
+        ])
+        .current_dir(root)
+        .env_remove("CLARIFYCODER_MODEL")
+        .env_remove("CLARIFYCODER_ADAPTER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    let flagged: std::collections::HashSet<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["function"].as_str().unwrap())
+        .collect();
+    let expected: std::collections::HashSet<&str> =
+        unclear.into_iter().chain(["bulk_price"]).collect();
+    assert_eq!(flagged, expected, "{report}");
+    assert_eq!(report["stats"]["examples_run"], 4, "{report}");
+    let bulk = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["function"] == "bulk_price")
+        .unwrap();
+    assert_eq!(
+        bulk["questions"][0],
+        "The example `bulk_price(2.0, 10)` expects `18.0`, but the code of `bulk_price` gives `20.0`; which is right, the example or the code?"
+    );
+}
+
+/// `total` documents an example its code disagrees with; `scale`'s examples agree; `todo` is a
+/// stub whose example cannot be judged yet.
+const EXAMPLES: &str = r#"import math
+
+
+def total(prices):
+    """Return the sum of the prices, rounded up to a whole number.
+
+    >>> total([1.5, 2.25])
+    3
+    """
+    return math.ceil(sum(prices))
+
+
+def scale(values, factor):
+    """Multiply every value by factor and return the new list.
+
+    >>> scale([1, 2], 3)
+    [3, 6]
+    """
+    return [v * factor for v in values]
+
+
+def todo(x):
+    """Return x squared.
+
+    >>> todo(3)
+    9
+    """
+    raise NotImplementedError
+"#;
+
+#[test]
+fn run_examples_reports_an_example_the_code_disagrees_with() {
+    let fx = Fixture::new(&[("shop.py", EXAMPLES.as_bytes())]);
+    // Qwen without its adapter never asks (P(ask) < 0.1), so only the examples can flag here.
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let check = |args: &[&str]| fx.check_with(&qwen, args);
+    // Without the flag nothing runs, and at threshold 0.99 nothing is flagged.
+    let out = check(&["--format", "json", "--threshold", "0.99", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["stats"]["examples_run"], 0);
+
+    let out = check(&[
+        "--format",
+        "json",
+        "--threshold",
+        "0.99",
+        "--run-examples",
+        ".",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    let diagnostics = report["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{report}");
+    assert_eq!(diagnostics[0]["function"], "total");
+    assert_eq!(
+        diagnostics[0]["questions"][0],
+        "The example `total([1.5, 2.25])` expects `3`, but the code of `total` gives `4`; which is right, the example or the code?"
+    );
+    // `total` and `scale` ran; the stub did not.
+    assert_eq!(report["stats"]["examples_run"], 2, "{report}");
+
+    // The agreeing examples lower `scale`'s score; the cache keeps the two runs apart.
+    let scores = |args: &[&str]| -> std::collections::HashMap<String, f64> {
+        let out = check(args);
+        json(&out)["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["function"].as_str().unwrap().to_string(),
+                    d["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let plain = scores(&["--format", "json", "--threshold", "0", "."]);
+    let run = scores(&[
+        "--format",
+        "json",
+        "--threshold",
+        "0",
+        "--run-examples",
+        ".",
+    ]);
+    assert!(run["scale"] < plain["scale"], "{plain:?} {run:?}");
+    assert_eq!(run["todo"], plain["todo"]);
+
+    // A missing interpreter is a warning, and the model's results still come.
+    let out = check(&[
+        "--format",
+        "json",
+        "--run-examples",
+        "--python",
+        "/nonexistent/python3",
+        ".",
+    ]);
+    let report = json(&out);
+    assert!(
+        report["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("docstring examples not run: cannot start /nonexistent/python3"),
+        "{report}"
+    );
+    assert_eq!(report["stats"]["analyzed"], 3, "{report}");
 }
 
 #[test]

@@ -664,3 +664,54 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
         "{hover}"
     );
 }
+
+#[test]
+fn run_examples_shows_an_example_the_code_disagrees_with() {
+    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n";
+    // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example
+    // can flag a function.
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let mut c = Client::start(&qwen);
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0}),
+    );
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == URI && p["version"] == 1
+    });
+    assert_eq!(published["diagnostics"], json!([]), "{published}");
+
+    // Turned on: the example is run and its disagreement is a diagnostic.
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == URI && p["diagnostics"].as_array().is_some_and(|d| !d.is_empty())
+    });
+    let diagnostics = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(diagnostics[0]["data"]["function"], "total");
+    assert_eq!(
+        diagnostics[0]["message"],
+        "The example `total([1.5, 2.25])` expects `3`, but the code of `total` gives `4`; which is right, the example or the code?"
+    );
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 3, "character": 6}}),
+    );
+    let shown = hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("the code disagrees with an example"),
+        "{hover}"
+    );
+}

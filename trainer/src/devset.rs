@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clarifycoder_core::analysis::{Analyzer, Options};
+use clarifycoder_core::analysis::{self, Analyzer, Options};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::CancelToken;
-use clarifycoder_core::{dataset, python, settings};
+use clarifycoder_core::{dataset, examples, python, settings};
 use serde::{Deserialize, Serialize};
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +47,10 @@ pub struct DevsetArgs {
     /// Skip generating questions (scores only).
     #[arg(long)]
     pub no_questions: bool,
+    /// Run each function's docstring examples against its code, as `check --run-examples` does
+    /// (`core::examples`), with this Python interpreter.
+    #[arg(long, value_name = "PYTHON", num_args = 0..=1, default_missing_value = "python3")]
+    pub run_examples: Option<String>,
     /// Inference threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -237,6 +241,24 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     let cancel = CancelToken::new();
 
     let started = Instant::now();
+    // Each function's name and what its examples showed.
+    let verdicts: Vec<Option<(String, examples::Verdict)>> = match &args.run_examples {
+        None => vec![None; rows.len()],
+        Some(python) => rows
+            .iter()
+            .map(|(row, _)| {
+                let parsed = python::extract(&row.source);
+                let f = parsed.functions.iter().find(|f| f.docstring.is_some())?;
+                let verdict = examples::run(python, &row.source, None, &[f])
+                    .unwrap_or_else(|why| {
+                        eprintln!("{}: examples not run: {why}", row.id);
+                        Default::default()
+                    })
+                    .remove(&f.qualname)?;
+                Some((f.qualname.clone(), verdict))
+            })
+            .collect(),
+    };
     let problems: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();
     let mut p_ask = Vec::with_capacity(problems.len());
     for chunk in problems.chunks(8) {
@@ -244,15 +266,20 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         eprint!("\rdecided {}/{}", p_ask.len(), problems.len());
     }
     eprintln!();
+    for (p, verdict) in p_ask.iter_mut().zip(&verdicts) {
+        *p = analysis::with_examples(*p, verdict.as_ref().map(|(_, v)| v));
+    }
     let decide_ms = started.elapsed().as_secs_f64() * 1000.0 / rows.len() as f64;
 
     let started = Instant::now();
     let mut results = Vec::with_capacity(rows.len());
     let mut generated = 0usize;
-    for ((row, problem), &p) in rows.iter().zip(&p_ask) {
+    for (((row, problem), &p), verdict) in rows.iter().zip(&p_ask).zip(&verdicts) {
         let flagged = p >= threshold;
         let mut questions = Vec::new();
-        if flagged && !args.no_questions {
+        if let Some((name, v @ examples::Verdict::Disagree(_))) = verdict {
+            questions = v.questions(name);
+        } else if flagged && !args.no_questions {
             questions = analyzer.questions(problem, &cancel)?;
             generated += 1;
             eprint!("\rquestions for {generated} flagged functions");

@@ -70,8 +70,9 @@ impl ClarifyServer {
         let Some((text, f, enc)) = self.function_at(&uri, params.range.start) else {
             return Ok(None);
         };
-        let outcome = self.worker.cache.lock().unwrap().get(&f.hash).cloned();
-        let threshold = self.state.lock().unwrap().config.options.threshold;
+        let options = self.state.lock().unwrap().config.options;
+        let threshold = options.threshold;
+        let outcome = self.worker.outcome(&uri, &f, options.max_questions);
         let mut actions = Vec::new();
         let flagged = outcome.as_ref().is_some_and(|o| o.p_ask >= threshold);
         let diagnostics: Vec<Diagnostic> = params

@@ -95,13 +95,20 @@ impl ClarifyServer {
                     problem: f.problem(),
                 })
                 .collect();
-            let threshold = self.state.lock().unwrap().config.options.threshold;
+            let (threshold, examples) = {
+                let st = self.state.lock().unwrap();
+                (
+                    st.config.options.threshold,
+                    st.config.examples_run(&uri, text.clone()),
+                )
+            };
             let _ = self.worker.send(Job::Analyze {
                 uri: uri.clone(),
                 version: 0,
                 items,
                 threshold,
                 cancel: CancelToken::new(),
+                examples,
             });
             // Wait until the worker has done this file.
             let (done_tx, done_rx) = oneshot::channel();
@@ -111,8 +118,15 @@ impl ClarifyServer {
                 Some((_, diags)) => diags,
                 None => {
                     let st = self.state.lock().unwrap();
+                    let verdicts = self.worker.examples.lock().unwrap().remove(&uri);
                     let cache = self.worker.cache.lock().unwrap();
-                    build_diagnostics(&Document::new(&text, 0), &cache, &st.config, st.encoding)
+                    build_diagnostics(
+                        &Document::new(&text, 0),
+                        &cache,
+                        &verdicts.unwrap_or_default(),
+                        &st.config,
+                        st.encoding,
+                    )
                 }
             };
             flagged += usize::from(!diags.is_empty());

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::types::*;
-use super::worker::{Job, LoadFailure};
+use super::worker::{ExamplesRun, Job, LoadFailure};
 use super::{progress, ClarifyServer, StatusNotification};
 use crate::backend::Plan;
 use clarifycoder_core::analysis::{Options, ResultCache};
@@ -21,6 +21,8 @@ pub(super) struct Config {
     pub(super) severity: DiagnosticSeverity,
     pub(super) debounce: Duration,
     pub(super) per_question: bool,
+    /// Run docstring examples with this interpreter (`runExamples`, `python`); `None`: do not.
+    pub(super) run_examples: Option<String>,
 }
 
 impl Config {
@@ -49,7 +51,21 @@ impl Config {
             severity,
             debounce: Duration::from_millis(s.debounce_ms.unwrap_or(500)),
             per_question: s.per_question.unwrap_or(false),
+            run_examples: s.run_examples.unwrap_or(false).then(|| {
+                s.python
+                    .clone()
+                    .unwrap_or_else(|| settings::DEFAULT_PYTHON.into())
+            }),
         }
+    }
+
+    /// The examples run of a document's analysis, when the setting is on.
+    pub(super) fn examples_run(&self, uri: &Uri, text: String) -> Option<ExamplesRun> {
+        let python = self.run_examples.clone()?;
+        let dir = uri
+            .to_file_path()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+        Some(ExamplesRun { python, text, dir })
     }
 }
 
@@ -215,6 +231,8 @@ fn engine_settings(s: &Settings) -> Settings {
         severity: None,
         debounce_ms: None,
         per_question: None,
+        run_examples: None,
+        python: None,
         unknown: Default::default(),
         ..s.clone()
     }

@@ -11,7 +11,7 @@ use tower_lsp_server::jsonrpc::Result;
 use super::configuration::Config;
 use super::document::{Document, Encoding};
 use super::types::*;
-use super::worker::{Item, Job};
+use super::worker::{effective, Item, Job, Verdicts};
 use super::{phrase, ClarifyServer, SOURCE};
 use clarifycoder_core::analysis::{analyzable, ResultCache};
 
@@ -29,13 +29,15 @@ impl ClarifyServer {
         let mut st = self.state.lock().unwrap();
         let Some(doc) = st.docs.get(uri) else { return };
         let version = doc.version;
-        let items = analyzable(&python::extract(&doc.text()))
+        let text = doc.text();
+        let items = analyzable(&python::extract(&text))
             .into_iter()
             .map(|f| Item {
                 hash: f.hash.clone(),
                 problem: f.problem(),
             })
             .collect();
+        let examples = st.config.examples_run(uri, text);
         let cancel = CancelToken::new();
         if let Some(old) = st.cancels.insert(uri.clone(), cancel.clone()) {
             old.cancel();
@@ -49,6 +51,7 @@ impl ClarifyServer {
             items,
             threshold,
             cancel,
+            examples,
         });
     }
 
@@ -71,10 +74,17 @@ impl ClarifyServer {
     pub(super) fn diagnostics(&self, uri: &Uri) -> Option<(i32, Vec<Diagnostic>)> {
         let st = self.state.lock().unwrap();
         let doc = st.docs.get(uri)?;
+        let verdicts = self.worker.examples.lock().unwrap().get(uri).cloned();
         let cache = self.worker.cache.lock().unwrap();
         Some((
             doc.version,
-            build_diagnostics(doc, &cache, &st.config, st.encoding),
+            build_diagnostics(
+                doc,
+                &cache,
+                &verdicts.unwrap_or_default(),
+                &st.config,
+                st.encoding,
+            ),
         ))
     }
 
@@ -124,11 +134,12 @@ impl ClarifyServer {
 pub(super) fn build_diagnostics(
     doc: &Document,
     cache: &ResultCache,
+    verdicts: &Verdicts,
     config: &Config,
     encoding: Encoding,
 ) -> Vec<Diagnostic> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        diagnostics_of(doc, cache, config, encoding)
+        diagnostics_of(doc, cache, verdicts, config, encoding)
     }))
     .unwrap_or_else(|_| {
         tracing::error!("building diagnostics failed; please report this");
@@ -139,6 +150,7 @@ pub(super) fn build_diagnostics(
 fn diagnostics_of(
     doc: &Document,
     cache: &ResultCache,
+    verdicts: &Verdicts,
     config: &Config,
     encoding: Encoding,
 ) -> Vec<Diagnostic> {
@@ -146,7 +158,8 @@ fn diagnostics_of(
     let parsed = python::extract(&text);
     let mut out = Vec::new();
     for f in analyzable(&parsed) {
-        let Some(outcome) = cache.get(&f.hash) else {
+        let max_questions = config.options.max_questions;
+        let Some(outcome) = effective(cache, verdicts.get(&f.hash), f, max_questions) else {
             continue;
         };
         if outcome.p_ask < config.options.threshold {
@@ -225,7 +238,14 @@ mod tests {
         }
         let doc = Document::new(TEXT, 3);
         let config = Config::from(&settings);
-        serde_json::to_value(build_diagnostics(&doc, &cache, &config, encoding)).unwrap()
+        serde_json::to_value(build_diagnostics(
+            &doc,
+            &cache,
+            &Verdicts::new(),
+            &config,
+            encoding,
+        ))
+        .unwrap()
     }
 
     /// One expected diagnostic: `[line, character, line, character]`, severity, message, and the

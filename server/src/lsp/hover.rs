@@ -6,6 +6,7 @@ use tower_lsp_server::jsonrpc::Result;
 use super::types::*;
 use super::worker::EngineState;
 use super::ClarifyServer;
+use clarifycoder_core::examples::Verdict;
 
 impl ClarifyServer {
     /// `textDocument/hover`.
@@ -14,8 +15,11 @@ impl ClarifyServer {
         let Some((_, f, _)) = self.function_at(&p.text_document.uri, p.position) else {
             return Ok(None);
         };
-        let threshold = self.state.lock().unwrap().config.options.threshold;
-        let outcome = self.worker.cache.lock().unwrap().get(&f.hash).cloned();
+        let options = self.state.lock().unwrap().config.options;
+        let threshold = options.threshold;
+        let uri = &p.text_document.uri;
+        let outcome = self.worker.outcome(uri, &f, options.max_questions);
+        let examples = self.worker.verdict(uri, &f.hash);
         let engine = self.worker.state.lock().unwrap().clone();
         let mut md = format!("**ClarifyCoder** · `{}`\n\n", f.qualname);
         match (&outcome, f.docstring.is_some(), f.ignored) {
@@ -43,10 +47,20 @@ impl ClarifyServer {
                 } else {
                     "would **code**"
                 };
-                md.push_str(&format!(
-                    "The model {verdict}: P(ask) = {:.2} (threshold {threshold:.2}).",
-                    o.p_ask
-                ));
+                match &examples {
+                    Some(Verdict::Disagree(_)) => md.push_str(
+                        "Its docstring examples were run: the code disagrees with an example.",
+                    ),
+                    Some(Verdict::Agree { examples }) => md.push_str(&format!(
+                        "The model {verdict}: score {:.2} (threshold {threshold:.2}), lowered \
+                         because its {examples} docstring example(s) ran and agree with the code.",
+                        o.p_ask
+                    )),
+                    None => md.push_str(&format!(
+                        "The model {verdict}: P(ask) = {:.2} (threshold {threshold:.2}).",
+                        o.p_ask
+                    )),
+                }
                 if let Some(qs) = &o.questions {
                     for q in qs {
                         md.push_str(&format!("\n- {q}"));

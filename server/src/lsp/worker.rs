@@ -1,11 +1,14 @@
 //! The analysis worker: one thread that owns the backend and runs every model call, fed by a
 //! channel. LSP handlers never call the model; they send jobs here and get events back.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use clarifycoder_core::engine::{CancelToken, EngineError, GenerateRequest};
-use clarifycoder_core::prompt;
+use clarifycoder_core::examples::{self, Verdict};
+use clarifycoder_core::{analysis, prompt, python};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::types::Uri;
@@ -39,6 +42,43 @@ impl From<String> for LoadFailure {
     }
 }
 
+/// Running a document's docstring examples before its analysis (the `runExamples` setting).
+#[derive(Debug, Clone)]
+pub struct ExamplesRun {
+    /// The interpreter.
+    pub python: String,
+    /// The document's text.
+    pub text: String,
+    /// Its directory, when it is a file, so that it can import its neighbours.
+    pub dir: Option<PathBuf>,
+}
+
+/// What a document's examples showed, by function hash.
+pub type Verdicts = HashMap<String, Verdict>;
+
+/// The result shown for a function: the model's cached outcome with what its examples showed
+/// applied ([`analysis::with_examples`]). An example the code disagrees with is a finding of its
+/// own, with or without a model result.
+pub fn effective(
+    cache: &ResultCache,
+    verdict: Option<&Verdict>,
+    f: &python::Function,
+    max_questions: usize,
+) -> Option<Outcome> {
+    if let Some(v @ Verdict::Disagree(_)) = verdict {
+        let mut questions = v.questions(&f.qualname);
+        questions.truncate(max_questions);
+        return Some(Outcome {
+            p_ask: analysis::with_examples(0.0, Some(v)),
+            questions: Some(questions),
+        });
+    }
+    cache.get(&f.hash).map(|o| Outcome {
+        p_ask: analysis::with_examples(o.p_ask, verdict),
+        questions: o.questions.clone(),
+    })
+}
+
 /// Work for the worker.
 pub enum Job {
     /// (Re)load the backend from a plan; replies with the outcome.
@@ -54,6 +94,8 @@ pub enum Job {
         items: Vec<Item>,
         threshold: f32,
         cancel: CancelToken,
+        /// Run its examples first (`None`: the setting is off).
+        examples: Option<ExamplesRun>,
     },
     /// Generate an implementation for a problem; replies with the code.
     Implement {
@@ -100,6 +142,8 @@ pub struct Worker {
     /// Why a function has no result, by hash, when the model could not take it (too long for
     /// the context), for hover.
     pub not_analysed: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// What each document's examples showed at its last analysis.
+    pub examples: Arc<Mutex<HashMap<Uri, Verdicts>>>,
 }
 
 impl Worker {
@@ -113,6 +157,7 @@ impl Worker {
             decided: Arc::default(),
             cancelled: Arc::default(),
             not_analysed: Arc::default(),
+            examples: Arc::default(),
         };
         let w = worker.clone();
         std::thread::Builder::new()
@@ -132,6 +177,24 @@ impl Worker {
         if let Err(e) = saved {
             tracing::warn!("cannot write the result cache: {e}");
         }
+    }
+
+    /// What the examples of a document's function showed, if they ran.
+    pub fn verdict(&self, uri: &Uri, hash: &str) -> Option<Verdict> {
+        let examples = self.examples.lock().unwrap_or_else(PoisonError::into_inner);
+        examples.get(uri)?.get(hash).cloned()
+    }
+
+    /// The result shown for a document's function ([`effective`]).
+    pub fn outcome(
+        &self,
+        uri: &Uri,
+        f: &python::Function,
+        max_questions: usize,
+    ) -> Option<Outcome> {
+        let verdict = self.verdict(uri, &f.hash);
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        effective(&cache, verdict.as_ref(), f, max_questions)
     }
 
     /// Queues a job. Fails only when the worker thread is gone.
@@ -182,6 +245,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 items,
                 threshold,
                 cancel,
+                examples,
             } => {
                 // A newer version of the same document is already queued: skip this one.
                 let superseded = pending
@@ -190,6 +254,11 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 if superseded || cancel.is_cancelled() {
                     continue;
                 }
+                let verdicts = examples.as_ref().map(run_examples).unwrap_or_default();
+                w.examples
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(uri.clone(), verdicts.clone());
                 let Some(a) = analyzer.as_ref() else { continue };
                 let partial = || {
                     let _ = events.send(Event::Analyzed {
@@ -197,7 +266,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                         version,
                     });
                 };
-                match guarded(|| analyze(a, &w, &items, threshold, &cancel, partial)) {
+                match guarded(|| analyze(a, &w, &items, &verdicts, threshold, &cancel, partial)) {
                     Ok(()) => {}
                     Err(EngineError::Cancelled) => {
                         // Cancelled because the document changed or closed: a newer job (or
@@ -252,6 +321,25 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     w.save_cache();
 }
 
+/// Runs a document's examples; a document whose examples cannot run is logged and has none.
+fn run_examples(run: &ExamplesRun) -> Verdicts {
+    let parsed = python::extract(&run.text);
+    if parsed.has_syntax_errors {
+        return Verdicts::new();
+    }
+    let functions = analysis::analyzable(&parsed);
+    match examples::run(&run.python, &run.text, run.dir.as_deref(), &functions) {
+        Ok(mut by_name) => functions
+            .iter()
+            .filter_map(|f| Some((f.hash.clone(), by_name.remove(&f.qualname)?)))
+            .collect(),
+        Err(why) => {
+            tracing::warn!("docstring examples not run: {why}");
+            Verdicts::new()
+        }
+    }
+}
+
 /// Runs a job's work so that a bug in it is an error for the user, not the end of the worker
 /// (which would leave every later edit without diagnostics).
 fn guarded<T>(work: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
@@ -291,15 +379,18 @@ fn analyze(
     a: &Analyzer,
     w: &Worker,
     items: &[Item],
+    verdicts: &Verdicts,
     threshold: f32,
     cancel: &CancelToken,
     mut partial: impl FnMut(),
 ) -> Result<(), EngineError> {
+    // A function whose example the code disagrees with needs no model.
+    let disagrees = |i: &Item| matches!(verdicts.get(&i.hash), Some(Verdict::Disagree(_)));
     let undecided: Vec<&Item> = {
         let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()
-            .filter(|i| cache.get(&i.hash).is_none())
+            .filter(|i| cache.get(&i.hash).is_none() && !disagrees(i))
             .collect()
     };
     let mut rest = undecided.as_slice();
@@ -342,14 +433,14 @@ fn analyze(
                 }
             }
         }
-        ask(a, w, these, threshold, cancel)?;
+        ask(a, w, these, verdicts, threshold, cancel)?;
         if !rest.is_empty() {
             partial();
         }
     }
     // Functions decided before (under another threshold, say) that still need their questions.
     let all: Vec<&Item> = items.iter().collect();
-    ask(a, w, &all, threshold, cancel)
+    ask(a, w, &all, verdicts, threshold, cancel)
 }
 
 /// Generates questions for the items whose cached result is at or above the threshold and has
@@ -360,6 +451,7 @@ fn ask(
     a: &Analyzer,
     w: &Worker,
     items: &[&Item],
+    verdicts: &Verdicts,
     threshold: f32,
     cancel: &CancelToken,
 ) -> Result<(), EngineError> {
@@ -370,9 +462,12 @@ fn ask(
             .iter()
             .copied()
             .filter(|item| {
-                cache
-                    .get(&item.hash)
-                    .is_some_and(|o| o.p_ask >= threshold && o.questions.is_none())
+                let verdict = verdicts.get(&item.hash);
+                !matches!(verdict, Some(Verdict::Disagree(_)))
+                    && cache.get(&item.hash).is_some_and(|o| {
+                        analysis::with_examples(o.p_ask, verdict) >= threshold
+                            && o.questions.is_none()
+                    })
             })
             .collect()
     };
@@ -449,9 +544,15 @@ mod tests {
                 .count()
         };
         let mut seen = Vec::new();
-        analyze(&analyzer, &w, &items, 0.0, &CancelToken::new(), || {
-            seen.push(asked(&w))
-        })
+        analyze(
+            &analyzer,
+            &w,
+            &items,
+            &Verdicts::new(),
+            0.0,
+            &CancelToken::new(),
+            || seen.push(asked(&w)),
+        )
         .unwrap();
         assert_eq!(seen, vec![4]);
         assert_eq!(asked(&w), 6);
