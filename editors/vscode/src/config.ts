@@ -71,13 +71,16 @@ export const SERVER_SETTINGS = [
   "maxQuestions",
   "maxTokens",
   "perQuestion",
+  "runExamples",
+  "python",
 ] as const;
 
 /**
  * initializationOptions from the `clarifycoder.*` settings. Empty strings are left out so that
- * the server's own resolution (environment, config file, defaults) applies.
+ * the server's own resolution (environment, config file, defaults) applies. Running docstring
+ * examples executes the workspace's code, so it is on only in a trusted workspace.
  */
-export function initializationOptions(get: (key: string) => unknown): Record<string, unknown> {
+export function initializationOptions(get: (key: string) => unknown, trusted: boolean): Record<string, unknown> {
   const options: Record<string, unknown> = {};
   for (const key of SERVER_SETTINGS) {
     const value = get(key);
@@ -85,6 +88,9 @@ export function initializationOptions(get: (key: string) => unknown): Record<str
       continue;
     }
     options[key] = value;
+  }
+  if (!trusted) {
+    options.runExamples = false;
   }
   return options;
 }

@@ -47,7 +47,7 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   const serverOptions: ServerOptions = { command: binary.path, args: ["serve"] };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file", language: "python" }],
-    initializationOptions: initializationOptions((key) => config.get(key)),
+    initializationOptions: initializationOptions((key) => config.get(key), vscode.workspace.isTrusted),
     outputChannel: output,
   };
   client = new LanguageClient("clarifycoder", "ClarifyCoder", serverOptions, clientOptions);
@@ -89,6 +89,11 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       await client?.sendRequest("workspace/executeCommand", { command: "clarifycoder.checkWorkspace", arguments: [] });
     }),
     vscode.commands.registerCommand("clarifycoder.showOutput", () => output.show()),
+    // Trusting the workspace turns on running its docstring examples (`runExamples`).
+    vscode.workspace.onDidGrantWorkspaceTrust(async () => {
+      await stop();
+      await start(context);
+    }),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (needsRestart((section) => event.affectsConfiguration(section))) {
         await stop();

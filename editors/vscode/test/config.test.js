@@ -61,8 +61,10 @@ test("settings map to the server's initializationOptions, empty strings left out
     debounceMs: 250,
     maxQuestions: 2,
     perQuestion: true,
+    runExamples: true,
+    python: "",
   };
-  assert.deepEqual(initializationOptions((k) => settings[k]), {
+  assert.deepEqual(initializationOptions((k) => settings[k], true), {
     adapter: "none",
     backend: "embedded",
     gpuLayers: 0,
@@ -71,6 +73,15 @@ test("settings map to the server's initializationOptions, empty strings left out
     debounceMs: 250,
     maxQuestions: 2,
     perQuestion: true,
+    runExamples: true,
+  });
+});
+
+test("an untrusted workspace's docstring examples are never run", () => {
+  const settings = { runExamples: true, python: "/venv/bin/python" };
+  assert.deepEqual(initializationOptions((k) => settings[k], false), {
+    runExamples: false,
+    python: "/venv/bin/python",
   });
 });
 
