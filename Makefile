@@ -4,10 +4,10 @@
 setup:
 	bash scripts/setup.sh
 
-# Check the bundled examples with the embedded default model. Exit code 1 means "something was
-# flagged", which is what the demo is for.
+# Check the bundled examples with the embedded default model, running their docstring examples
+# (our own file, so trusted). Exit code 1 means "something was flagged", which is what the demo is for.
 demo: setup
-	./target/release/clarifycoder check examples/ || [ $$? -eq 1 ]
+	./target/release/clarifycoder check --run-examples examples/ || [ $$? -eq 1 ]
 
 setup-test:
 	bash scripts/setup.sh --test

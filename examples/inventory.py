@@ -34,6 +34,17 @@ def restock_needed(level: int, minimum: int) -> bool:
     return level < minimum
 
 
+def bulk_price(unit_price: float, quantity: int) -> float:
+    """Return the price of `quantity` units, with 10% off from 10 units on.
+
+    >>> bulk_price(2.0, 10)
+    18.0
+    """
+    if quantity > 10:
+        return unit_price * quantity * 0.9
+    return unit_price * quantity
+
+
 def low_stock(stock: dict[str, int], minimum: int = 5) -> list[str]:
     """Return the names of the items with fewer than `minimum` units, sorted by name.
 
