@@ -21,6 +21,8 @@ use crate::sandbox::{self, Limits};
 use serde::Deserialize;
 
 const HARNESS: &str = include_str!("examples/harness.py");
+/// The harness's result line starts with this (`MARK` there).
+const MARK: &str = "\0clarifycoder-examples\0";
 
 /// What a function's examples showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +65,8 @@ impl Verdict {
                 .iter()
                 .map(|m| {
                     let got = match &m.got {
-                        Got::Output(s) => format!("out {s}"),
+                        // An object's address changes from run to run; the verdict does not.
+                        Got::Output(s) => format!("out {}", mask_addresses(s)),
                         Got::Raised(s) => format!("raised {s}"),
                     };
                     format!("{}\0{}\0{}\0", m.source, m.want, got)
@@ -93,6 +96,44 @@ impl Verdict {
             })
             .collect()
     }
+}
+
+/// `0x7f3a…` hexadecimal numbers (object addresses in a repr) replaced by `0x_`.
+fn mask_addresses(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at + 2]);
+        rest = &rest[at + 2..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len());
+        if digits > 0 {
+            out.push('_');
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The interpreter's path: a bare name is looked up on this process's `PATH` (the user's, with
+/// an activated virtual environment), since the sandbox runs with a minimal one; a relative path
+/// is taken from the current directory.
+fn interpreter(python: &str) -> String {
+    if python.contains('/') {
+        return std::path::absolute(python)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| python.to_string());
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(python))
+                .find(|candidate| candidate.is_file())
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| python.to_string())
 }
 
 /// An example's text on one line, shortened for a diagnostic.
@@ -140,11 +181,7 @@ pub fn run(
         return Ok(HashMap::new());
     }
     let targets = targets.join("\n");
-    // The sandbox runs elsewhere: a relative interpreter path is taken from here.
-    let python = match std::path::absolute(python) {
-        Ok(p) if python.contains('/') => p.display().to_string(),
-        _ => python.to_string(),
-    };
+    let python = interpreter(python);
     let python = python.as_str();
     let syspath = dir.map(|d| d.display().to_string()).unwrap_or_default();
     let limits = Limits {
@@ -168,7 +205,8 @@ pub fn run(
     let Some(json) = outcome
         .stdout
         .lines()
-        .find_map(|l| l.strip_prefix("RESULT"))
+        .rev()
+        .find_map(|l| l.strip_prefix(MARK))
     else {
         let why = match outcome.status {
             sandbox::Status::TimedOut => format!("they ran past {} s", TIMEOUT.as_secs()),
@@ -288,6 +326,7 @@ main()  # a script's top-level call never runs
     #[test]
     fn examples_that_cannot_run_here_tell_nothing() {
         let source = r#"
+from __future__ import annotations
 from somewhere_else import helper
 
 def uses_helper(x):
@@ -316,23 +355,61 @@ def raises(x):
         raise ValueError("negative")
     return x
 
+def expects_an_error(x):
+    """Raises for a bad x.
+
+    >>> expects_an_error(1)
+    Traceback (most recent call last):
+    ValueError: bad
+    """
+    return undefined_helper(x)
+
+def offline():
+    """Needs the network.
+
+    >>> offline()
+    1
+    """
+    raise ConnectionRefusedError("no network here")
+
 class Shelf:
-    def count(self, item):
+    def count(self, item) -> Shelf:
         """Items on the shelf.
 
         >>> Shelf().count("a")
         0
         """
+        print("RESULT noise")
         return 0
 "#;
         let verdicts = run_file(source);
-        assert!(!verdicts.contains_key("uses_helper"), "{verdicts:?}");
-        assert!(!verdicts.contains_key("unfinished"), "{verdicts:?}");
+        for unknown in ["uses_helper", "unfinished", "expects_an_error", "offline"] {
+            assert!(!verdicts.contains_key(unknown), "{unknown}: {verdicts:?}");
+        }
         assert_eq!(
             verdicts["raises"].questions("raises"),
             vec!["The example `raises(-1)` expects `0`, but the code of `raises` raises ValueError; which is right, the example or the code?"]
         );
-        assert_eq!(verdicts["Shelf.count"], Verdict::Agree { examples: 1 });
+        // Printed output is the example's; a forward annotation needs the file's `__future__`.
+        assert_eq!(
+            verdicts["Shelf.count"].questions("Shelf.count"),
+            vec!["The example `Shelf().count(\"a\")` expects `0`, but the code of `Shelf.count` gives `RESULT noise 0`; which is right, the example or the code?"]
+        );
+    }
+
+    #[test]
+    fn a_file_imports_its_neighbours_even_one_called_main() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.py"),
+            "def helper(x):\n    return x + 1\n",
+        )
+        .unwrap();
+        let source = "from main import helper\n\ndef f(x):\n    \"\"\"One more.\n\n    >>> f(1)\n    2\n    \"\"\"\n    return helper(x)\n";
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        let verdicts = run("python3", source, Some(dir.path()), &functions).unwrap();
+        assert_eq!(verdicts["f"], Verdict::Agree { examples: 1 });
     }
 
     #[test]
@@ -351,6 +428,24 @@ class Shelf:
         let functions: Vec<&Function> = parsed.functions.iter().collect();
         let err = run("/nonexistent/python", source, None, &functions).unwrap_err();
         assert!(err.contains("interpreter"), "{err}");
+    }
+
+    #[test]
+    fn an_address_in_a_result_does_not_change_the_verdict_key() {
+        let at = |addr: &str| {
+            Verdict::Disagree(vec![Mismatch {
+                source: "make()".into(),
+                want: "1".into(),
+                got: Got::Output(format!("<Shelf object at {addr}>")),
+            }])
+        };
+        assert_eq!(at("0x7f3a12").fingerprint(), at("0x7f99ff").fingerprint());
+        assert_eq!(mask_addresses("0x1f and 0x and 10"), "0x_ and 0x and 10");
+        assert!(
+            interpreter("python3").starts_with('/'),
+            "{}",
+            interpreter("python3")
+        );
     }
 
     #[test]

@@ -166,7 +166,11 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         let analyzable = analysis::analyzable(&parsed);
         let mut verdicts = match &args.run_examples {
             Some(python) if !parsed.has_syntax_errors => {
-                let dir = file.parent().and_then(|d| std::fs::canonicalize(d).ok());
+                let dir = match file.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                let dir = std::fs::canonicalize(dir).ok();
                 examples::run(python, &source, dir.as_deref(), &analyzable).unwrap_or_else(|why| {
                     warnings.push(format!("{shown}: docstring examples not run: {why}"));
                     Default::default()
@@ -294,6 +298,16 @@ fn analyze(
     let mut results: Vec<Option<(Outcome, bool)>> = items
         .iter()
         .map(|item| {
+            // An example the code disagrees with is a finding without the model (or the cache).
+            if let Some(v @ examples::Verdict::Disagree(_)) = &item.examples {
+                let mut questions = v.questions(&item.function.qualname);
+                questions.truncate(args.options.max_questions);
+                let outcome = Outcome {
+                    p_ask: analysis::with_examples(0.0, Some(v)),
+                    questions: Some(questions),
+                };
+                return Some((outcome, false));
+            }
             let cached = cache.get(&item.function.hash);
             (!needs_work(cached)).then(|| {
                 (
@@ -303,7 +317,10 @@ fn analyze(
             })
         })
         .collect();
-    stats.cache_hits = results.iter().filter(|r| r.is_some()).count();
+    stats.cache_hits = results
+        .iter()
+        .filter(|r| r.as_ref().is_some_and(|(_, cached)| *cached))
+        .count();
 
     let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
     if !pending.is_empty() {
@@ -359,23 +376,6 @@ fn run_model(
             // A failure here is reported by the final save.
             let _ = cache.save();
             saved = Instant::now();
-        }
-        // An example the code disagrees with is a finding without the model.
-        for &i in chunk {
-            let item = &items[i];
-            if let Some(v @ examples::Verdict::Disagree(_)) = &item.examples {
-                if cache.get(&item.function.hash).is_none() {
-                    let mut questions = v.questions(&item.function.qualname);
-                    questions.truncate(analyzer.options().max_questions);
-                    cache.put(
-                        &item.function.hash,
-                        Outcome {
-                            p_ask: analysis::with_examples(0.0, Some(v)),
-                            questions: Some(questions),
-                        },
-                    );
-                }
-            }
         }
         // Decide for the functions that have no cached score.
         let undecided: Vec<usize> = chunk

@@ -459,6 +459,17 @@ fn run_examples_reports_an_example_the_code_disagrees_with() {
     assert!(run["scale"] < plain["scale"], "{plain:?} {run:?}");
     assert_eq!(run["todo"], plain["todo"]);
 
+    // A disagreement needs no inference: a file with nothing else loads no model.
+    let alone = Fixture::new(&[(
+        "bill.py",
+        EXAMPLES.split("\n\n\ndef scale").next().unwrap().as_bytes(),
+    )]);
+    let out = alone.check_with(&qwen, &["--format", "json", "--run-examples", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["diagnostics"][0]["function"], "total", "{report}");
+    assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
+
     // A missing interpreter is a warning, and the model's results still come.
     let out = check(&[
         "--format",

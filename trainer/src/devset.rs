@@ -48,9 +48,12 @@ pub struct DevsetArgs {
     #[arg(long)]
     pub no_questions: bool,
     /// Run each function's docstring examples against its code, as `check --run-examples` does
-    /// (`core::examples`), with this Python interpreter.
-    #[arg(long, value_name = "PYTHON", num_args = 0..=1, default_missing_value = "python3")]
-    pub run_examples: Option<String>,
+    /// (`core::examples`).
+    #[arg(long)]
+    pub run_examples: bool,
+    /// Python interpreter for --run-examples.
+    #[arg(long, default_value = settings::DEFAULT_PYTHON)]
+    pub python: String,
     /// Inference threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -242,14 +245,14 @@ pub fn run(args: DevsetArgs) -> Result<()> {
 
     let started = Instant::now();
     // Each function's name and what its examples showed.
-    let verdicts: Vec<Option<(String, examples::Verdict)>> = match &args.run_examples {
-        None => vec![None; rows.len()],
-        Some(python) => rows
+    let verdicts: Vec<Option<(String, examples::Verdict)>> = match args.run_examples {
+        false => vec![None; rows.len()],
+        true => rows
             .iter()
             .map(|(row, _)| {
                 let parsed = python::extract(&row.source);
                 let f = parsed.functions.iter().find(|f| f.docstring.is_some())?;
-                let verdict = examples::run(python, &row.source, None, &[f])
+                let verdict = examples::run(&args.python, &row.source, None, &[f])
                     .unwrap_or_else(|why| {
                         eprintln!("{}: examples not run: {why}", row.id);
                         Default::default()

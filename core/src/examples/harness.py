@@ -1,32 +1,51 @@
 # Runs the docstring examples (doctests) of some functions of one Python file against their code.
 # ClarifyCoder's `examples` module writes the file as `module.py`, the wanted functions' qualified
 # names one per line as `targets.txt` and the file's directory as `syspath.txt`, then runs this
-# script in its sandbox. It prints one line,
-# `RESULT` and a JSON object: for each target that could be run, its examples' outcomes.
+# script in its sandbox. It prints one line, a marker (MARK) and a JSON object: for each target
+# that could be run, its examples' outcomes.
 #
 # Only the file's top-level imports, function and class definitions and assignments of literal
 # values are executed, each on its own (one that fails leaves the others): a script's other
-# top-level statements (a call, a `main()` guard) never run.
+# top-level statements (a call, a `main()` guard) never run. Executing those still runs code: the
+# imported modules, class bodies, decorators and default values.
+import __future__
 import ast
 import doctest
 import json
+import os
 import sys
+
+# This script's own directory comes first on the path; the checked file's neighbours may be
+# called `main` or `module` too, so it goes.
+del sys.path[0]
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # Exceptions that say the example could not run here (an import, a name defined elsewhere, an
-# unfinished function), not that it disagrees with the code.
-ENVIRONMENT = {
-    "NameError",
-    "ImportError",
-    "ModuleNotFoundError",
-    "NotImplementedError",
-    "AttributeError",
-    "RecursionError",
-    "MemoryError",
-    "OSError",
-    "FileNotFoundError",
-    "PermissionError",
-}
+# unfinished function, no network, `await` outside a coroutine), not that it disagrees with the
+# code. Subclasses count too (ModuleNotFoundError, ConnectionError, URLError…).
+ENVIRONMENT = (
+    NameError,
+    ImportError,
+    NotImplementedError,
+    AttributeError,
+    RecursionError,
+    MemoryError,
+    OSError,
+    SyntaxError,
+)
+
+
+def subclasses(cls):
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from subclasses(sub)
+
+
+ENVIRONMENT_NAMES = {cls.__name__ for root in ENVIRONMENT for cls in subclasses(root)}
+# What a verdict keeps of an example's text: enough for a question.
+KEEP = 2000
+# Marks the result line among whatever the checked code prints.
+MARK = "\x00clarifycoder-examples\x00"
 
 
 def literal(node):
@@ -89,11 +108,23 @@ class Recorder(doctest.DocTestRunner):
         self.events.append({"kind": "ok"})
 
     def report_failure(self, out, test, example, got):
-        self.events.append({"kind": "fail", "source": example.source, "want": example.want, "got": got})
+        # An example that expects an exception and got another one: an environment error (a
+        # missing name) says nothing.
+        if example.exc_msg is not None and got.startswith("Traceback"):
+            last = got.strip().split("\n")[-1].split(":")[0].split(".")[-1]
+            if last in ENVIRONMENT_NAMES:
+                self.events.append({"kind": "environment"})
+                return
+        self.events.append(
+            {"kind": "fail", "source": example.source[:KEEP], "want": example.want[:KEEP], "got": got[:KEEP]}
+        )
 
     def report_unexpected_exception(self, out, test, example, exc_info):
+        if issubclass(exc_info[0], ENVIRONMENT):
+            self.events.append({"kind": "environment"})
+            return
         self.events.append(
-            {"kind": "raised", "source": example.source, "want": example.want, "got": exc_info[0].__name__}
+            {"kind": "raised", "source": example.source[:KEEP], "want": example.want[:KEEP], "got": exc_info[0].__name__}
         )
 
 
@@ -101,18 +132,25 @@ def main():
     source = open("module.py", encoding="utf-8").read()
     targets = [t for t in open("targets.txt", encoding="utf-8").read().split("\n") if t]
     # The file's own directory, so that it can import its neighbours.
-    sys.path[1:1] = [p for p in open("syspath.txt", encoding="utf-8").read().split("\n") if p]
+    sys.path[0:0] = [p for p in open("syspath.txt", encoding="utf-8").read().split("\n") if p]
     tree = ast.parse(source)
     namespace = {"__name__": "clarifycoder_examples", "__builtins__": __builtins__}
     sys.modules["clarifycoder_examples"] = type(sys)("clarifycoder_examples")
     sys.modules["clarifycoder_examples"].__dict__.update(namespace)
     namespace = sys.modules["clarifycoder_examples"].__dict__
+    # `from __future__ import annotations` and the like hold for every statement of the file.
+    future = 0
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+            for alias in stmt.names:
+                feature = getattr(__future__, alias.name, None)
+                future |= getattr(feature, "compiler_flag", 0)
     for stmt in tree.body:
         if not kept(stmt):
             continue
         module = ast.Module(body=[stmt], type_ignores=[])
         try:
-            exec(compile(module, "module.py", "exec"), namespace)
+            exec(compile(module, "module.py", "exec", flags=future, dont_inherit=True), namespace)
         except BaseException:
             pass
     defs = definitions(tree)
@@ -135,10 +173,13 @@ def main():
         except BaseException:
             continue
         events = runner.events
-        if not events or any(e["kind"] == "raised" and e["got"] in ENVIRONMENT for e in events):
+        if not events or any(e["kind"] == "environment" for e in events):
             continue
         results[target] = events
-    sys.stdout.write("RESULT" + json.dumps(results) + "\n")
+    sys.stdout.write("\n" + MARK + json.dumps(results) + "\n")
+    sys.stdout.flush()
+    # Leftover threads and exit handlers of the checked code must not hold the result back.
+    os._exit(0)
 
 
 main()

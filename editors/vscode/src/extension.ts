@@ -47,7 +47,12 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   const serverOptions: ServerOptions = { command: binary.path, args: ["serve"] };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file", language: "python" }],
-    initializationOptions: initializationOptions((key) => config.get(key), vscode.workspace.isTrusted),
+    // Docstring examples run only in a folder the user trusts; an empty window is trusted by
+    // default, and a file opened there is no reason to run its code.
+    initializationOptions: initializationOptions(
+      (key) => config.get(key),
+      vscode.workspace.isTrusted && (vscode.workspace.workspaceFolders?.length ?? 0) > 0,
+    ),
     outputChannel: output,
   };
   client = new LanguageClient("clarifycoder", "ClarifyCoder", serverOptions, clientOptions);

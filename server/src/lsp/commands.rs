@@ -80,10 +80,12 @@ impl ClarifyServer {
                 break;
             }
             checked = i + 1;
-            let Ok(text) = std::fs::read_to_string(file) else {
+            let Some(uri) = Uri::from_file_path(file) else {
                 continue;
             };
-            let Some(uri) = Uri::from_file_path(file) else {
+            // An open document is checked as the editor has it, not as it is on disk.
+            let open = self.state.lock().unwrap().docs.get(&uri).map(|d| d.text());
+            let Some(text) = open.or_else(|| std::fs::read_to_string(file).ok()) else {
                 continue;
             };
             // Files that are not open stay out of the document store: the user may open one

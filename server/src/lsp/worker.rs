@@ -259,7 +259,13 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(uri.clone(), verdicts.clone());
-                let Some(a) = analyzer.as_ref() else { continue };
+                let Some(a) = analyzer.as_ref() else {
+                    // No model: an example the code disagrees with is still a finding.
+                    if verdicts.values().any(|v| matches!(v, Verdict::Disagree(_))) {
+                        let _ = events.send(Event::Analyzed { uri, version });
+                    }
+                    continue;
+                };
                 let partial = || {
                     let _ = events.send(Event::Analyzed {
                         uri: uri.clone(),
