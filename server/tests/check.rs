@@ -249,24 +249,22 @@ fn the_default_adapter_is_used_by_default() {
 #[test]
 fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // `check --format json --no-cache ARGS examples/` with the default model and adapter.
+    let check_examples = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .args(["check", "--format", "json", "--no-cache"])
+            .args(args)
+            .arg("examples/")
+            .current_dir(root)
+            .env_remove("CLARIFYCODER_MODEL")
+            .env_remove("CLARIFYCODER_ADAPTER")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        json(&out)
+    };
     // Threshold 0: every documented function is reported, with its score.
-    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--no-cache",
-            "--threshold",
-            "0",
-            "examples/",
-        ])
-        .current_dir(root)
-        .env_remove("CLARIFYCODER_MODEL")
-        .env_remove("CLARIFYCODER_ADAPTER")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = json(&out);
+    let report = check_examples(&["--threshold", "0"]);
     let scores: std::collections::HashMap<&str, f64> = report["diagnostics"]
         .as_array()
         .unwrap()
@@ -329,22 +327,7 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
     // their code, which lowers their scores below the default threshold; every unclear function
     // stays flagged, and so does `bulk_price`, whose code disagrees with its example (an
     // off-by-one: 10 units get no discount).
-    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--no-cache",
-            "--run-examples",
-            "examples/",
-        ])
-        .current_dir(root)
-        .env_remove("CLARIFYCODER_MODEL")
-        .env_remove("CLARIFYCODER_ADAPTER")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = json(&out);
+    let report = check_examples(&["--run-examples"]);
     let flagged: std::collections::HashSet<&str> = report["diagnostics"]
         .as_array()
         .unwrap()

@@ -209,6 +209,9 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     let mut analyzer: Option<Analyzer> = None;
     let mut plan: Option<(Plan, Options)> = None;
     let mut pending: std::collections::VecDeque<Job> = Default::default();
+    // Each document's last examples run, with the interpreter and text it ran on: a re-analysis
+    // of the same text (a settings change, a workspace check) does not start Python again.
+    let mut examples_ran: HashMap<Uri, (ExamplesRun, Verdicts)> = HashMap::new();
     loop {
         // Drain the channel so that newer jobs can supersede older ones.
         let job = match pending.pop_front() {
@@ -254,7 +257,21 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 if superseded || cancel.is_cancelled() {
                     continue;
                 }
-                let verdicts = examples.as_ref().map(run_examples).unwrap_or_default();
+                let verdicts = match &examples {
+                    None => Verdicts::new(),
+                    Some(run) => match examples_ran.get(&uri) {
+                        Some((before, verdicts))
+                            if before.text == run.text && before.python == run.python =>
+                        {
+                            verdicts.clone()
+                        }
+                        _ => {
+                            let verdicts = run_examples(run);
+                            examples_ran.insert(uri.clone(), (run.clone(), verdicts.clone()));
+                            verdicts
+                        }
+                    },
+                };
                 w.examples
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
