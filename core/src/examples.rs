@@ -163,22 +163,28 @@ pub fn has_examples(f: &Function) -> bool {
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the examples of `functions` (those for which [`has_examples`] holds) in the file `source`,
-/// which lives in `dir` (put on Python's path so that it can import its neighbours). Returns a
-/// verdict per qualified name for the functions whose examples could run. `python` is the
-/// interpreter. A file that cannot be run at all gives an empty map and a reason.
+/// which lives in `dir` (put on Python's path so that it can import its neighbours). Returns one
+/// entry per function, in order: its verdict when its examples could run. `python` is the
+/// interpreter. A file that cannot be run at all is an error that says why.
+///
+/// A function defined twice under one name is run only as its last definition (the one the module
+/// keeps); the earlier one has no verdict.
 pub fn run(
     python: &str,
     source: &str,
     dir: Option<&Path>,
     functions: &[&Function],
-) -> Result<HashMap<String, Verdict>, String> {
-    let targets: Vec<&str> = functions
+) -> Result<Vec<Option<Verdict>>, String> {
+    // One `qualname<TAB>line` per function with examples; the line (1-based, of `def`) tells
+    // apart two definitions of one name.
+    let key = |f: &Function| format!("{}\t{}", f.qualname, f.def_span.start.line + 1);
+    let targets: Vec<String> = functions
         .iter()
         .filter(|f| has_examples(f))
-        .map(|f| f.qualname.as_str())
+        .map(|f| key(f))
         .collect();
     if targets.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(vec![None; functions.len()]);
     }
     let targets = targets.join("\n");
     let python = interpreter(python);
@@ -217,11 +223,11 @@ pub fn run(
         };
         return Err(why);
     };
-    let events: HashMap<String, Vec<Event>> =
+    let mut events: HashMap<String, Vec<Event>> =
         serde_json::from_str(json).map_err(|e| format!("unreadable result ({e})"))?;
-    Ok(events
-        .into_iter()
-        .map(|(name, events)| (name, verdict(events)))
+    Ok(functions
+        .iter()
+        .map(|f| events.remove(&key(f)).map(verdict))
         .collect())
 }
 
@@ -271,10 +277,16 @@ pub fn keyed(hash: &str, verdict: Option<&Verdict>) -> String {
 mod tests {
     use super::*;
 
+    /// Verdicts by qualified name (the test files define each name once).
     fn run_file(source: &str) -> HashMap<String, Verdict> {
         let parsed = python::extract(source);
         let functions: Vec<&Function> = parsed.functions.iter().collect();
-        run("python3", source, None, &functions).expect("python3 runs")
+        let verdicts = run("python3", source, None, &functions).expect("python3 runs");
+        functions
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(f, v)| Some((f.qualname.clone(), v?)))
+            .collect()
     }
 
     #[test]
@@ -409,7 +421,16 @@ class Shelf:
         let parsed = python::extract(source);
         let functions: Vec<&Function> = parsed.functions.iter().collect();
         let verdicts = run("python3", source, Some(dir.path()), &functions).unwrap();
-        assert_eq!(verdicts["f"], Verdict::Agree { examples: 1 });
+        assert_eq!(verdicts, vec![Some(Verdict::Agree { examples: 1 })]);
+    }
+
+    #[test]
+    fn a_name_defined_twice_is_run_as_its_last_definition_only() {
+        let source = "def f():\n    \"\"\"Old.\n\n    >>> f()\n    1\n    \"\"\"\n    return 2\n\n\ndef f():\n    \"\"\"New.\n\n    >>> f()\n    3\n    \"\"\"\n    return 3\n";
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        let verdicts = run("python3", source, None, &functions).unwrap();
+        assert_eq!(verdicts, vec![None, Some(Verdict::Agree { examples: 1 })]);
     }
 
     #[test]

@@ -164,7 +164,8 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             .filter(|f| analysis::ignored(&parsed, f))
             .count();
         let analyzable = analysis::analyzable(&parsed);
-        let mut verdicts = match &args.run_examples {
+        let none = || vec![None; analyzable.len()];
+        let verdicts = match &args.run_examples {
             Some(python) if !parsed.has_syntax_errors => {
                 let dir = match file.parent() {
                     Some(d) if !d.as_os_str().is_empty() => d,
@@ -173,14 +174,13 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 let dir = std::fs::canonicalize(dir).ok();
                 examples::run(python, &source, dir.as_deref(), &analyzable).unwrap_or_else(|why| {
                     warnings.push(format!("{shown}: docstring examples not run: {why}"));
-                    Default::default()
+                    none()
                 })
             }
-            _ => Default::default(),
+            _ => none(),
         };
-        stats.examples_run += verdicts.len();
-        items.extend(analyzable.into_iter().map(|f| {
-            let verdict = verdicts.remove(&f.qualname);
+        stats.examples_run += verdicts.iter().flatten().count();
+        items.extend(analyzable.into_iter().zip(verdicts).map(|(f, verdict)| {
             let mut function = f.clone();
             function.hash = examples::keyed(&f.hash, verdict.as_ref());
             Item {

@@ -255,9 +255,9 @@ pub fn run(args: DevsetArgs) -> Result<()> {
                 let verdict = examples::run(&args.python, &row.source, None, &[f])
                     .unwrap_or_else(|why| {
                         eprintln!("{}: examples not run: {why}", row.id);
-                        Default::default()
+                        vec![None]
                     })
-                    .remove(&f.qualname)?;
+                    .pop()??;
                 Some((f.qualname.clone(), verdict))
             })
             .collect(),

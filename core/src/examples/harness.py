@@ -1,7 +1,7 @@
 # Runs the docstring examples (doctests) of some functions of one Python file against their code.
-# ClarifyCoder's `examples` module writes the file as `module.py`, the wanted functions' qualified
-# names one per line as `targets.txt` and the file's directory as `syspath.txt`, then runs this
-# script in its sandbox. It prints one line, a marker (MARK) and a JSON object: for each target
+# ClarifyCoder's `examples` module writes the file as `module.py`, the wanted functions (qualified
+# name, a tab, the line of `def`) one per line as `targets.txt` and the file's directory as
+# `syspath.txt`, then runs this script in its sandbox. It prints one line, a marker (MARK) and a JSON object: for each target
 # that could be run, its examples' outcomes.
 #
 # Only the file's top-level imports, function and class definitions and assignments of literal
@@ -156,9 +156,11 @@ def main():
     defs = definitions(tree)
     finder = doctest.DocTestFinder(recurse=False)
     results = {}
-    for target in targets:
+    for key in targets:
+        target, line = key.split("\t")
         node = defs.get(target)
-        if node is None or is_stub(node):
+        # An earlier definition of a name the file defines again is not the one the module keeps.
+        if node is None or node.lineno != int(line) or is_stub(node):
             continue
         obj = namespace
         try:
@@ -175,7 +177,7 @@ def main():
         events = runner.events
         if not events or any(e["kind"] == "environment" for e in events):
             continue
-        results[target] = events
+        results[key] = events
     sys.stdout.write("\n" + MARK + json.dumps(results) + "\n")
     sys.stdout.flush()
     # Leftover threads and exit handlers of the checked code must not hold the result back.

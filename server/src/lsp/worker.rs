@@ -352,9 +352,10 @@ fn run_examples(run: &ExamplesRun) -> Verdicts {
     }
     let functions = analysis::analyzable(&parsed);
     match examples::run(&run.python, &run.text, run.dir.as_deref(), &functions) {
-        Ok(mut by_name) => functions
+        Ok(verdicts) => functions
             .iter()
-            .filter_map(|f| Some((f.hash.clone(), by_name.remove(&f.qualname)?)))
+            .zip(verdicts)
+            .filter_map(|(f, v)| Some((f.hash.clone(), v?)))
             .collect(),
         Err(why) => {
             tracing::warn!("docstring examples not run: {why}");
