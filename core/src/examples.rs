@@ -277,12 +277,23 @@ pub fn keyed(hash: &str, verdict: Option<&Verdict>) -> String {
 mod tests {
     use super::*;
 
+    /// [`run`] on every function of `source`.
+    fn run_source(
+        python: &str,
+        source: &str,
+        dir: Option<&Path>,
+    ) -> Result<Vec<Option<Verdict>>, String> {
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        run(python, source, dir, &functions)
+    }
+
     /// Verdicts by qualified name (the test files define each name once).
     fn run_file(source: &str) -> HashMap<String, Verdict> {
         let parsed = python::extract(source);
-        let functions: Vec<&Function> = parsed.functions.iter().collect();
-        let verdicts = run("python3", source, None, &functions).expect("python3 runs");
-        functions
+        let verdicts = run_source("python3", source, None).expect("python3 runs");
+        parsed
+            .functions
             .iter()
             .zip(verdicts)
             .filter_map(|(f, v)| Some((f.qualname.clone(), v?)))
@@ -418,36 +429,28 @@ class Shelf:
         )
         .unwrap();
         let source = "from main import helper\n\ndef f(x):\n    \"\"\"One more.\n\n    >>> f(1)\n    2\n    \"\"\"\n    return helper(x)\n";
-        let parsed = python::extract(source);
-        let functions: Vec<&Function> = parsed.functions.iter().collect();
-        let verdicts = run("python3", source, Some(dir.path()), &functions).unwrap();
+        let verdicts = run_source("python3", source, Some(dir.path())).unwrap();
         assert_eq!(verdicts, vec![Some(Verdict::Agree { examples: 1 })]);
     }
 
     #[test]
     fn a_name_defined_twice_is_run_as_its_last_definition_only() {
         let source = "def f():\n    \"\"\"Old.\n\n    >>> f()\n    1\n    \"\"\"\n    return 2\n\n\ndef f():\n    \"\"\"New.\n\n    >>> f()\n    3\n    \"\"\"\n    return 3\n";
-        let parsed = python::extract(source);
-        let functions: Vec<&Function> = parsed.functions.iter().collect();
-        let verdicts = run("python3", source, None, &functions).unwrap();
+        let verdicts = run_source("python3", source, None).unwrap();
         assert_eq!(verdicts, vec![None, Some(Verdict::Agree { examples: 1 })]);
     }
 
     #[test]
     fn a_runaway_example_is_stopped_and_reported() {
         let source = "def spin():\n    \"\"\"Spins.\n\n    >>> spin()\n    1\n    \"\"\"\n    while True:\n        pass\n";
-        let parsed = python::extract(source);
-        let functions: Vec<&Function> = parsed.functions.iter().collect();
-        let err = run("python3", source, None, &functions).unwrap_err();
+        let err = run_source("python3", source, None).unwrap_err();
         assert!(err.contains("ran past"), "{err}");
     }
 
     #[test]
     fn a_missing_interpreter_says_what_to_set() {
         let source = "def f():\n    \"\"\"F.\n\n    >>> f()\n    1\n    \"\"\"\n    return 1\n";
-        let parsed = python::extract(source);
-        let functions: Vec<&Function> = parsed.functions.iter().collect();
-        let err = run("/nonexistent/python", source, None, &functions).unwrap_err();
+        let err = run_source("/nonexistent/python", source, None).unwrap_err();
         assert!(err.contains("interpreter"), "{err}");
     }
 
