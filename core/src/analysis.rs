@@ -213,6 +213,24 @@ pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
     }
 }
 
+/// The outcome of a function whose example the code disagrees with: a certain finding, asked
+/// with the examples' questions (cut to `max_questions`); `None` for any other verdict.
+pub fn disagreement(
+    verdict: &examples::Verdict,
+    function: &str,
+    max_questions: usize,
+) -> Option<Outcome> {
+    let examples::Verdict::Disagree(_) = verdict else {
+        return None;
+    };
+    let mut questions = verdict.questions(function);
+    questions.truncate(max_questions);
+    Some(Outcome {
+        p_ask: CONTRADICTION_SCORE,
+        questions: Some(questions),
+    })
+}
+
 /// A probability moved by `by` in log-odds.
 fn shift(p: f32, by: f32) -> f32 {
     1.0 / (1.0 + (-(logit(p) + by)).exp())
@@ -396,6 +414,9 @@ mod tests {
         let lowered = with_examples(0.8, Some(&agree));
         assert!(lowered < 0.8 && lowered > 0.6, "{lowered}");
         assert!((logit(lowered) - (logit(0.8) - EXAMPLES_AGREE_SHIFT)).abs() < 1e-4);
+        assert_eq!(disagreement(&agree, "f", 3), None);
+        let found = disagreement(&disagree, "f", 3).unwrap();
+        assert_eq!(found.p_ask, CONTRADICTION_SCORE);
     }
 
     #[test]

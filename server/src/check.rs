@@ -299,13 +299,12 @@ fn analyze(
         .iter()
         .map(|item| {
             // An example the code disagrees with is a finding without the model (or the cache).
-            if let Some(v @ examples::Verdict::Disagree(_)) = &item.examples {
-                let mut questions = v.questions(&item.function.qualname);
-                questions.truncate(args.options.max_questions);
-                let outcome = Outcome {
-                    p_ask: analysis::with_examples(0.0, Some(v)),
-                    questions: Some(questions),
-                };
+            let max_questions = args.options.max_questions;
+            let found = item
+                .examples
+                .as_ref()
+                .and_then(|v| analysis::disagreement(v, &item.function.qualname, max_questions));
+            if let Some(outcome) = found {
                 return Some((outcome, false));
             }
             let cached = cache.get(&item.function.hash);

@@ -280,8 +280,12 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     for (((row, problem), &p), verdict) in rows.iter().zip(&p_ask).zip(&verdicts) {
         let flagged = p >= threshold;
         let mut questions = Vec::new();
-        if let Some((name, v @ examples::Verdict::Disagree(_))) = verdict {
-            questions = v.questions(name);
+        let max_questions = analyzer.options().max_questions;
+        let found = verdict
+            .as_ref()
+            .and_then(|(name, v)| analysis::disagreement(v, name, max_questions));
+        if let Some(found) = found {
+            questions = found.questions.unwrap_or_default();
         } else if flagged && !args.no_questions {
             questions = analyzer.questions(problem, &cancel)?;
             generated += 1;

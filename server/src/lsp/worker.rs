@@ -43,7 +43,7 @@ impl From<String> for LoadFailure {
 }
 
 /// Running a document's docstring examples before its analysis (the `runExamples` setting).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExamplesRun {
     /// The interpreter.
     pub python: String,
@@ -65,13 +65,9 @@ pub fn effective(
     f: &python::Function,
     max_questions: usize,
 ) -> Option<Outcome> {
-    if let Some(v @ Verdict::Disagree(_)) = verdict {
-        let mut questions = v.questions(&f.qualname);
-        questions.truncate(max_questions);
-        return Some(Outcome {
-            p_ask: analysis::with_examples(0.0, Some(v)),
-            questions: Some(questions),
-        });
+    if let Some(found) = verdict.and_then(|v| analysis::disagreement(v, &f.qualname, max_questions))
+    {
+        return Some(found);
     }
     cache.get(&f.hash).map(|o| Outcome {
         p_ask: analysis::with_examples(o.p_ask, verdict),
@@ -209,8 +205,9 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     let mut analyzer: Option<Analyzer> = None;
     let mut plan: Option<(Plan, Options)> = None;
     let mut pending: std::collections::VecDeque<Job> = Default::default();
-    // Each document's last examples run, with the interpreter and text it ran on: a re-analysis
-    // of the same text (a settings change, a workspace check) does not start Python again.
+    // Each document's last examples run (interpreter, text, directory) and its verdicts: a
+    // re-analysis of the same text (a settings change, a workspace check) does not start Python
+    // again.
     let mut examples_ran: HashMap<Uri, (ExamplesRun, Verdicts)> = HashMap::new();
     loop {
         // Drain the channel so that newer jobs can supersede older ones.
@@ -260,11 +257,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 let verdicts = match &examples {
                     None => Verdicts::new(),
                     Some(run) => match examples_ran.get(&uri) {
-                        Some((before, verdicts))
-                            if before.text == run.text && before.python == run.python =>
-                        {
-                            verdicts.clone()
-                        }
+                        Some((before, verdicts)) if before == run => verdicts.clone(),
                         _ => {
                             let verdicts = run_examples(run);
                             examples_ran.insert(uri.clone(), (run.clone(), verdicts.clone()));
