@@ -213,17 +213,26 @@ pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
     }
 }
 
-/// The outcome of a function whose example the code disagrees with: a certain finding, asked
-/// with the examples' questions (cut to `max_questions`); `None` for any other verdict.
-pub fn disagreement(
-    verdict: &examples::Verdict,
-    function: &str,
+/// The outcome of a function with a finding that needs no model: an example its code disagrees
+/// with ([`examples`]), or, with `consistency` on, a value its code returns that its annotation
+/// excludes ([`consistency::returned_contradictions`]). It scores [`CONTRADICTION_SCORE`] and
+/// asks the questions of both (cut to `max_questions`); `None` without such a finding.
+pub fn certain(
+    f: &python::Function,
+    verdict: Option<&examples::Verdict>,
+    consistency: bool,
     max_questions: usize,
 ) -> Option<Outcome> {
-    let examples::Verdict::Disagree(_) = verdict else {
-        return None;
+    let mut questions = verdict.map_or_else(Vec::new, |v| v.questions(&f.qualname));
+    let disagrees = matches!(verdict, Some(examples::Verdict::Disagree(_)));
+    let returns = match consistency {
+        true => consistency::returned_contradictions(f),
+        false => Vec::new(),
     };
-    let mut questions = verdict.questions(function);
+    if !disagrees && returns.is_empty() {
+        return None;
+    }
+    questions.extend(returns.into_iter().map(|c| c.question));
     questions.truncate(max_questions);
     Some(Outcome {
         p_ask: CONTRADICTION_SCORE,
@@ -414,9 +423,28 @@ mod tests {
         let lowered = with_examples(0.8, Some(&agree));
         assert!(lowered < 0.8 && lowered > 0.6, "{lowered}");
         assert!((logit(lowered) - (logit(0.8) - EXAMPLES_AGREE_SHIFT)).abs() < 1e-4);
-        assert_eq!(disagreement(&agree, "f", 3), None);
-        let found = disagreement(&disagree, "f", 3).unwrap();
+        let parsed = python::extract("def f(x):\n    \"\"\"Return x.\"\"\"\n    return x\n");
+        let f = &parsed.functions[0];
+        assert_eq!(certain(f, Some(&agree), true, 3), None);
+        assert_eq!(certain(f, None, true, 3), None);
+        let found = certain(f, Some(&disagree), true, 3).unwrap();
         assert_eq!(found.p_ask, CONTRADICTION_SCORE);
+    }
+
+    #[test]
+    fn a_returned_value_the_annotation_excludes_is_certain() {
+        let source = "def hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\"\"\"\n    h = minutes / 60\n    return h\n";
+        let parsed = python::extract(source);
+        let f = &parsed.functions[0];
+        let found = certain(f, None, true, 3).unwrap();
+        assert_eq!(found.p_ask, CONTRADICTION_SCORE);
+        assert_eq!(
+            found.questions.unwrap(),
+            ["`hours` is annotated to return `int`, but line 4 returns `h` (from `h = minutes / \
+              60`), a float; which is right, the annotation or the code?"]
+        );
+        // The model alone (`consistency` off) has no such finding.
+        assert_eq!(certain(f, None, false, 3), None);
     }
 
     #[test]

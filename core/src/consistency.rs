@@ -39,6 +39,73 @@ mod statements;
 /// Part of every result-cache key: bump it when a check changes what it finds.
 pub const VERSION: u32 = 4;
 
+/// A value the function's code returns that its return annotation excludes (`-> int` over
+/// `return 0.0`, `-> dict` over `return None`): the signature and the code disagree about the
+/// result, so one of them is not what the author meant. Only values whose kind the syntax shows
+/// count ([`python::Returned`]), and only annotations whose every part is known.
+pub fn returned_contradictions(f: &python::Function) -> Vec<Contradiction> {
+    use python::ValueKind as V;
+    if f.returns.is_empty() {
+        return Vec::new();
+    }
+    let problem = f.problem();
+    let Some(annotation) = Signature::parse(&problem).and_then(|s| s.returns) else {
+        return Vec::new();
+    };
+    let Some(annotated) = kinds_of_annotation(&annotation) else {
+        return Vec::new();
+    };
+    let admitted = |kind: V| match kind {
+        // An int is a fine float, and a bool a fine int (PEP 484's numeric tower).
+        V::Int => overlap(annotated, INT | FLOAT),
+        V::Bool => overlap(annotated, BOOL | INT | FLOAT),
+        V::Float => overlap(annotated, FLOAT),
+        // `/` also joins paths: a quotient contradicts only an integer result.
+        V::Quotient => annotated & (INT | BOOL) == 0 || annotated & !(INT | BOOL | NONE) != 0,
+        V::Str => overlap(annotated, STR),
+        V::Bytes => overlap(annotated, BYTES),
+        V::None => overlap(annotated, NONE),
+        V::List | V::Tuple => overlap(annotated, LIST),
+        V::Set => overlap(annotated, SET),
+        V::Dict => overlap(annotated, DICT),
+    };
+    let Some(r) = f.returns.iter().find(|r| !admitted(r.kind)) else {
+        return Vec::new();
+    };
+    let name = &f.qualname;
+    let line = r.line + 1;
+    let question = match r.kind {
+        V::None => format!(
+            "`{name}` is annotated to return `{annotation}`, but line {line} returns `None`; \
+             should the annotation allow `None`, or should that case give a value or raise?"
+        ),
+        kind => {
+            let what = match kind {
+                V::Int => "an int",
+                V::Float | V::Quotient => "a float",
+                V::Str => "a string",
+                V::Bytes => "bytes",
+                V::Bool => "a bool",
+                V::List => "a list",
+                V::Tuple => "a tuple",
+                V::Set => "a set",
+                V::Dict => "a dict",
+                V::None => unreachable!("handled above"),
+            };
+            let text = crate::examples::one_line(&r.text);
+            let from = match &r.binding {
+                Some(b) => format!(" (from `{}`)", crate::examples::one_line(b)),
+                None => String::new(),
+            };
+            format!(
+                "`{name}` is annotated to return `{annotation}`, but line {line} returns \
+                 `{text}`{from}, {what}; which is right, the annotation or the code?"
+            )
+        }
+    };
+    vec![Contradiction { question }]
+}
+
 /// One contradiction, phrased as the question that resolves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contradiction {
@@ -1213,6 +1280,92 @@ mod tests {
             .into_iter()
             .map(|c| c.question)
             .collect()
+    }
+
+    fn returned(source: &str) -> Vec<String> {
+        let parsed = python::extract(source);
+        parsed
+            .functions
+            .iter()
+            .flat_map(returned_contradictions)
+            .map(|c| c.question)
+            .collect()
+    }
+
+    #[test]
+    fn a_returned_value_against_the_annotation() {
+        let doc = "    \"\"\"Do it.\"\"\"\n";
+        let with = |header: &str, body: &str| format!("{header}\n{doc}{body}");
+        // Literals, displays, calls with a plain result, a bare `return`, a local name.
+        for (header, body, question) in [
+            (
+                "def mean(xs: list[int]) -> int:",
+                "    if not xs:\n        return 0.0\n    return sum(xs) // len(xs)\n",
+                "`mean` is annotated to return `int`, but line 4 returns `0.0`, a float; which is right, the annotation or the code?",
+            ),
+            (
+                "def ids(rows) -> list[int]:",
+                "    return {r.id for r in rows}\n",
+                "`ids` is annotated to return `list[int]`, but line 3 returns `{r.id for r in rows}`, a set; which is right, the annotation or the code?",
+            ),
+            (
+                "def find(users, email) -> dict:",
+                "    for u in users:\n        if u['email'] == email:\n            return u\n    return\n",
+                "`find` is annotated to return `dict`, but line 6 returns `None`; should the annotation allow `None`, or should that case give a value or raise?",
+            ),
+            (
+                "def serial(raw: str) -> int:",
+                "    return raw.split(':')[1].strip()\n",
+                "`serial` is annotated to return `int`, but line 3 returns `raw.split(':')[1].strip()`, a string; which is right, the annotation or the code?",
+            ),
+            (
+                "def ratio(a: int, b: int) -> Optional[int]:",
+                "    r = round(a / b, 2)\n    return r\n",
+                "`ratio` is annotated to return `Optional[int]`, but line 4 returns `r` (from `r = round(a / b, 2)`), a float; which is right, the annotation or the code?",
+            ),
+            (
+                "def status(r) -> dict:",
+                "    return 200, {'ok': True}\n",
+                "`status` is annotated to return `dict`, but line 3 returns `200, {'ok': True}`, a tuple; which is right, the annotation or the code?",
+            ),
+        ] {
+            assert_eq!(returned(&with(header, body)), [question], "{header}");
+        }
+        // Agreeing values, values whose kind the syntax does not show, and annotations that are
+        // not plainly a type say nothing.
+        for (header, body) in [
+            // An int is a float, a bool an int; a list and a tuple are both sequences.
+            ("def f(x) -> float:", "    if x:\n        return 0\n    return True\n"),
+            ("def f(x) -> tuple[int, int]:", "    return [x, x]\n"),
+            ("def f(x) -> Optional[str]:", "    if x:\n        return None\n    return f'{x}'\n"),
+            ("def f(x) -> int | None:", "    return\n"),
+            // `/` joins paths; bytes have `rstrip` and `join` too.
+            ("def f(d) -> Path:", "    return d / 'a.txt'\n"),
+            ("def f(d) -> str:", "    p = d / 'a.txt'\n    return p\n"),
+            ("def f(s) -> bytes:", "    return base64.b64encode(s).rstrip(b'=')\n"),
+            ("def f(parts) -> bytes:", "    return b','.join(parts)\n"),
+            // A generator, a nested function's return, a lambda.
+            ("def f(xs) -> Iterator[int]:", "    for x in xs:\n        yield x\n    return None\n"),
+            ("def f(xs) -> list[int]:", "    yield 1\n    return 'done'\n"),
+            ("def f(x) -> int:", "    def g():\n        return 'a'\n    return len(g())\n"),
+            ("def f(x) -> int:", "    key = lambda y: str(y)\n    return x\n"),
+            // A name bound otherwise than by a plain assignment, or a parameter.
+            ("def f(x) -> int:", "    y = 0.5\n    y += x\n    return y\n"),
+            ("def f(xs) -> int:", "    n = 0.0\n    for n in xs:\n        pass\n    return n\n"),
+            ("def f(x) -> int:", "    a, b = 1.5, 2\n    return a\n"),
+            ("def f(x) -> int:", "    y = 1.5\n    y = int(y)\n    return y\n"),
+            ("def f(x: str = '') -> int:", "    return x\n"),
+            ("def f(x) -> int:", "    with open(x) as y:\n        pass\n    return y\n"),
+            ("def f(x) -> int:", "    try:\n        y = 1\n    except ValueError as y:\n        pass\n    return y\n"),
+            // Unknown annotations, strings that are not plainly str.
+            ("def f(x) -> Any:", "    return 'a'\n"),
+            ("def f(x) -> 'Order':", "    return None\n"),
+            ("def f(x) -> T:", "    return 1.5\n"),
+            ("def f(x):", "    return 1.5\n"),
+            ("def f(x) -> int:", "    return x.decode()\n"),
+        ] {
+            assert_eq!(returned(&with(header, body)), Vec::<String>::new(), "{header}\n{body}");
+        }
     }
 
     #[test]

@@ -136,8 +136,8 @@ fn interpreter(python: &str) -> String {
         .unwrap_or_else(|| python.to_string())
 }
 
-/// An example's text on one line, shortened for a diagnostic.
-fn one_line(s: &str) -> String {
+/// Code on one line, shortened for a diagnostic.
+pub(crate) fn one_line(s: &str) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
     const MAX: usize = 80;
     if joined.chars().count() <= MAX {

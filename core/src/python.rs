@@ -113,6 +113,40 @@ pub struct Function {
     pub ignored: bool,
     /// Lowercase hex SHA-256 (all 64 hex digits) of [`Function::problem`].
     pub hash: String,
+    /// The values the function's own `return` statements give whose kind the syntax shows
+    /// ([`returned_values`]); empty for a generator. Not part of [`Function::hash`].
+    #[serde(default)]
+    pub returns: Vec<Returned>,
+}
+
+/// A kind of value that an expression plainly has, whatever its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueKind {
+    Int,
+    Float,
+    /// A true division (`a / b`) or a `round` to some digits: a float whenever its inputs are
+    /// numbers, but `/` is also a path join.
+    Quotient,
+    Str,
+    Bytes,
+    Bool,
+    None,
+    List,
+    Tuple,
+    Set,
+    Dict,
+}
+
+/// A value a `return` statement gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Returned {
+    pub kind: ValueKind,
+    /// The returned expression as written (`None` for a bare `return`).
+    pub text: String,
+    /// For a local name, the assignment that gives it its kind (`hours = minutes / 60`).
+    pub binding: Option<String>,
+    /// 0-based line of the `return` statement.
+    pub line: u32,
 }
 
 impl Function {
@@ -801,9 +835,208 @@ fn function(
         body_indent,
         ignored: ignored_lines.contains(&def_line),
         hash: String::new(),
+        returns: body_node.map_or_else(Vec::new, |b| returned_values(source, index, def, b)),
     };
     function.hash = hex_sha256(&function.problem());
     Some(function)
+}
+
+/// The nodes of a function's own scope: its body without nested functions, classes, lambdas and
+/// comprehensions (which have scopes of their own).
+fn own_scope(body: Node<'_>) -> Vec<Node<'_>> {
+    let mut out = Vec::new();
+    let mut stack = vec![body];
+    while let Some(node) = stack.pop() {
+        out.push(node);
+        let mut cursor = node.walk();
+        for child in node.named_children(&mut cursor) {
+            if !matches!(
+                child.kind(),
+                "function_definition"
+                    | "class_definition"
+                    | "decorated_definition"
+                    | "lambda"
+                    | "list_comprehension"
+                    | "set_comprehension"
+                    | "dictionary_comprehension"
+                    | "generator_expression"
+            ) {
+                stack.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// The values of a function's own `return` statements whose kind the syntax shows: literals,
+/// displays, comparisons, a few builtins (`len`, `str`, `sorted`…) and string methods, and a local
+/// name every assignment of which gives one kind. Nothing for a generator.
+fn returned_values(source: &str, index: &LineIndex, def: Node, body: Node) -> Vec<Returned> {
+    let scope = own_scope(body);
+    if scope.iter().any(|n| matches!(n.kind(), "yield")) {
+        return Vec::new();
+    }
+    let parameters: Vec<&str> = def
+        .child_by_field_name("parameters")
+        .map(|p| {
+            let mut names = Vec::new();
+            let mut stack = vec![p];
+            while let Some(n) = stack.pop() {
+                if n.kind() == "identifier" {
+                    names.push(node_text(source, n));
+                }
+                // A default value or an annotation names no parameter.
+                let mut cursor = n.walk();
+                for (i, child) in n.children(&mut cursor).enumerate() {
+                    let field = n.field_name_for_child(i as u32);
+                    if !matches!(field, Some("value" | "type")) {
+                        stack.push(child);
+                    }
+                }
+            }
+            names
+        })
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for ret in scope.iter().filter(|n| n.kind() == "return_statement") {
+        let line = index.line_of(ret.start_byte()) as u32;
+        let Some(value) = code_children(*ret).next() else {
+            out.push(Returned {
+                kind: ValueKind::None,
+                text: "None".into(),
+                binding: None,
+                line,
+            });
+            continue;
+        };
+        let text = node_text(source, value);
+        let found = match value_kind(source, value) {
+            Some(kind) => Some((kind, None)),
+            None if value.kind() == "identifier" && !parameters.contains(&text) => {
+                local_kind(source, &scope, text).map(|(kind, binding)| (kind, Some(binding)))
+            }
+            None => None,
+        };
+        if let Some((kind, binding)) = found {
+            out.push(Returned {
+                kind,
+                text: text.to_owned(),
+                binding,
+                line,
+            });
+        }
+    }
+    out
+}
+
+/// The kind of a local name that is bound only by plain assignments (`x = …`) that all give
+/// the same kind, with the assignment's text; `None` when anything else binds it.
+fn local_kind(source: &str, scope: &[Node], name: &str) -> Option<(ValueKind, String)> {
+    let mut kind = None;
+    let mut text = String::new();
+    for node in scope.iter().filter(|n| n.kind() == "identifier") {
+        if node_text(source, *node) != name {
+            continue;
+        }
+        let Some(parent) = node.parent() else {
+            continue;
+        };
+        let is_left = |field: &str| parent.child_by_field_name(field) == Some(*node);
+        match parent.kind() {
+            "assignment" if is_left("left") => {
+                // `x: int` alone binds nothing the code returns.
+                let value = parent.child_by_field_name("right")?;
+                let k = value_kind(source, value)?;
+                if kind.is_some_and(|seen| seen != k) {
+                    return None;
+                }
+                kind = Some(k);
+                text = node_text(source, parent).to_owned();
+            }
+            "augmented_assignment" if is_left("left") => return None,
+            "for_statement" | "for_in_clause" | "named_expression" | "pattern_list"
+            | "tuple_pattern" | "list_pattern" | "as_pattern_target" | "as_pattern"
+            | "global_statement" | "nonlocal_statement" | "dotted_name" | "aliased_import"
+            | "delete_statement" | "case_pattern" | "keyword_pattern" | "splat_pattern"
+            | "except_clause" => return None,
+            _ => {}
+        }
+    }
+    Some((kind?, text))
+}
+
+/// The kind an expression plainly has, if any.
+fn value_kind(source: &str, node: Node) -> Option<ValueKind> {
+    Some(match node.kind() {
+        "integer" => ValueKind::Int,
+        "float" => ValueKind::Float,
+        "true" | "false" | "comparison_operator" | "not_operator" => ValueKind::Bool,
+        "none" => ValueKind::None,
+        "string" | "concatenated_string" => {
+            let text = node_text(source, node);
+            let prefix = &text[..text.find(['"', '\'']).unwrap_or(0)];
+            if prefix.contains(['b', 'B']) {
+                ValueKind::Bytes
+            } else {
+                ValueKind::Str
+            }
+        }
+        "list" | "list_comprehension" => ValueKind::List,
+        "tuple" | "expression_list" => ValueKind::Tuple,
+        "set" | "set_comprehension" => ValueKind::Set,
+        "dictionary" | "dictionary_comprehension" => ValueKind::Dict,
+        "parenthesized_expression" => value_kind(source, code_children(node).next()?)?,
+        "unary_operator" => match value_kind(source, node.child_by_field_name("argument")?)? {
+            k @ (ValueKind::Int | ValueKind::Float) => k,
+            _ => return None,
+        },
+        "binary_operator" => {
+            let op = node.child_by_field_name("operator")?;
+            match node_text(source, op) {
+                "/" => ValueKind::Quotient,
+                _ => return None,
+            }
+        }
+        "call" => {
+            let function = node.child_by_field_name("function")?;
+            let arguments = node.child_by_field_name("arguments")?;
+            let count = code_children(arguments).count();
+            match function.kind() {
+                "identifier" => match node_text(source, function) {
+                    "str" | "repr" => ValueKind::Str,
+                    "len" | "int" => ValueKind::Int,
+                    "float" => ValueKind::Float,
+                    "bool" => ValueKind::Bool,
+                    "sorted" | "list" => ValueKind::List,
+                    "tuple" => ValueKind::Tuple,
+                    "set" | "frozenset" => ValueKind::Set,
+                    "dict" => ValueKind::Dict,
+                    "round" if count == 2 => ValueKind::Quotient,
+                    "round" if count == 1 => ValueKind::Int,
+                    _ => return None,
+                },
+                "attribute" => {
+                    let method = function.child_by_field_name("attribute")?;
+                    let object = function.child_by_field_name("object")?;
+                    let on_str = value_kind(source, object) == Some(ValueKind::Str);
+                    // `b"=".join(…)`, `data.rstrip(b"=")`: bytes have these methods too.
+                    let bytes = value_kind(source, object) == Some(ValueKind::Bytes)
+                        || code_children(arguments)
+                            .any(|a| value_kind(source, a) == Some(ValueKind::Bytes));
+                    match node_text(source, method) {
+                        _ if bytes => return None,
+                        "strftime" | "isoformat" => ValueKind::Str,
+                        "join" | "format" if on_str => ValueKind::Str,
+                        "strip" | "lstrip" | "rstrip" | "lower" | "upper" | "title"
+                        | "capitalize" | "casefold" | "zfill" => ValueKind::Str,
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Lowercase hex SHA-256 of a text.

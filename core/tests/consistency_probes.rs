@@ -20,6 +20,7 @@ fn findings(source: &str) -> Vec<String> {
         .map(|f| {
             consistency::contradictions(&f.problem())
                 .into_iter()
+                .chain(consistency::returned_contradictions(f))
                 .map(|c| c.question)
                 .collect()
         })

@@ -298,12 +298,14 @@ fn analyze(
     let mut results: Vec<Option<(Outcome, bool)>> = items
         .iter()
         .map(|item| {
-            // An example the code disagrees with is a finding without the model (or the cache).
-            let max_questions = args.options.max_questions;
-            let found = item
-                .examples
-                .as_ref()
-                .and_then(|v| analysis::disagreement(v, &item.function.qualname, max_questions));
+            // An example the code disagrees with, or a returned value the annotation excludes,
+            // is a finding without the model (or the cache).
+            let found = analysis::certain(
+                &item.function,
+                item.examples.as_ref(),
+                args.options.consistency,
+                args.options.max_questions,
+            );
             if let Some(outcome) = found {
                 return Some((outcome, false));
             }

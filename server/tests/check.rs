@@ -474,6 +474,28 @@ fn run_examples_reports_an_example_the_code_disagrees_with() {
 }
 
 #[test]
+fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
+    let fx = Fixture::new(&[(
+        "units.py",
+        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert a duration in minutes to fractional hours.\"\"\"\n    hours = minutes / 60\n    return hours\n",
+    )]);
+    // Qwen without its adapter never asks (P(ask) < 0.1): only the check can flag here.
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let out = fx.check_with(&qwen, &["--format", "json", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["diagnostics"][0]["function"], "to_hours", "{report}");
+    assert_eq!(
+        report["diagnostics"][0]["questions"][0],
+        "`to_hours` is annotated to return `int`, but line 4 returns `hours` (from `hours = minutes / 60`), a float; which is right, the annotation or the code?"
+    );
+    // A certain finding: the model is not asked.
+    assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
+}
+
+#[test]
 fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     let cache = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {

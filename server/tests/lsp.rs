@@ -667,9 +667,9 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
 
 #[test]
 fn run_examples_shows_an_example_the_code_disagrees_with() {
-    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n";
-    // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example
-    // can flag a function.
+    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n\n\ndef hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n";
+    // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example,
+    // or a returned value the annotation excludes, can flag a function.
     let qwen = clarifycoder_core::models::QWEN25_CODER_05B
         .installed_path()
         .unwrap();
@@ -686,7 +686,24 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
     let published = c.wait("textDocument/publishDiagnostics", |p| {
         p["uri"] == URI && p["version"] == 1
     });
-    assert_eq!(published["diagnostics"], json!([]), "{published}");
+    // Without running anything, the annotation against the code.
+    let diagnostics = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(
+        diagnostics[0]["message"],
+        "`hours` is annotated to return `int`, but line 24 returns `minutes / 60`, a float; which is right, the annotation or the code?"
+    );
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 21, "character": 6}}),
+    );
+    let shown = hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("returns a value that its return annotation excludes"),
+        "{hover}"
+    );
 
     // Turned on: the example is run and its disagreement is a diagnostic.
     c.notify(
@@ -694,10 +711,10 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
         json!({"settings": {"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}}),
     );
     let published = c.wait("textDocument/publishDiagnostics", |p| {
-        p["uri"] == URI && p["diagnostics"].as_array().is_some_and(|d| !d.is_empty())
+        p["uri"] == URI && p["diagnostics"].as_array().is_some_and(|d| d.len() > 1)
     });
     let diagnostics = published["diagnostics"].as_array().unwrap();
-    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(diagnostics.len(), 2, "{published}");
     assert_eq!(diagnostics[0]["data"]["function"], "total");
     assert_eq!(
         diagnostics[0]["message"],

@@ -85,6 +85,9 @@ pub struct Scored {
     pub p_ask: f32,
     pub flagged: bool,
     pub questions: Vec<String>,
+    /// What running the docstring's examples showed (`agree`, `disagree`), with --run-examples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<&'static str>,
 }
 
 /// How well the scores of a set of functions separate unclear from clear ones.
@@ -244,24 +247,31 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     let cancel = CancelToken::new();
 
     let started = Instant::now();
-    // Each function's name and what its examples showed.
-    let verdicts: Vec<Option<(String, examples::Verdict)>> = match args.run_examples {
-        false => vec![None; rows.len()],
-        true => rows
-            .iter()
-            .map(|(row, _)| {
-                let parsed = python::extract(&row.source);
-                let f = parsed.functions.iter().find(|f| f.docstring.is_some())?;
-                let verdict = examples::run(&args.python, &row.source, None, &[f])
-                    .unwrap_or_else(|why| {
-                        eprintln!("{}: examples not run: {why}", row.id);
-                        vec![None]
-                    })
-                    .pop()??;
-                Some((f.qualname.clone(), verdict))
-            })
-            .collect(),
-    };
+    // Each function, and what its examples showed.
+    let functions: Vec<python::Function> = rows
+        .iter()
+        .map(|(row, _)| {
+            let parsed = python::extract(&row.source);
+            // `read` made sure that there is one.
+            parsed.functions.into_iter().find(|f| f.docstring.is_some())
+        })
+        .collect::<Option<_>>()
+        .context("a dev-set row lost its documented function")?;
+    let verdicts: Vec<Option<examples::Verdict>> = rows
+        .iter()
+        .zip(&functions)
+        .map(|((row, _), f)| {
+            if !args.run_examples {
+                return None;
+            }
+            examples::run(&args.python, &row.source, None, &[f])
+                .unwrap_or_else(|why| {
+                    eprintln!("{}: examples not run: {why}", row.id);
+                    vec![None]
+                })
+                .pop()?
+        })
+        .collect();
     let problems: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();
     let mut p_ask = Vec::with_capacity(problems.len());
     for chunk in problems.chunks(8) {
@@ -270,20 +280,28 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     }
     eprintln!();
     for (p, verdict) in p_ask.iter_mut().zip(&verdicts) {
-        *p = analysis::with_examples(*p, verdict.as_ref().map(|(_, v)| v));
+        *p = analysis::with_examples(*p, verdict.as_ref());
     }
     let decide_ms = started.elapsed().as_secs_f64() * 1000.0 / rows.len() as f64;
 
     let started = Instant::now();
     let mut results = Vec::with_capacity(rows.len());
     let mut generated = 0usize;
-    for (((row, problem), &p), verdict) in rows.iter().zip(&p_ask).zip(&verdicts) {
-        let flagged = p >= threshold;
+    for ((((row, problem), &p), verdict), f) in
+        rows.iter().zip(&p_ask).zip(&verdicts).zip(&functions)
+    {
+        let options = analyzer.options();
+        let found = analysis::certain(
+            f,
+            verdict.as_ref(),
+            options.consistency,
+            options.max_questions,
+        );
+        let (p, flagged) = match &found {
+            Some(o) => (o.p_ask.max(p), true),
+            None => (p, p >= threshold),
+        };
         let mut questions = Vec::new();
-        let max_questions = analyzer.options().max_questions;
-        let found = verdict
-            .as_ref()
-            .and_then(|(name, v)| analysis::disagreement(v, name, max_questions));
         if let Some(found) = found {
             questions = found.questions.unwrap_or_default();
         } else if flagged && !args.no_questions {
@@ -297,6 +315,10 @@ pub fn run(args: DevsetArgs) -> Result<()> {
             p_ask: p,
             flagged,
             questions,
+            examples: verdict.as_ref().map(|v| match v {
+                examples::Verdict::Agree { .. } => "agree",
+                examples::Verdict::Disagree(_) => "disagree",
+            }),
         });
     }
     eprintln!();

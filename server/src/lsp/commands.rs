@@ -92,10 +92,7 @@ impl ClarifyServer {
             // while it is checked, and then it is theirs.
             let items: Vec<Item> = analyzable(&python::extract(&text))
                 .into_iter()
-                .map(|f| Item {
-                    hash: f.hash.clone(),
-                    problem: f.problem(),
-                })
+                .map(Item::of)
                 .collect();
             let (threshold, examples) = {
                 let st = self.state.lock().unwrap();

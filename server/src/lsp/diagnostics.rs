@@ -32,10 +32,7 @@ impl ClarifyServer {
         let text = doc.text();
         let items = analyzable(&python::extract(&text))
             .into_iter()
-            .map(|f| Item {
-                hash: f.hash.clone(),
-                problem: f.problem(),
-            })
+            .map(Item::of)
             .collect();
         let examples = st.config.examples_run(uri, text);
         let cancel = CancelToken::new();

@@ -6,6 +6,7 @@ use tower_lsp_server::jsonrpc::Result;
 use super::types::*;
 use super::worker::EngineState;
 use super::ClarifyServer;
+use clarifycoder_core::consistency;
 use clarifycoder_core::examples::Verdict;
 
 impl ClarifyServer {
@@ -47,10 +48,14 @@ impl ClarifyServer {
                 } else {
                     "would **code**"
                 };
+                let returns = !consistency::returned_contradictions(&f).is_empty();
                 match &examples {
                     Some(Verdict::Disagree(_)) => md.push_str(
                         "Its docstring examples were run: the code disagrees with an example.",
                     ),
+                    _ if returns => {
+                        md.push_str("Its code returns a value that its return annotation excludes.")
+                    }
                     Some(Verdict::Agree { examples }) => md.push_str(&format!(
                         "The model {verdict}: score {:.2} (threshold {threshold:.2}), lowered \
                          because its {examples} docstring example(s) ran and agree with the code.",

@@ -22,6 +22,19 @@ pub struct Item {
     pub hash: String,
     /// `Function::problem()`.
     pub problem: String,
+    /// Its code returns a value its annotation excludes: a finding without the model
+    /// ([`analysis::certain`]).
+    pub certain: bool,
+}
+
+impl Item {
+    pub fn of(f: &python::Function) -> Item {
+        Item {
+            hash: f.hash.clone(),
+            problem: f.problem(),
+            certain: !clarifycoder_core::consistency::returned_contradictions(f).is_empty(),
+        }
+    }
 }
 
 /// Why a backend did not load.
@@ -57,16 +70,15 @@ pub struct ExamplesRun {
 pub type Verdicts = HashMap<String, Verdict>;
 
 /// The result shown for a function: the model's cached outcome with what its examples showed
-/// applied ([`analysis::with_examples`]). An example the code disagrees with is a finding of its
-/// own, with or without a model result.
+/// applied ([`analysis::with_examples`]). An example the code disagrees with, or a returned value
+/// the annotation excludes, is a finding of its own, with or without a model result.
 pub fn effective(
     cache: &ResultCache,
     verdict: Option<&Verdict>,
     f: &python::Function,
     max_questions: usize,
 ) -> Option<Outcome> {
-    if let Some(found) = verdict.and_then(|v| analysis::disagreement(v, &f.qualname, max_questions))
-    {
+    if let Some(found) = analysis::certain(f, verdict, true, max_questions) {
         return Some(found);
     }
     cache.get(&f.hash).map(|o| Outcome {
@@ -270,8 +282,11 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(uri.clone(), verdicts.clone());
                 let Some(a) = analyzer.as_ref() else {
-                    // No model: an example the code disagrees with is still a finding.
-                    if verdicts.values().any(|v| matches!(v, Verdict::Disagree(_))) {
+                    // No model: an example the code disagrees with is still a finding, and so is
+                    // a returned value the annotation excludes.
+                    if items.iter().any(|i| i.certain)
+                        || verdicts.values().any(|v| matches!(v, Verdict::Disagree(_)))
+                    {
                         let _ = events.send(Event::Analyzed { uri, version });
                     }
                     continue;
@@ -401,8 +416,10 @@ fn analyze(
     cancel: &CancelToken,
     mut partial: impl FnMut(),
 ) -> Result<(), EngineError> {
-    // A function whose example the code disagrees with needs no model.
-    let disagrees = |i: &Item| matches!(verdicts.get(&i.hash), Some(Verdict::Disagree(_)));
+    // A function with a finding of its own (an example the code disagrees with, a returned value
+    // the annotation excludes) needs no model.
+    let disagrees =
+        |i: &Item| i.certain || matches!(verdicts.get(&i.hash), Some(Verdict::Disagree(_)));
     let undecided: Vec<&Item> = {
         let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         items
@@ -480,7 +497,8 @@ fn ask(
             .copied()
             .filter(|item| {
                 let verdict = verdicts.get(&item.hash);
-                !matches!(verdict, Some(Verdict::Disagree(_)))
+                !item.certain
+                    && !matches!(verdict, Some(Verdict::Disagree(_)))
                     && cache.get(&item.hash).is_some_and(|o| {
                         analysis::with_examples(o.p_ask, verdict) >= threshold
                             && o.questions.is_none()
@@ -551,6 +569,7 @@ mod tests {
             .map(|i| Item {
                 hash: format!("f{i}"),
                 problem: format!("def f{i}(x):\n    \"\"\"Handle x number {i}.\"\"\"\n"),
+                certain: false,
             })
             .collect();
         let asked = |w: &Worker| {
