@@ -152,7 +152,9 @@ pub fn contradictions(problem: &str) -> Vec<Contradiction> {
                         question: format!(
                             "The docstring says {what}, but `{name}` is annotated to return `{annotation}`; which one is right?",
                             what = match phrase.split_once(' ') {
-                                Some(("as", _)) => format!("the result comes \"{phrase}\""),
+                                Some((a, _)) if a.eq_ignore_ascii_case("as") => {
+                                    format!("the result comes \"{phrase}\"")
+                                }
                                 _ => format!("it \"r{}\"", &phrase[1..]),
                             },
                             name = signature.name
@@ -1400,6 +1402,11 @@ mod tests {
         assert_eq!(
             questions("def active_ids(devices) -> list[int]:\n    \"\"\"Return the ids of active devices, as a set.\"\"\"\n"),
             ["The docstring says the result comes \"as a set\", but `active_ids` is annotated to return `list[int]`; which one is right?"]
+        );
+        // A sentence may start with it.
+        assert_eq!(
+            questions("def active_ids(devices) -> list[int]:\n    \"\"\"Collect the active devices.\n\n    As a set, it returns their ids.\n    \"\"\"\n"),
+            ["The docstring says the result comes \"As a set\", but `active_ids` is annotated to return `list[int]`; which one is right?"]
         );
         assert_eq!(
             questions("def health(request) -> dict:\n    \"\"\"Health check.\n\n    Returns a (status_code, body) tuple.\n    \"\"\"\n").len(),
