@@ -55,6 +55,13 @@ def low_stock(stock: dict[str, int], minimum: int = 5) -> list[str]:
     return sorted(name for name, units in stock.items() if units < minimum)
 
 
+def average_units(stock: dict[str, int]) -> int:
+    """Return the mean number of units per item, rounded to one decimal place."""
+    if not stock:
+        return 0
+    return round(sum(stock.values()) / len(stock), 1)
+
+
 def apply_discount(price: float, discount: float) -> float:
     """Apply the discount to the price.
 

@@ -301,7 +301,7 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
             scores[clear]
         );
     }
-    assert_eq!(scores.len(), 8, "{report}");
+    assert_eq!(scores.len(), 9, "{report}");
     let questions: Vec<&str> = report["diagnostics"]
         .as_array()
         .unwrap()
@@ -323,10 +323,22 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
         "the same question twice: {questions:?}"
     );
 
+    // `average_units` is annotated `-> int` but returns a float rounded to one decimal: the
+    // annotation check names both sides, whatever the model says.
+    assert_eq!(scores["average_units"], 0.99, "{report}");
+    assert!(
+        questions.contains(
+            &"`average_units` is annotated to return `int`, but line 62 returns \
+              `round(sum(stock.values()) / len(stock), 1)`, a float; which is right, the \
+              annotation or the code?"
+        ),
+        "{questions:?}"
+    );
+
     // With the examples run (as `make demo` does), the clear functions' examples agree with
     // their code, which lowers their scores below the default threshold; every unclear function
-    // stays flagged, and so does `bulk_price`, whose code disagrees with its example (an
-    // off-by-one: 10 units get no discount).
+    // stays flagged, and so do `bulk_price`, whose code disagrees with its example (an
+    // off-by-one: 10 units get no discount), and `average_units`.
     let report = check_examples(&["--run-examples"]);
     let flagged: std::collections::HashSet<&str> = report["diagnostics"]
         .as_array()
@@ -334,8 +346,10 @@ fn the_default_model_flags_the_unclear_examples_and_ranks_the_clear_ones_below()
         .iter()
         .map(|d| d["function"].as_str().unwrap())
         .collect();
-    let expected: std::collections::HashSet<&str> =
-        unclear.into_iter().chain(["bulk_price"]).collect();
+    let expected: std::collections::HashSet<&str> = unclear
+        .into_iter()
+        .chain(["bulk_price", "average_units"])
+        .collect();
     assert_eq!(flagged, expected, "{report}");
     assert_eq!(report["stats"]["examples_run"], 4, "{report}");
     let bulk = report["diagnostics"]

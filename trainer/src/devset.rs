@@ -83,6 +83,9 @@ pub struct Scored {
     pub id: String,
     pub label: String,
     pub p_ask: f32,
+    /// The analyzer's score (model, docstring checks, examples) before the findings that
+    /// need no model (`analysis::certain`) are applied.
+    pub p_decided: f32,
     pub flagged: bool,
     pub questions: Vec<String>,
     /// What running the docstring's examples showed (`agree`, `disagree`), with --run-examples.
@@ -297,6 +300,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
             options.consistency,
             options.max_questions,
         );
+        let p_decided = p;
         let (p, flagged) = match &found {
             Some(o) => (o.p_ask.max(p), true),
             None => (p, p >= threshold),
@@ -313,6 +317,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
             id: row.id.clone(),
             label: row.label.clone(),
             p_ask: p,
+            p_decided,
             flagged,
             questions,
             examples: verdict.as_ref().map(|v| match v {
