@@ -540,6 +540,45 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
     assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
 }
 
+/// The workspace check waits for the examples, which run on a thread of their own.
+#[test]
+fn check_workspace_runs_the_examples_of_files_that_are_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bill.py"),
+        "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n",
+    )
+    .unwrap();
+    let root = format!("file://{}", dir.path().display());
+    // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the example can flag.
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let mut c = Client::start(&qwen);
+    c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"threshold": 0.99, "maxTokens": 8, "runExamples": true}}),
+    );
+    c.notify("initialized", json!({}));
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    let full = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.checkWorkspace"}),
+    );
+    assert_eq!(full["result"]["flagged"], 1, "{full:#}");
+    let uri = format!("{root}/bill.py");
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str()
+    });
+    assert_eq!(
+        published["diagnostics"][0]["message"],
+        "The example `total([1.5, 2.25])` expects `3`, but the code of `total` gives `4`; which is right, the example or the code?",
+        "{published:#}"
+    );
+}
+
 /// A regression: the workspace check put files that were not open into the document store and
 /// removed them when done, so a file the user opened during the check was dropped and its later
 /// edits ignored as "not open".

@@ -143,3 +143,63 @@ fn lsp_latencies_and_memory() {
     );
     let _: Value = c.request("shutdown", Value::Null);
 }
+
+/// With `runExamples` on, a file that imports a slow module (two seconds to import): the model's
+/// results should not wait for Python.
+#[test]
+#[ignore = "benchmark"]
+fn examples_and_the_first_diagnostics() {
+    let default = clarifycoder_core::models::QWEN25_CODER_05B;
+    let model = default.installed_path().unwrap_or_else(|e| panic!("{e}"));
+    let adapter = default.adapter_path().expect("the default model's adapter");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("settings_store.py"),
+        "import time\n\ntime.sleep(2)\nRATE = 0.2\n",
+    )
+    .unwrap();
+    let path = dir.path().join("billing.py");
+    let uri = format!("file://{}", path.display());
+    let text = "from settings_store import RATE\n\n\ndef tax(amount: float) -> float:\n    \"\"\"Return the tax on an amount at the stored rate.\n\n    >>> tax(10.0)\n    2.0\n    \"\"\"\n    return amount * RATE\n\n\ndef handle(items, limit):\n    \"\"\"Return the good items.\"\"\"\n    return items\n";
+    std::fs::write(&path, text).unwrap();
+    let mut c = Client::start_with(&model, |command| {
+        command.env("CLARIFYCODER_ADAPTER", adapter);
+    });
+    c.initialize(json!({}), json!({"debounceMs": 0, "runExamples": true}));
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": "file:///bench/warmup.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}));
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == "file:///bench/warmup.py"
+    });
+    let has = |p: &Value, name: &str| {
+        p["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["data"]["function"] == name)
+    };
+    let t = Instant::now();
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str() && has(p, "handle")
+    });
+    let open = t.elapsed();
+    // Edit the vague docstring: its new result is shown.
+    let t = Instant::now();
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
+        {"range": {"start": {"line": 13, "character": 18}, "end": {"line": 13, "character": 22}}, "text": "nice"}]}));
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str() && p["version"] == 2 && has(p, "handle")
+    });
+    let edit = t.elapsed();
+    println!(
+        "slow import (2 s), didOpen -> the model's finding: {:.2} s",
+        open.as_secs_f64()
+    );
+    println!(
+        "slow import (2 s), docstring edit -> the model's finding: {:.2} s",
+        edit.as_secs_f64()
+    );
+}

@@ -101,13 +101,13 @@ impl ClarifyServer {
                     st.config.examples_run(&uri, text.clone()),
                 )
             };
+            self.worker.run_examples(uri.clone(), 0, examples);
             let _ = self.worker.send(Job::Analyze {
                 uri: uri.clone(),
                 version: 0,
                 items,
                 threshold,
                 cancel: CancelToken::new(),
-                examples,
             });
             // Wait until the worker has done this file.
             let (done_tx, done_rx) = oneshot::channel();

@@ -42,13 +42,13 @@ impl ClarifyServer {
         let threshold = st.config.options.threshold;
         drop(st);
         tracing::debug!("analysis queued for {} v{version}", uri.as_str());
+        self.worker.run_examples(uri.clone(), version, examples);
         let _ = self.worker.send(Job::Analyze {
             uri: uri.clone(),
             version,
             items,
             threshold,
             cancel,
-            examples,
         });
     }
 

@@ -102,8 +102,6 @@ pub enum Job {
         items: Vec<Item>,
         threshold: f32,
         cancel: CancelToken,
-        /// Run its examples first (`None`: the setting is off).
-        examples: Option<ExamplesRun>,
     },
     /// Generate an implementation for a problem; replies with the code.
     Implement {
@@ -111,7 +109,19 @@ pub enum Job {
         cancel: CancelToken,
         reply: oneshot::Sender<Result<String, String>>,
     },
-    /// Replies once every job queued before it is done.
+    /// Replies once every job queued before it is done, the examples runs it queued included.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Work for the examples thread.
+enum ExamplesJob {
+    /// Run a document's examples (`None`: forget its verdicts), then report the version.
+    Run {
+        uri: Uri,
+        version: i32,
+        run: Option<ExamplesRun>,
+    },
+    /// Replies once every run queued before it is done.
     Barrier(oneshot::Sender<()>),
 }
 
@@ -139,6 +149,7 @@ pub enum EngineState {
 #[derive(Clone)]
 pub struct Worker {
     jobs: mpsc::Sender<Job>,
+    examples_jobs: mpsc::Sender<ExamplesJob>,
     /// Results shared with the handlers (hover, code actions, diagnostics).
     pub cache: Arc<Mutex<ResultCache>>,
     /// Engine state.
@@ -150,7 +161,8 @@ pub struct Worker {
     /// Why a function has no result, by hash, when the model could not take it (too long for
     /// the context), for hover.
     pub not_analysed: Arc<Mutex<std::collections::HashMap<String, String>>>,
-    /// What each document's examples showed at its last analysis.
+    /// What each document's examples showed at their last run (written by the examples thread
+    /// only).
     pub examples: Arc<Mutex<HashMap<Uri, Verdicts>>>,
 }
 
@@ -158,8 +170,10 @@ impl Worker {
     /// Starts the worker thread.
     pub fn start(cache: ResultCache, events: tmpsc::UnboundedSender<Event>) -> Worker {
         let (tx, rx) = mpsc::channel();
+        let (examples_tx, examples_rx) = mpsc::channel();
         let worker = Worker {
             jobs: tx,
+            examples_jobs: examples_tx,
             cache: Arc::new(Mutex::new(cache)),
             state: Arc::new(Mutex::new(EngineState::Loading)),
             decided: Arc::default(),
@@ -167,6 +181,11 @@ impl Worker {
             not_analysed: Arc::default(),
             examples: Arc::default(),
         };
+        let (w, examples_events) = (worker.clone(), events.clone());
+        std::thread::Builder::new()
+            .name("clarifycoder-examples".into())
+            .spawn(move || run_examples_jobs(examples_rx, w, examples_events))
+            .expect("spawn the examples thread");
         let w = worker.clone();
         std::thread::Builder::new()
             .name("clarifycoder-analysis".into())
@@ -205,6 +224,16 @@ impl Worker {
         effective(&cache, verdict.as_ref(), f, max_questions)
     }
 
+    /// Runs a document's examples on the examples thread (`None`, the setting off: forgets its
+    /// verdicts), apart from the model's work, so that a file whose imports are slow does not
+    /// hold back the model's results; the verdicts are published when they come. Queue it before
+    /// the document's [`Job::Analyze`], which uses the verdicts known by then.
+    pub fn run_examples(&self, uri: Uri, version: i32, run: Option<ExamplesRun>) {
+        let _ = self
+            .examples_jobs
+            .send(ExamplesJob::Run { uri, version, run });
+    }
+
     /// Queues a job. Fails only when the worker thread is gone.
     pub fn send(&self, job: Job) -> Result<(), String> {
         self.jobs
@@ -217,10 +246,6 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     let mut analyzer: Option<Analyzer> = None;
     let mut plan: Option<(Plan, Options)> = None;
     let mut pending: std::collections::VecDeque<Job> = Default::default();
-    // Each document's last examples run (interpreter, text, directory) and its verdicts: a
-    // re-analysis of the same text (a settings change, a workspace check) does not start Python
-    // again.
-    let mut examples_ran: HashMap<Uri, (ExamplesRun, Verdicts)> = HashMap::new();
     loop {
         // Drain the channel so that newer jobs can supersede older ones.
         let job = match pending.pop_front() {
@@ -257,7 +282,6 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 items,
                 threshold,
                 cancel,
-                examples,
             } => {
                 // A newer version of the same document is already queued: skip this one.
                 let superseded = pending
@@ -266,27 +290,19 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 if superseded || cancel.is_cancelled() {
                     continue;
                 }
-                let verdicts = match &examples {
-                    None => Verdicts::new(),
-                    Some(run) => match examples_ran.get(&uri) {
-                        Some((before, verdicts)) if before == run => verdicts.clone(),
-                        _ => {
-                            let verdicts = run_examples(run);
-                            examples_ran.insert(uri.clone(), (run.clone(), verdicts.clone()));
-                            verdicts
-                        }
-                    },
-                };
-                w.examples
+                // The verdicts known now (the examples thread publishes newer ones itself): they
+                // spare the model the functions whose example the code disagrees with.
+                let verdicts = w
+                    .examples
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .insert(uri.clone(), verdicts.clone());
+                    .get(&uri)
+                    .cloned()
+                    .unwrap_or_default();
                 let Some(a) = analyzer.as_ref() else {
-                    // No model: an example the code disagrees with is still a finding, and so is
-                    // a returned value the annotation excludes.
-                    if items.iter().any(|i| i.certain)
-                        || verdicts.values().any(|v| matches!(v, Verdict::Disagree(_)))
-                    {
+                    // No model: a returned value the annotation excludes is still a finding (and
+                    // so is an example the code disagrees with, which its thread publishes).
+                    if items.iter().any(|i| i.certain) {
                         let _ = events.send(Event::Analyzed { uri, version });
                     }
                     continue;
@@ -328,7 +344,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 w.save_cache();
             }
             Job::Barrier(reply) => {
-                let _ = reply.send(());
+                let _ = w.examples_jobs.send(ExamplesJob::Barrier(reply));
             }
             Job::Implement {
                 problem,
@@ -350,6 +366,64 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
         }
     }
     w.save_cache();
+}
+
+/// The examples thread: runs each document's examples (the latest run queued for it), stores the
+/// verdicts and reports the document's version, so that its diagnostics are published again.
+fn run_examples_jobs(
+    rx: mpsc::Receiver<ExamplesJob>,
+    w: Worker,
+    events: tmpsc::UnboundedSender<Event>,
+) {
+    // Each document's last run (interpreter, text, directory): the same text again (a settings
+    // change, a workspace check) does not start Python again.
+    let mut ran: HashMap<Uri, ExamplesRun> = HashMap::new();
+    while let Ok(first) = rx.recv() {
+        let jobs: Vec<ExamplesJob> = std::iter::once(first).chain(rx.try_iter()).collect();
+        for (i, job) in jobs.iter().enumerate() {
+            match job {
+                ExamplesJob::Barrier(_) => {}
+                ExamplesJob::Run { uri, version, run } => {
+                    // A later run of the same document supersedes this one.
+                    let superseded = jobs[i + 1..]
+                        .iter()
+                        .any(|j| matches!(j, ExamplesJob::Run { uri: u, .. } if u == uri));
+                    let known = w
+                        .examples
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains_key(uri);
+                    if superseded || known && run.is_some() && ran.get(uri) == run.as_ref() {
+                        continue;
+                    }
+                    let verdicts = run.as_ref().map(run_examples).unwrap_or_default();
+                    // Published again only when what is shown changes.
+                    let changed = {
+                        let mut examples =
+                            w.examples.lock().unwrap_or_else(PoisonError::into_inner);
+                        let before = match run {
+                            Some(_) => examples.insert(uri.clone(), verdicts.clone()),
+                            None => examples.remove(uri),
+                        };
+                        before.unwrap_or_default() != verdicts
+                    };
+                    match run {
+                        Some(run) => ran.insert(uri.clone(), run.clone()),
+                        None => ran.remove(uri),
+                    };
+                    if changed {
+                        let (uri, version) = (uri.clone(), *version);
+                        let _ = events.send(Event::Analyzed { uri, version });
+                    }
+                }
+            }
+        }
+        for job in jobs {
+            if let ExamplesJob::Barrier(reply) = job {
+                let _ = reply.send(());
+            }
+        }
+    }
 }
 
 /// Runs a document's examples; a document whose examples cannot run is logged and has none.
