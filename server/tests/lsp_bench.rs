@@ -23,6 +23,16 @@ fn twenty_functions(tag: &str) -> String {
     s
 }
 
+/// The server with the shipped default model and adapter, as a user gets them.
+fn default_client() -> Client {
+    let default = clarifycoder_core::models::QWEN25_CODER_05B;
+    let model = default.installed_path().unwrap_or_else(|e| panic!("{e}"));
+    let adapter = default.adapter_path().expect("the default model's adapter");
+    Client::start_with(&model, |command| {
+        command.env("CLARIFYCODER_ADAPTER", adapter);
+    })
+}
+
 fn decided(c: &mut Client) -> u64 {
     c.request(
         "workspace/executeCommand",
@@ -45,13 +55,7 @@ fn rss_kib(c: &Client) -> u64 {
 #[test]
 #[ignore = "benchmark"]
 fn lsp_latencies_and_memory() {
-    // The shipped default model and adapter, as a user gets them.
-    let default = clarifycoder_core::models::QWEN25_CODER_05B;
-    let model = default.installed_path().unwrap_or_else(|e| panic!("{e}"));
-    let adapter = default.adapter_path().expect("the default model's adapter");
-    let mut c = Client::start_with(&model, |command| {
-        command.env("CLARIFYCODER_ADAPTER", adapter);
-    });
+    let mut c = default_client();
     c.initialize(json!({}), json!({"debounceMs": 0}));
     // Wait for the engine: the first publish of a trivial file.
     c.notify("textDocument/didOpen", json!({"textDocument": {"uri": "file:///bench/warmup.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}));
@@ -149,9 +153,6 @@ fn lsp_latencies_and_memory() {
 #[test]
 #[ignore = "benchmark"]
 fn examples_and_the_first_diagnostics() {
-    let default = clarifycoder_core::models::QWEN25_CODER_05B;
-    let model = default.installed_path().unwrap_or_else(|e| panic!("{e}"));
-    let adapter = default.adapter_path().expect("the default model's adapter");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("settings_store.py"),
@@ -162,9 +163,7 @@ fn examples_and_the_first_diagnostics() {
     let uri = format!("file://{}", path.display());
     let text = "from settings_store import RATE\n\n\ndef tax(amount: float) -> float:\n    \"\"\"Return the tax on an amount at the stored rate.\n\n    >>> tax(10.0)\n    2.0\n    \"\"\"\n    return amount * RATE\n\n\ndef handle(items, limit):\n    \"\"\"Return the good items.\"\"\"\n    return items\n";
     std::fs::write(&path, text).unwrap();
-    let mut c = Client::start_with(&model, |command| {
-        command.env("CLARIFYCODER_ADAPTER", adapter);
-    });
+    let mut c = default_client();
     c.initialize(json!({}), json!({"debounceMs": 0, "runExamples": true}));
     c.notify("textDocument/didOpen", json!({"textDocument": {"uri": "file:///bench/warmup.py", "languageId": "python", "version": 1, "text": "x = 1\n"}}));
     c.wait("textDocument/publishDiagnostics", |p| {
