@@ -274,7 +274,9 @@ type Emit<'a> = dyn FnMut(usize, &[Option<(Outcome, bool)>]) + 'a;
 /// The outcome of every item, and whether it came from the cache; `None` for a function the
 /// model could not take (too long for its context), with a warning. Loads the model only when
 /// something is not cached; `emit` hears of the items done as the model gets through them. A
-/// cache that cannot be written is a warning: it only saves time.
+/// cache that cannot be written is a warning: it only saves time. When the model is missing or
+/// cannot load, the findings that need none (and cached results) are still emitted, beside the
+/// error.
 fn analyze(
     items: &[Item],
     args: &CheckArgs,
@@ -283,7 +285,32 @@ fn analyze(
     warnings: &mut Vec<String>,
     emit: &mut Emit,
 ) -> anyhow::Result<Vec<Option<(Outcome, bool)>>> {
-    let identity = plan.identity()?;
+    // An example the code disagrees with, or a returned value the annotation excludes, is a
+    // finding without the model (or the cache).
+    let certain: Vec<Option<Outcome>> = items
+        .iter()
+        .map(|item| {
+            analysis::certain(
+                &item.function,
+                item.examples.as_ref(),
+                args.options.consistency,
+                args.options.max_questions,
+            )
+        })
+        .collect();
+    // The model is missing or cannot load: what is known is still reported.
+    let mut without_model = |results: &[Option<(Outcome, bool)>], stats: &mut CheckStats| {
+        stats.analyzed = results.iter().flatten().count();
+        emit(items.len(), results);
+    };
+    let identity = match plan.identity() {
+        Ok(identity) => identity,
+        Err(e) => {
+            let found: Vec<_> = certain.into_iter().map(|o| o.map(|o| (o, false))).collect();
+            without_model(&found, stats);
+            return Err(e.into());
+        }
+    };
     let cache_dir = settings::cache_dir().join("results");
     let mut cache = if args.no_cache {
         ResultCache::in_memory()
@@ -297,15 +324,8 @@ fn analyze(
     };
     let mut results: Vec<Option<(Outcome, bool)>> = items
         .iter()
-        .map(|item| {
-            // An example the code disagrees with, or a returned value the annotation excludes,
-            // is a finding without the model (or the cache).
-            let found = analysis::certain(
-                &item.function,
-                item.examples.as_ref(),
-                args.options.consistency,
-                args.options.max_questions,
-            );
+        .zip(certain)
+        .map(|(item, found)| {
             if let Some(outcome) = found {
                 return Some((outcome, false));
             }
@@ -325,7 +345,13 @@ fn analyze(
 
     let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
     if !pending.is_empty() {
-        let backend = plan.open()?;
+        let backend = match plan.open() {
+            Ok(backend) => backend,
+            Err(e) => {
+                without_model(&results, stats);
+                return Err(e.into());
+            }
+        };
         let analyzer = Analyzer::new(backend.clone(), args.options);
         let outcome = run_model(
             items,

@@ -507,6 +507,17 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
     );
     // A certain finding: the model is not asked.
     assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
+
+    // Without a model, the finding is still reported, beside the error that says what to do.
+    let out = fx.check_with(
+        Path::new("/nonexistent/model.gguf"),
+        &["--format", "json", "."],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["diagnostics"][0]["function"], "to_hours", "{report}");
+    let error = report["errors"][0].as_str().unwrap();
+    assert!(error.contains("/nonexistent/model.gguf"), "{report}");
 }
 
 #[test]
