@@ -214,9 +214,10 @@ pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
 }
 
 /// The outcome of a function with a finding that needs no model: an example its code disagrees
-/// with ([`examples`]), or, with `consistency` on, a value its code returns that its annotation
-/// excludes ([`consistency::returned_contradictions`]). It scores [`CONTRADICTION_SCORE`] and
-/// asks the questions of both (cut to `max_questions`); `None` without such a finding.
+/// with ([`examples`]), or, with `consistency` on, a docstring that contradicts its signature
+/// ([`consistency::contradictions`]) or a value its code returns that its annotation excludes
+/// ([`consistency::returned_contradictions`]). It scores [`CONTRADICTION_SCORE`] and asks the
+/// questions of all of them (cut to `max_questions`); `None` without such a finding.
 pub fn certain(
     f: &python::Function,
     verdict: Option<&examples::Verdict>,
@@ -225,14 +226,17 @@ pub fn certain(
 ) -> Option<Outcome> {
     let mut questions = verdict.map_or_else(Vec::new, |v| v.questions(&f.qualname));
     let disagrees = matches!(verdict, Some(examples::Verdict::Disagree(_)));
-    let returns = match consistency {
-        true => consistency::returned_contradictions(f),
+    let found: Vec<consistency::Contradiction> = match consistency {
+        true => consistency::contradictions(&f.problem())
+            .into_iter()
+            .chain(consistency::returned_contradictions(f))
+            .collect(),
         false => Vec::new(),
     };
-    if !disagrees && returns.is_empty() {
+    if !disagrees && found.is_empty() {
         return None;
     }
-    questions.extend(returns.into_iter().map(|c| c.question));
+    questions.extend(found.into_iter().map(|c| c.question));
     questions.truncate(max_questions);
     Some(Outcome {
         p_ask: CONTRADICTION_SCORE,

@@ -285,8 +285,8 @@ fn analyze(
     warnings: &mut Vec<String>,
     emit: &mut Emit,
 ) -> anyhow::Result<Vec<Option<(Outcome, bool)>>> {
-    // An example the code disagrees with, or a returned value the annotation excludes, is a
-    // finding without the model (or the cache).
+    // An example the code disagrees with, a docstring that contradicts its signature, or a
+    // returned value the annotation excludes, is a finding without the model (or the cache).
     let certain: Vec<Option<Outcome>> = items
         .iter()
         .map(|item| {

@@ -491,7 +491,7 @@ fn run_examples_reports_an_example_the_code_disagrees_with() {
 fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
     let fx = Fixture::new(&[(
         "units.py",
-        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert a duration in minutes to fractional hours.\"\"\"\n    hours = minutes / 60\n    return hours\n",
+        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert a duration in minutes to fractional hours.\"\"\"\n    hours = minutes / 60\n    return hours\n\n\ndef low(stock: dict, minimum: int = 5) -> list:\n    \"\"\"Names with few units.\n\n    Args:\n        threshold: The limit.\n    \"\"\"\n    return [n for n, u in stock.items() if u < minimum]\n",
     )]);
     // Qwen without its adapter never asks (P(ask) < 0.1): only the check can flag here.
     let qwen = clarifycoder_core::models::QWEN25_CODER_05B
@@ -516,6 +516,7 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["diagnostics"][0]["function"], "to_hours", "{report}");
+    assert_eq!(report["diagnostics"][1]["function"], "low", "{report}");
     let error = report["errors"][0].as_str().unwrap();
     assert!(error.contains("/nonexistent/model.gguf"), "{report}");
 }

@@ -22,8 +22,8 @@ pub struct Item {
     pub hash: String,
     /// `Function::problem()`.
     pub problem: String,
-    /// Its code returns a value its annotation excludes: a finding without the model
-    /// ([`analysis::certain`]).
+    /// Its docstring contradicts its signature, or its code returns a value its annotation
+    /// excludes: a finding without the model ([`analysis::certain`]).
     pub certain: bool,
 }
 
@@ -32,7 +32,7 @@ impl Item {
         Item {
             hash: f.hash.clone(),
             problem: f.problem(),
-            certain: !clarifycoder_core::consistency::returned_contradictions(f).is_empty(),
+            certain: analysis::certain(f, None, true, 1).is_some(),
         }
     }
 }
@@ -70,8 +70,8 @@ pub struct ExamplesRun {
 pub type Verdicts = HashMap<String, Verdict>;
 
 /// The result shown for a function: the model's cached outcome with what its examples showed
-/// applied ([`analysis::with_examples`]). An example the code disagrees with, or a returned value
-/// the annotation excludes, is a finding of its own, with or without a model result.
+/// applied ([`analysis::with_examples`]). A finding that needs no model ([`analysis::certain`]) is
+/// shown with or without a model result.
 pub fn effective(
     cache: &ResultCache,
     verdict: Option<&Verdict>,
@@ -300,8 +300,8 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     .cloned()
                     .unwrap_or_default();
                 let Some(a) = analyzer.as_ref() else {
-                    // No model: a returned value the annotation excludes is still a finding (and
-                    // so is an example the code disagrees with, which its thread publishes).
+                    // No model: a contradiction with the signature or the code is still a finding
+                    // (and so is an example the code disagrees with, which its thread publishes).
                     if items.iter().any(|i| i.certain) {
                         let _ = events.send(Event::Analyzed { uri, version });
                     }
@@ -490,8 +490,8 @@ fn analyze(
     cancel: &CancelToken,
     mut partial: impl FnMut(),
 ) -> Result<(), EngineError> {
-    // A function with a finding of its own (an example the code disagrees with, a returned value
-    // the annotation excludes) needs no model.
+    // A function with a finding of its own (an example the code disagrees with, a contradiction
+    // with its signature or its code) needs no model.
     let disagrees =
         |i: &Item| i.certain || matches!(verdicts.get(&i.hash), Some(Verdict::Disagree(_)));
     let undecided: Vec<&Item> = {
