@@ -706,7 +706,7 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
 
 #[test]
 fn run_examples_shows_an_example_the_code_disagrees_with() {
-    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n\n\ndef hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n";
+    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n\n\ndef hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n\n\ndef low(stock, minimum=5):\n    \"\"\"Names with few units.\n\n    Args:\n        threshold: The limit.\n    \"\"\"\n    return [n for n, u in stock.items() if u < minimum]\n";
     // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example,
     // or a returned value the annotation excludes, can flag a function.
     let qwen = clarifycoder_core::models::QWEN25_CODER_05B
@@ -725,9 +725,10 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
     let published = c.wait("textDocument/publishDiagnostics", |p| {
         p["uri"] == URI && p["version"] == 1
     });
-    // Without running anything, the annotation against the code.
+    // Without running anything, the annotation against the code, and the docstring against the
+    // signature.
     let diagnostics = published["diagnostics"].as_array().unwrap();
-    assert_eq!(diagnostics.len(), 1, "{published}");
+    assert_eq!(diagnostics.len(), 2, "{published}");
     assert_eq!(
         diagnostics[0]["message"],
         "`hours` is annotated to return `int`, but line 24 returns `minutes / 60`, a float; which is right, the annotation or the code?"
@@ -743,6 +744,17 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
         shown.contains("returns a value that its return annotation excludes"),
         "{hover}"
     );
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": 26, "character": 6}}),
+    );
+    let shown = hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        shown.contains("Its docstring contradicts its signature.") && shown.contains("`threshold`"),
+        "{hover}"
+    );
 
     // Turned on: the example is run and its disagreement is a diagnostic.
     c.notify(
@@ -750,10 +762,10 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
         json!({"settings": {"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}}),
     );
     let published = c.wait("textDocument/publishDiagnostics", |p| {
-        p["uri"] == URI && p["diagnostics"].as_array().is_some_and(|d| d.len() > 1)
+        p["uri"] == URI && p["diagnostics"].as_array().is_some_and(|d| d.len() > 2)
     });
     let diagnostics = published["diagnostics"].as_array().unwrap();
-    assert_eq!(diagnostics.len(), 2, "{published}");
+    assert_eq!(diagnostics.len(), 3, "{published}");
     assert_eq!(diagnostics[0]["data"]["function"], "total");
     assert_eq!(
         diagnostics[0]["message"],

@@ -48,11 +48,13 @@ impl ClarifyServer {
                 } else {
                     "would **code**"
                 };
+                let docstring = !consistency::contradictions(&f.problem()).is_empty();
                 let returns = !consistency::returned_contradictions(&f).is_empty();
                 match &examples {
                     Some(Verdict::Disagree(_)) => md.push_str(
                         "Its docstring examples were run: the code disagrees with an example.",
                     ),
+                    _ if docstring => md.push_str("Its docstring contradicts its signature."),
                     _ if returns => {
                         md.push_str("Its code returns a value that its return annotation excludes.")
                     }
