@@ -56,6 +56,18 @@ fn apply_edits(text: &str, edits: &[Value]) -> String {
     out
 }
 
+/// The markdown of a hover on the test document, empty when there is none.
+fn hover_text(c: &mut Client, line: u32, character: u32) -> String {
+    let hover = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": URI}, "position": {"line": line, "character": character}}),
+    );
+    hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn diagnostics_edits_code_actions_hover_and_configuration() {
     let mut c = Client::start(&model_path());
@@ -113,11 +125,7 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
     assert_eq!(stats(&mut c), decided_after_open + 1);
 
     // Hover on the def line.
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 5, "character": 5}}),
-    );
-    let md = hover["result"]["contents"]["value"].as_str().unwrap();
+    let md = hover_text(&mut c, 5, 5);
     assert!(md.contains("`process`") && md.contains("P(ask) = "), "{md}");
 
     // Code actions on `process`.
@@ -400,11 +408,7 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
         "textDocument/didOpen",
         json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
     );
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 0, "character": 5}}),
-    );
-    let md = hover["result"]["contents"]["value"].as_str().unwrap();
+    let md = hover_text(&mut c, 0, 5);
     assert!(md.contains("model is not available"), "{md}");
     let restart = c.request(
         "workspace/executeCommand",
@@ -691,16 +695,10 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
         .collect();
     assert_eq!(functions, ["first", "last"], "{published}");
     // Hover on `def giant` says why it has no result and what to do.
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 4, "character": 6}}),
-    );
-    let shown = hover["result"]["contents"]["value"]
-        .as_str()
-        .unwrap_or_default();
+    let shown = hover_text(&mut c, 4, 6);
     assert!(
         shown.contains("Not analysed: its prompt has") && shown.contains("`ctxSize`"),
-        "{hover}"
+        "{shown}"
     );
 }
 
@@ -733,27 +731,15 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
         diagnostics[0]["message"],
         "`hours` is annotated to return `int`, but line 24 returns `minutes / 60`, a float; which is right, the annotation or the code?"
     );
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 21, "character": 6}}),
-    );
-    let shown = hover["result"]["contents"]["value"]
-        .as_str()
-        .unwrap_or_default();
+    let shown = hover_text(&mut c, 21, 6);
     assert!(
         shown.contains("returns a value that its return annotation excludes"),
-        "{hover}"
+        "{shown}"
     );
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 26, "character": 6}}),
-    );
-    let shown = hover["result"]["contents"]["value"]
-        .as_str()
-        .unwrap_or_default();
+    let shown = hover_text(&mut c, 26, 6);
     assert!(
         shown.contains("Its docstring contradicts its signature.") && shown.contains("`threshold`"),
-        "{hover}"
+        "{shown}"
     );
 
     // Turned on: the example is run and its disagreement is a diagnostic.
@@ -771,15 +757,9 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
         diagnostics[0]["message"],
         "The example `total([1.5, 2.25])` expects `3`, but the code of `total` gives `4`; which is right, the example or the code?"
     );
-    let hover = c.request(
-        "textDocument/hover",
-        json!({"textDocument": {"uri": URI}, "position": {"line": 3, "character": 6}}),
-    );
-    let shown = hover["result"]["contents"]["value"]
-        .as_str()
-        .unwrap_or_default();
+    let shown = hover_text(&mut c, 3, 6);
     assert!(
         shown.contains("the code disagrees with an example"),
-        "{hover}"
+        "{shown}"
     );
 }
