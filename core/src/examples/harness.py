@@ -1,8 +1,8 @@
 # Runs the docstring examples (doctests) of some functions of one Python file against their code.
 # ClarifyCoder's `examples` module writes the file as `module.py`, the wanted functions (qualified
 # name, a tab, the line of `def`) one per line as `targets.txt` and the file's directory as
-# `syspath.txt`, then runs this script in its sandbox. It prints one line, a marker (MARK) and a JSON object: for each target
-# that could be run, its examples' outcomes.
+# `syspath.txt`, then runs this script in its sandbox. It prints one line, a marker (MARK) and a
+# JSON object: for each target that could be run, its examples' outcomes.
 #
 # Only the file's top-level imports, function and class definitions and assignments of literal
 # values are executed, each on its own (one that fails leaves the others): a script's other

@@ -492,13 +492,13 @@ fn analyze(
 ) -> Result<(), EngineError> {
     // A function with a finding of its own (an example the code disagrees with, a contradiction
     // with its signature or its code) needs no model.
-    let disagrees =
+    let settled =
         |i: &Item| i.certain || matches!(verdicts.get(&i.hash), Some(Verdict::Disagree(_)));
     let undecided: Vec<&Item> = {
         let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()
-            .filter(|i| cache.get(&i.hash).is_none() && !disagrees(i))
+            .filter(|i| cache.get(&i.hash).is_none() && !settled(i))
             .collect()
     };
     let mut rest = undecided.as_slice();
