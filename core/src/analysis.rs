@@ -213,30 +213,48 @@ pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
     }
 }
 
+/// The questions of the checks that need no model, for one function: its docstring against its
+/// signature ([`consistency::contradictions`]), then the values its code returns against its
+/// annotation ([`consistency::returned_contradictions`]). Empty when they find nothing.
+pub fn checked(f: &python::Function) -> Vec<String> {
+    consistency::contradictions(&f.problem())
+        .into_iter()
+        .chain(consistency::returned_contradictions(f))
+        .map(|c| c.question)
+        .collect()
+}
+
 /// The outcome of a function with a finding that needs no model: an example its code disagrees
-/// with ([`examples`]), or, with `consistency` on, a docstring that contradicts its signature
-/// ([`consistency::contradictions`]) or a value its code returns that its annotation excludes
-/// ([`consistency::returned_contradictions`]). It scores [`CONTRADICTION_SCORE`] and asks the
-/// questions of all of them (cut to `max_questions`); `None` without such a finding.
+/// with ([`examples`]), or, with `consistency` on, a finding of the checks ([`checked`]). It
+/// scores [`CONTRADICTION_SCORE`] and asks the questions of all of them (cut to
+/// `max_questions`); `None` without such a finding.
 pub fn certain(
     f: &python::Function,
     verdict: Option<&examples::Verdict>,
     consistency: bool,
     max_questions: usize,
 ) -> Option<Outcome> {
-    let mut questions = verdict.map_or_else(Vec::new, |v| v.questions(&f.qualname));
-    let disagrees = matches!(verdict, Some(examples::Verdict::Disagree(_)));
-    let found: Vec<consistency::Contradiction> = match consistency {
-        true => consistency::contradictions(&f.problem())
-            .into_iter()
-            .chain(consistency::returned_contradictions(f))
-            .collect(),
+    let checked = match consistency {
+        true => checked(f),
         false => Vec::new(),
     };
-    if !disagrees && found.is_empty() {
+    certain_given(&f.qualname, &checked, verdict, max_questions)
+}
+
+/// [`certain`] for a function whose checks already ran: `checked` is what [`checked`] returned
+/// for it (the language server keeps it per document text).
+pub fn certain_given(
+    qualname: &str,
+    checked: &[String],
+    verdict: Option<&examples::Verdict>,
+    max_questions: usize,
+) -> Option<Outcome> {
+    let disagrees = matches!(verdict, Some(examples::Verdict::Disagree(_)));
+    if !disagrees && checked.is_empty() {
         return None;
     }
-    questions.extend(found.into_iter().map(|c| c.question));
+    let mut questions = verdict.map_or_else(Vec::new, |v| v.questions(qualname));
+    questions.extend(checked.iter().cloned());
     questions.truncate(max_questions);
     Some(Outcome {
         p_ask: CONTRADICTION_SCORE,

@@ -5,17 +5,15 @@
 use std::sync::atomic::Ordering;
 
 use clarifycoder_core::engine::CancelToken;
-use clarifycoder_core::python;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tower_lsp_server::jsonrpc::Result;
 
 use super::diagnostics::build_diagnostics;
-use super::document::Document;
+use super::document::{Document, Functions};
 use super::types::*;
 use super::worker::{EngineState, Item, Job};
 use super::{lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_RESTART, CMD_STATS};
-use clarifycoder_core::analysis::analyzable;
 
 impl ClarifyServer {
     /// `workspace/executeCommand`.
@@ -90,9 +88,9 @@ impl ClarifyServer {
             };
             // Files that are not open stay out of the document store: the user may open one
             // while it is checked, and then it is theirs.
-            let items: Vec<Item> = analyzable(&python::extract(&text))
-                .into_iter()
-                .map(Item::of)
+            let items: Vec<Item> = Functions::of(text.clone())
+                .iter()
+                .map(|(f, checked)| Item::of(f, checked))
                 .collect();
             let (threshold, examples) = {
                 let st = self.state.lock().unwrap();

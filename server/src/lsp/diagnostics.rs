@@ -4,7 +4,6 @@
 //! snapshot, the cached results and the settings.
 
 use clarifycoder_core::engine::CancelToken;
-use clarifycoder_core::python;
 use serde_json::json;
 use tower_lsp_server::jsonrpc::Result;
 
@@ -13,7 +12,7 @@ use super::document::{Document, Encoding};
 use super::types::*;
 use super::worker::{effective, Item, Job, Verdicts};
 use super::{phrase, ClarifyServer, SOURCE};
-use clarifycoder_core::analysis::{analyzable, ResultCache};
+use clarifycoder_core::analysis::ResultCache;
 
 impl ClarifyServer {
     /// Queues analysis of every open document now.
@@ -29,12 +28,12 @@ impl ClarifyServer {
         let mut st = self.state.lock().unwrap();
         let Some(doc) = st.docs.get(uri) else { return };
         let version = doc.version;
-        let text = doc.text();
-        let items = analyzable(&python::extract(&text))
-            .into_iter()
-            .map(Item::of)
+        let read = doc.functions();
+        let items = read
+            .iter()
+            .map(|(f, checked)| Item::of(f, checked))
             .collect();
-        let examples = st.config.examples_run(uri, text);
+        let examples = st.config.examples_run(uri, read.text.clone());
         let cancel = CancelToken::new();
         if let Some(old) = st.cancels.insert(uri.clone(), cancel.clone()) {
             old.cancel();
@@ -151,12 +150,13 @@ fn diagnostics_of(
     config: &Config,
     encoding: Encoding,
 ) -> Vec<Diagnostic> {
-    let text = doc.text();
-    let parsed = python::extract(&text);
+    let read = doc.functions();
+    let text = &read.text;
     let mut out = Vec::new();
-    for f in analyzable(&parsed) {
+    for (f, checked) in read.iter() {
         let max_questions = config.options.max_questions;
-        let Some(outcome) = effective(cache, verdicts.get(&f.hash), f, max_questions) else {
+        let Some(outcome) = effective(cache, verdicts.get(&f.hash), f, checked, max_questions)
+        else {
             continue;
         };
         if outcome.p_ask < config.options.threshold {
@@ -203,6 +203,7 @@ fn diagnostics_of(
 
 #[cfg(test)]
 mod tests {
+    use clarifycoder_core::python;
     use clarifycoder_core::settings::Settings;
     use serde_json::Value;
 

@@ -3,6 +3,9 @@
 //! Lines end at '\n' only (a '\r' before it belongs to the line), which is how tree-sitter and
 //! therefore `core::python` count lines. Out-of-range positions are clamped, never a panic.
 
+use std::sync::{Arc, OnceLock};
+
+use clarifycoder_core::{analysis, python};
 use ropey::Rope;
 
 use super::types::{Position, Range, TextDocumentContentChangeEvent};
@@ -22,6 +25,43 @@ pub struct Document {
     rope: Rope,
     /// The client's version of this text.
     pub version: i32,
+    /// What [`Document::functions`] found in this text, once asked.
+    functions: OnceLock<Arc<Functions>>,
+}
+
+/// The functions of a text that go to the model, each with the questions of the checks that need
+/// no model ([`analysis::checked`]): computed once per text, since every queued analysis and
+/// every diagnostics build needs them.
+#[derive(Debug)]
+pub struct Functions {
+    /// The text they were read from.
+    pub text: String,
+    /// [`analysis::analyzable`], in source order.
+    pub functions: Vec<python::Function>,
+    /// [`analysis::checked`] of each function, in the same order.
+    pub checked: Vec<Vec<String>>,
+}
+
+impl Functions {
+    /// Reads a text.
+    pub fn of(text: String) -> Functions {
+        let parsed = python::extract(&text);
+        let functions: Vec<python::Function> =
+            analysis::analyzable(&parsed).into_iter().cloned().collect();
+        let checked = functions.iter().map(analysis::checked).collect();
+        Functions {
+            text,
+            functions,
+            checked,
+        }
+    }
+
+    /// Each function with its checks' questions.
+    pub fn iter(&self) -> impl Iterator<Item = (&python::Function, &[String])> {
+        self.functions
+            .iter()
+            .zip(self.checked.iter().map(Vec::as_slice))
+    }
 }
 
 impl Document {
@@ -30,12 +70,20 @@ impl Document {
         Document {
             rope: Rope::from_str(text),
             version,
+            functions: OnceLock::new(),
         }
     }
 
     /// The whole text.
     pub fn text(&self) -> String {
         self.rope.to_string()
+    }
+
+    /// The functions of this text that go to the model, with their checks ([`Functions`]).
+    pub fn functions(&self) -> Arc<Functions> {
+        self.functions
+            .get_or_init(|| Arc::new(Functions::of(self.text())))
+            .clone()
     }
 
     /// Applies `didChange` content changes in order. Returns how many positions were out of range
@@ -47,6 +95,7 @@ impl Document {
         enc: Encoding,
     ) -> usize {
         let mut clamped = 0;
+        self.functions = OnceLock::new();
         for change in changes {
             match change.range {
                 None => self.rope = Rope::from_str(&change.text),
@@ -145,6 +194,27 @@ mod tests {
             range_length: None,
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn the_functions_and_their_checks_follow_every_edit() {
+        let mut d = Document::new(
+            "def mean(xs) -> int:\n    \"\"\"Return the mean of `xs`.\"\"\"\n    return sum(xs) / len(xs)\n",
+            1,
+        );
+        let read = d.functions();
+        assert_eq!(read.functions.len(), 1);
+        assert_eq!(read.checked[0].len(), 1, "{:?}", read.checked);
+        assert!(Arc::ptr_eq(&read, &d.functions()), "read once per text");
+        // The body now returns an int: the check's finding goes with the old text.
+        d.apply(
+            &[change(2, 11, 2, 30, "sum(xs) // len(xs)")],
+            2,
+            Encoding::Utf8,
+        );
+        let read = d.functions();
+        assert!(read.text.contains("//"));
+        assert_eq!(read.checked, vec![Vec::<String>::new()]);
     }
 
     #[test]

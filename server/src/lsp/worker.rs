@@ -28,11 +28,12 @@ pub struct Item {
 }
 
 impl Item {
-    pub fn of(f: &python::Function) -> Item {
+    /// A function, with the questions of its checks ([`analysis::checked`]).
+    pub fn of(f: &python::Function, checked: &[String]) -> Item {
         Item {
             hash: f.hash.clone(),
             problem: f.problem(),
-            certain: analysis::certain(f, None, true, 1).is_some(),
+            certain: !checked.is_empty(),
         }
     }
 }
@@ -71,14 +72,16 @@ pub type Verdicts = HashMap<String, Verdict>;
 
 /// The result shown for a function: the model's cached outcome with what its examples showed
 /// applied ([`analysis::with_examples`]). A finding that needs no model ([`analysis::certain`]) is
-/// shown with or without a model result.
+/// shown with or without a model result; `checked` is what the checks found in the function
+/// ([`analysis::checked`]).
 pub fn effective(
     cache: &ResultCache,
     verdict: Option<&Verdict>,
     f: &python::Function,
+    checked: &[String],
     max_questions: usize,
 ) -> Option<Outcome> {
-    if let Some(found) = analysis::certain(f, verdict, true, max_questions) {
+    if let Some(found) = analysis::certain_given(&f.qualname, checked, verdict, max_questions) {
         return Some(found);
     }
     cache.get(&f.hash).map(|o| Outcome {
@@ -221,7 +224,13 @@ impl Worker {
     ) -> Option<Outcome> {
         let verdict = self.verdict(uri, &f.hash);
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        effective(&cache, verdict.as_ref(), f, max_questions)
+        effective(
+            &cache,
+            verdict.as_ref(),
+            f,
+            &analysis::checked(f),
+            max_questions,
+        )
     }
 
     /// Runs a document's examples on the examples thread (`None`, the setting off: forgets its
