@@ -44,6 +44,9 @@ pub struct DevsetArgs {
     /// the whole docstring only [default: the shipped default].
     #[arg(long, value_name = "W")]
     pub summary_weight: Option<f32>,
+    /// Scale of the adapter's LoRA weights (1 as trained; 0 is the base model).
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub adapter_scale: f32,
     /// Skip generating questions (scores only).
     #[arg(long)]
     pub no_questions: bool,
@@ -232,6 +235,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     }
     let mut config = LlamaConfig::new(&model.path);
     config.adapter = adapter.clone();
+    config.adapter_scale = args.adapter_scale;
     config.threads = args.threads;
     let engine = LlamaEngine::load(config).context("cannot load the model")?;
     // The server's flow and options, with this run's threshold and question length.
