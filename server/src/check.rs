@@ -22,6 +22,9 @@ pub enum Format {
     Text,
     /// One JSON document with diagnostics, warnings and statistics.
     Json,
+    /// GitHub Actions workflow commands: a `::warning file=…,line=…,col=…::questions` line per
+    /// flagged function (an annotation on the pull request's diff), `::error::` per error.
+    Github,
 }
 
 /// What `check` needs besides the model plan.
@@ -73,6 +76,38 @@ impl Diagnostic {
             self.path, self.line, self.column, self.score
         )
     }
+
+    /// The GitHub Actions output's line: a `warning` workflow command, one question per line of
+    /// the annotation.
+    fn github_line(&self) -> String {
+        let questions = if self.questions.is_empty() {
+            "The model would rather ask than code, but gave no question.".to_string()
+        } else {
+            self.questions.join("\n")
+        };
+        let path = self.path.strip_prefix("./").unwrap_or(&self.path);
+        let title = format!("clarify[score={:.2}] {}", self.score, self.function);
+        format!(
+            "::warning file={},line={},col={},title={}::{}",
+            github_property(path),
+            self.line,
+            self.column,
+            github_property(&title),
+            github_data(&questions)
+        )
+    }
+}
+
+/// A workflow command's message, escaped as the GitHub Actions runner reads it back.
+fn github_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value: [`github_data`], and `:` and `,`, which end it.
+fn github_property(text: &str) -> String {
+    github_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// Counts for the JSON output and tests.
@@ -194,7 +229,7 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
 
     // Text output streams: a flagged function is printed once it and every function before it
     // are done, so a long run shows its results as it goes, in the same order as at the end.
-    let stream = args.format == Format::Text;
+    let stream = args.format != Format::Json;
     let mut diagnostics = Vec::new();
     let mut done = 0;
     let mut emit = |upto: usize, results: &[Option<(Outcome, bool)>]| {
@@ -217,8 +252,12 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 cached: *cached,
             };
             if stream {
+                let line = match args.format {
+                    Format::Github => d.github_line(),
+                    _ => d.line_text(),
+                };
                 // A closed pipe (`| head`) only ends the printing.
-                let _ = writeln!(std::io::stdout().lock(), "{}", d.line_text());
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
             diagnostics.push(d);
         }
@@ -245,6 +284,15 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             }
             for e in &errors {
                 eprintln!("error: {e}");
+            }
+        }
+        Format::Github => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            for e in &errors {
+                eprintln!("error: {e}");
+                writeln!(stdout, "::error title=clarifycoder::{}", github_data(e))?;
             }
         }
         Format::Json => {
@@ -505,4 +553,33 @@ pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<
 
 fn is_python(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "py")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_commands_escape_what_the_runner_would_read_as_syntax() {
+        assert_eq!(github_data("50% off\r\nthen"), "50%25 off%0D%0Athen");
+        assert_eq!(
+            github_property("a/b.py: x, y"),
+            "a/b.py%3A x%2C y",
+            "`:` and `,` end a property"
+        );
+        let d = Diagnostic {
+            path: "./app/b,c.py".into(),
+            line: 3,
+            column: 5,
+            function: "Cart.total".into(),
+            score: 0.8,
+            questions: vec![],
+            cached: false,
+        };
+        assert_eq!(
+            d.github_line(),
+            "::warning file=app/b%2Cc.py,line=3,col=5,title=clarify[score=0.80] Cart.total::\
+             The model would rather ask than code, but gave no question."
+        );
+    }
 }

@@ -522,6 +522,36 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
 }
 
 #[test]
+fn github_format_annotates_each_finding_and_each_error() {
+    let fx = Fixture::new(&[(
+        "pkg/units.py",
+        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\n\n    Args:\n        mins: The duration.\n    \"\"\"\n    return minutes / 60\n",
+    )]);
+    // No model: the checks' findings and the error are both annotations.
+    let out = fx.check_with(
+        Path::new("/nonexistent/model.gguf"),
+        &["--format", "github", "."],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    // Two questions, one per line of the annotation (`%0A`).
+    assert_eq!(
+        lines[0],
+        "::warning file=pkg/units.py,line=1,col=5,title=clarify[score=0.99] to_hours::\
+         The docstring documents a parameter `mins` that `to_hours` does not have; was it \
+         renamed, or is the parameter missing?%0A`to_hours` is annotated to return `int`, but \
+         line 7 returns `minutes / 60`, a float; which is right, the annotation or the code?"
+    );
+    assert!(
+        lines[1].starts_with("::error title=clarifycoder::")
+            && lines[1].contains("/nonexistent/model.gguf"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     let cache = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
