@@ -25,6 +25,9 @@ pub enum Format {
     /// GitHub Actions workflow commands: a `::warning file=…,line=…,col=…::questions` line per
     /// flagged function (an annotation on the pull request's diff), `::error::` per error.
     Github,
+    /// SARIF 2.1.0 (GitHub code scanning and other static-analysis dashboards): a result per
+    /// flagged function, warnings and errors as the run's notifications.
+    Sarif,
 }
 
 /// What `check` needs besides the model plan.
@@ -85,7 +88,7 @@ impl Diagnostic {
         } else {
             self.questions.join("\n")
         };
-        let path = self.path.strip_prefix("./").unwrap_or(&self.path);
+        let path = self.relative_path();
         let title = format!("clarify[score={:.2}] {}", self.score, self.function);
         format!(
             "::warning file={},line={},col={},title={}::{}",
@@ -96,6 +99,75 @@ impl Diagnostic {
             github_data(&questions)
         )
     }
+}
+
+impl Diagnostic {
+    /// The path as found, without a leading `./`.
+    fn relative_path(&self) -> &str {
+        self.path.strip_prefix("./").unwrap_or(&self.path)
+    }
+
+    /// A SARIF result: the questions as the message (one per line), at the function's name.
+    fn sarif_result(&self) -> serde_json::Value {
+        let text = if self.questions.is_empty() {
+            "The model would rather ask than code, but gave no question.".to_string()
+        } else {
+            self.questions.join("\n")
+        };
+        serde_json::json!({
+            "ruleId": SARIF_RULE,
+            "level": "warning",
+            "message": {"text": text},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": self.relative_path().replace('\\', "/")},
+                    "region": {"startLine": self.line, "startColumn": self.column},
+                },
+                "logicalLocations": [{"fullyQualifiedName": self.function, "kind": "function"}],
+            }],
+            "properties": {"score": self.score},
+        })
+    }
+}
+
+/// The one rule of the SARIF output.
+const SARIF_RULE: &str = "unclear";
+
+/// The SARIF 2.1.0 log of a run: its results, and its warnings and errors as notifications.
+fn sarif_log(
+    diagnostics: &[Diagnostic],
+    warnings: &[String],
+    errors: &[String],
+) -> serde_json::Value {
+    let notification =
+        |level: &str, text: &String| serde_json::json!({"level": level, "message": {"text": text}});
+    let notifications: Vec<_> = warnings
+        .iter()
+        .map(|w| notification("warning", w))
+        .chain(errors.iter().map(|e| notification("error", e)))
+        .collect();
+    serde_json::json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "clarifycoder",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": [{
+                    "id": SARIF_RULE,
+                    "shortDescription": {"text": "A docstring a developer would ask about before coding"},
+                    "fullDescription": {"text": "The function's docstring is ambiguous, incomplete or \
+                        contradicts its signature, code or examples; the message asks what it leaves open."},
+                    "defaultConfiguration": {"level": "warning"},
+                }],
+            }},
+            "invocations": [{
+                "executionSuccessful": errors.is_empty(),
+                "toolExecutionNotifications": notifications,
+            }],
+            "results": diagnostics.iter().map(Diagnostic::sarif_result).collect::<Vec<_>>(),
+        }],
+    })
 }
 
 /// A workflow command's message, escaped as the GitHub Actions runner reads it back.
@@ -229,7 +301,7 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
 
     // Text output streams: a flagged function is printed once it and every function before it
     // are done, so a long run shows its results as it goes, in the same order as at the end.
-    let stream = args.format != Format::Json;
+    let stream = matches!(args.format, Format::Text | Format::Github);
     let mut diagnostics = Vec::new();
     let mut done = 0;
     let mut emit = |upto: usize, results: &[Option<(Outcome, bool)>]| {
@@ -294,6 +366,13 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 eprintln!("error: {e}");
                 writeln!(stdout, "::error title=clarifycoder::{}", github_data(e))?;
             }
+        }
+        Format::Sarif => {
+            serde_json::to_writer_pretty(
+                &mut stdout,
+                &sarif_log(&diagnostics, &warnings, &errors),
+            )?;
+            writeln!(stdout)?;
         }
         Format::Json => {
             let report = Report {

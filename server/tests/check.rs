@@ -552,6 +552,48 @@ fn github_format_annotates_each_finding_and_each_error() {
 }
 
 #[test]
+fn sarif_format_has_a_result_per_finding_and_the_errors_as_notifications() {
+    let fx = Fixture::new(&[(
+        "pkg/units.py",
+        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\"\"\"\n    return minutes / 60\n",
+    )]);
+    let out = fx.check_with(
+        Path::new("/nonexistent/model.gguf"),
+        &["--format", "sarif", "."],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let log = json(&out);
+    assert_eq!(log["version"], "2.1.0");
+    let run = &log["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "clarifycoder");
+    assert_eq!(run["tool"]["driver"]["rules"][0]["id"], "unclear");
+    let result = &run["results"][0];
+    assert_eq!(result["ruleId"], "unclear");
+    let location = &result["locations"][0]["physicalLocation"];
+    assert_eq!(location["artifactLocation"]["uri"], "pkg/units.py");
+    assert_eq!(location["region"]["startLine"], 1);
+    assert_eq!(location["region"]["startColumn"], 5);
+    assert!(
+        result["message"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("`to_hours` is annotated to return `int`"),
+        "{log}"
+    );
+    let invocation = &run["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let notification = &invocation["toolExecutionNotifications"][0];
+    assert_eq!(notification["level"], "error");
+    assert!(
+        notification["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/model.gguf"),
+        "{log}"
+    );
+}
+
+#[test]
 fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     let cache = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
