@@ -193,6 +193,9 @@ fn mix(a: f32, b: f32, w: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// What a flagged function shows when the model gave no question.
+pub const NO_QUESTION: &str = "The model would rather ask than code, but gave no question";
+
 /// The least score of a function whose docstring contradicts its signature: the check is certain,
 /// so it flags the function at any threshold but a maximal one.
 pub const CONTRADICTION_SCORE: f32 = 0.99;
@@ -216,7 +219,7 @@ pub fn with_examples(p_ask: f32, verdict: Option<&examples::Verdict>) -> f32 {
 /// The questions of the checks that need no model, for one function: its docstring against its
 /// signature ([`consistency::contradictions`]), then the values its code returns against its
 /// annotation ([`consistency::returned_contradictions`]). Empty when they find nothing.
-pub fn checked(f: &python::Function) -> Vec<String> {
+pub fn check_questions(f: &python::Function) -> Vec<String> {
     consistency::contradictions(&f.problem())
         .into_iter()
         .chain(consistency::returned_contradictions(f))
@@ -225,7 +228,7 @@ pub fn checked(f: &python::Function) -> Vec<String> {
 }
 
 /// The outcome of a function with a finding that needs no model: an example its code disagrees
-/// with ([`examples`]), or, with `consistency` on, a finding of the checks ([`checked`]). It
+/// with ([`examples`]), or, with `consistency` on, a finding of the checks ([`check_questions`]). It
 /// scores [`CONTRADICTION_SCORE`] and asks the questions of all of them (cut to
 /// `max_questions`); `None` without such a finding.
 pub fn certain(
@@ -234,15 +237,15 @@ pub fn certain(
     consistency: bool,
     max_questions: usize,
 ) -> Option<Outcome> {
-    let checked = match consistency {
-        true => checked(f),
+    let found = match consistency {
+        true => check_questions(f),
         false => Vec::new(),
     };
-    certain_given(&f.qualname, &checked, verdict, max_questions)
+    certain_given(&f.qualname, &found, verdict, max_questions)
 }
 
-/// [`certain`] for a function whose checks already ran: `checked` is what [`checked`] returned
-/// for it (the language server keeps it per document text).
+/// [`certain`] for a function whose checks already ran: `checked` is what [`check_questions`]
+/// returned for it (the language server reads it once per document text).
 pub fn certain_given(
     qualname: &str,
     checked: &[String],

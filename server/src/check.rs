@@ -23,7 +23,7 @@ pub enum Format {
     /// One JSON document with diagnostics, warnings and statistics.
     Json,
     /// GitHub Actions workflow commands: a `::warning file=…,line=…,col=…::questions` line per
-    /// flagged function (an annotation on the pull request's diff), `::error::` per error.
+    /// flagged function (an annotation on the pull request's diff), an `::error` line per error.
     Github,
     /// SARIF 2.1.0 (GitHub code scanning and other static-analysis dashboards): a result per
     /// flagged function, warnings and errors as the run's notifications.
@@ -69,58 +69,52 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// The text output's line: `path:line:col: clarify[score=0.83] questions`.
     fn line_text(&self) -> String {
-        let questions = if self.questions.is_empty() {
-            "the model would rather ask than code, but gave no question".to_string()
-        } else {
-            self.questions.join(" ")
-        };
         format!(
-            "{}:{}:{}: clarify[score={:.2}] {questions}",
-            self.path, self.line, self.column, self.score
-        )
-    }
-
-    /// The GitHub Actions output's line: a `warning` workflow command, one question per line of
-    /// the annotation.
-    fn github_line(&self) -> String {
-        let questions = if self.questions.is_empty() {
-            "The model would rather ask than code, but gave no question.".to_string()
-        } else {
-            self.questions.join("\n")
-        };
-        let path = self.relative_path();
-        let title = format!("clarify[score={:.2}] {}", self.score, self.function);
-        format!(
-            "::warning file={},line={},col={},title={}::{}",
-            github_property(path),
+            "{}:{}:{}: clarify[score={:.2}] {}",
+            self.path,
             self.line,
             self.column,
-            github_property(&title),
-            github_data(&questions)
+            self.score,
+            self.questions_joined(" ")
         )
     }
-}
 
-impl Diagnostic {
+    /// The questions, or what stands for them when the model gave none.
+    fn questions_joined(&self, separator: &str) -> String {
+        match self.questions.is_empty() {
+            true => analysis::NO_QUESTION.to_string(),
+            false => self.questions.join(separator),
+        }
+    }
+
     /// The path as found, without a leading `./`.
     fn relative_path(&self) -> &str {
         self.path.strip_prefix("./").unwrap_or(&self.path)
     }
 
+    /// The GitHub Actions output's line: a `warning` workflow command, one question per line of
+    /// the annotation.
+    fn github_line(&self) -> String {
+        let title = format!("clarify[score={:.2}] {}", self.score, self.function);
+        format!(
+            "::warning file={},line={},col={},title={}::{}",
+            github_property(self.relative_path()),
+            self.line,
+            self.column,
+            github_property(&title),
+            github_data(&self.questions_joined("\n"))
+        )
+    }
+
     /// A SARIF result: the questions as the message (one per line), at the function's name.
     fn sarif_result(&self) -> serde_json::Value {
-        let text = if self.questions.is_empty() {
-            "The model would rather ask than code, but gave no question.".to_string()
-        } else {
-            self.questions.join("\n")
-        };
         serde_json::json!({
             "ruleId": SARIF_RULE,
             "level": "warning",
-            "message": {"text": text},
+            "message": {"text": self.questions_joined("\n")},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": self.relative_path().replace('\\', "/")},
+                    "artifactLocation": {"uri": sarif_uri(self.relative_path())},
                     "region": {"startLine": self.line, "startColumn": self.column},
                 },
                 "logicalLocations": [{"fullyQualifiedName": self.function, "kind": "function"}],
@@ -128,6 +122,26 @@ impl Diagnostic {
             "properties": {"score": self.score},
         })
     }
+}
+
+/// A path as a SARIF artifact URI: a relative reference (to the directory the check ran in,
+/// which code scanning takes for the checkout) or a `file://` URI for an absolute path, with
+/// `/` separators and everything but unreserved characters percent-encoded.
+fn sarif_uri(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    let mut out = String::with_capacity(path.len() + 8);
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// The one rule of the SARIF output.
@@ -299,7 +313,7 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     }
     stats.analyzed = items.len();
 
-    // Text output streams: a flagged function is printed once it and every function before it
+    // Text and GitHub output stream: a flagged function is printed once it and every function before it
     // are done, so a long run shows its results as it goes, in the same order as at the end.
     let stream = matches!(args.format, Format::Text | Format::Github);
     let mut diagnostics = Vec::new();
@@ -639,13 +653,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn github_commands_escape_what_the_runner_would_read_as_syntax() {
+    fn github_commands_and_sarif_uris_escape_what_their_readers_would_misread() {
         assert_eq!(github_data("50% off\r\nthen"), "50%25 off%0D%0Athen");
         assert_eq!(
             github_property("a/b.py: x, y"),
             "a/b.py%3A x%2C y",
             "`:` and `,` end a property"
         );
+        assert_eq!(sarif_uri("app/my file#1.py"), "app/my%20file%231.py");
+        assert_eq!(sarif_uri("/srv/ü.py"), "file:///srv/%C3%BC.py");
+        assert_eq!(sarif_uri("app\\b.py"), "app/b.py");
         let d = Diagnostic {
             path: "./app/b,c.py".into(),
             line: 3,
@@ -658,7 +675,7 @@ mod tests {
         assert_eq!(
             d.github_line(),
             "::warning file=app/b%2Cc.py,line=3,col=5,title=clarify[score=0.80] Cart.total::\
-             The model would rather ask than code, but gave no question."
+             The model would rather ask than code, but gave no question"
         );
     }
 }

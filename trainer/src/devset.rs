@@ -166,6 +166,8 @@ pub struct FileQuality {
 pub struct Report {
     pub model: String,
     pub adapter: Option<String>,
+    /// `--adapter-scale`.
+    pub adapter_scale: f32,
     pub threshold: f32,
     #[serde(flatten)]
     pub quality: Quality,
@@ -229,6 +231,9 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         );
     }
     let adapter = settings::resolve_adapter(args.adapter.as_deref(), None, &model).map(|r| r.path);
+    if adapter.is_none() && args.adapter_scale != 1.0 {
+        bail!("--adapter-scale needs an adapter; this model runs without one");
+    }
     let threshold = args.threshold.unwrap_or(settings::DEFAULT_THRESHOLD);
     if let Some(w) = args.summary_weight.filter(|w| !(0.0..=1.0).contains(w)) {
         bail!("--summary-weight must be between 0 and 1, got {w}");
@@ -337,7 +342,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         0.0
     };
 
-    let report = summarize(
+    let mut report = summarize(
         &rows,
         results,
         threshold,
@@ -346,6 +351,7 @@ pub fn run(args: DevsetArgs) -> Result<()> {
         decide_ms,
         questions_ms,
     );
+    report.adapter_scale = args.adapter_scale;
     print_report(&report);
     if let Some(path) = &args.json {
         clarifycoder_core::fsutil::write_atomic(
@@ -401,6 +407,7 @@ fn summarize(
     Report {
         model,
         adapter,
+        adapter_scale: 1.0,
         threshold,
         quality: Quality::of(&all),
         by_file,
@@ -441,7 +448,7 @@ pub fn auc(scored: &[(f32, bool)]) -> f64 {
 fn print_report(report: &Report) {
     let r = &report.quality;
     println!(
-        "dev set: {} functions ({} clear, {} unclear); model {}{}",
+        "dev set: {} functions ({} clear, {} unclear); model {}{}{}",
         r.functions,
         r.clear,
         r.unclear,
@@ -450,7 +457,11 @@ fn print_report(report: &Report) {
             .adapter
             .as_ref()
             .map(|a| format!(" + {a}"))
-            .unwrap_or_else(|| " (no adapter)".into())
+            .unwrap_or_else(|| " (no adapter)".into()),
+        match report.adapter_scale {
+            1.0 => String::new(),
+            scale => format!(" at LoRA scale {scale}"),
+        }
     );
     println!("AUC of P(ask): {:.3}", r.auc);
     println!(

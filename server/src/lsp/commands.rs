@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tower_lsp_server::jsonrpc::Result;
 
 use super::diagnostics::build_diagnostics;
-use super::document::{Document, Functions};
+use super::document::Document;
 use super::types::*;
 use super::worker::{EngineState, Item, Job};
 use super::{lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_RESTART, CMD_STATS};
@@ -81,22 +81,23 @@ impl ClarifyServer {
             let Some(uri) = Uri::from_file_path(file) else {
                 continue;
             };
-            // An open document is checked as the editor has it, not as it is on disk.
-            let open = self.state.lock().unwrap().docs.get(&uri).map(|d| d.text());
-            let Some(text) = open.or_else(|| std::fs::read_to_string(file).ok()) else {
+            // An open document is checked as the editor has it, not as it is on disk. Files
+            // that are not open stay out of the document store: the user may open one while it
+            // is checked, and then it is theirs.
+            let open = self.state.lock().unwrap().docs.get(&uri).cloned();
+            let Some(doc) = open.or_else(|| {
+                let text = std::fs::read_to_string(file).ok()?;
+                Some(Document::new(&text, 0))
+            }) else {
                 continue;
             };
-            // Files that are not open stay out of the document store: the user may open one
-            // while it is checked, and then it is theirs.
-            let items: Vec<Item> = Functions::of(text.clone())
-                .iter()
-                .map(|(f, checked)| Item::of(f, checked))
-                .collect();
+            let read = doc.functions();
+            let items: Vec<Item> = read.iter().map(|(f, found)| Item::of(f, found)).collect();
             let (threshold, examples) = {
                 let st = self.state.lock().unwrap();
                 (
                     st.config.options.threshold,
-                    st.config.examples_run(&uri, text.clone()),
+                    st.config.examples_run(&uri, read.text.clone()),
                 )
             };
             self.worker.run_examples(uri.clone(), 0, examples);
@@ -118,7 +119,7 @@ impl ClarifyServer {
                     let verdicts = self.worker.examples.lock().unwrap().remove(&uri);
                     let cache = self.worker.cache.lock().unwrap();
                     build_diagnostics(
-                        &Document::new(&text, 0),
+                        &doc,
                         &cache,
                         &verdicts.unwrap_or_default(),
                         &st.config,

@@ -12,7 +12,7 @@ use super::document::{Document, Encoding};
 use super::types::*;
 use super::worker::{effective, Item, Job, Verdicts};
 use super::{phrase, ClarifyServer, SOURCE};
-use clarifycoder_core::analysis::ResultCache;
+use clarifycoder_core::analysis::{self, ResultCache};
 
 impl ClarifyServer {
     /// Queues analysis of every open document now.
@@ -177,10 +177,7 @@ fn diagnostics_of(
         };
         let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
         let messages: Vec<(String, Range)> = if questions.is_empty() {
-            vec![(
-                "The model would rather ask than code, but gave no question".into(),
-                range,
-            )]
+            vec![(analysis::NO_QUESTION.into(), range)]
         } else if config.per_question || questions.len() == 1 {
             questions.iter().map(|q| (q.clone(), range_of(q))).collect()
         } else {
@@ -223,7 +220,7 @@ mod tests {
         ("mute", 0.875, Some(&[])),
         ("skipped", 0.75, Some(&["Skip what?"])),
     ];
-    const NO_QUESTION: &str = "The model would rather ask than code, but gave no question";
+    use clarifycoder_core::analysis::NO_QUESTION;
 
     /// The diagnostics of `TEXT` with the results above, as JSON.
     fn diagnostics(settings: Settings, encoding: Encoding) -> Value {

@@ -30,7 +30,7 @@ pub struct Document {
 }
 
 /// The functions of a text that go to the model, each with the questions of the checks that need
-/// no model ([`analysis::checked`]): computed once per text, since every queued analysis and
+/// no model ([`analysis::check_questions`]): computed once per text, since every queued analysis and
 /// every diagnostics build needs them.
 #[derive(Debug)]
 pub struct Functions {
@@ -38,7 +38,7 @@ pub struct Functions {
     pub text: String,
     /// [`analysis::analyzable`], in source order.
     pub functions: Vec<python::Function>,
-    /// [`analysis::checked`] of each function, in the same order.
+    /// [`analysis::check_questions`] of each function, in the same order.
     pub checked: Vec<Vec<String>>,
 }
 
@@ -48,7 +48,7 @@ impl Functions {
         let parsed = python::extract(&text);
         let functions: Vec<python::Function> =
             analysis::analyzable(&parsed).into_iter().cloned().collect();
-        let checked = functions.iter().map(analysis::checked).collect();
+        let checked = functions.iter().map(analysis::check_questions).collect();
         Functions {
             text,
             functions,
@@ -208,7 +208,7 @@ mod tests {
         assert!(Arc::ptr_eq(&read, &d.functions()), "read once per text");
         // The body now returns an int: the check's finding goes with the old text.
         d.apply(
-            &[change(2, 11, 2, 30, "sum(xs) // len(xs)")],
+            &[change(2, 11, 2, 28, "sum(xs) // len(xs)")],
             2,
             Encoding::Utf8,
         );

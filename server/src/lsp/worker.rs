@@ -28,7 +28,7 @@ pub struct Item {
 }
 
 impl Item {
-    /// A function, with the questions of its checks ([`analysis::checked`]).
+    /// A function, with the questions of its checks ([`analysis::check_questions`]).
     pub fn of(f: &python::Function, checked: &[String]) -> Item {
         Item {
             hash: f.hash.clone(),
@@ -73,7 +73,7 @@ pub type Verdicts = HashMap<String, Verdict>;
 /// The result shown for a function: the model's cached outcome with what its examples showed
 /// applied ([`analysis::with_examples`]). A finding that needs no model ([`analysis::certain`]) is
 /// shown with or without a model result; `checked` is what the checks found in the function
-/// ([`analysis::checked`]).
+/// ([`analysis::check_questions`]).
 pub fn effective(
     cache: &ResultCache,
     verdict: Option<&Verdict>,
@@ -228,7 +228,7 @@ impl Worker {
             &cache,
             verdict.as_ref(),
             f,
-            &analysis::checked(f),
+            &analysis::check_questions(f),
             max_questions,
         )
     }
