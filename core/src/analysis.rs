@@ -228,9 +228,9 @@ pub fn check_questions(f: &python::Function) -> Vec<String> {
 }
 
 /// The outcome of a function with a finding that needs no model: an example its code disagrees
-/// with ([`examples`]), or, with `consistency` on, a finding of the checks ([`check_questions`]). It
-/// scores [`CONTRADICTION_SCORE`] and asks the questions of all of them (cut to
-/// `max_questions`); `None` without such a finding.
+/// with ([`examples`]), or, with `consistency` on, a finding of the checks
+/// ([`check_questions`]). It scores [`CONTRADICTION_SCORE`] and asks the questions of all of them
+/// (cut to `max_questions`); `None` without such a finding.
 pub fn certain(
     f: &python::Function,
     verdict: Option<&examples::Verdict>,

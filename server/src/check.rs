@@ -144,8 +144,11 @@ fn sarif_uri(path: &str) -> String {
     out
 }
 
-/// The one rule of the SARIF output.
+/// The one rule of the SARIF output, and what it says.
 const SARIF_RULE: &str = "unclear";
+const SARIF_RULE_SUMMARY: &str = "A docstring a developer would ask about before coding";
+const SARIF_RULE_DESCRIPTION: &str = "The function's docstring is ambiguous, incomplete or \
+    contradicts its signature, code or examples; the message asks what it leaves open.";
 
 /// The SARIF 2.1.0 log of a run: its results, and its warnings and errors as notifications.
 fn sarif_log(
@@ -169,9 +172,8 @@ fn sarif_log(
                 "version": env!("CARGO_PKG_VERSION"),
                 "rules": [{
                     "id": SARIF_RULE,
-                    "shortDescription": {"text": "A docstring a developer would ask about before coding"},
-                    "fullDescription": {"text": "The function's docstring is ambiguous, incomplete or \
-                        contradicts its signature, code or examples; the message asks what it leaves open."},
+                    "shortDescription": {"text": SARIF_RULE_SUMMARY},
+                    "fullDescription": {"text": SARIF_RULE_DESCRIPTION},
                     "defaultConfiguration": {"level": "warning"},
                 }],
             }},
@@ -313,8 +315,8 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     }
     stats.analyzed = items.len();
 
-    // Text and GitHub output stream: a flagged function is printed once it and every function before it
-    // are done, so a long run shows its results as it goes, in the same order as at the end.
+    // Text and GitHub output stream: a flagged function is printed once it and every function
+    // before it are done, so a long run shows its results as it goes, in the order of the end.
     let stream = matches!(args.format, Format::Text | Format::Github);
     let mut diagnostics = Vec::new();
     let mut done = 0;

@@ -37,6 +37,12 @@ impl Fixture {
         self.check_with(&model_path(), args)
     }
 
+    /// [`Fixture::check`] with a model file that does not exist: only what needs no model is
+    /// found, beside the error.
+    fn check_without_model(&self, args: &[&str]) -> Output {
+        self.check_with(Path::new("/nonexistent/model.gguf"), args)
+    }
+
     /// [`Fixture::check`] with another model file.
     fn check_with(&self, model: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
@@ -509,10 +515,7 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
     assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
 
     // Without a model, the finding is still reported, beside the error that says what to do.
-    let out = fx.check_with(
-        Path::new("/nonexistent/model.gguf"),
-        &["--format", "json", "."],
-    );
+    let out = fx.check_without_model(&["--format", "json", "."]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let report = json(&out);
     assert_eq!(report["diagnostics"][0]["function"], "to_hours", "{report}");
@@ -528,10 +531,7 @@ fn github_format_annotates_each_finding_and_each_error() {
         b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\n\n    Args:\n        mins: The duration.\n    \"\"\"\n    return minutes / 60\n",
     )]);
     // No model: the checks' findings and the error are both annotations.
-    let out = fx.check_with(
-        Path::new("/nonexistent/model.gguf"),
-        &["--format", "github", "."],
-    );
+    let out = fx.check_without_model(&["--format", "github", "."]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
@@ -557,10 +557,7 @@ fn sarif_format_has_a_result_per_finding_and_the_errors_as_notifications() {
         "pkg/units.py",
         b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\"\"\"\n    return minutes / 60\n",
     )]);
-    let out = fx.check_with(
-        Path::new("/nonexistent/model.gguf"),
-        &["--format", "sarif", "."],
-    );
+    let out = fx.check_without_model(&["--format", "sarif", "."]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let log = json(&out);
     assert_eq!(log["version"], "2.1.0");

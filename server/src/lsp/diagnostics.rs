@@ -200,6 +200,7 @@ fn diagnostics_of(
 
 #[cfg(test)]
 mod tests {
+    use clarifycoder_core::analysis::NO_QUESTION;
     use clarifycoder_core::python;
     use clarifycoder_core::settings::Settings;
     use serde_json::Value;
@@ -220,7 +221,6 @@ mod tests {
         ("mute", 0.875, Some(&[])),
         ("skipped", 0.75, Some(&["Skip what?"])),
     ];
-    use clarifycoder_core::analysis::NO_QUESTION;
 
     /// The diagnostics of `TEXT` with the results above, as JSON.
     fn diagnostics(settings: Settings, encoding: Encoding) -> Value {

@@ -30,8 +30,8 @@ pub struct Document {
 }
 
 /// The functions of a text that go to the model, each with the questions of the checks that need
-/// no model ([`analysis::check_questions`]): computed once per text, since every queued analysis and
-/// every diagnostics build needs them.
+/// no model ([`analysis::check_questions`]): computed once per text, since every queued analysis
+/// and every diagnostics build needs them.
 #[derive(Debug)]
 pub struct Functions {
     /// The text they were read from.
