@@ -42,7 +42,8 @@ fn gemma_markup_is_detected_from_the_gguf() {
 
 #[test]
 fn decide_returns_probabilities_and_batching_matches_single_calls() {
-    let e = engine();
+    // Engines of the test's own, so that no prompt of another test is kept in the cache.
+    let e = own_engine(4096);
     let cancel = CancelToken::new();
     let problems = [CLEAR, VAGUE, "def f(x):\n    \"\"\"Sort x.\"\"\"\n"];
     let prompts: Vec<_> = problems.iter().map(|p| round1(p)).collect();
@@ -57,7 +58,9 @@ fn decide_returns_probabilities_and_batching_matches_single_calls() {
     // The instruction prefix came from the KV cache, not from a new prefill.
     assert!(after.reused_tokens > before.reused_tokens);
     for (p, b) in prompts.iter().zip(&batched) {
-        let single = e.decide(std::slice::from_ref(p), &cancel).unwrap()[0];
+        let single = own_engine(4096)
+            .decide(std::slice::from_ref(p), &cancel)
+            .unwrap()[0];
         assert!(
             (single.p_ask - b.p_ask).abs() < 2e-3,
             "single {single:?} vs batched {b:?}"
@@ -494,4 +497,97 @@ fn batched_generation_matches_serial_and_cancels_one_job_only() {
     let result = running.join().unwrap();
     assert!(matches!(result, Err(EngineError::Cancelled)), "{result:?}");
     assert_eq!(beside, serial[2]);
+}
+
+/// An engine of its own, so that its counters see only the test's calls.
+fn own_engine(n_ctx: u32) -> LlamaEngine {
+    let mut config = LlamaConfig::new(model_path());
+    config.adapter = None;
+    config.n_ctx = n_ctx;
+    LlamaEngine::load(config).expect("the model loads")
+}
+
+const LONG: &str = "def nearest_station(stations: list[tuple[str, float, float]], lat: float, lon: float) -> str:\n    \"\"\"Return the name of the station nearest to the point (lat, lon).\n\n    Distances are great-circle distances on a sphere of radius 6371 km. Ties go to the\n    station listed first. Raises ValueError when stations is empty.\n    \"\"\"\n";
+
+#[test]
+fn a_summary_read_beside_its_whole_docstring_is_not_prefilled_twice() {
+    let e = own_engine(4096);
+    let cancel = CancelToken::new();
+    let summary = clarifycoder_core::analysis::summary_problem(LONG).expect("two paragraphs");
+    let prompts = [round1(LONG), round1(&summary)];
+    let before = e.stats();
+    let together = e.decide(&prompts, &cancel).unwrap();
+    let after = e.stats();
+    let alone = own_engine(4096).decide(&prompts[1..], &cancel).unwrap()[0];
+    assert!(
+        (together[1].p_ask - alone.p_ask).abs() < 2e-3,
+        "together {:?} vs alone {alone:?}",
+        together[1]
+    );
+    // The summary's prompt was evaluated from where it leaves the whole docstring: its
+    // signature and summary line came from the cache.
+    let evaluated = after.prompt_tokens - before.prompt_tokens;
+    let whole_only = {
+        let fresh = own_engine(4096);
+        let before = fresh.stats();
+        fresh.decide(&prompts[..1], &cancel).unwrap();
+        fresh.stats().prompt_tokens - before.prompt_tokens
+    };
+    assert!(
+        evaluated < whole_only + 20,
+        "{evaluated} tokens evaluated for both, {whole_only} for the whole one alone"
+    );
+}
+
+#[test]
+fn a_prompt_decided_lately_is_not_prefilled_again() {
+    let e = own_engine(4096);
+    let cancel = CancelToken::new();
+    let prompt = round1(VAGUE);
+    let mut req = GenerateRequest::greedy(prompt.clone(), Markup::Gemma, 8);
+    req.stop.clear();
+    // Without a kept prompt: a score call frees the kept ones.
+    let cold = e.generate(&req, &cancel).unwrap();
+    e.score(&prompt.text, "x", &cancel).unwrap();
+    e.decide(std::slice::from_ref(&prompt), &cancel).unwrap();
+    let before = e.stats();
+    let warm = e.generate(&req, &cancel).unwrap();
+    let after = e.stats();
+    assert_eq!(warm.text, cold.text);
+    // Only the prompt's last token is evaluated again (for its logits).
+    assert_eq!(after.prompt_tokens - before.prompt_tokens, 1);
+
+    // A function being edited: its new version is evaluated from the edit on.
+    let edited = round1(&LONG.replace("Ties go to", "A tie goes to"));
+    e.decide(&[round1(LONG)], &cancel).unwrap();
+    let before = e.stats();
+    e.decide(std::slice::from_ref(&edited), &cancel).unwrap();
+    let evaluated = e.stats().prompt_tokens - before.prompt_tokens;
+    let from_edit = edited.text.len() - edited.text.find("A tie").unwrap();
+    assert!(
+        (evaluated as usize) < from_edit,
+        "{evaluated} tokens evaluated for {from_edit} characters from the edit on"
+    );
+}
+
+#[test]
+fn kept_prompts_give_way_when_the_context_is_needed() {
+    // A small context: the decided prompts fill what kept prompts may take, then a long
+    // generation needs the cells back.
+    let e = own_engine(512);
+    let cancel = CancelToken::new();
+    let prompts: Vec<_> = (0..12)
+        .map(|i| round1(&LONG.replace("nearest_station", &format!("nearest_{i}"))))
+        .collect();
+    let decided = e.decide(&prompts, &cancel).unwrap();
+    assert_eq!(decided.len(), prompts.len());
+    let mut req = GenerateRequest::greedy(round1(CLEAR), Markup::Gemma, 300);
+    req.stop.clear();
+    let g = e.generate(&req, &cancel).unwrap();
+    assert_eq!(g.tokens, 300, "{g:?}");
+    // And deciding goes on as before.
+    let again = e.decide(&prompts[..2], &cancel).unwrap();
+    for (a, b) in again.iter().zip(&decided) {
+        assert!((a.p_ask - b.p_ask).abs() < 2e-3, "{a:?} vs {b:?}");
+    }
 }

@@ -202,3 +202,60 @@ fn examples_and_the_first_diagnostics() {
         edit.as_secs_f64()
     );
 }
+
+/// A docstring being written: three edits to the last paragraph of a vague, flagged docstring,
+/// each waited for (diagnostics and questions) before the next.
+#[test]
+#[ignore = "benchmark"]
+fn editing_one_long_docstring() {
+    let mut c = default_client();
+    c.initialize(json!({}), json!({"debounceMs": 0}));
+    let uri = "file:///bench/report.py";
+    let mut text = String::from(
+        "def monthly_report(orders, month):\n    \"\"\"Summarise the orders for the finance team.\n\n    Only the relevant orders are counted, and the totals are converted as\n    needed. The result has the usual figures.\n\n    Returns:\n        The report, with the biggest customers.\n    \"\"\"\n    return {}\n",
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri && p["version"] == 1
+    });
+    decided(&mut c);
+    let mut times = Vec::new();
+    let mut last = Value::Null;
+    for (version, words) in [
+        (2, " (top five)"),
+        (3, " by revenue"),
+        (4, " in that month"),
+    ] {
+        // Insert before the docstring's final period.
+        let at = text.find(".\n    \"\"\"").unwrap();
+        let (line, col) = {
+            let before = &text[..at];
+            let line = before.matches('\n').count();
+            (line, at - before.rfind('\n').map_or(0, |i| i + 1))
+        };
+        text.insert_str(at, words);
+        let t = Instant::now();
+        c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": version}, "contentChanges": [
+            {"range": {"start": {"line": line, "character": col}, "end": {"line": line, "character": col}}, "text": words}]}));
+        let p = c.wait("textDocument/publishDiagnostics", |p| {
+            p["uri"] == uri && p["version"] == version
+        });
+        decided(&mut c);
+        times.push(t.elapsed().as_secs_f64());
+        last = c
+            .last_publish(uri, version, std::time::Duration::from_secs(1))
+            .unwrap_or(p);
+    }
+    let flagged = last["diagnostics"].as_array().unwrap().len();
+    println!(
+        "edit of a long docstring -> diagnostics and questions: {} s (flagged: {flagged})",
+        times
+            .iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}

@@ -63,7 +63,8 @@ pub struct LlamaConfig {
     /// Pad every generation step to a multiple of four rows, so that a sequence's next token is
     /// computed the same way alone or beside others (see ARCHITECTURE.md, "Batched generation
     /// and rounding"). A sequence that runs alone then decodes four rows per token: one flagged
-    /// function's questions took 1.7× as long on two cores.
+    /// function's questions took 1.7× as long on two cores. No decided prompt is kept for later
+    /// calls then, since its cells carry the rounding of the batch it was decided in.
     pub batch_invariant: bool,
 }
 
@@ -557,7 +558,26 @@ struct State<'m> {
     base: Option<LlamaContext<'m>>,
     /// [`LlamaConfig::batch_invariant`].
     batch_invariant: bool,
+    /// Prompts decided lately, oldest first, whose KV cells stay in their own sequences (after
+    /// the working sequences and the padding one) while room allows: the questions about a
+    /// flagged function, and the next version of a function being edited, start from them.
+    kept: VecDeque<Kept>,
+    /// `ctx` is the base context ([`State::swap_base`]); the kept prompts are in the other one.
+    swapped: bool,
 }
+
+/// A prompt whose KV cells are kept in sequence `seq` ([`State::kept`]).
+struct Kept {
+    seq: i32,
+    tokens: Vec<LlamaToken>,
+}
+
+/// How many decided prompts [`State::kept`] holds at most: a `check` chunk's.
+const KEEP: usize = 8;
+
+/// The share of the context that [`State::kept`] may take: kept cells widen every later
+/// decode's attention, so they stay a fraction of it.
+const KEEP_CONTEXT_SHARE: usize = 4;
 
 impl<'m> State<'m> {
     fn new(
@@ -586,7 +606,7 @@ impl<'m> State<'m> {
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch.min(512))
-            .with_n_seq_max(lanes as u32 + 2)
+            .with_n_seq_max((lanes + 2 + KEEP) as u32)
             .with_n_threads(threads)
             .with_n_threads_batch(threads)
             .with_kv_unified(true)
@@ -638,6 +658,8 @@ impl<'m> State<'m> {
             lanes,
             base,
             batch_invariant: config.batch_invariant,
+            kept: VecDeque::new(),
+            swapped: false,
         };
         let prefix_text = prompt::round1(markup, "").prefix().to_string();
         let prefix = state.tokenize(&prefix_text);
@@ -656,6 +678,7 @@ impl<'m> State<'m> {
     fn swap_base(&mut self) {
         if let Some(base) = self.base.as_mut() {
             std::mem::swap(&mut self.ctx, base);
+            self.swapped = !self.swapped;
         }
     }
 
@@ -685,23 +708,101 @@ impl<'m> State<'m> {
     }
 
     /// Prepares working sequence `seq` for `tokens`: reuses the cached prefix when `tokens` starts
-    /// with it. Returns the position from which tokens still need decoding.
+    /// with it, and then the longest beginning it shares with a kept prompt ([`State::kept`]).
+    /// Returns the position from which tokens still need decoding.
     fn prepare_seq(&mut self, seq: i32, tokens: &[LlamaToken]) -> Result<usize, EngineError> {
         self.ctx
             .clear_kv_cache_seq(Some(seq as u32), None, None)
-            .map_err(|e| EngineError::Inference(e.to_string()))?;
+            .map_err(kv_error)?;
+        if self.own_cells(tokens) == tokens.len() {
+            return Ok(0);
+        }
+        self.ctx
+            .copy_kv_cache_seq(0, seq, None, None)
+            .map_err(kv_error)?;
+        let start = self.prefix.len();
+        Counters::add(&self.counters.reused_tokens, start as u64);
+        if self.swapped {
+            return Ok(start);
+        }
+        let best = self
+            .kept
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (i, common_prefix(&k.tokens, tokens).min(tokens.len() - 1)))
+            .max_by_key(|&(_, n)| n)
+            .filter(|&(_, n)| n >= start + MIN_SHARED);
+        let Some((i, n)) = best else {
+            return Ok(start);
+        };
+        let kept = self.kept.remove(i).expect("found above");
+        let copied = self
+            .ctx
+            .copy_kv_cache_seq(kept.seq, seq, Some(start as u32), Some(n as u32));
+        self.kept.push_back(kept);
+        copied.map_err(kv_error)?;
+        Counters::add(&self.counters.reused_tokens, (n - start) as u64);
+        Ok(n)
+    }
+
+    /// KV cells a prompt's sequence holds beyond those of the cached prefix.
+    fn own_cells(&self, tokens: &[LlamaToken]) -> usize {
         if !self.prefix.is_empty()
             && tokens.len() > self.prefix.len()
             && tokens.starts_with(&self.prefix)
         {
-            self.ctx
-                .copy_kv_cache_seq(0, seq, None, None)
-                .map_err(|e| EngineError::Inference(e.to_string()))?;
-            Counters::add(&self.counters.reused_tokens, self.prefix.len() as u64);
-            Ok(self.prefix.len())
+            tokens.len() - self.prefix.len()
         } else {
-            Ok(0)
+            tokens.len()
         }
+    }
+
+    /// KV cells the kept prompts may hold (some are shared, so this is at most what they do).
+    fn kept_cells(&self) -> usize {
+        self.kept.iter().map(|k| self.own_cells(&k.tokens)).sum()
+    }
+
+    /// Keeps the prompt decoded in working sequence `seq` ([`State::kept`]), forgetting the
+    /// oldest ones to make room.
+    fn keep(&mut self, seq: i32, tokens: &[LlamaToken]) {
+        // Cells decoded in a batch of prompts would tie a generation to that batch's rounding.
+        if self.batch_invariant {
+            return;
+        }
+        if let Some(i) = self.kept.iter().position(|k| k.tokens == tokens) {
+            let again = self.kept.remove(i).expect("found above");
+            self.kept.push_back(again);
+            return;
+        }
+        let budget = self.n_ctx / KEEP_CONTEXT_SHARE;
+        let cells = self.own_cells(tokens);
+        if cells == tokens.len() || cells > budget {
+            return;
+        }
+        while self.kept.len() >= KEEP || self.kept_cells() + cells > budget {
+            self.forget_oldest();
+        }
+        let free = (0..KEEP as i32)
+            .map(|i| (self.lanes + 2) as i32 + i)
+            .find(|s| self.kept.iter().all(|k| k.seq != *s))
+            .expect("fewer than KEEP are kept");
+        if self.ctx.copy_kv_cache_seq(seq, free, None, None).is_ok() {
+            self.kept.push_back(Kept {
+                seq: free,
+                tokens: tokens.to_vec(),
+            });
+        }
+    }
+
+    /// Frees the oldest kept prompt's cells; false when none is kept.
+    fn forget_oldest(&mut self) -> bool {
+        let Some(kept) = self.kept.pop_front() else {
+            return false;
+        };
+        let _ = self
+            .ctx
+            .clear_kv_cache_seq(Some(kept.seq as u32), None, None);
+        true
     }
 
     /// Decodes `tokens` into sequence `seq` starting at position `start`, in chunks of the batch
@@ -775,6 +876,7 @@ impl<'m> State<'m> {
                 "token {bad} is outside the vocabulary of {n_vocab}"
             )));
         }
+        while self.forget_oldest() {}
         let seq = 1;
         self.ctx
             .clear_kv_cache_seq(Some(seq as u32), None, None)
@@ -828,55 +930,113 @@ impl<'m> State<'m> {
         while next < tokenized.len() {
             cancel.check()?;
             // Take as many prompts as there are lanes and fit into the KV cache and one batch.
-            let mut group = Vec::new();
-            let mut kv_used = self.prefix.len();
+            let mut group: Vec<Member> = Vec::new();
+            let mut kv_used = self.prefix.len() + self.kept_cells();
             let mut batch_used = 0;
             while next < tokenized.len() && group.len() < self.lanes {
                 let seq = group.len() as i32 + 1;
                 let tokens = &tokenized[next];
                 let start = self.prepare_seq(seq, tokens)?;
-                let need = tokens.len() - start;
+                // Every cell of the sequence counts, also those it shares with a kept prompt,
+                // which may be forgotten while it is in use.
+                let cells = self.own_cells(tokens);
+                // A prompt that begins like an earlier one of the group (a docstring's summary
+                // read after the whole docstring) takes that prompt's cells for the common part.
+                let shared = group
+                    .iter()
+                    .filter(|m| m.shared.is_none())
+                    .map(|m| (m.seq, common_prefix(&tokenized[m.index], tokens)))
+                    .max_by_key(|&(_, n)| n)
+                    .map(|(from, n)| (from, n.min(tokens.len() - 1)))
+                    .filter(|&(_, n)| n >= start + MIN_SHARED);
+                let need = tokens.len() - shared.map_or(start, |(_, n)| n);
+                let cells = if shared.is_some() { need } else { cells };
+                while kv_used + cells > self.n_ctx && self.forget_oldest() {
+                    kv_used = self.prefix.len()
+                        + self.kept_cells()
+                        + group.iter().map(|m| m.cells).sum::<usize>();
+                }
                 if !group.is_empty()
-                    && (kv_used + need > self.n_ctx || batch_used + need > self.n_batch)
+                    && (kv_used + cells > self.n_ctx || batch_used + need > self.n_batch)
                 {
+                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                     break;
                 }
-                kv_used += need;
+                kv_used += cells;
                 batch_used += need;
-                group.push((seq, next, start));
+                group.push(Member {
+                    seq,
+                    index: next,
+                    start,
+                    shared,
+                    cells,
+                });
                 next += 1;
             }
             if group.len() == 1 && batch_used > self.n_batch {
                 // One long prompt: decode in chunks.
-                let (seq, idx, start) = group[0];
-                let tokens = tokenized[idx][start..].to_vec();
+                let Member {
+                    seq, index, start, ..
+                } = group[0];
+                let tokens = tokenized[index][start..].to_vec();
                 self.decode_into(seq, &tokens, start, cancel)?;
                 out.push(Decision::from_p_code(
                     self.p_code(self.ctx.get_logits_ith(-1)),
                 ));
             } else {
-                let mut batch = LlamaBatch::new(batch_used.max(1), 1);
-                let mut last_index = Vec::new();
-                for &(seq, idx, start) in &group {
-                    let tokens = &tokenized[idx];
-                    for (pos, &t) in tokens.iter().enumerate().skip(start) {
-                        let last = pos + 1 == tokens.len();
-                        batch
-                            .add(t, pos as i32, &[seq], last)
-                            .map_err(|e| EngineError::Inference(e.to_string()))?;
+                // Two passes at most: the prompts that share nothing, then the rest of those
+                // that share a beginning with one of them.
+                let mut decided = vec![None; group.len()];
+                for second in [false, true] {
+                    let members: Vec<usize> = (0..group.len())
+                        .filter(|&i| group[i].shared.is_some() == second)
+                        .collect();
+                    if members.is_empty() {
+                        continue;
                     }
-                    last_index.push(batch.n_tokens() - 1);
+                    let mut batch = LlamaBatch::new(batch_used.max(1), 1);
+                    let mut last_index = Vec::new();
+                    let mut evaluated = 0;
+                    for &i in &members {
+                        let Member {
+                            seq,
+                            index,
+                            mut start,
+                            shared,
+                            ..
+                        } = group[i];
+                        if let Some((from, n)) = shared {
+                            self.ctx
+                                .copy_kv_cache_seq(from, seq, Some(start as u32), Some(n as u32))
+                                .map_err(|e| EngineError::Inference(e.to_string()))?;
+                            Counters::add(&self.counters.reused_tokens, (n - start) as u64);
+                            start = n;
+                        }
+                        let tokens = &tokenized[index];
+                        for (pos, &t) in tokens.iter().enumerate().skip(start) {
+                            let last = pos + 1 == tokens.len();
+                            batch
+                                .add(t, pos as i32, &[seq], last)
+                                .map_err(|e| EngineError::Inference(e.to_string()))?;
+                        }
+                        evaluated += tokens.len() - start;
+                        last_index.push((i, batch.n_tokens() - 1));
+                    }
+                    self.decode(&mut batch)?;
+                    Counters::add(&self.counters.prompt_tokens, evaluated as u64);
+                    for (i, row) in last_index {
+                        decided[i] = Some(Decision::from_p_code(
+                            self.p_code(self.ctx.get_logits_ith(row)),
+                        ));
+                    }
                 }
-                self.decode(&mut batch)?;
-                Counters::add(&self.counters.prompt_tokens, batch_used as u64);
-                for i in last_index {
-                    out.push(Decision::from_p_code(
-                        self.p_code(self.ctx.get_logits_ith(i)),
-                    ));
-                }
+                out.extend(decided.into_iter().flatten());
             }
-            for &(seq, _, _) in &group {
-                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            for m in &group {
+                if m.shared.is_none() {
+                    self.keep(m.seq, &tokenized[m.index]);
+                }
+                let _ = self.ctx.clear_kv_cache_seq(Some(m.seq as u32), None, None);
             }
         }
         Counters::add(&self.counters.decided, prompts.len() as u64);
@@ -913,8 +1073,13 @@ impl<'m> State<'m> {
                     continue;
                 }
                 let reserve = self.reserve(&tokens, req.max_tokens);
-                let in_use = self.prefix.len() + slots.iter().map(|s| s.reserve).sum::<usize>();
-                if !slots.is_empty() && in_use + reserve > self.n_ctx {
+                let in_use = |state: &Self| {
+                    state.prefix.len()
+                        + state.kept_cells()
+                        + slots.iter().map(|s| s.reserve).sum::<usize>()
+                };
+                while in_use(self) + reserve > self.n_ctx && self.forget_oldest() {}
+                if !slots.is_empty() && in_use(self) + reserve > self.n_ctx {
                     queue.push_front(Job::Generate(req, cancel, reply));
                     break;
                 }
@@ -956,14 +1121,10 @@ impl<'m> State<'m> {
         }
     }
 
-    /// KV cells a sequence may need: its prompt after the shared prefix and its tokens.
+    /// KV cells a sequence may need: its prompt after the shared prefix (also the part it may
+    /// share with a kept prompt, which may be forgotten while it runs) and its tokens.
     fn reserve(&self, tokens: &[LlamaToken], max_tokens: usize) -> usize {
-        let shared = if tokens.len() > self.prefix.len() && tokens.starts_with(&self.prefix) {
-            self.prefix.len()
-        } else {
-            0
-        };
-        (tokens.len() - shared + max_tokens + 1).min(self.n_ctx)
+        (self.own_cells(tokens) + max_tokens + 1).min(self.n_ctx)
     }
 
     /// Runs `f` with `ctx` being the base context when `on_base` (see [`State::swap_base`]).
@@ -1164,6 +1325,8 @@ impl<'m> State<'m> {
                 token_entropies: Vec::new(),
             });
         }
+        // The longest prompt and continuation fit only in an empty cache.
+        while self.forget_oldest() {}
         let seq = 1;
         let start = self.prepare_seq(seq, &tokens)?.min(first - 1);
         let mut token_logprobs = Vec::new();
@@ -1206,6 +1369,31 @@ impl<'m> State<'m> {
             token_entropies,
         })
     }
+}
+
+/// A prompt of a [`State::decide`] group in its working sequence `seq`: `tokenized[index]`,
+/// to be decoded from `start` (after the cached instruction prefix and what it shares with a
+/// kept prompt), or, when `shared` is `(from, n)`, from `n` after copying positions `start..n`
+/// from sequence `from`. It takes `cells` KV cells of its own.
+#[derive(Clone, Copy)]
+struct Member {
+    seq: i32,
+    index: usize,
+    start: usize,
+    shared: Option<(i32, usize)>,
+    cells: usize,
+}
+
+/// The fewest tokens beyond the instruction prefix that [`State::decide`] shares between two
+/// prompts of a group: below this, a second decode call costs more than the tokens saved.
+const MIN_SHARED: usize = 8;
+
+fn kv_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Inference(e.to_string())
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// With `batch_invariant`, rows of a generation step come in multiples of this ([`State::step`]).
