@@ -725,6 +725,18 @@ impl<'m> State<'m> {
         if self.swapped {
             return Ok(start);
         }
+        // A kept prompt whose early cells a sliding-window layer has reused (its first position
+        // is no longer 0) cannot lend them.
+        while let Some(i) = self
+            .kept
+            .iter()
+            .position(|k| self.ctx.kv_cache_seq_pos_min(k.seq) != 0)
+        {
+            let gone = self.kept.remove(i).expect("found above");
+            let _ = self
+                .ctx
+                .clear_kv_cache_seq(Some(gone.seq as u32), None, None);
+        }
         let best = self
             .kept
             .iter()
@@ -776,7 +788,7 @@ impl<'m> State<'m> {
         }
         let budget = self.n_ctx / KEEP_CONTEXT_SHARE;
         let cells = self.own_cells(tokens);
-        if cells == tokens.len() || cells > budget {
+        if cells == tokens.len() || cells > budget || self.ctx.kv_cache_seq_pos_min(seq) != 0 {
             return;
         }
         while self.kept.len() >= KEEP || self.kept_cells() + cells > budget {
@@ -799,6 +811,7 @@ impl<'m> State<'m> {
         let Some(kept) = self.kept.pop_front() else {
             return false;
         };
+        Counters::add(&self.counters.forgotten_prompts, 1);
         let _ = self
             .ctx
             .clear_kv_cache_seq(Some(kept.seq as u32), None, None);
@@ -928,119 +941,152 @@ impl<'m> State<'m> {
         let mut out = Vec::with_capacity(prompts.len());
         let mut next = 0;
         while next < tokenized.len() {
-            cancel.check()?;
-            // Take as many prompts as there are lanes and fit into the KV cache and one batch.
-            let mut group: Vec<Member> = Vec::new();
-            let mut kv_used = self.prefix.len() + self.kept_cells();
-            let mut batch_used = 0;
-            while next < tokenized.len() && group.len() < self.lanes {
-                let seq = group.len() as i32 + 1;
-                let tokens = &tokenized[next];
-                let start = self.prepare_seq(seq, tokens)?;
-                // Every cell of the sequence counts, also those it shares with a kept prompt,
-                // which may be forgotten while it is in use.
-                let cells = self.own_cells(tokens);
-                // A prompt that begins like an earlier one of the group (a docstring's summary
-                // read after the whole docstring) takes that prompt's cells for the common part.
-                let shared = group
-                    .iter()
-                    .filter(|m| m.shared.is_none())
-                    .map(|m| (m.seq, common_prefix(&tokenized[m.index], tokens)))
-                    .max_by_key(|&(_, n)| n)
-                    .map(|(from, n)| (from, n.min(tokens.len() - 1)))
-                    .filter(|&(_, n)| n >= start + MIN_SHARED);
-                let need = tokens.len() - shared.map_or(start, |(_, n)| n);
-                let cells = if shared.is_some() { need } else { cells };
-                while kv_used + cells > self.n_ctx && self.forget_oldest() {
-                    kv_used = self.prefix.len()
-                        + self.kept_cells()
-                        + group.iter().map(|m| m.cells).sum::<usize>();
+            let decided = self.decide_group(&tokenized, &mut next, cancel);
+            if decided.is_err() {
+                // A group that failed part way may hold cells in any working sequence.
+                for seq in 1..=self.lanes as u32 {
+                    let _ = self.ctx.clear_kv_cache_seq(Some(seq), None, None);
                 }
-                if !group.is_empty()
-                    && (kv_used + cells > self.n_ctx || batch_used + need > self.n_batch)
-                {
-                    let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-                    break;
-                }
-                kv_used += cells;
-                batch_used += need;
-                group.push(Member {
-                    seq,
-                    index: next,
-                    start,
-                    shared,
-                    cells,
-                });
-                next += 1;
             }
-            if group.len() == 1 && batch_used > self.n_batch {
-                // One long prompt: decode in chunks.
-                let Member {
-                    seq, index, start, ..
-                } = group[0];
-                let tokens = tokenized[index][start..].to_vec();
-                self.decode_into(seq, &tokens, start, cancel)?;
-                out.push(Decision::from_p_code(
-                    self.p_code(self.ctx.get_logits_ith(-1)),
-                ));
-            } else {
-                // Two passes at most: the prompts that share nothing, then the rest of those
-                // that share a beginning with one of them.
-                let mut decided = vec![None; group.len()];
-                for second in [false, true] {
-                    let members: Vec<usize> = (0..group.len())
-                        .filter(|&i| group[i].shared.is_some() == second)
-                        .collect();
-                    if members.is_empty() {
-                        continue;
-                    }
-                    let mut batch = LlamaBatch::new(batch_used.max(1), 1);
-                    let mut last_index = Vec::new();
-                    let mut evaluated = 0;
-                    for &i in &members {
-                        let Member {
-                            seq,
-                            index,
-                            mut start,
-                            shared,
-                            ..
-                        } = group[i];
-                        if let Some((from, n)) = shared {
-                            self.ctx
-                                .copy_kv_cache_seq(from, seq, Some(start as u32), Some(n as u32))
-                                .map_err(|e| EngineError::Inference(e.to_string()))?;
-                            Counters::add(&self.counters.reused_tokens, (n - start) as u64);
-                            start = n;
-                        }
-                        let tokens = &tokenized[index];
-                        for (pos, &t) in tokens.iter().enumerate().skip(start) {
-                            let last = pos + 1 == tokens.len();
-                            batch
-                                .add(t, pos as i32, &[seq], last)
-                                .map_err(|e| EngineError::Inference(e.to_string()))?;
-                        }
-                        evaluated += tokens.len() - start;
-                        last_index.push((i, batch.n_tokens() - 1));
-                    }
-                    self.decode(&mut batch)?;
-                    Counters::add(&self.counters.prompt_tokens, evaluated as u64);
-                    for (i, row) in last_index {
-                        decided[i] = Some(Decision::from_p_code(
-                            self.p_code(self.ctx.get_logits_ith(row)),
-                        ));
-                    }
-                }
-                out.extend(decided.into_iter().flatten());
-            }
-            for m in &group {
-                if m.shared.is_none() {
-                    self.keep(m.seq, &tokenized[m.index]);
-                }
-                let _ = self.ctx.clear_kv_cache_seq(Some(m.seq as u32), None, None);
-            }
+            out.extend(decided?);
         }
         Counters::add(&self.counters.decided, prompts.len() as u64);
         Ok(out)
+    }
+
+    /// Decides the next group of `tokenized` from `*next` on: as many prompts as there are lanes
+    /// and fit into the KV cache and one batch, one working sequence each.
+    fn decide_group(
+        &mut self,
+        tokenized: &[Vec<LlamaToken>],
+        next: &mut usize,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Decision>, EngineError> {
+        cancel.check()?;
+        let mut group: Vec<Member> = Vec::new();
+        let mut batch_used = 0;
+        while *next < tokenized.len() && group.len() < self.lanes {
+            let seq = group.len() as i32 + 1;
+            let tokens = &tokenized[*next];
+            let start = self.prepare_seq(seq, tokens)?;
+            // A prompt that begins like an earlier one of the group (a docstring's summary read
+            // after the whole docstring) takes that prompt's cells for the common part.
+            let shared = group
+                .iter()
+                .filter(|m| m.shared.is_none())
+                .map(|m| (m.seq, common_prefix(&tokenized[m.index], tokens)))
+                .max_by_key(|&(_, n)| n)
+                .map(|(from, n)| (from, n.min(tokens.len() - 1)))
+                .filter(|&(_, n)| n >= start + MIN_SHARED);
+            let rows = tokens.len() - shared.map_or(start, |(_, n)| n);
+            // Every cell of the sequence counts, also those it shares with another: a kept
+            // prompt may be forgotten while it is in use, and a shared beginning may turn out
+            // to be gone (see `pass`).
+            let cells = self.own_cells(tokens);
+            let in_group = self.prefix.len() + group.iter().map(|m| m.cells).sum::<usize>();
+            if !group.is_empty()
+                && (batch_used + rows > self.n_batch || in_group + cells > self.n_ctx)
+            {
+                let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+                break;
+            }
+            while in_group + self.kept_cells() + cells > self.n_ctx && self.forget_oldest() {}
+            batch_used += rows;
+            group.push(Member {
+                seq,
+                index: *next,
+                start,
+                shared,
+                cells,
+            });
+            *next += 1;
+        }
+        let mut decided = vec![None; group.len()];
+        if group.len() == 1 && batch_used > self.n_batch {
+            // One long prompt: decode in chunks.
+            let Member {
+                seq, index, start, ..
+            } = group[0];
+            let tokens = tokenized[index][start..].to_vec();
+            self.decode_into(seq, &tokens, start, cancel)?;
+            decided[0] = Some(Decision::from_p_code(
+                self.p_code(self.ctx.get_logits_ith(-1)),
+            ));
+        } else {
+            // Two passes at most: the prompts that share nothing, then the rest of those that
+            // share a beginning with one of them.
+            for second in [false, true] {
+                let members: Vec<usize> = (0..group.len())
+                    .filter(|&i| group[i].shared.is_some() == second)
+                    .collect();
+                self.pass(tokenized, &group, &members, &mut decided)?;
+            }
+        }
+        for m in &group {
+            if m.shared.is_none() {
+                self.keep(m.seq, &tokenized[m.index]);
+            }
+            let _ = self.ctx.clear_kv_cache_seq(Some(m.seq as u32), None, None);
+        }
+        Ok(decided.into_iter().flatten().collect())
+    }
+
+    /// Decodes `members` of a [`State::decide_group`] group in one batch and puts their decisions
+    /// into `decided`. A member that shares a beginning copies those cells first, unless a
+    /// sliding-window layer has already reused some of them (the source's first position is no
+    /// longer 0); then it decodes from its own start.
+    fn pass(
+        &mut self,
+        tokenized: &[Vec<LlamaToken>],
+        group: &[Member],
+        members: &[usize],
+        decided: &mut [Option<Decision>],
+    ) -> Result<(), EngineError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut from_of = Vec::with_capacity(members.len());
+        for &i in members {
+            let Member {
+                seq, start, shared, ..
+            } = group[i];
+            let from = match shared {
+                Some((source, n)) if self.ctx.kv_cache_seq_pos_min(source) == 0 => {
+                    self.ctx
+                        .copy_kv_cache_seq(source, seq, Some(start as u32), Some(n as u32))
+                        .map_err(kv_error)?;
+                    Counters::add(&self.counters.reused_tokens, (n - start) as u64);
+                    n
+                }
+                _ => start,
+            };
+            from_of.push(from);
+        }
+        let rows: usize = members
+            .iter()
+            .zip(&from_of)
+            .map(|(&i, &from)| tokenized[group[i].index].len() - from)
+            .sum();
+        let mut batch = LlamaBatch::new(rows.max(1), 1);
+        let mut last_index = Vec::with_capacity(members.len());
+        for (&i, &from) in members.iter().zip(&from_of) {
+            let tokens = &tokenized[group[i].index];
+            for (pos, &t) in tokens.iter().enumerate().skip(from) {
+                let last = pos + 1 == tokens.len();
+                batch
+                    .add(t, pos as i32, &[group[i].seq], last)
+                    .map_err(|e| EngineError::Inference(e.to_string()))?;
+            }
+            last_index.push((i, batch.n_tokens() - 1));
+        }
+        self.decode(&mut batch)?;
+        Counters::add(&self.counters.prompt_tokens, rows as u64);
+        for (i, row) in last_index {
+            decided[i] = Some(Decision::from_p_code(
+                self.p_code(self.ctx.get_logits_ith(row)),
+            ));
+        }
+        Ok(())
     }
 
     /// Serves generation jobs with continuous batching: up to `lanes` sequences are in flight,

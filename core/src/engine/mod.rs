@@ -235,8 +235,11 @@ pub struct Counters {
     pub scores: AtomicU64,
     /// Prompt tokens evaluated (after prefix reuse).
     pub prompt_tokens: AtomicU64,
-    /// Prompt tokens served from the cached instruction prefix.
+    /// Prompt tokens served from the KV cache: the instruction prefix, and the beginnings that a
+    /// prompt shares with another of its batch or with a prompt decided lately.
     pub reused_tokens: AtomicU64,
+    /// Prompts decided lately whose KV cells were freed to make room for other work.
+    pub forgotten_prompts: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
     /// Calls to the model's decode (one batch each).
@@ -256,6 +259,9 @@ pub struct Stats {
     pub prompt_tokens: u64,
     /// See [`Counters::reused_tokens`].
     pub reused_tokens: u64,
+    /// See [`Counters::forgotten_prompts`].
+    #[serde(default)]
+    pub forgotten_prompts: u64,
     /// See [`Counters::generated_tokens`].
     pub generated_tokens: u64,
     /// See [`Counters::decode_calls`].
@@ -272,6 +278,7 @@ impl Counters {
             scores: r(&self.scores),
             prompt_tokens: r(&self.prompt_tokens),
             reused_tokens: r(&self.reused_tokens),
+            forgotten_prompts: r(&self.forgotten_prompts),
             generated_tokens: r(&self.generated_tokens),
             decode_calls: r(&self.decode_calls),
         }
