@@ -128,6 +128,10 @@ row "(c) decode 1 sequence, engine (tok/s)" \
 row "(c) engine/raw time: decide, decode" \
     "$(bench gpu 's/^ratio.*decide time ([0-9.]+) +decode time ([0-9.]+).*/\1, \2/p')" \
     "$(bench cpu 's/^ratio.*decide time ([0-9.]+) +decode time ([0-9.]+).*/\1, \2/p')" "target: at most 1.1 on the GPU"
+row "(c) tokenize the prompt, raw (ms); engine/raw decide with it" \
+    "$(bench gpu 's/^raw +tokenize +([0-9.]+) ms.*decide time ([0-9.]+).*/\1; \2/p')" \
+    "$(bench cpu 's/^raw +tokenize +([0-9.]+) ms.*decide time ([0-9.]+).*/\1; \2/p')" \
+    "the engine's decide tokenizes, the raw loop's does not"
 row "(c) decode 8 sequences, raw (tok/s)" \
     "$(bench gpu 's/^raw +decode with 8 sequences per step: +([0-9.]+) tok.*/\1/p')" \
     "$(bench cpu 's/^raw +decode with 8 sequences per step: +([0-9.]+) tok.*/\1/p')" ""
