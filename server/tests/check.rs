@@ -751,3 +751,51 @@ fn a_docstring_too_long_for_the_context_skips_only_its_function() {
         "{warnings}"
     );
 }
+
+#[test]
+fn the_pre_commit_hook_checks_the_files_it_is_given() {
+    // pre-commit runs the hook's `entry` with the commit's Python files as arguments.
+    let hooks = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.pre-commit-hooks.yaml"
+    ))
+    .unwrap();
+    let entry = hooks
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("entry: "))
+        .expect("the hook has an entry");
+    let mut words = entry.split_whitespace();
+    assert_eq!(words.next(), Some("clarifycoder"), "{entry}");
+    let args: Vec<&str> = words.collect();
+    assert!(hooks.contains("types: [python]") && hooks.contains("require_serial: true"));
+    let fx = Fixture::new(&[
+        (
+            "a.py",
+            b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\n\n    Args:\n        mins: The duration.\n    \"\"\"\n    return minutes // 60\n",
+        ),
+        (
+            "b.py",
+            b"def low(stock: dict, minimum: int) -> list:\n    \"\"\"Names with few units.\n\n    Args:\n        threshold: The limit.\n    \"\"\"\n    return [n for n in stock if stock[n] < minimum]\n",
+        ),
+        (
+            "c.py",
+            b"def f(x: int) -> int:\n    \"\"\"Return x.\n\n    Args:\n        y: Unused.\n    \"\"\"\n    return x\n",
+        ),
+    ]);
+    // Only the files named are checked (c.py is not part of this commit).
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args(&args)
+        .args(["a.py", "b.py"])
+        .current_dir(fx.path())
+        .env("XDG_CACHE_HOME", fx.cache.path())
+        .env("CLARIFYCODER_MODEL", "/nonexistent/model.gguf")
+        .env("CLARIFYCODER_ADAPTER", "none")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("a.py:1:5: clarify[score=0.99]"), "{stdout}");
+    assert!(stdout.contains("b.py:1:5: clarify[score=0.99]"), "{stdout}");
+    assert!(!stdout.contains("c.py"), "{stdout}");
+    // A non-zero exit fails the hook: here the model is missing (2); a finding alone gives 1.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
