@@ -235,6 +235,8 @@ fn main() {
             .decide(std::slice::from_ref(&prompt), &cancel)
             .unwrap();
         let decide = start.elapsed();
+        // Again, so that the generation prefills what the decision did.
+        engine.score("x", "y", &cancel).unwrap();
         let mut req = GenerateRequest::greedy(prompt.clone(), Markup::Gemma, tokens);
         req.stop.clear();
         let start = Instant::now();

@@ -978,10 +978,10 @@ impl<'m> State<'m> {
                 .max_by_key(|&(_, n)| n)
                 .map(|(from, n)| (from, n.min(tokens.len() - 1)))
                 .filter(|&(_, n)| n >= start + MIN_SHARED);
-            let rows = tokens.len() - shared.map_or(start, |(_, n)| n);
-            // Every cell of the sequence counts, also those it shares with another: a kept
-            // prompt may be forgotten while it is in use, and a shared beginning may turn out
-            // to be gone (see `pass`).
+            // Rows and cells count the whole prompt after the instruction prefix, also what it
+            // shares: a shared beginning may turn out to be gone (see `pass`), and a kept
+            // prompt may be forgotten while it is in use.
+            let rows = tokens.len() - start;
             let cells = self.own_cells(tokens);
             let in_group = self.prefix.len() + group.iter().map(|m| m.cells).sum::<usize>();
             if !group.is_empty()
