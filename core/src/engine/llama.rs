@@ -978,9 +978,10 @@ impl<'m> State<'m> {
                 .max_by_key(|&(_, n)| n)
                 .map(|(from, n)| (from, n.min(tokens.len() - 1)))
                 .filter(|&(_, n)| n >= start + MIN_SHARED);
-            // Rows and cells count the whole prompt after the instruction prefix, also what it
-            // shares: a shared beginning may turn out to be gone (see `pass`), and a kept
-            // prompt may be forgotten while it is in use.
+            // Rows count the prompt from where the cache leaves it (the instruction prefix, a
+            // kept prompt's beginning), also what it may share with a batch-mate, which may turn
+            // out to be gone (see `pass`). Cells count it whole after the instruction prefix: a
+            // kept prompt may be forgotten while it is in use.
             let rows = tokens.len() - start;
             let cells = self.own_cells(tokens);
             let in_group = self.prefix.len() + group.iter().map(|m| m.cells).sum::<usize>();
