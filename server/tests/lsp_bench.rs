@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 
 fn twenty_functions(tag: &str) -> String {
     let mut s = String::new();
-    for i in 0..20 {
+    // A larger file for `lsp_latencies`: LSP_BENCH_FUNCTIONS=60.
+    let n: usize = std::env::var("LSP_BENCH_FUNCTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    for i in 0..n {
         if i % 2 == 0 {
             s.push_str(&format!(
                 "def clamp_{tag}_{i}(x: int, lo: int, hi: int) -> int:\n    \"\"\"Return x limited to the closed range [lo, hi].\"\"\"\n    return max(lo, min(x, hi))\n\n\n"
