@@ -13,10 +13,19 @@ impl SplitMix64 {
         SplitMix64(seed)
     }
 
+    /// The increment of the state per draw.
+    pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
+    }
+
+    /// The output function: the bits drawn when the state is `z`. A generator started from `s`
+    /// draws `mix(s + k·GAMMA)` k-th (from 1), so any draw can be computed without the ones
+    /// before it.
+    pub fn mix(mut z: u64) -> u64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)

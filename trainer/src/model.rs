@@ -17,7 +17,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ops::{self, Activation, Frozen, Norm, RopeTables};
@@ -448,6 +449,121 @@ pub struct Dropout {
     pub rng: SplitMix64,
 }
 
+/// Mask elements per parallel chunk (a multiple of `MASK_LANES`).
+const MASK_CHUNK: usize = 1 << 14;
+/// Keep-or-drop decisions per 64 random bits: each reads 16 of them.
+const MASK_LANES: usize = 4;
+
+impl Dropout {
+    /// The keep mask of `n` elements: 1 where an element is kept, 0 where it is dropped.
+    ///
+    /// A mask is one draw from `rng` (its key) and a counter: element `i` reads 16 bits of
+    /// SplitMix64's output at `key + (i / 4 + 1)·γ`, so the chunks are drawn on all of rayon's
+    /// threads and the mask does not depend on how many there are. An element is kept when its 16
+    /// bits fall below `round((1 − p)·65536)`, which moves the keep probability by at most 2^-17.
+    /// The LoRA input has about 246,000 elements per token for Qwen2.5-0.5B; drawing them one
+    /// `next_f64` at a time on one thread was the host's work a GPU waited for (BENCHMARKS.md).
+    pub fn keep_mask(&mut self, n: usize) -> Vec<u8> {
+        let key = self.rng.next_u64();
+        let threshold = ((1.0 - self.p) * 65536.0).round() as u64;
+        let mut mask = vec![0u8; n];
+        mask.par_chunks_mut(MASK_CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| {
+                let first_block = (c * MASK_CHUNK / MASK_LANES) as u64;
+                for (b, lanes) in chunk.chunks_mut(MASK_LANES).enumerate() {
+                    let bits = SplitMix64::mix(key.wrapping_add(
+                        (first_block + b as u64 + 1).wrapping_mul(SplitMix64::GAMMA),
+                    ));
+                    for (j, keep) in lanes.iter_mut().enumerate() {
+                        *keep = u8::from((bits >> (16 * j)) & 0xFFFF < threshold);
+                    }
+                }
+            });
+        mask
+    }
+
+    /// `x` with its dropped elements zeroed and the kept ones scaled by 1 / (1 − p).
+    ///
+    /// On the CPU this is one operation (`Masked`) whose gradient is the same masking. Written as
+    /// `x.mul(&mask)` it cost a sixth of a training step: candle differentiates both sides of a
+    /// product, so the backward pass also made the mask's gradient (three more passes over the
+    /// LoRA input, per projection). Elsewhere the mask goes over as bytes (a quarter of the
+    /// transfer) and is widened on the device, where `Masked` has no kernel.
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        let scale = 1.0 / (1.0 - self.p);
+        let keep = self.keep_mask(x.elem_count());
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let op = Masked {
+                keep: std::sync::Arc::new(keep),
+                scale: scale as f32,
+            };
+            return Ok(x.contiguous()?.apply_op1(op)?);
+        }
+        let mask = Tensor::from_vec(keep, x.shape(), x.device())?
+            .to_dtype(x.dtype())?
+            .affine(scale, 0.0)?;
+        Ok(x.mul(&mask)?)
+    }
+}
+
+/// Dropout's masking on the CPU: kept elements scaled, dropped ones zero; its gradient is the
+/// same masking of the incoming gradient.
+struct Masked {
+    keep: std::sync::Arc<Vec<u8>>,
+    scale: f32,
+}
+
+impl CustomOp1 for Masked {
+    fn name(&self) -> &'static str {
+        "dropout-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(values) = storage else {
+            candle_core::bail!("dropout mask: F32 input expected");
+        };
+        let Some((from, to)) = layout.contiguous_offsets() else {
+            candle_core::bail!("dropout mask: contiguous input expected");
+        };
+        let x = &values[from..to];
+        if x.len() != self.keep.len() {
+            candle_core::bail!("dropout mask: {} elements for {}", self.keep.len(), x.len());
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(MASK_CHUNK)
+            .zip(
+                x.par_chunks(MASK_CHUNK)
+                    .zip(self.keep.par_chunks(MASK_CHUNK)),
+            )
+            .for_each(|(out, (x, keep))| {
+                for ((o, &x), &k) in out.iter_mut().zip(x).zip(keep) {
+                    if k == 1 {
+                        *o = x * self.scale;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let op = Masked {
+            keep: self.keep.clone(),
+            scale: self.scale,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
 struct Block {
     attn_norm: Norm,
     q: Frozen,
@@ -603,19 +719,7 @@ impl Model {
         let y = base.forward(x)?;
         let Some(lora) = lora else { return Ok(y) };
         let x = match dropout {
-            Some(d) if d.p > 0.0 => {
-                let keep = 1.0 - d.p;
-                let mask: Vec<f32> = (0..x.elem_count())
-                    .map(|_| {
-                        if d.rng.next_f64() < keep {
-                            (1.0 / keep) as f32
-                        } else {
-                            0.0
-                        }
-                    })
-                    .collect();
-                x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?
-            }
+            Some(d) if d.p > 0.0 => d.apply(x)?,
             _ => x.clone(),
         };
         // The scale applies to the rank-r intermediate, the smallest tensor of the product.
@@ -806,3 +910,102 @@ impl Model {
 }
 
 pub use clarifycoder_core::rng::SplitMix64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropout(p: f64, seed: u64) -> Dropout {
+        Dropout {
+            p,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    #[test]
+    fn a_mask_keeps_one_minus_p_of_its_elements() {
+        for p in [0.05, 0.1, 0.5] {
+            let n = 1_000_003; // not a multiple of a chunk or of the lanes
+            let kept = dropout(p, 7)
+                .keep_mask(n)
+                .iter()
+                .filter(|&&k| k == 1)
+                .count();
+            let rate = kept as f64 / n as f64;
+            // Four standard deviations of a binomial count.
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            assert!((rate - (1.0 - p)).abs() < 4.0 * sd, "p {p}: kept {rate}");
+        }
+    }
+
+    #[test]
+    fn a_mask_is_the_seeds_whatever_the_thread_count() {
+        let n = 3 * MASK_CHUNK + 5;
+        let here = dropout(0.1, 42).keep_mask(n);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| dropout(0.1, 42).keep_mask(n));
+        assert_eq!(here, one);
+        assert_ne!(
+            here,
+            dropout(0.1, 43).keep_mask(n),
+            "another seed, another mask"
+        );
+        // Successive masks from one generator differ, and chunks do not repeat each other.
+        let mut d = dropout(0.1, 42);
+        let (a, b) = (d.keep_mask(n), d.keep_mask(n));
+        assert_ne!(a, b);
+        assert_ne!(a[..MASK_CHUNK], a[MASK_CHUNK..2 * MASK_CHUNK]);
+    }
+
+    #[test]
+    fn dropout_zeroes_or_scales_each_element() {
+        let x = Tensor::ones((64, 100), DType::F32, &Device::Cpu).unwrap();
+        let y: Vec<f32> = dropout(0.2, 1)
+            .apply(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(y.iter().all(|&v| v == 0.0 || v == 1.25), "{y:?}");
+        let mean = y.iter().sum::<f32>() / y.len() as f32;
+        assert!((mean - 1.0).abs() < 0.05, "mean {mean}");
+    }
+
+    #[test]
+    fn the_gradient_through_dropout_is_the_same_masking() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (32, 50), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (32, 50), &dev).unwrap();
+        let mut d = dropout(0.3, 9);
+        let keep = dropout(0.3, 9).keep_mask(32 * 50);
+        let y = d.apply(x.as_tensor()).unwrap();
+        let grads = (y.clone() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g: Vec<f32> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let (xs, ys, ws): (Vec<f32>, Vec<f32>, Vec<f32>) = (
+            x.as_tensor().flatten_all().unwrap().to_vec1().unwrap(),
+            y.flatten_all().unwrap().to_vec1().unwrap(),
+            w.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        let scale = (1.0 / 0.7f64) as f32;
+        for i in 0..xs.len() {
+            let k = if keep[i] == 1 { scale } else { 0.0 };
+            assert_eq!(ys[i], xs[i] * k, "value {i}");
+            assert_eq!(g[i], ws[i] * k, "gradient {i}");
+        }
+    }
+}
