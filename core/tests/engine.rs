@@ -611,3 +611,53 @@ fn kept_prompts_give_way_when_the_context_is_needed() {
         assert!((a.p_ask - b.p_ask).abs() < 2e-3, "{a:?} vs {b:?}");
     }
 }
+
+/// `check` decides a chunk of functions, then asks about the flagged ones. When the chunk's
+/// prompts outgrow the kept cells, those the model would ask about stay, and their questions start
+/// from them (default model and adapter, whose scores tell clear from vague).
+#[test]
+fn a_prompt_likely_asked_about_is_kept_before_later_ones() {
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B;
+    let mut config = LlamaConfig::new(qwen.installed_path().unwrap_or_else(|e| panic!("{e}")));
+    config.adapter = qwen.adapter_path();
+    // A quarter of 1,024 cells: room for about three of these prompts.
+    config.n_ctx = 1024;
+    let e = LlamaEngine::load(config).expect("the default model loads");
+    let markup = e.info().markup;
+    let cancel = CancelToken::new();
+    let vague = prompt::round1(
+        markup,
+        "def sort_stock(items):\n    \"\"\"Put the important ones first.\"\"\"\n",
+    );
+    let clear: Vec<_> = ["fahrenheit", "kelvin", "rankine", "reaumur", "delisle", "newton"]
+        .iter()
+        .map(|unit| {
+            prompt::round1(
+                markup,
+                &format!("def celsius_from_{unit}(degrees: float) -> float:\n    \"\"\"Convert a temperature in degrees {unit} to degrees Celsius.\n\n    Args:\n        degrees: The temperature in degrees {unit}.\n\n    Returns:\n        The same temperature in degrees Celsius, not rounded.\n    \"\"\"\n"),
+            )
+        })
+        .collect();
+    let mut prompts = vec![vague.clone()];
+    prompts.extend(clear);
+    let before = e.stats();
+    let decided = e.decide(&prompts, &cancel).unwrap();
+    assert!(decided[0].p_ask >= 0.5, "vague: {:?}", decided[0]);
+    assert!(
+        decided[1..].iter().all(|d| d.p_ask < 0.5),
+        "clear: {decided:?}"
+    );
+    assert!(
+        e.stats().forgotten_prompts > before.forgotten_prompts,
+        "every prompt stayed: the test does not test anything"
+    );
+    let mut request = GenerateRequest::greedy(vague, markup, 4);
+    request.stop.clear();
+    let before = e.stats();
+    e.generate(&request, &cancel).unwrap();
+    assert_eq!(
+        e.stats().prompt_tokens - before.prompt_tokens,
+        1,
+        "the vague prompt was prefilled again"
+    );
+}

@@ -38,13 +38,22 @@ fn default_client() -> Client {
     })
 }
 
-fn decided(c: &mut Client) -> u64 {
+/// The server's counters once its worker is done with what it was sent.
+fn stats(c: &mut Client) -> Value {
     c.request(
         "workspace/executeCommand",
         json!({"command": "clarifycoder.stats"}),
-    )["result"]["decided"]
-        .as_u64()
-        .unwrap()
+    )["result"]
+        .clone()
+}
+
+fn decided(c: &mut Client) -> u64 {
+    stats(c)["decided"].as_u64().unwrap()
+}
+
+/// Prompt tokens the engine has evaluated so far.
+fn prompt_tokens(c: &mut Client) -> u64 {
+    stats(c)["inference"]["prompt_tokens"].as_u64().unwrap_or(0)
 }
 
 fn rss_kib(c: &Client) -> u64 {
@@ -84,6 +93,7 @@ fn lsp_latencies_and_memory() {
     // `clarifycoder.stats` answers once the worker is done with the file.
     let before = decided(&mut c);
     let cold = t.elapsed();
+    let tokens = prompt_tokens(&mut c);
     let flagged = c
         .last_publish(uri, 1, std::time::Duration::from_secs(1))
         .unwrap_or(p)["diagnostics"]
@@ -135,7 +145,7 @@ fn lsp_latencies_and_memory() {
         first.as_secs_f64()
     );
     println!(
-        "didOpen -> every function analysed: {:.2} s ({flagged} flagged)",
+        "didOpen -> every function analysed: {:.2} s ({flagged} flagged, {tokens} prompt tokens evaluated)",
         cold.as_secs_f64()
     );
     println!(

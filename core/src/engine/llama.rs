@@ -566,11 +566,17 @@ struct State<'m> {
     swapped: bool,
 }
 
-/// A prompt whose KV cells are kept in sequence `seq` ([`State::kept`]).
+/// A prompt whose KV cells are kept in sequence `seq` ([`State::kept`]), and the model's
+/// probability of asking about it.
 struct Kept {
     seq: i32,
     tokens: Vec<LlamaToken>,
+    p_ask: f32,
 }
+
+/// A kept prompt that the model would likely ask about ([`Kept::p_ask`] at least this) is
+/// forgotten only when no other is left: its questions are what is asked for next.
+const LIKELY_ASKED: f32 = 0.5;
 
 /// How many decided prompts [`State::kept`] holds at most: a `check` chunk's.
 const KEEP: usize = 8;
@@ -774,15 +780,16 @@ impl<'m> State<'m> {
         self.kept.iter().map(|k| self.own_cells(&k.tokens)).sum()
     }
 
-    /// Keeps the prompt decoded in working sequence `seq` ([`State::kept`]), forgetting the
-    /// oldest ones to make room.
-    fn keep(&mut self, seq: i32, tokens: &[LlamaToken]) {
+    /// Keeps the prompt decoded in working sequence `seq` ([`State::kept`]), whose probability
+    /// of asking is `p_ask`, forgetting others to make room ([`State::forget_one`]).
+    fn keep(&mut self, seq: i32, tokens: &[LlamaToken], p_ask: f32) {
         // Cells decoded in a batch of prompts would tie a generation to that batch's rounding.
         if self.batch_invariant {
             return;
         }
         if let Some(i) = self.kept.iter().position(|k| k.tokens == tokens) {
-            let again = self.kept.remove(i).expect("found above");
+            let mut again = self.kept.remove(i).expect("found above");
+            again.p_ask = p_ask;
             self.kept.push_back(again);
             return;
         }
@@ -792,7 +799,7 @@ impl<'m> State<'m> {
             return;
         }
         while self.kept.len() >= KEEP || self.kept_cells() + cells > budget {
-            self.forget_oldest();
+            self.forget_one();
         }
         let free = (0..KEEP as i32)
             .map(|i| (self.lanes + 2) as i32 + i)
@@ -802,13 +809,24 @@ impl<'m> State<'m> {
             self.kept.push_back(Kept {
                 seq: free,
                 tokens: tokens.to_vec(),
+                p_ask,
             });
         }
     }
 
-    /// Frees the oldest kept prompt's cells; false when none is kept.
-    fn forget_oldest(&mut self) -> bool {
-        let Some(kept) = self.kept.pop_front() else {
+    /// Frees one kept prompt's cells: the oldest of those the model would likely not ask about,
+    /// else the oldest. False when none is kept.
+    ///
+    /// `check` decides eight functions, then asks about the flagged ones. Eight long docstrings'
+    /// prompts outgrow the kept cells, and forgetting the oldest first dropped the early flagged
+    /// ones, whose questions then prefilled their prompt again.
+    fn forget_one(&mut self) -> bool {
+        let i = self
+            .kept
+            .iter()
+            .position(|k| k.p_ask < LIKELY_ASKED)
+            .unwrap_or(0);
+        let Some(kept) = self.kept.remove(i) else {
             return false;
         };
         Counters::add(&self.counters.forgotten_prompts, 1);
@@ -889,7 +907,7 @@ impl<'m> State<'m> {
                 "token {bad} is outside the vocabulary of {n_vocab}"
             )));
         }
-        while self.forget_oldest() {}
+        while self.forget_one() {}
         let seq = 1;
         self.ctx
             .clear_kv_cache_seq(Some(seq as u32), None, None)
@@ -991,7 +1009,7 @@ impl<'m> State<'m> {
                 let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
                 break;
             }
-            while in_group + self.kept_cells() + cells > self.n_ctx && self.forget_oldest() {}
+            while in_group + self.kept_cells() + cells > self.n_ctx && self.forget_one() {}
             batch_used += rows;
             group.push(Member {
                 seq,
@@ -1023,9 +1041,9 @@ impl<'m> State<'m> {
                 self.pass(tokenized, &group, &members, &mut decided)?;
             }
         }
-        for m in &group {
-            if m.shared.is_none() {
-                self.keep(m.seq, &tokenized[m.index]);
+        for (m, d) in group.iter().zip(&decided) {
+            if let (None, Some(d)) = (m.shared, d) {
+                self.keep(m.seq, &tokenized[m.index], d.p_ask);
             }
             let _ = self.ctx.clear_kv_cache_seq(Some(m.seq as u32), None, None);
         }
@@ -1125,7 +1143,7 @@ impl<'m> State<'m> {
                         + state.kept_cells()
                         + slots.iter().map(|s| s.reserve).sum::<usize>()
                 };
-                while in_use(self) + reserve > self.n_ctx && self.forget_oldest() {}
+                while in_use(self) + reserve > self.n_ctx && self.forget_one() {}
                 if !slots.is_empty() && in_use(self) + reserve > self.n_ctx {
                     queue.push_front(Job::Generate(req, cancel, reply));
                     break;
@@ -1189,6 +1207,13 @@ impl<'m> State<'m> {
     /// Prefills a new slot's prompt and takes its first token. `Some` when it is already done.
     fn start(&mut self, slot: &mut Slot) -> Result<Option<FinishReason>, EngineError> {
         let start = self.prepare_seq(slot.seq, &slot.tokens)?;
+        if start > self.prefix.len() && !self.swapped {
+            // The kept prompt it starts from (`prepare_seq` moved it last) is being asked about
+            // now: no longer a reason to keep it before others.
+            if let Some(kept) = self.kept.back_mut() {
+                kept.p_ask = 0.0;
+            }
+        }
         self.decode_into(slot.seq, &slot.tokens[start..], start, &slot.cancel)?;
         let Some(token) = self.next_token(slot, self.ctx.get_logits_ith(-1))? else {
             slot.outcome = None;
@@ -1373,7 +1398,7 @@ impl<'m> State<'m> {
             });
         }
         // The longest prompt and continuation fit only in an empty cache.
-        while self.forget_oldest() {}
+        while self.forget_one() {}
         let seq = 1;
         let start = self.prepare_seq(seq, &tokens)?.min(first - 1);
         let mut token_logprobs = Vec::new();

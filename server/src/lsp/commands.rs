@@ -37,6 +37,7 @@ impl ClarifyServer {
                 Ok(Some(json!({
                     "decided": self.worker.decided.load(Ordering::Relaxed),
                     "cancelled": self.worker.cancelled.load(Ordering::Relaxed),
+                    "inference": *self.worker.inference.lock().unwrap(),
                 })))
             }
             other => Err(lsp_error(format!("unknown command {other}"))),

@@ -161,6 +161,9 @@ pub struct Worker {
     pub decided: Arc<std::sync::atomic::AtomicU64>,
     /// Jobs stopped by cancellation, for tests.
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
+    /// The engine's counters as of the last barrier, for tests and benchmarks (none before the
+    /// engine has loaded).
+    pub inference: Arc<Mutex<Option<clarifycoder_core::engine::Stats>>>,
     /// Why a function has no result, by hash, when the model could not take it (too long for
     /// the context), for hover.
     pub not_analysed: Arc<Mutex<std::collections::HashMap<String, String>>>,
@@ -181,6 +184,7 @@ impl Worker {
             state: Arc::new(Mutex::new(EngineState::Loading)),
             decided: Arc::default(),
             cancelled: Arc::default(),
+            inference: Arc::default(),
             not_analysed: Arc::default(),
             examples: Arc::default(),
         };
@@ -353,6 +357,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 w.save_cache();
             }
             Job::Barrier(reply) => {
+                *w.inference.lock().unwrap() = analyzer.as_ref().map(|a| a.backend().stats());
                 let _ = w.examples_jobs.send(ExamplesJob::Barrier(reply));
             }
             Job::Implement {
