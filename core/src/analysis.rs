@@ -146,7 +146,10 @@ impl ResultCache {
         self.dirty = true;
     }
 
-    /// Writes the cache (atomically: temp file + rename) if it changed.
+    /// Writes the cache (atomically: temp file + rename) if it changed, merged with what other
+    /// processes saved meanwhile (two `check` runs, or `check` beside the language server):
+    /// under an exclusive lock on a file beside it, the file is read again and its entries that
+    /// this cache lacks are taken in before writing, so that neither run's results are lost.
     pub fn save(&mut self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -157,7 +160,36 @@ impl ResultCache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.entries)?)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_extension("json.lock"))?;
+        lock.lock()?;
+        if let Some(theirs) = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<HashMap<String, Outcome>>(&bytes).ok())
+        {
+            for (hash, outcome) in theirs {
+                match self.entries.entry(hash) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(outcome);
+                    }
+                    // The same score with questions that this run did not ask for.
+                    std::collections::hash_map::Entry::Occupied(mut o)
+                        if o.get().questions.is_none()
+                            && outcome.questions.is_some()
+                            && o.get().p_ask == outcome.p_ask =>
+                    {
+                        o.insert(outcome);
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => {}
+                }
+            }
+        }
+        let written = crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.entries)?);
+        let _ = lock.unlock();
+        written?;
         self.dirty = false;
         Ok(())
     }
@@ -470,6 +502,29 @@ mod tests {
         );
         // The model alone (`consistency` off) has no such finding.
         assert_eq!(certain(f, None, false, 3), None);
+    }
+
+    #[test]
+    fn two_runs_saving_one_cache_keep_both_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default();
+        let open = || ResultCache::open(dir.path().to_path_buf(), "model", &options);
+        let outcome = |p_ask: f32, questions: Option<&str>| Outcome {
+            p_ask,
+            questions: questions.map(|q| vec![q.to_string()]),
+        };
+        let (mut first, mut second) = (open(), open());
+        first.put("a", outcome(0.9, None));
+        second.put("b", outcome(0.2, None));
+        second.put("a", outcome(0.9, Some("Which items?")));
+        first.save().unwrap();
+        second.save().unwrap();
+        first.put("c", outcome(0.1, None));
+        first.save().unwrap();
+        let merged = open();
+        assert_eq!(merged.get("a"), Some(&outcome(0.9, Some("Which items?"))));
+        assert_eq!(merged.get("b"), Some(&outcome(0.2, None)));
+        assert_eq!(merged.get("c"), Some(&outcome(0.1, None)));
     }
 
     #[test]
