@@ -506,6 +506,12 @@ fn analyze(
             emit,
         );
         stats.inference = backend.stats();
+        if outcome.is_err() {
+            // The model failed part way (an endpoint that cannot be reached): what is known is
+            // still reported, beside the error.
+            stats.analyzed = results.iter().flatten().count();
+            emit(items.len(), &results);
+        }
         // Keep what was computed even when a later step failed.
         if let Err(e) = cache.save() {
             warnings.push(format!(

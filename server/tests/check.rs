@@ -522,6 +522,33 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
     assert_eq!(report["diagnostics"][1]["function"], "low", "{report}");
     let error = report["errors"][0].as_str().unwrap();
     assert!(error.contains("/nonexistent/model.gguf"), "{report}");
+
+    // Nor is it lost when an endpoint cannot be reached for a function that needs the model;
+    // the error says what to check.
+    std::fs::write(fx.path().join("vague.py"), VAGUE).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = fx.check(&[
+        "--backend",
+        "openai",
+        "--endpoint",
+        &endpoint,
+        "--format",
+        "json",
+        ".",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["diagnostics"][0]["function"], "to_hours", "{report}");
+    let error = report["errors"][0].as_str().unwrap();
+    assert!(
+        error.contains(&endpoint) && error.contains("is the server running"),
+        "{report}"
+    );
 }
 
 #[test]

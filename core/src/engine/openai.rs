@@ -113,6 +113,15 @@ impl OpenAiEngine {
     /// Creates the client. Fails when the API key variable is named but not set.
     pub fn new(config: OpenAiConfig) -> Result<OpenAiEngine, EngineError> {
         let base = config.endpoint.trim_end_matches('/');
+        if !["http://", "https://"]
+            .iter()
+            .any(|scheme| base.starts_with(scheme) && base.len() > scheme.len())
+        {
+            return Err(EngineError::Http {
+                url: config.endpoint.clone(),
+                reason: "not an http:// or https:// address; give the server's, such as http://127.0.0.1:8080".into(),
+            });
+        }
         let url = if base.ends_with("/v1") {
             format!("{base}/completions")
         } else {
@@ -188,7 +197,12 @@ impl OpenAiEngine {
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", &format!("Bearer {key}"));
         }
-        let mut response = request.send_json(body).map_err(|e| (true, e.to_string()))?;
+        let mut response = request.send_json(body).map_err(|e| {
+            (
+                true,
+                format!("{e} (is the server running at that address, and reachable from here?)"),
+            )
+        })?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
