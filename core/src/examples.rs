@@ -159,13 +159,28 @@ pub fn has_examples(f: &Function) -> bool {
             .is_some_and(|d| d.text.lines().any(|l| l.trim_start().starts_with(">>>")))
 }
 
-/// How long one file's examples may run.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one function's examples may run before they are stopped and the next function's
+/// run.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one file's examples may run, imports included.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What running a file's examples gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// One entry per function, in order: its verdict when its examples could run.
+    pub verdicts: Vec<Option<Verdict>>,
+    /// Functions whose examples were stopped, each with why (`` `spin` (line 3): they ran past
+    /// 2 s``); they have no verdict, and the others' stand.
+    pub stopped: Vec<String>,
+}
 
 /// Runs the examples of `functions` (those for which [`has_examples`] holds) in the file `source`,
-/// which lives in `dir` (put on Python's path so that it can import its neighbours). Returns one
-/// entry per function, in order: its verdict when its examples could run. `python` is the
-/// interpreter. A file that cannot be run at all is an error that says why.
+/// which lives in `dir` (put on Python's path so that it can import its neighbours): a verdict
+/// per function whose examples could run, and the functions whose examples were stopped (past
+/// [`FUNCTION_TIMEOUT`], or running when the file ran past [`TIMEOUT`] or Python ended). `python`
+/// is the interpreter. A file that cannot be run at all is an error that says why.
 ///
 /// A function defined twice under one name is run only as its last definition (the one the module
 /// keeps); the earlier one has no verdict.
@@ -174,7 +189,7 @@ pub fn run(
     source: &str,
     dir: Option<&Path>,
     functions: &[&Function],
-) -> Result<Vec<Option<Verdict>>, String> {
+) -> Result<Ran, String> {
     // One `qualname<TAB>line` per function with examples; the line (1-based, of `def`) tells
     // apart two definitions of one name.
     let key = |f: &Function| format!("{}\t{}", f.qualname, f.def_span.start.line + 1);
@@ -184,7 +199,10 @@ pub fn run(
         .map(|f| key(f))
         .collect();
     if targets.is_empty() {
-        return Ok(vec![None; functions.len()]);
+        return Ok(Ran {
+            verdicts: vec![None; functions.len()],
+            stopped: Vec::new(),
+        });
     }
     let targets = targets.join("\n");
     let python = interpreter(python);
@@ -204,16 +222,37 @@ pub fn run(
             ("module.py", source.as_bytes()),
             ("targets.txt", targets.as_bytes()),
             ("syspath.txt", syspath.as_bytes()),
+            (
+                "budget.txt",
+                FUNCTION_TIMEOUT.as_secs_f64().to_string().as_bytes(),
+            ),
         ],
         &limits,
     )
     .map_err(|e| format!("cannot start {python} ({e}); set the Python interpreter to use"))?;
-    let Some(json) = outcome
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(MARK))
-    else {
+    let (mut done, mut stopped) = (HashMap::new(), Vec::new());
+    let (mut running, mut ended, mut heard) = (None, false, false);
+    for line in outcome.stdout.lines().filter_map(|l| l.strip_prefix(MARK)) {
+        let line: Line =
+            serde_json::from_str(line).map_err(|e| format!("unreadable result ({e})"))?;
+        heard = true;
+        if let Some(key) = line.start {
+            running = Some(key);
+        } else if let (Some(key), Some(events)) = (line.done, line.events) {
+            running = None;
+            done.insert(key, events);
+        } else if let Some(key) = line.slow {
+            running = None;
+            stopped.push(format!(
+                "{}: they ran past {} s",
+                shown(&key),
+                FUNCTION_TIMEOUT.as_secs()
+            ));
+        } else if line.end {
+            ended = true;
+        }
+    }
+    if !ended {
         let why = match outcome.status {
             sandbox::Status::TimedOut => format!("they ran past {} s", TIMEOUT.as_secs()),
             _ => {
@@ -221,14 +260,39 @@ pub fn run(
                 format!("{python} failed: {last}")
             }
         };
-        return Err(why);
-    };
-    let mut events: HashMap<String, Vec<Event>> =
-        serde_json::from_str(json).map_err(|e| format!("unreadable result ({e})"))?;
-    Ok(functions
-        .iter()
-        .map(|f| events.remove(&key(f)).map(verdict))
-        .collect())
+        match running {
+            Some(key) => stopped.push(format!("{}: {why}", shown(&key))),
+            // Nothing had started: the file itself (its imports) is the cause.
+            None if !heard => return Err(why),
+            None => stopped.push(format!("the rest: {why}")),
+        }
+    }
+    Ok(Ran {
+        verdicts: functions
+            .iter()
+            .map(|f| done.remove(&key(f)).map(verdict))
+            .collect(),
+        stopped,
+    })
+}
+
+/// A target (`qualname<TAB>line`) as a user reads it: `` `spin` (line 3)``.
+fn shown(key: &str) -> String {
+    match key.split_once('\t') {
+        Some((name, line)) => format!("`{name}` (line {line})"),
+        None => format!("`{key}`"),
+    }
+}
+
+/// One of the harness's lines.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Line {
+    start: Option<String>,
+    done: Option<String>,
+    events: Option<Vec<Event>>,
+    slow: Option<String>,
+    end: bool,
 }
 
 #[derive(Deserialize)]
@@ -285,7 +349,9 @@ mod tests {
     ) -> Result<Vec<Option<Verdict>>, String> {
         let parsed = python::extract(source);
         let functions: Vec<&Function> = parsed.functions.iter().collect();
-        run(python, source, dir, &functions)
+        let ran = run(python, source, dir, &functions)?;
+        assert_eq!(ran.stopped, Vec::<String>::new(), "stopped");
+        Ok(ran.verdicts)
     }
 
     /// Verdicts by qualified name (the test files define each name once).
@@ -441,10 +507,39 @@ class Shelf:
     }
 
     #[test]
-    fn a_runaway_example_is_stopped_and_reported() {
-        let source = "def spin():\n    \"\"\"Spins.\n\n    >>> spin()\n    1\n    \"\"\"\n    while True:\n        pass\n";
-        let err = run_source("python3", source, None).unwrap_err();
-        assert!(err.contains("ran past"), "{err}");
+    fn a_runaway_example_is_stopped_named_and_the_others_still_run() {
+        let spin = "def spin():\n    \"\"\"Spins.\n\n    >>> spin()\n    1\n    \"\"\"\n    while True:\n        pass\n";
+        let wrong =
+            "\n\ndef one():\n    \"\"\"One.\n\n    >>> one()\n    1\n    \"\"\"\n    return 2\n";
+        // A loop that catches everything outlives its function's budget: the file's ends it.
+        let stubborn = "\n\ndef stubborn():\n    \"\"\"Stubborn.\n\n    >>> stubborn()\n    1\n    \"\"\"\n    while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass\n";
+        for (source, last) in [
+            (format!("{spin}{wrong}"), None),
+            (
+                format!("{spin}{wrong}{stubborn}"),
+                Some("`stubborn` (line 20)"),
+            ),
+        ] {
+            let parsed = python::extract(&source);
+            let functions: Vec<&Function> = parsed.functions.iter().collect();
+            let ran = run("python3", &source, None, &functions).unwrap();
+            assert_eq!(ran.verdicts[0], None);
+            assert!(
+                matches!(ran.verdicts[1], Some(Verdict::Disagree(_))),
+                "{ran:?}"
+            );
+            assert_eq!(
+                ran.stopped[0], "`spin` (line 1): they ran past 2 s",
+                "{ran:?}"
+            );
+            match last {
+                None => assert_eq!(ran.stopped.len(), 1, "{ran:?}"),
+                Some(name) => assert_eq!(
+                    ran.stopped[1],
+                    format!("{name}: they ran past {} s", TIMEOUT.as_secs())
+                ),
+            }
+        }
     }
 
     #[test]

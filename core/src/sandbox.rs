@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Limits of one run.
@@ -84,6 +84,22 @@ impl Outcome {
 const NOBODY: u32 = 65534;
 const NOGROUP: u32 = 65534;
 
+/// Whether runs get their own PID namespace, in which the program is the first process: when it
+/// ends or is killed, the kernel kills everything it started, also what left its process group
+/// (a daemon that called `setsid`). Checked once.
+pub fn pid_isolated() -> bool {
+    static ISOLATED: OnceLock<bool> = OnceLock::new();
+    *ISOLATED.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    })
+}
+
 /// Whether runs get their own network namespace (no network). Checked once.
 pub fn network_isolated() -> bool {
     static ISOLATED: OnceLock<bool> = OnceLock::new();
@@ -134,6 +150,7 @@ fn run_in(
         }
     }
     let isolate_network = network_isolated();
+    let isolate_pids = pid_isolated();
     let mut cmd = Command::new(python);
     cmd.arg("-B").arg("main.py");
     cmd.current_dir(dir)
@@ -148,13 +165,23 @@ fn run_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let l = *limits;
-    // SAFETY: only async-signal-safe calls (setsid, setrlimit) between fork and exec.
+    // SAFETY: only async-signal-safe calls (setsid, unshare, fork, waitpid, close, setrlimit…)
+    // between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
             if isolate_network {
                 // A new, empty network namespace: no interfaces, no network.
                 libc::unshare(libc::CLONE_NEWNET);
+            }
+            if isolate_pids && libc::unshare(libc::CLONE_NEWPID) == 0 {
+                // The namespace's first process is the next child: it runs the program, and
+                // this process only waits for it and ends as it did.
+                match libc::fork() {
+                    -1 => return Err(std::io::Error::last_os_error()),
+                    0 => {}
+                    program => wait_and_mirror(program),
+                }
             }
             let set = |resource, value: u64| {
                 let lim = libc::rlimit {
@@ -184,23 +211,25 @@ fn run_in(
     let mut child = cmd.spawn()?;
     let pid = child.id() as i32;
     let cap = limits.output_bytes;
+    // Each reader fills a shared buffer, so that what came is kept even if the pipe stays open.
     let read_capped = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
+        let kept: Arc<Mutex<(Vec<u8>, bool)>> = Arc::default();
+        let buffer = kept.clone();
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
-            let mut truncated = false;
             loop {
                 match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let room = cap.saturating_sub(kept.len());
-                        kept.extend_from_slice(&buf[..n.min(room)]);
-                        truncated |= n > room;
+                        let mut kept = buffer.lock().unwrap_or_else(PoisonError::into_inner);
+                        let room = cap.saturating_sub(kept.0.len());
+                        kept.0.extend_from_slice(&buf[..n.min(room)]);
+                        kept.1 |= n > room;
                     }
                 }
             }
-            (String::from_utf8_lossy(&kept).into_owned(), truncated)
-        })
+        });
+        (reader, kept)
     };
     let out = read_capped(Box::new(child.stdout.take().expect("piped")));
     let err = read_capped(Box::new(child.stderr.take().expect("piped")));
@@ -224,8 +253,18 @@ fn run_in(
     unsafe {
         libc::killpg(pid, libc::SIGKILL);
     }
-    let (stdout, t1) = out.join().unwrap_or_default();
-    let (stderr, t2) = err.join().unwrap_or_default();
+    // A process that left the group (and, without a PID namespace, outlived the program) may
+    // hold the output pipes open: what came until shortly after the end is what is read.
+    let grace = Instant::now() + Duration::from_millis(500);
+    let collect = |(reader, kept): (std::thread::JoinHandle<()>, Arc<Mutex<(Vec<u8>, bool)>>)| {
+        while !reader.is_finished() && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        (String::from_utf8_lossy(&kept.0).into_owned(), kept.1)
+    };
+    let (stdout, t1) = collect(out);
+    let (stderr, t2) = collect(err);
     Ok(Outcome {
         status,
         stdout,
@@ -233,6 +272,35 @@ fn run_in(
         truncated: t1 || t2,
         elapsed: started.elapsed(),
     })
+}
+
+/// In the process between the sandbox's caller and its program (the PID namespace's parent):
+/// closes every file, waits for `program` and ends the way it did. Closing matters: `spawn`
+/// returns only once every copy of its exec-error pipe is closed, and the reader threads once
+/// every copy of the output pipes is.
+///
+/// # Safety
+///
+/// Only between fork and exec; it never returns.
+unsafe fn wait_and_mirror(program: libc::pid_t) -> ! {
+    if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+        for fd in 0..1024 {
+            libc::close(fd);
+        }
+    }
+    let mut status = 0;
+    while libc::waitpid(program, &mut status, 0) == -1 {
+        if *libc::__errno_location() != libc::EINTR {
+            libc::_exit(127);
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+        libc::_exit(128 + signal);
+    }
+    libc::_exit(libc::WEXITSTATUS(status))
 }
 
 fn status_of(status: std::process::ExitStatus) -> Status {
@@ -310,6 +378,33 @@ mod tests {
         let out = run_python("python3", "print('x' * 10_000_000)", &[], &l).unwrap();
         assert!(out.truncated);
         assert_eq!(out.stdout.len(), 1000);
+    }
+
+    /// A daemon (forked, `setsid`, holding the output pipe) neither holds the run past its end
+    /// nor, where the kernel gives runs their own PID namespace, outlives it.
+    #[test]
+    fn a_daemon_the_program_starts_ends_with_it() {
+        let marker = format!("1000.{}", std::process::id());
+        let script = format!(
+            "import os, sys\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '{marker}'])\nprint('parent done')\nsys.stdout.flush()\n"
+        );
+        let started = Instant::now();
+        let out = run_python("python3", &script, &[], &limits()).unwrap();
+        assert!(out.success(), "{out:?}");
+        assert_eq!(out.stdout.trim(), "parent done");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        if pid_isolated() {
+            std::thread::sleep(Duration::from_millis(100));
+            let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+            });
+            assert!(!alive, "the daemon outlived the run");
+        }
     }
 
     #[test]

@@ -295,10 +295,18 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                     _ => Path::new("."),
                 };
                 let dir = std::fs::canonicalize(dir).ok();
-                examples::run(python, &source, dir.as_deref(), &analyzable).unwrap_or_else(|why| {
-                    warnings.push(format!("{shown}: docstring examples not run: {why}"));
-                    none()
-                })
+                match examples::run(python, &source, dir.as_deref(), &analyzable) {
+                    Ok(ran) => {
+                        for why in ran.stopped {
+                            warnings.push(format!("{shown}: docstring examples stopped: {why}"));
+                        }
+                        ran.verdicts
+                    }
+                    Err(why) => {
+                        warnings.push(format!("{shown}: docstring examples not run: {why}"));
+                        none()
+                    }
+                }
             }
             _ => none(),
         };

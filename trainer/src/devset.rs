@@ -276,12 +276,18 @@ pub fn run(args: DevsetArgs) -> Result<()> {
             if !args.run_examples {
                 return None;
             }
-            examples::run(&args.python, &row.source, None, &[f])
-                .unwrap_or_else(|why| {
+            match examples::run(&args.python, &row.source, None, &[f]) {
+                Ok(mut ran) => {
+                    for why in &ran.stopped {
+                        eprintln!("{}: examples stopped: {why}", row.id);
+                    }
+                    ran.verdicts.pop()?
+                }
+                Err(why) => {
                     eprintln!("{}: examples not run: {why}", row.id);
-                    vec![None]
-                })
-                .pop()?
+                    None
+                }
+            }
         })
         .collect();
     let problems: Vec<&str> = rows.iter().map(|(_, p)| p.as_str()).collect();

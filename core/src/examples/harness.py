@@ -1,8 +1,12 @@
 # Runs the docstring examples (doctests) of some functions of one Python file against their code.
 # ClarifyCoder's `examples` module writes the file as `module.py`, the wanted functions (qualified
 # name, a tab, the line of `def`) one per line as `targets.txt` and the file's directory as
-# `syspath.txt`, then runs this script in its sandbox. It prints one line, a marker (MARK) and a
-# JSON object: for each target that could be run, its examples' outcomes.
+# `syspath.txt` and the seconds one function's examples may take as `budget.txt`, then runs this
+# script in its sandbox. It prints lines that start with a marker (MARK), each a JSON object, as
+# it goes: {"start": target} before a target's examples, {"done": target, "events": [...]} for a
+# target whose examples could run, {"slow": target} for one that ran past its budget (stopped,
+# and the next target goes on), and {"end": true} last. A run killed part way keeps what it
+# printed, and its last "start" names the function that was running.
 #
 # Only the file's top-level imports, function and class definitions and assignments of literal
 # values are executed, each on its own (one that fails leaves the others): a script's other
@@ -13,6 +17,7 @@ import ast
 import doctest
 import json
 import os
+import signal
 import sys
 
 # This script's own directory comes first on the path; the checked file's neighbours may be
@@ -46,6 +51,21 @@ ENVIRONMENT_NAMES = {cls.__name__ for root in ENVIRONMENT for cls in subclasses(
 KEEP = 2000
 # Marks the result line among whatever the checked code prints.
 MARK = "\x00clarifycoder-examples\x00"
+
+
+class TookTooLong(KeyboardInterrupt):
+    """Raised in a target's examples when its budget is spent. A KeyboardInterrupt, so that
+    doctest does not record it as the example's exception."""
+
+
+def alarm(signum, frame):
+    raise TookTooLong()
+
+
+def emit(obj):
+    out = sys.__stdout__
+    out.write("\n" + MARK + json.dumps(obj) + "\n")
+    out.flush()
 
 
 def literal(node):
@@ -131,6 +151,7 @@ class Recorder(doctest.DocTestRunner):
 def main():
     source = open("module.py", encoding="utf-8").read()
     targets = [t for t in open("targets.txt", encoding="utf-8").read().split("\n") if t]
+    budget = float(open("budget.txt", encoding="utf-8").read())
     # The file's own directory, so that it can import its neighbours.
     sys.path[0:0] = [p for p in open("syspath.txt", encoding="utf-8").read().split("\n") if p]
     tree = ast.parse(source)
@@ -155,7 +176,7 @@ def main():
             pass
     defs = definitions(tree)
     finder = doctest.DocTestFinder(recurse=False)
-    results = {}
+    signal.signal(signal.SIGALRM, alarm)
     for key in targets:
         target, line = key.split("\t")
         node = defs.get(target)
@@ -169,17 +190,23 @@ def main():
         except (KeyError, AttributeError):
             continue
         runner = Recorder()
+        emit({"start": key})
+        signal.setitimer(signal.ITIMER_REAL, budget)
         try:
             for test in finder.find(obj, target, globs=dict(namespace)):
                 runner.run(test, out=lambda s: None, clear_globs=True)
+        except TookTooLong:
+            emit({"slow": key})
+            continue
         except BaseException:
             continue
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         events = runner.events
         if not events or any(e["kind"] == "environment" for e in events):
             continue
-        results[key] = events
-    sys.stdout.write("\n" + MARK + json.dumps(results) + "\n")
-    sys.stdout.flush()
+        emit({"done": key, "events": events})
+    emit({"end": True})
     # Leftover threads and exit handlers of the checked code must not hold the result back.
     os._exit(0)
 

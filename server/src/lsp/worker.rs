@@ -448,11 +448,16 @@ fn run_examples(run: &ExamplesRun) -> Verdicts {
     }
     let functions = analysis::analyzable(&parsed);
     match examples::run(&run.python, &run.text, run.dir.as_deref(), &functions) {
-        Ok(verdicts) => functions
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(f, v)| Some((f.hash.clone(), v?)))
-            .collect(),
+        Ok(ran) => {
+            for why in ran.stopped {
+                tracing::warn!("docstring examples stopped: {why}");
+            }
+            functions
+                .iter()
+                .zip(ran.verdicts)
+                .filter_map(|(f, v)| Some((f.hash.clone(), v?)))
+                .collect()
+        }
         Err(why) => {
             tracing::warn!("docstring examples not run: {why}");
             Verdicts::new()
