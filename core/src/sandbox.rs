@@ -128,6 +128,9 @@ pub fn run_python(
     result
 }
 
+/// What a reader thread has read of a pipe so far, and whether it had to drop some (the cap).
+type Captured = Arc<Mutex<(Vec<u8>, bool)>>;
+
 fn run_in(
     dir: &Path,
     python: &str,
@@ -213,7 +216,7 @@ fn run_in(
     let cap = limits.output_bytes;
     // Each reader fills a shared buffer, so that what came is kept even if the pipe stays open.
     let read_capped = |mut r: Box<dyn Read + Send>| {
-        let kept: Arc<Mutex<(Vec<u8>, bool)>> = Arc::default();
+        let kept: Captured = Arc::default();
         let buffer = kept.clone();
         let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
@@ -256,7 +259,7 @@ fn run_in(
     // A process that left the group (and, without a PID namespace, outlived the program) may
     // hold the output pipes open: what came until shortly after the end is what is read.
     let grace = Instant::now() + Duration::from_millis(500);
-    let collect = |(reader, kept): (std::thread::JoinHandle<()>, Arc<Mutex<(Vec<u8>, bool)>>)| {
+    let collect = |(reader, kept): (std::thread::JoinHandle<()>, Captured)| {
         while !reader.is_finished() && Instant::now() < grace {
             std::thread::sleep(Duration::from_millis(5));
         }
