@@ -28,7 +28,7 @@ pub enum PlanError {
         hint: String,
     },
     /// The model file is there but cannot be used (unreadable, not a GGUF, truncated).
-    #[error("{0}; re-install it with `make setup` or pass another file with --model")]
+    #[error("{0}; pass another GGUF file with --model, or, for a known model, re-install it with `clarifycoder model install NAME` (`clarifycoder model list` names them)")]
     Model(EngineError),
     /// The adapter file cannot be used.
     #[error("{0}; pass --adapter none to run without it")]
@@ -201,9 +201,9 @@ impl Plan {
                         "install it with `clarifycoder model install {name}` (or `make setup` in a checkout)"
                     ),
                     (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
-                    (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file, or unset it to use the default model", settings::MODEL_ENV),
-                    (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file, or remove it to use the default model".to_string(),
-                    (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file, or leave it out to use the default model".to_string(),
+                    (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file or a name from `clarifycoder model list`, or unset it to use the default model", settings::MODEL_ENV),
+                    (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
+                    (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file or a name from `clarifycoder model list`, or leave it out to use the default model".to_string(),
                 };
                 PlanError::MissingModel { path, hint }
             }
@@ -319,7 +319,7 @@ mod tests {
         assert!(!e.is_missing_model());
         assert!(
             e.to_string()
-                .ends_with("; re-install it with `make setup` or pass another file with --model"),
+                .ends_with("; pass another GGUF file with --model, or, for a known model, re-install it with `clarifycoder model install NAME` (`clarifycoder model list` names them)"),
             "{e}"
         );
     }

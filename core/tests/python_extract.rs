@@ -620,6 +620,10 @@ def f(  # clarify: ignore
 @decorator  # clarify: ignore
 def g():
     pass
+def k(
+    x,
+) -> int:  # clarify: ignore
+    pass
 def h():  # clarify: ignored
     pass
 async def i():  # clarify: ignore
@@ -653,22 +657,26 @@ def j():  # clarify: ignore-file
               sig: "def f(  # clarify: ignore\n    x,\n):"
               doc: none
               body: lines 15-15 indent="" body_indent="    "
-            g [decorated@16:0/0] name@17:4/4
+            g [ignored decorated@16:0/0] name@17:4/4
               sig: "def g():"
               doc: none
               body: lines 18-18 indent="" body_indent="    "
-            h [] name@19:4/4
-              sig: "def h():"
-              doc: none
-              body: lines 20-20 indent="" body_indent="    "
-            i [async ignored] name@21:10/10
-              sig: "async def i():"
+            k [ignored] name@19:4/4
+              sig: "def k(\n    x,\n) -> int:"
               doc: none
               body: lines 22-22 indent="" body_indent="    "
-            j [] name@23:4/4
-              sig: "def j():"
+            h [] name@23:4/4
+              sig: "def h():"
               doc: none
               body: lines 24-24 indent="" body_indent="    "
+            i [async ignored] name@25:10/10
+              sig: "async def i():"
+              doc: none
+              body: lines 26-26 indent="" body_indent="    "
+            j [] name@27:4/4
+              sig: "def j():"
+              doc: none
+              body: lines 28-28 indent="" body_indent="    "
         "#]],
     );
 }
@@ -691,7 +699,7 @@ fn ignore_file_pragma() {
             ignore_file=true syntax_errors=false []
         "#]],
     );
-    // Only comments before the first statement count.
+    // Only comments before the first statement count; the module docstring may come first.
     check(
         "import os\n# clarify: ignore-file\n",
         expect![[r#"
@@ -700,6 +708,12 @@ fn ignore_file_pragma() {
     );
     check(
         "\"\"\"Module docstring.\"\"\"\n# clarify: ignore-file\n",
+        expect![[r#"
+            ignore_file=true syntax_errors=false []
+        "#]],
+    );
+    check(
+        "\"\"\"Module docstring.\"\"\"\nimport os\n# clarify: ignore-file\n",
         expect![[r#"
             ignore_file=false syntax_errors=false []
         "#]],

@@ -247,9 +247,20 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     let mut stats = CheckStats::default();
 
     let files = collect_files(&args.paths, &mut errors);
+    if files.is_empty() && errors.is_empty() {
+        warnings.push(
+            "no Python files found under the given paths (hidden and .gitignore'd ones are skipped; name a file to check it anyway)"
+                .to_string(),
+        );
+    }
     let mut items = Vec::new();
+    let cwd = std::env::current_dir().ok();
     for file in &files {
-        let shown = file.display().to_string();
+        // Paths under the working directory are shown relative to it, however they were given.
+        let shown = match cwd.as_deref().map(|cwd| file.strip_prefix(cwd)) {
+            Some(Ok(relative)) if file.is_absolute() => relative.display().to_string(),
+            _ => file.display().to_string(),
+        };
         let bytes = match std::fs::metadata(file) {
             Ok(m) if m.len() > args.max_file_size => {
                 warnings.push(format!(
@@ -267,12 +278,16 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 }
             },
         };
-        let Ok(source) = String::from_utf8(bytes) else {
+        let Ok(mut source) = String::from_utf8(bytes) else {
             warnings.push(format!(
                 "{shown}: skipped, not valid UTF-8 (save it as UTF-8 to check it)"
             ));
             continue;
         };
+        // A byte-order mark is not a column in any editor.
+        if source.starts_with('\u{feff}') {
+            source.drain(..'\u{feff}'.len_utf8());
+        }
         stats.files += 1;
         let parsed = python::extract(&source);
         if parsed.has_syntax_errors {
@@ -640,8 +655,24 @@ pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<
             files.push(path.clone());
             continue;
         }
+        if path.as_os_str() == "-" {
+            errors.push(
+                "-: reading from standard input is not supported; give files or directories"
+                    .to_string(),
+            );
+            continue;
+        }
         if !path.is_dir() {
-            errors.push(format!("{}: no such file or directory", path.display()));
+            errors.push(match std::fs::metadata(path) {
+                Ok(_) => format!(
+                    "{}: not a regular file or a directory (a pipe or a device); give .py files or directories",
+                    path.display()
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    format!("{}: no such file or directory", path.display())
+                }
+                Err(e) => format!("{}: cannot read: {e}", path.display()),
+            });
             continue;
         }
         let walker = ignore::WalkBuilder::new(path).require_git(false).build();

@@ -11,7 +11,7 @@ use clarifycoder::{check, lsp};
 use clarifycoder_core::analysis::Options;
 use clarifycoder_core::models;
 use clarifycoder_core::prompt::Markup;
-use clarifycoder_core::settings::{BackendKind, Settings};
+use clarifycoder_core::settings::{self, BackendKind, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -183,8 +183,12 @@ impl ModelArgs {
             return Ok(Settings::default());
         };
         let settings = Settings::from_toml_file(&path)?;
-        for key in settings.unknown.keys() {
-            eprintln!("warning: {}: unknown key `{key}` ignored", path.display());
+        for (key, value) in &settings.unknown {
+            eprintln!(
+                "warning: {}: {}",
+                path.display(),
+                settings::ignored_key_warning(key, value)
+            );
         }
         Ok(settings)
     }

@@ -826,3 +826,40 @@ fn the_pre_commit_hook_checks_the_files_it_is_given() {
     // A non-zero exit fails the hook: here the model is missing (2); a finding alone gives 1.
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// What a user passes that is not a Python file gets an error that says so; a byte-order mark is
+/// not a column; a path given absolute is shown relative to where the check ran.
+#[test]
+fn paths_that_are_not_python_files_and_how_paths_are_shown() {
+    let fx = Fixture::new(&[
+        (
+            "bom.py",
+            b"\xef\xbb\xbfdef h(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n",
+        ),
+        ("notes/readme.txt", b"no python here\n"),
+    ]);
+    let absolute = fx.path().join("bom.py").display().to_string();
+    let out = fx.check_without_model(&[&absolute]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.starts_with("bom.py:1:5: "), "{shown}");
+
+    let out = fx.check_without_model(&["-", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("-: reading from standard input is not supported"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/dev/null: not a regular file or a directory"),
+        "{err}"
+    );
+
+    let out = fx.check_without_model(&["notes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no Python files found"),
+        "{}",
+        stderr(&out)
+    );
+}

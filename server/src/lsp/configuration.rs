@@ -172,8 +172,11 @@ impl ClarifyServer {
                 return Applied::Refused;
             }
         };
-        for key in new.unknown.keys() {
-            tracing::warn!("unknown setting `{key}` ignored");
+        for (key, value) in &new.unknown {
+            tracing::warn!(
+                "{}",
+                clarifycoder_core::settings::ignored_key_warning(key, value)
+            );
         }
         let mut st = self.state.lock().unwrap();
         let reload = engine_settings(&new) != engine_settings(&st.settings);
