@@ -229,7 +229,7 @@ pub fn run(
         ],
         &limits,
     )
-    .map_err(|e| format!("cannot start {python} ({e}); set the Python interpreter to use"))?;
+    .map_err(|e| format!("cannot start {python} ({e}); set the Python interpreter to use: `--python`, `python = ...` in the configuration file, or the editor's `python` setting"))?;
     let (mut done, mut stopped) = (HashMap::new(), Vec::new());
     let (mut running, mut ended, mut heard) = (None, false, false);
     for line in outcome.stdout.lines().filter_map(|l| l.strip_prefix(MARK)) {

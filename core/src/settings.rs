@@ -236,6 +236,24 @@ impl Settings {
         if let Some(n) = self.max_tokens.filter(|&n| n == 0) {
             return Err(out_of_range("max_tokens", &n, "at least 1"));
         }
+        if let Some(severity) = self.severity.as_deref().filter(|s| {
+            !["error", "warning", "information", "info", "hint"]
+                .contains(&s.to_ascii_lowercase().as_str())
+        }) {
+            return Err(out_of_range(
+                "severity",
+                &severity,
+                "error, warning, information or hint",
+            ));
+        }
+        // More threads than cores slows llama.cpp down; far more is a typo.
+        if let Some(n) = self.threads.filter(|&n| n > 1024) {
+            return Err(out_of_range(
+                "threads",
+                &n,
+                "between 0 (every core) and 1024",
+            ));
+        }
         if let Some(n) = self.ctx_size.filter(|&n| n < 512) {
             return Err(out_of_range("ctx_size", &n, "at least 512 tokens"));
         }
@@ -490,6 +508,22 @@ mod tests {
                 path.display()
             )
         );
+        for (line, message) in [
+            (
+                "severity = \"bogus\"",
+                "severity must be error, warning, information or hint, got bogus",
+            ),
+            (
+                "threads = 100000",
+                "threads must be between 0 (every core) and 1024, got 100000",
+            ),
+        ] {
+            std::fs::write(&path, format!("{line}\n")).unwrap();
+            let e = Settings::from_toml_file(&path).unwrap_err().to_string();
+            assert!(e.ends_with(message), "{e}");
+        }
+        std::fs::write(&path, "severity = \"Hint\"\n").unwrap();
+        assert!(Settings::from_toml_file(&path).is_ok());
         std::fs::write(&path, "threshold = \"high\"\n").unwrap();
         let e = Settings::from_toml_file(&path).unwrap_err().to_string();
         assert!(e.starts_with("invalid config file '"), "{e}");

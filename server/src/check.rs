@@ -291,8 +291,13 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         stats.files += 1;
         let parsed = python::extract(&source);
         if parsed.has_syntax_errors {
+            let at = parsed
+                .syntax_errors
+                .first()
+                .map(|s| format!(" (the first at line {})", s.start.line + 1))
+                .unwrap_or_default();
             warnings.push(format!(
-                "{shown}: has syntax errors; checking what could be parsed"
+                "{shown}: has syntax errors{at}; checking what could be parsed"
             ));
         }
         stats.functions += parsed.functions.len();

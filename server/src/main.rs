@@ -314,6 +314,9 @@ fn run() -> anyhow::Result<i32> {
             explicit.max_tokens = args.max_tokens;
             explicit.python = args.python.clone();
             let plan = Plan::new(explicit, config);
+            if plan.backend() != BackendKind::Openai && args.model.endpoint.is_some() {
+                eprintln!("warning: --endpoint is used only with --backend openai; ignored");
+            }
             let defaults = Options::default();
             let s = &plan.settings;
             let options = Options {

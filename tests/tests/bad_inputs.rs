@@ -79,13 +79,14 @@ impl Fixture {
         self.check_env(&all, &[])
     }
 
-    /// Every file of the result cache with its bytes.
+    /// Every file of the result cache with its bytes (not the empty files that saves lock).
     fn cache_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut files: Vec<_> = std::fs::read_dir(self.results())
             .map(|entries| {
                 entries
-                    .map(|e| {
-                        let p = e.unwrap().path();
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_none_or(|x| x != "lock"))
+                    .map(|p| {
                         let bytes = std::fs::read(&p).unwrap();
                         (p, bytes)
                     })
@@ -193,7 +194,7 @@ fn model_files_that_cannot_be_used_are_refused_with_what_to_do() {
         assert_refused(&out, phrases);
         if name != "missing.gguf" {
             let named = format!("'{name}'");
-            assert_refused(&out, &[&named, "pass another file with --model"]);
+            assert_refused(&out, &[&named, "pass another GGUF file with --model"]);
         }
         assert_eq!(f.cache_files(), cache, "{name}");
         f.assert_nothing_half_written();
@@ -329,7 +330,7 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "latin1.py: skipped, not valid UTF-8 (save it as UTF-8 to check it)",
         "big.py: skipped",
         "raise --max-file-size to check it",
-        "broken.py: has syntax errors; checking what could be parsed",
+        "broken.py: has syntax errors (the first at line 1); checking what could be parsed",
     ] {
         assert!(warnings.contains(phrase), "{phrase:?} not in {warnings}");
     }

@@ -95,7 +95,11 @@ pub async fn serve_stdio() {
 
 /// Serves LSP over one TCP connection at a time.
 pub async fn serve_tcp(addr: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on '{addr}' ({e}); give an address and port such as 127.0.0.1:9257"
+        )
+    })?;
     eprintln!("clarifycoder: listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
