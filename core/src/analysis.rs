@@ -165,7 +165,8 @@ impl ResultCache {
             .truncate(false)
             .write(true)
             .open(path.with_extension("json.lock"))?;
-        lock.lock()?;
+        // A file system without locks (some network ones) still gets the merge, unlocked.
+        let locked = lock.lock().is_ok();
         if let Some(theirs) = std::fs::read(path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<HashMap<String, Outcome>>(&bytes).ok())
@@ -188,7 +189,9 @@ impl ResultCache {
             }
         }
         let written = crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.entries)?);
-        let _ = lock.unlock();
+        if locked {
+            let _ = lock.unlock();
+        }
         written?;
         self.dirty = false;
         Ok(())

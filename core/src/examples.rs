@@ -233,8 +233,10 @@ pub fn run(
     let (mut done, mut stopped) = (HashMap::new(), Vec::new());
     let (mut running, mut ended, mut heard) = (None, false, false);
     for line in outcome.stdout.lines().filter_map(|l| l.strip_prefix(MARK)) {
-        let line: Line =
-            serde_json::from_str(line).map_err(|e| format!("unreadable result ({e})"))?;
+        // A line cut by the output cap or a kill says nothing; the others stand.
+        let Ok(line) = serde_json::from_str::<Line>(line) else {
+            continue;
+        };
         heard = true;
         if let Some(key) = line.start {
             running = Some(key);
@@ -255,6 +257,11 @@ pub fn run(
     if !ended {
         let why = match outcome.status {
             sandbox::Status::TimedOut => format!("they ran past {} s", TIMEOUT.as_secs()),
+            // The CPU limit (as many seconds as the wall clock's).
+            sandbox::Status::Signaled(libc::SIGKILL | libc::SIGXCPU) => {
+                format!("they used {} s of CPU time", TIMEOUT.as_secs())
+            }
+            _ if outcome.truncated => "they printed more than the output limit".to_string(),
             _ => {
                 let last = outcome.stderr.lines().last().unwrap_or("no output");
                 format!("{python} failed: {last}")
@@ -540,6 +547,22 @@ class Shelf:
                 ),
             }
         }
+    }
+
+    /// Checked code that sets its own SIGALRM handler (a timeout decorator) does not turn a later
+    /// slow function into a contradiction.
+    #[test]
+    fn a_handler_of_the_checked_code_does_not_replace_the_timer() {
+        let source = "import signal\n\nclass Timeout(Exception):\n    pass\n\ndef arm():\n    \"\"\"Arm.\n\n    >>> arm()\n    1\n    \"\"\"\n    def fire(signum, frame):\n        raise Timeout()\n    signal.signal(signal.SIGALRM, fire)\n    return 1\n\ndef spin():\n    \"\"\"Spin.\n\n    >>> spin()\n    1\n    \"\"\"\n    while True:\n        pass\n";
+        let parsed = python::extract(source);
+        let functions: Vec<&Function> = parsed.functions.iter().collect();
+        let ran = run("python3", source, None, &functions).unwrap();
+        assert_eq!(ran.verdicts[0], Some(Verdict::Agree { examples: 1 }));
+        assert_eq!(ran.verdicts.last().unwrap(), &None, "{ran:?}");
+        assert!(
+            ran.stopped.iter().any(|s| s.starts_with("`spin`")),
+            "{ran:?}"
+        );
     }
 
     #[test]

@@ -177,12 +177,13 @@ fn run_in(
                 // A new, empty network namespace: no interfaces, no network.
                 libc::unshare(libc::CLONE_NEWNET);
             }
+            let mut in_namespace = false;
             if isolate_pids && libc::unshare(libc::CLONE_NEWPID) == 0 {
                 // The namespace's first process is the next child: it runs the program, and
                 // this process only waits for it and ends as it did.
                 match libc::fork() {
                     -1 => return Err(std::io::Error::last_os_error()),
-                    0 => {}
+                    0 => in_namespace = true,
                     program => wait_and_mirror(program),
                 }
             }
@@ -206,6 +207,12 @@ fn run_in(
                 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            if in_namespace {
+                // The program is not its group's leader here, so it could leave the group that
+                // the timeout kills; it dies with the process that waits for it instead, which
+                // stays in the group. (Set after `setuid`, which clears it.)
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             }
             Ok(())
         });
@@ -299,6 +306,12 @@ unsafe fn wait_and_mirror(program: libc::pid_t) -> ! {
     }
     if libc::WIFSIGNALED(status) {
         let signal = libc::WTERMSIG(status);
+        // Dying the same way must not dump this process's memory (it is a copy of the caller's).
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
         libc::signal(signal, libc::SIG_DFL);
         libc::raise(signal);
         libc::_exit(128 + signal);
@@ -408,6 +421,27 @@ mod tests {
             });
             assert!(!alive, "the daemon outlived the run");
         }
+    }
+
+    /// A program that leaves the process group the timeout kills is killed all the same.
+    #[test]
+    fn a_program_that_leaves_its_group_is_still_stopped_by_the_timeout() {
+        let marker = format!("2000.{}", std::process::id());
+        let script = format!(
+            "import os\ntry:\n    os.setsid()\nexcept OSError:\n    pass\nos.execvp('sleep', ['sleep', '{marker}'])\n"
+        );
+        let l = Limits {
+            timeout: Duration::from_millis(500),
+            ..limits()
+        };
+        let out = run_python("python3", &script, &[], &l).unwrap();
+        assert_eq!(out.status, Status::TimedOut, "{out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        });
+        assert!(!alive, "the program outlived its timeout");
     }
 
     #[test]

@@ -587,7 +587,11 @@ fn run_model(
     let mut chunks = Vec::new();
     let mut rest = pending;
     while !rest.is_empty() {
-        let size = first.get(chunks.len()).copied().unwrap_or(8).min(rest.len());
+        let size = first
+            .get(chunks.len())
+            .copied()
+            .unwrap_or(8)
+            .min(rest.len());
         let (chunk, after) = rest.split_at(size);
         chunks.push(chunk);
         rest = after;

@@ -176,7 +176,6 @@ def main():
             pass
     defs = definitions(tree)
     finder = doctest.DocTestFinder(recurse=False)
-    signal.signal(signal.SIGALRM, alarm)
     for key in targets:
         target, line = key.split("\t")
         node = defs.get(target)
@@ -191,17 +190,20 @@ def main():
             continue
         runner = Recorder()
         emit({"start": key})
-        signal.setitimer(signal.ITIMER_REAL, budget)
         try:
-            for test in finder.find(obj, target, globs=dict(namespace)):
-                runner.run(test, out=lambda s: None, clear_globs=True)
+            # Again for each target: the checked code may have set a handler of its own.
+            signal.signal(signal.SIGALRM, alarm)
+            signal.setitimer(signal.ITIMER_REAL, budget)
+            try:
+                for test in finder.find(obj, target, globs=dict(namespace)):
+                    runner.run(test, out=lambda s: None, clear_globs=True)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
         except TookTooLong:
             emit({"slow": key})
             continue
         except BaseException:
             continue
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
         events = runner.events
         if not events or any(e["kind"] == "environment" for e in events):
             continue
