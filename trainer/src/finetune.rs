@@ -45,8 +45,9 @@ pub struct FinetuneArgs {
     /// Continue the run in --output from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Start from a trained adapter (`adapter.safetensors` of an earlier run, same base model,
-    /// rank and targets) instead of B = 0: a second stage on other data or settings.
+    /// Start from a trained adapter (`adapter.safetensors` of an earlier run, or an exported
+    /// `*.lora.gguf` such as the shipped one; same base model, rank, alpha and targets) instead
+    /// of B = 0: a second stage on other data, such as your own project's functions.
     #[arg(long, value_name = "FILE")]
     pub init_adapter: Option<PathBuf>,
     /// LoRA rank.
@@ -353,6 +354,18 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         &device,
     )?;
     if let Some(path) = &args.init_adapter {
+        if path.extension().is_some_and(|e| e == "gguf") {
+            // The update is scaled by alpha / rank: the same weights under another alpha are
+            // another adapter.
+            if let (_, Some(alpha)) = run::read_gguf_adapter(path)? {
+                if (alpha - args.alpha).abs() > 1e-6 {
+                    bail!(
+                        "--init-adapter {} was trained with alpha {alpha}; pass --alpha {alpha} (and its rank) to continue from it",
+                        path.display()
+                    );
+                }
+            }
+        }
         let values = run::read_adapter(path)?;
         adapter
             .load_values(&values)
@@ -540,7 +553,7 @@ fn check_args(args: &FinetuneArgs) -> Result<()> {
     if let Some(a) = &args.init_adapter {
         if !a.is_file() {
             bail!(
-                "--init-adapter {} does not exist (use a run's adapter.safetensors)",
+                "--init-adapter {} does not exist (use a run's adapter.safetensors or an exported .lora.gguf)",
                 a.display()
             );
         }

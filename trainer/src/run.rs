@@ -348,8 +348,48 @@ impl RunDir {
 
 /// Reads adapter weights (`adapter.safetensors` of a run, or `--init-adapter`).
 pub fn read_adapter(path: &Path) -> Result<HashMap<String, Tensor>> {
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return Ok(read_gguf_adapter(path)?.0);
+    }
     candle_core::safetensors::load(path, &Device::Cpu)
         .with_context(|| format!("cannot read adapter {}", path.display()))
+}
+
+/// A LoRA adapter exported for llama.cpp (`export`, the shipped `*.lora.gguf`): its tensors under
+/// the names of our own files (`blk.N.<stem>.lora_a` / `lora_b`, in F32) and its alpha. So a run
+/// can start from the shipped adapter (`finetune --init-adapter`).
+pub fn read_gguf_adapter(path: &Path) -> Result<(HashMap<String, Tensor>, Option<f64>)> {
+    use candle_core::quantized::gguf_file;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let content = gguf_file::Content::read(&mut file)
+        .with_context(|| format!("{} is not a GGUF file", path.display()))?;
+    let alpha = content
+        .metadata
+        .get("adapter.lora.alpha")
+        .and_then(|v| v.to_f64().ok().or_else(|| v.to_f32().ok().map(f64::from)));
+    let mut tensors = HashMap::new();
+    let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    for name in names {
+        let Some((stem, half)) = ["lora_a", "lora_b"].iter().find_map(|half| {
+            name.strip_suffix(&format!(".weight.{half}"))
+                .map(|stem| (stem.to_string(), *half))
+        }) else {
+            continue;
+        };
+        let t = content
+            .tensor(&mut file, &name, &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .with_context(|| format!("{}: cannot read {name}", path.display()))?;
+        tensors.insert(format!("{stem}.{half}"), t);
+    }
+    if tensors.is_empty() {
+        anyhow::bail!(
+            "{} has no LoRA tensors (`*.weight.lora_a`, `*.weight.lora_b`); is it a LoRA adapter?",
+            path.display()
+        );
+    }
+    Ok((tensors, alpha))
 }
 
 /// Writes adapter weights atomically.

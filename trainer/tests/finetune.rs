@@ -130,6 +130,56 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
         let g = engine.generate(&req, &CancelToken::new()).unwrap();
         assert_eq!(g.text, r.answer, "for {:?}", r.problem);
     }
+    // A second run can start from the exported GGUF (an F32 export: the same weights), and its
+    // step-0 validation loss is the first run's last.
+    let again = dir.path().join("again");
+    finetune::run(args(&[
+        "--model",
+        &s(&model),
+        "--train",
+        &s(&train),
+        "--val",
+        &s(&train),
+        "--output",
+        &s(&again),
+        "--max-steps",
+        "1",
+        "--rank",
+        "8",
+        "--alpha",
+        "16",
+        "--max-len",
+        "1024",
+        "--init-adapter",
+        &s(&out.join("adapter.lora.gguf")),
+    ]))
+    .unwrap();
+    let start = self::log(&again)[0].val_loss.unwrap();
+    let end = log.last().unwrap().val_loss.unwrap();
+    assert!(
+        (start - end).abs() < 0.01 + 0.05 * end,
+        "{start} vs {end} (base model: {base_val})"
+    );
+    let wrong_alpha = finetune::run(args(&[
+        "--model",
+        &s(&model),
+        "--train",
+        &s(&train),
+        "--output",
+        &s(&dir.path().join("wrong")),
+        "--rank",
+        "8",
+        "--alpha",
+        "8",
+        "--init-adapter",
+        &s(&out.join("adapter.lora.gguf")),
+    ]))
+    .unwrap_err();
+    assert!(
+        format!("{wrong_alpha:#}").contains("pass --alpha 16"),
+        "{wrong_alpha:#}"
+    );
+
     // The PEFT export has A/B per target module.
     let peft = dir.path().join("peft");
     clarifycoder_trainer::export::run(clarifycoder_trainer::export::ExportArgs {
