@@ -396,6 +396,15 @@ mod tests {
         assert_eq!(out.stdout.len(), 1000);
     }
 
+    /// Whether a process whose command line contains `marker` is running, a moment after a run.
+    fn running(marker: &str) -> bool {
+        std::thread::sleep(Duration::from_millis(100));
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+    }
+
     /// A daemon (forked, `setsid`, holding the output pipe) neither holds the run past its end
     /// nor, where the kernel gives runs their own PID namespace, outlives it.
     #[test]
@@ -414,12 +423,7 @@ mod tests {
             started.elapsed()
         );
         if pid_isolated() {
-            std::thread::sleep(Duration::from_millis(100));
-            let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
-            });
-            assert!(!alive, "the daemon outlived the run");
+            assert!(!running(&marker), "the daemon outlived the run");
         }
     }
 
@@ -436,12 +440,7 @@ mod tests {
         };
         let out = run_python("python3", &script, &[], &l).unwrap();
         assert_eq!(out.status, Status::TimedOut, "{out:?}");
-        std::thread::sleep(Duration::from_millis(100));
-        let alive = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
-        });
-        assert!(!alive, "the program outlived its timeout");
+        assert!(!running(&marker), "the program outlived its timeout");
     }
 
     #[test]
