@@ -354,19 +354,20 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         &device,
     )?;
     if let Some(path) = &args.init_adapter {
-        if path.extension().is_some_and(|e| e == "gguf") {
+        let values = if path.extension().is_some_and(|e| e == "gguf") {
+            let (values, alpha) = run::read_gguf_adapter(path)?;
             // The update is scaled by alpha / rank: the same weights under another alpha are
             // another adapter.
-            if let (_, Some(alpha)) = run::read_gguf_adapter(path)? {
-                if (alpha - args.alpha).abs() > 1e-6 {
-                    bail!(
-                        "--init-adapter {} was trained with alpha {alpha}; pass --alpha {alpha} (and its rank) to continue from it",
-                        path.display()
-                    );
-                }
+            if let Some(alpha) = alpha.filter(|a| (a - args.alpha).abs() > 1e-6) {
+                bail!(
+                    "--init-adapter {} was trained with alpha {alpha}; pass --alpha {alpha} (and its rank) to continue from it",
+                    path.display()
+                );
             }
-        }
-        let values = run::read_adapter(path)?;
+            values
+        } else {
+            run::read_adapter(path)?
+        };
         adapter
             .load_values(&values)
             .with_context(|| format!("--init-adapter {}", path.display()))?;

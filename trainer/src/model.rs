@@ -462,7 +462,8 @@ impl Dropout {
     /// threads and the mask does not depend on how many there are. An element is kept when its 16
     /// bits fall below `round((1 − p)·65536)`, which moves the keep probability by at most 2^-17.
     /// The LoRA input has about 246,000 elements per token for Qwen2.5-0.5B; drawing them one
-    /// `next_f64` at a time on one thread was the host's work a GPU waited for (BENCHMARKS.md).
+    /// `next_f64` at a time on one thread cost a few percent of a CPU step, and is the first
+    /// suspect for the host work a GPU waits for (BENCHMARKS.md).
     pub fn keep_mask(&mut self, n: usize) -> Vec<u8> {
         let key = self.rng.next_u64();
         let threshold = ((1.0 - self.p) * 65536.0).round() as u64;
@@ -556,11 +557,7 @@ impl CustomOp1 for Masked {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let op = Masked {
-            keep: self.keep.clone(),
-            scale: self.scale,
-        };
-        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
     }
 }
 

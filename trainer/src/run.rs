@@ -348,9 +348,6 @@ impl RunDir {
 
 /// Reads adapter weights (`adapter.safetensors` of a run, or `--init-adapter`).
 pub fn read_adapter(path: &Path) -> Result<HashMap<String, Tensor>> {
-    if path.extension().is_some_and(|e| e == "gguf") {
-        return Ok(read_gguf_adapter(path)?.0);
-    }
     candle_core::safetensors::load(path, &Device::Cpu)
         .with_context(|| format!("cannot read adapter {}", path.display()))
 }
