@@ -4,7 +4,9 @@
 //! own session and process group (`setsid`), resource limits (address space, CPU seconds, number
 //! of processes, file size, no core dumps), a wall-clock timeout after which the whole process
 //! group is killed, capped output, and no network when the kernel lets us make a new network
-//! namespace (`unshare -n`; [`network_isolated`] says whether it does).
+//! namespace (`unshare -n`; [`network_isolated`] says whether it does). Without root, the
+//! network and PID namespaces are made inside a new user namespace, where the kernel lets an
+//! unprivileged user make one (the program keeps its user and group ids there).
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -89,29 +91,32 @@ const NOGROUP: u32 = 65534;
 /// (a daemon that called `setsid`). Checked once.
 pub fn pid_isolated() -> bool {
     static ISOLATED: OnceLock<bool> = OnceLock::new();
-    *ISOLATED.get_or_init(|| {
-        Command::new("unshare")
-            .args(["--pid", "--fork", "true"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    })
+    *ISOLATED.get_or_init(|| unshare_works(&["--pid", "--fork", "true"]))
 }
 
 /// Whether runs get their own network namespace (no network). Checked once.
 pub fn network_isolated() -> bool {
     static ISOLATED: OnceLock<bool> = OnceLock::new();
-    *ISOLATED.get_or_init(|| {
-        Command::new("unshare")
-            .args(["-n", "true"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    })
+    *ISOLATED.get_or_init(|| unshare_works(&["-n", "true"]))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `unshare ARGS` succeeds as this user; without root, inside a new user namespace, as
+/// a run makes them.
+fn unshare_works(args: &[&str]) -> bool {
+    let mut cmd = Command::new("unshare");
+    if !is_root() {
+        cmd.arg("--user");
+    }
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs `python -I -S? script` with `files` written into a fresh working directory first.
@@ -142,8 +147,8 @@ fn run_in(
     for (name, content) in files {
         std::fs::write(dir.join(name), content)?;
     }
-    // SAFETY: geteuid has no preconditions.
-    let drop = limits.drop_privileges && unsafe { libc::geteuid() } == 0;
+    let root = is_root();
+    let drop = limits.drop_privileges && root;
     if drop {
         // The program owns its directory and nothing else.
         for entry in std::iter::once(dir.to_path_buf())
@@ -154,6 +159,13 @@ fn run_in(
     }
     let isolate_network = network_isolated();
     let isolate_pids = pid_isolated();
+    // Without root, the namespaces need a user namespace of their own, in which the program keeps
+    // its ids (one-line maps, formatted before the fork).
+    let user_namespace = !root && (isolate_network || isolate_pids);
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("{uid} {uid} 1");
+    let gid_map = format!("{gid} {gid} 1");
     let mut cmd = Command::new(python);
     cmd.arg("-B").arg("main.py");
     cmd.current_dir(dir)
@@ -168,11 +180,18 @@ fn run_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let l = *limits;
-    // SAFETY: only async-signal-safe calls (setsid, unshare, fork, waitpid, close, setrlimit…)
-    // between fork and exec.
+    // SAFETY: only async-signal-safe calls (setsid, unshare, fork, waitpid, open, write, close,
+    // setrlimit…) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
+            if user_namespace && libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                // Without the maps the program would run as the overflow id 65534. A map that
+                // cannot be written leaves it so; the namespaces below work either way.
+                write_proc_self(c"/proc/self/setgroups", b"deny");
+                write_proc_self(c"/proc/self/uid_map", uid_map.as_bytes());
+                write_proc_self(c"/proc/self/gid_map", gid_map.as_bytes());
+            }
             if isolate_network {
                 // A new, empty network namespace: no interfaces, no network.
                 libc::unshare(libc::CLONE_NEWNET);
@@ -282,6 +301,19 @@ fn run_in(
         truncated: t1 || t2,
         elapsed: started.elapsed(),
     })
+}
+
+/// Writes `data` to a file of `/proc/self` (a user namespace's maps), ignoring failure.
+///
+/// # Safety
+///
+/// Only between fork and exec: it makes only async-signal-safe calls.
+unsafe fn write_proc_self(path: &std::ffi::CStr, data: &[u8]) {
+    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd >= 0 {
+        libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+    }
 }
 
 /// In the process between the sandbox's caller and its program (the PID namespace's parent):
@@ -458,8 +490,7 @@ mod tests {
 
     #[test]
     fn dropped_privileges_protect_files_outside_the_sandbox() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !is_root() {
             return; // Not root: the program already cannot touch what it does not own.
         }
         let outside =
@@ -490,5 +521,60 @@ mod tests {
             // No loopback interface at all in a fresh namespace: "network is unreachable".
             assert!(out.stdout.contains("101"), "{out:?}");
         }
+    }
+
+    /// Without root, a run's PID and network namespaces live in a user namespace of its own.
+    /// As root, this test runs itself again as `nobody` (where this kernel lets `nobody` make a
+    /// user namespace and `nobody` may execute this test binary) and checks what `nobody` gets.
+    #[test]
+    fn without_root_runs_are_isolated_in_a_user_namespace() {
+        use std::os::unix::process::CommandExt;
+        const AS_NOBODY: &str = "CLARIFYCODER_SANDBOX_TEST_AS_NOBODY";
+        if std::env::var_os(AS_NOBODY).is_some() {
+            assert!(!is_root());
+            assert!(pid_isolated(), "no PID namespace for nobody");
+            assert!(network_isolated(), "no network namespace for nobody");
+            a_daemon_the_program_starts_ends_with_it();
+            no_network_when_the_kernel_allows_it();
+            let out = run_python("python3", "import os\nprint(os.getuid())", &[], &limits());
+            assert_eq!(
+                out.unwrap().stdout.trim(),
+                NOBODY.to_string(),
+                "the program's own id"
+            );
+            return;
+        }
+        if !is_root() {
+            return; // The other tests ran as this user already.
+        }
+        let as_nobody = |program: &Path| {
+            let mut cmd = Command::new(program);
+            cmd.uid(NOBODY).gid(NOGROUP).env("TMPDIR", "/tmp");
+            cmd
+        };
+        let probe = as_nobody(Path::new("unshare"))
+            .args(["--user", "--pid", "--fork", "-n", "true"])
+            .stderr(Stdio::null())
+            .status();
+        if !probe.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: this kernel lets no unprivileged user make a user namespace");
+            return;
+        }
+        let name = "sandbox::tests::without_root_runs_are_isolated_in_a_user_namespace";
+        let out = match as_nobody(&std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(AS_NOBODY, "1")
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("skipped: nobody cannot run this test binary ({e})");
+                return;
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
     }
 }
