@@ -83,7 +83,7 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
             "textDocumentSync": {"openClose": true, "change": 2},
             "hoverProvider": true,
             "codeActionProvider": {"codeActionKinds": ["quickfix"], "resolveProvider": true},
-            "executeCommandProvider": {"commands": ["clarifycoder.checkWorkspace", "clarifycoder.restartEngine"]}
+            "executeCommandProvider": {"commands": ["clarifycoder.server.checkWorkspace", "clarifycoder.server.restartEngine"]}
         }),
         "{caps:#}"
     );
@@ -303,7 +303,8 @@ fn rapid_edits_publish_only_the_latest_version() {
 fn pull_diagnostics_for_clients_that_ask() {
     let mut c = Client::start(&model_path());
     let init = c.initialize(
-        json!({"textDocument": {"diagnostic": {"dynamicRegistration": false}}}),
+        json!({"textDocument": {"diagnostic": {"dynamicRegistration": false}},
+               "workspace": {"diagnostics": {"refreshSupport": true}}}),
         json!({"threshold": 0.0, "maxTokens": 4}),
     );
     assert_eq!(
@@ -332,6 +333,112 @@ fn pull_diagnostics_for_clients_that_ask() {
         2,
         "{report:#}"
     );
+}
+
+/// A regression: Neovim 0.10 and 0.11 can pull diagnostics but cannot be told to pull again, so
+/// in pull mode they never saw a result; such a client gets them pushed.
+#[test]
+fn a_client_that_cannot_be_told_to_pull_gets_diagnostics_pushed() {
+    let mut c = Client::start(&model_path());
+    let init = c.initialize(
+        json!({"textDocument": {"diagnostic": {"dynamicRegistration": false}}}),
+        json!({"threshold": 0.0, "maxTokens": 4}),
+    );
+    assert!(
+        init["result"]["capabilities"]
+            .get("diagnosticProvider")
+            .is_none(),
+        "{init:#}"
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
+}
+
+/// A regression: while a function was being written above others, their diagnostics stayed on
+/// the lines they had before the edit until the new function had been decided (and each
+/// keystroke put that off). What is known is now pushed at the new lines first.
+#[test]
+fn known_results_move_with_an_edit_before_the_new_function_is_decided() {
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 50}),
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    let lines = |p: &Value| -> Vec<(i64, String)> {
+        p["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let function = d["data"]["function"].as_str().unwrap().to_string();
+                (d["range"]["start"]["line"].as_i64().unwrap(), function)
+            })
+            .collect()
+    };
+    let opened = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    assert_eq!(
+        lines(&opened),
+        [(1, "total".to_string()), (6, "process".to_string())]
+    );
+    let decided = stats(&mut c);
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+             "text": "def sketch(x):\n    \"\"\"Handle it.\"\"\"\n\n\n"}
+        ]}),
+    );
+    let first = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 2);
+    assert_eq!(
+        lines(&first),
+        [(5, "total".to_string()), (10, "process".to_string())],
+        "{first:#}"
+    );
+    // Then the new function's own result.
+    let last = c.wait("textDocument/publishDiagnostics", |p| {
+        p["version"] == 2 && p["diagnostics"].as_array().unwrap().len() == 3
+    });
+    assert_eq!(lines(&last)[0], (1, "sketch".to_string()));
+    assert_eq!(stats(&mut c), decided + 1);
+}
+
+/// A regression: without a model, a finding that needs none (the code against its annotation)
+/// stayed after it was fixed, since nothing was published when no finding was left.
+#[test]
+fn without_a_model_a_fixed_finding_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start(&dir.path().join("absent.gguf"));
+    c.initialize(json!({}), json!({"debounceMs": 50}));
+    c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    let text = "def mean(xs) -> int:\n    \"\"\"Return the mean of the values.\"\"\"\n    return sum(xs) / len(xs)\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    assert_eq!(
+        published["diagnostics"].as_array().unwrap().len(),
+        1,
+        "{published:#}"
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
+            {"range": {"start": {"line": 0, "character": 16}, "end": {"line": 0, "character": 19}}, "text": "float"}
+        ]}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["version"] == 2 && p["diagnostics"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(published["version"], 2);
 }
 
 /// A regression: one frame the server could not decode used to stop it reading for good (no
@@ -412,7 +519,7 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
     assert!(md.contains("model is not available"), "{md}");
     let restart = c.request(
         "workspace/executeCommand",
-        json!({"command": "clarifycoder.restartEngine"}),
+        json!({"command": "clarifycoder.server.restartEngine"}),
     );
     assert_eq!(restart["result"]["ready"], false);
 }
@@ -512,7 +619,7 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
     let id = 77;
     c.send(
         json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                  "params": {"command": "clarifycoder.checkWorkspace"}}),
+                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
     );
     let begin = c.wait("$/progress", |p| {
         p["value"]["kind"] == "begin"
@@ -607,7 +714,7 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
     let id = 91;
     c.send(
         json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                  "params": {"command": "clarifycoder.checkWorkspace"}}),
+                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
     );
     c.wait("$/progress", |p| {
         p["value"]["kind"] == "begin"

@@ -11,16 +11,22 @@ const FIXTURE: &str =
     "def process(data):\n    \"\"\"Process the data properly.\"\"\"\n    return data\n";
 
 /// Runs a Lua test script in headless Neovim (no user config, isolated XDG dirs) on a copy of
-/// the fixture, with the built server and the installed model; returns the report it wrote.
-fn run_script(script: &str, env: &[(&str, PathBuf)]) -> String {
+/// the fixture (in `project/`, beside `files`), with the built server and the installed model;
+/// returns the report it wrote.
+fn run_script(script: &str, env: &[(&str, PathBuf)], files: &[(&str, &str)]) -> String {
     let nvim =
         which("nvim").expect("Neovim is not installed; `make test` installs Debian's neovim");
     let model = clarifycoder_core::models::GEMMA3_270M
         .installed_path()
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
-    let fixture = dir.path().join("shop.py");
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let fixture = project.join("shop.py");
     std::fs::write(&fixture, FIXTURE).unwrap();
+    for (name, content) in files {
+        std::fs::write(project.join(name), content).unwrap();
+    }
     let result = dir.path().join("result.txt");
     let mut cmd = Command::new(nvim);
     cmd.args(["--headless", "-n", "-i", "NONE", "-u", "NONE", "-c"])
@@ -48,6 +54,7 @@ fn neovim_gets_diagnostics_and_applies_a_code_action() {
     let report = run_script(
         "tests/tests/nvim/lsp_test.lua",
         &[("CLARIFYCODER_BIN", bin("clarifycoder"))],
+        &[],
     );
     assert!(report.contains("diagnostics=1\n"), "{report}");
     assert!(report.contains("source=clarifycoder\n"), "{report}");
@@ -74,9 +81,15 @@ fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
             ("PLUGIN_DIR", repo_root().join("editors/nvim")),
             ("CLARIFYCODER_PATH", bin("clarifycoder")),
         ],
+        // A file marker: the project root is its directory (a regression took its parent, and
+        // the project's settings were not found).
+        &[("clarifycoder.toml", "severity = \"error\"\n")],
     );
     assert!(report.contains("threshold=0\n"), "{report}");
-    assert!(report.contains("severity=information\n"), "{report}");
+    // Not set in setup(): the project's file decides, not a default of the plugin.
+    assert!(report.contains("severity=nil\n"), "{report}");
+    assert!(report.contains("root=project\n"), "{report}");
+    assert!(report.contains("shown_severity=1\n"), "{report}");
     assert!(report.contains("diagnostics=1\n"), "{report}");
     assert!(report.contains("commands=true\n"), "{report}");
     assert!(

@@ -14,7 +14,7 @@ local ok, err = pcall(function()
   local cc = require("clarifycoder")
   cc.setup({ settings = { threshold = 0, maxTokens = 8, debounceMs = 50 } })
   add("threshold=" .. tostring(cc.config.settings.threshold))
-  add("severity=" .. tostring(cc.config.settings.severity)) -- default kept by the deep merge
+  add("severity=" .. tostring(cc.config.settings.severity)) -- not set: the project's file decides
   vim.cmd("edit " .. fixture)
   vim.cmd("setfiletype python")
   local buf = vim.api.nvim_get_current_buf()
@@ -25,6 +25,8 @@ local ok, err = pcall(function()
     error("no diagnostics within two minutes")
   end
   add("diagnostics=" .. #vim.diagnostic.get(buf))
+  add("shown_severity=" .. tostring(vim.diagnostic.get(buf)[1].severity))
+  add("root=" .. vim.fn.fnamemodify(cc.root_dir(buf), ":t"))
   add("commands=" .. tostring(vim.fn.exists(":ClarifyCheckWorkspace") == 2 and vim.fn.exists(":ClarifyRestart") == 2))
 
   local params = {

@@ -75,6 +75,27 @@ export const SERVER_SETTINGS = [
   "python",
 ] as const;
 
+/** What `WorkspaceConfiguration` gives for one setting: its value, and where the user set it. */
+export interface SettingsSource {
+  get(key: string): unknown;
+  inspect(key: string): { globalValue?: unknown; workspaceValue?: unknown; workspaceFolderValue?: unknown } | undefined;
+}
+
+/**
+ * A setting's value as the server should get it: only where the user set one (user, workspace
+ * or folder settings), so that the project's `clarifycoder.toml`, then the server's defaults,
+ * decide the rest. VS Code's own defaults would hide the file (a team's `backend = "openai"`
+ * under the default "embedded"). `runExamples` is the exception: on by default here (in a
+ * trusted workspace) and off by default in the server.
+ */
+export function settingValue(source: SettingsSource, key: string): unknown {
+  if (key === "runExamples") {
+    return source.get(key);
+  }
+  const set = source.inspect(key);
+  return set?.workspaceFolderValue ?? set?.workspaceValue ?? set?.globalValue;
+}
+
 /**
  * initializationOptions from the `clarifycoder.*` settings. Empty strings are left out so that
  * the server's own resolution (environment, config file, defaults) applies. Running docstring

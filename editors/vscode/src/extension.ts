@@ -4,7 +4,7 @@
 import * as fs from "fs";
 import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from "vscode-languageclient/node";
-import { EngineState, initializationOptions, needsRestart, resolveBinary, statusText } from "./config";
+import { EngineState, initializationOptions, needsRestart, resolveBinary, settingValue, statusText } from "./config";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel;
@@ -50,7 +50,7 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     // Docstring examples run only in a folder the user trusts; an empty window is trusted by
     // default, and a file opened there is no reason to run its code.
     initializationOptions: initializationOptions(
-      (key) => config.get(key),
+      (key) => settingValue(config, key),
       vscode.workspace.isTrusted && (vscode.workspace.workspaceFolders?.length ?? 0) > 0,
     ),
     outputChannel: output,
@@ -91,7 +91,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       if (!client) {
         await start(context);
       }
-      await client?.sendRequest("workspace/executeCommand", { command: "clarifycoder.checkWorkspace", arguments: [] });
+      await client?.sendRequest("workspace/executeCommand", { command: "clarifycoder.server.checkWorkspace", arguments: [] });
     }),
     vscode.commands.registerCommand("clarifycoder.showOutput", () => output.show()),
     // Trusting the workspace turns on running its docstring examples (`runExamples`).

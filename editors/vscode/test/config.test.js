@@ -1,7 +1,7 @@
 // The extension's logic without VS Code: binary resolution and settings mapping.
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { resolveBinary, initializationOptions, needsRestart, statusText } = require("../out/config.js");
+const { resolveBinary, initializationOptions, needsRestart, settingValue, statusText } = require("../out/config.js");
 
 function lookup(overrides) {
   const executables = new Set(overrides.executables ?? []);
@@ -94,4 +94,17 @@ test("status bar texts", () => {
   assert.match(statusText("loading").text, /sync~spin/);
   assert.match(statusText("noModel", "model not found at /x").tooltip, /model not found/);
   assert.match(statusText("ready", "gemma").tooltip, /Ready: gemma/);
+});
+
+test("only settings the user set are sent, so the project's clarifycoder.toml decides the rest", () => {
+  // As VS Code's WorkspaceConfiguration: get() falls back to package.json's defaults.
+  const defaults = { backend: "embedded", threshold: 0.72, runExamples: true };
+  const user = { threshold: { globalValue: 0.6, workspaceValue: 0.5 } };
+  const source = {
+    get: (k) => user[k]?.workspaceValue ?? user[k]?.globalValue ?? defaults[k],
+    inspect: (k) => ({ defaultValue: defaults[k], ...(user[k] ?? {}) }),
+  };
+  const options = initializationOptions((k) => settingValue(source, k), true);
+  assert.deepEqual(options, { threshold: 0.5, runExamples: true });
+  assert.deepEqual(initializationOptions((k) => settingValue(source, k), false), { threshold: 0.5, runExamples: false });
 });

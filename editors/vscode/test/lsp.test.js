@@ -59,6 +59,12 @@ test("diagnostics arrive and a code action applies", { timeout: 180000 }, async 
       initializationOptions: initializationOptions((k) => settings[k]),
     });
     assert.equal(init.serverInfo.name, "clarifycoder");
+    // vscode-languageclient registers each advertised command with VS Code, which refuses an id
+    // the extension registered itself, and then the client fails to start.
+    const contributed = require("../package.json").contributes.commands.map((c) => c.command);
+    const advertised = init.capabilities.executeCommandProvider.commands;
+    assert.ok(advertised.length > 0);
+    assert.deepEqual(advertised.filter((c) => contributed.includes(c)), []);
     await connection.sendNotification(rpc.InitializedNotification.type, {});
     const uri = "file://" + path.join(dir, "shop.py");
     await connection.sendNotification(rpc.DidOpenTextDocumentNotification.type, {

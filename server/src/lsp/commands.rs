@@ -1,6 +1,6 @@
-//! `workspace/executeCommand`: `clarifycoder.checkWorkspace` (every Python file under the
-//! workspace folders, with cancellable progress), `clarifycoder.restartEngine` and the
-//! unadvertised `clarifycoder.stats`.
+//! `workspace/executeCommand`: `clarifycoder.server.checkWorkspace` (every Python file under the
+//! workspace folders, with cancellable progress), `clarifycoder.server.restartEngine` and the
+//! unadvertised `clarifycoder.stats` (and the first two's old ids, without `server.`).
 
 use std::sync::atomic::Ordering;
 
@@ -13,7 +13,10 @@ use super::diagnostics::build_diagnostics;
 use super::document::Document;
 use super::types::*;
 use super::worker::{EngineState, Item, Job};
-use super::{lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_RESTART, CMD_STATS};
+use super::{
+    lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_CHECK_WORKSPACE_OLD, CMD_RESTART,
+    CMD_RESTART_OLD, CMD_STATS,
+};
 
 impl ClarifyServer {
     /// `workspace/executeCommand`.
@@ -22,8 +25,8 @@ impl ClarifyServer {
         params: ExecuteCommandParams,
     ) -> Result<Option<LSPAny>> {
         match params.command.as_str() {
-            CMD_CHECK_WORKSPACE => self.check_workspace().await,
-            CMD_RESTART => {
+            CMD_CHECK_WORKSPACE | CMD_CHECK_WORKSPACE_OLD => self.check_workspace().await,
+            CMD_RESTART | CMD_RESTART_OLD => {
                 self.load_engine().await;
                 let state = self.worker.state.lock().unwrap().clone();
                 Ok(Some(
@@ -85,7 +88,11 @@ impl ClarifyServer {
             // An open document is checked as the editor has it, not as it is on disk. Files
             // that are not open stay out of the document store: the user may open one while it
             // is checked, and then it is theirs.
-            let open = self.state.lock().unwrap().docs.get(&uri).cloned();
+            let (open, pull) = {
+                let st = self.state.lock().unwrap();
+                (st.docs.get(&uri).cloned(), st.pull)
+            };
+            let is_open = open.is_some();
             let Some(doc) = open.or_else(|| {
                 let text = std::fs::read_to_string(file).ok()?;
                 Some(Document::new(&text, 0))
@@ -129,9 +136,15 @@ impl ClarifyServer {
                 }
             };
             flagged += usize::from(!diags.is_empty());
-            self.client
-                .publish_diagnostics(uri.clone(), diags, None)
-                .await;
+            if is_open && pull {
+                // A pull client keeps pushed diagnostics apart from pulled ones: an open
+                // document's would show twice, and the pushed copy would never move.
+                let _ = self.client.workspace_diagnostic_refresh().await;
+            } else {
+                self.client
+                    .publish_diagnostics(uri.clone(), diags, None)
+                    .await;
+            }
             if let Some(p) = &progress {
                 p.report_with_message(
                     format!("{}/{} files", i + 1, files.len()),

@@ -94,8 +94,14 @@ impl ClarifyServer {
             }
             None => Settings::default(),
         };
-        let plan = Plan::new(settings, config_file);
-        let options = Config::from(&plan.settings).options;
+        let plan = Plan::new(settings, config_file.clone());
+        // The file's settings apply to how results are shown too, where the editor sets nothing.
+        let options = {
+            let mut st = self.state.lock().unwrap();
+            st.config = Config::from(&plan.settings);
+            st.file_settings = config_file;
+            st.config.options
+        };
         // Results are only valid for one model: reopen the persistent cache for this one.
         if let Ok(identity) = plan.identity() {
             *self.worker.cache.lock().unwrap() =
@@ -150,10 +156,12 @@ impl ClarifyServer {
         }
     }
 
-    /// Takes settings from `initializationOptions` or `didChangeConfiguration`. Invalid settings
-    /// (a value of the wrong type, one out of range) are refused as a whole with a message to the
-    /// user; the previous ones stay in force.
-    pub(super) async fn apply_settings(&self, value: &Value) -> Applied {
+    /// Takes settings from `initializationOptions` (`initial`) or `didChangeConfiguration`,
+    /// whose settings add to the initial ones (an editor may send a few keys at start and others
+    /// later). Invalid settings (a value of the wrong type, one out of range) are refused as a
+    /// whole with a message to the user; the previous ones stay in force. Keys the editor does
+    /// not set come from the project's configuration file, then the defaults.
+    pub(super) async fn apply_settings(&self, value: &Value, initial: bool) -> Applied {
         // Editors send either our section or `{ "clarifycoder": {...} }`.
         let value = value.get("clarifycoder").unwrap_or(value);
         let new = match Settings::from_json(value) {
@@ -172,15 +180,32 @@ impl ClarifyServer {
                 return Applied::Refused;
             }
         };
-        for (key, value) in &new.unknown {
-            tracing::warn!(
-                "{}",
-                clarifycoder_core::settings::ignored_key_warning(key, value)
-            );
+        if !new.unknown.is_empty() {
+            let warnings: Vec<String> = new
+                .unknown
+                .iter()
+                .map(|(key, value)| settings::ignored_key_warning(key, value))
+                .collect();
+            tracing::warn!("{}", warnings.join("; "));
+            self.client
+                .show_message(
+                    MessageType::WARNING,
+                    format!(
+                        "ClarifyCoder settings: {} (the settings are listed in the README)",
+                        warnings.join("; ")
+                    ),
+                )
+                .await;
         }
         let mut st = self.state.lock().unwrap();
+        let new = if initial {
+            st.initial_settings = new.clone();
+            new
+        } else {
+            new.or(st.initial_settings.clone())
+        };
         let reload = engine_settings(&new) != engine_settings(&st.settings);
-        st.config = Config::from(&new);
+        st.config = Config::from(&new.clone().or(st.file_settings.clone()));
         st.settings = new;
         if reload {
             Applied::Engine
@@ -191,7 +216,7 @@ impl ClarifyServer {
 
     /// `workspace/didChangeConfiguration`.
     pub(super) async fn on_did_change_configuration(&self, params: DidChangeConfigurationParams) {
-        match self.apply_settings(&params.settings).await {
+        match self.apply_settings(&params.settings, false).await {
             Applied::Refused => {}
             Applied::Engine => self.load_engine().await,
             // Threshold, severity and such only change how results are shown.

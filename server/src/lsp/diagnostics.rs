@@ -3,7 +3,10 @@
 //! the `textDocument/diagnostic` request, and `build_diagnostics`, a pure function of a document
 //! snapshot, the cached results and the settings.
 
+use std::collections::HashMap;
+
 use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::python;
 use serde_json::json;
 use tower_lsp_server::jsonrpc::Result;
 
@@ -51,37 +54,66 @@ impl ClarifyServer {
         });
     }
 
-    /// After the debounce delay, analyses the document if it is still at `version`.
+    /// After the debounce delay, analyses the document if it is still at `version`. A push
+    /// client first gets the results already known for this version (the unchanged functions',
+    /// at their new lines): the model's next results wait for the changed function, which each
+    /// keystroke puts off, and meanwhile the last ones would sit on the lines they had before the
+    /// edit. A pull client always gets the current version's.
     pub(super) fn schedule(&self, uri: Uri, version: i32) {
         let delay = self.state.lock().unwrap().config.debounce;
         let state = self.state.clone();
         let me = self.handle();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let current = state.lock().unwrap().docs.get(&uri).map(|d| d.version);
+            let (current, pull) = {
+                let st = state.lock().unwrap();
+                (st.docs.get(&uri).map(|d| d.version), st.pull)
+            };
             if current == Some(version) {
+                if !pull {
+                    me.publish_known(uri.clone(), version).await;
+                }
                 me.queue_analysis(&uri);
             }
         });
     }
 
-    /// Diagnostics of a document from the cached results.
-    /// The diagnostics of an open document, with its version.
+    /// The diagnostics of an open document, with its version, from the cached results.
     pub(super) fn diagnostics(&self, uri: &Uri) -> Option<(i32, Vec<Diagnostic>)> {
+        self.diagnostics_carrying(uri, false)
+    }
+
+    /// [`Self::diagnostics`]; with `carry`, a function that has no result yet shows the one its
+    /// name had at the last analysed version (`State::shown`) until its own comes.
+    fn diagnostics_carrying(&self, uri: &Uri, carry: bool) -> Option<(i32, Vec<Diagnostic>)> {
         let st = self.state.lock().unwrap();
         let doc = st.docs.get(uri)?;
         let verdicts = self.worker.examples.lock().unwrap().get(uri).cloned();
         let cache = self.worker.cache.lock().unwrap();
+        let carried = if carry { st.shown.get(uri) } else { None };
         Some((
             doc.version,
-            build_diagnostics(
+            diagnostics_of(
                 doc,
                 &cache,
                 &verdicts.unwrap_or_default(),
                 &st.config,
                 st.encoding,
+                carried,
             ),
         ))
+    }
+
+    /// Pushes what is known of a document version before its analysis: the unchanged functions'
+    /// results at their new lines, and an edited function's last result until its own comes.
+    async fn publish_known(&self, uri: Uri, version: i32) {
+        if let Some((current, diagnostics)) = self.diagnostics_carrying(&uri, true) {
+            if current == version {
+                self.client
+                    .publish_diagnostics(uri, diagnostics, Some(version))
+                    .await;
+            }
+        }
     }
 
     /// Sends the diagnostics of a document version that has results (push), or asks a pull client
@@ -95,11 +127,28 @@ impl ClarifyServer {
         }
         if let Some((current, diagnostics)) = self.diagnostics(&uri) {
             if current == version {
+                self.remember_shown(&uri);
                 self.client
                     .publish_diagnostics(uri, diagnostics, Some(version))
                     .await;
             }
         }
+    }
+
+    /// Records which result each function of a document has now (`State::shown`), keeping the
+    /// last one of a function that has none.
+    fn remember_shown(&self, uri: &Uri) {
+        let mut st = self.state.lock().unwrap();
+        let Some(doc) = st.docs.get(uri) else { return };
+        let read = doc.functions();
+        let cache = self.worker.cache.lock().unwrap();
+        let known: Vec<(String, String)> = read
+            .iter()
+            .filter(|(f, _)| cache.get(&f.hash).is_some())
+            .map(|(f, _)| (f.qualname.clone(), f.hash.clone()))
+            .collect();
+        drop(cache);
+        st.shown.entry(uri.clone()).or_default().extend(known);
     }
 
     /// `textDocument/diagnostic` (pull): the document's diagnostics as they are now.
@@ -134,8 +183,21 @@ pub(super) fn build_diagnostics(
     config: &Config,
     encoding: Encoding,
 ) -> Vec<Diagnostic> {
+    diagnostics_of(doc, cache, verdicts, config, encoding, None)
+}
+
+/// [`build_diagnostics`], where a function with no result of its own may show the result of the
+/// hash `carried` names for it (its last analysed version).
+fn diagnostics_of(
+    doc: &Document,
+    cache: &ResultCache,
+    verdicts: &Verdicts,
+    config: &Config,
+    encoding: Encoding,
+    carried: Option<&HashMap<String, String>>,
+) -> Vec<Diagnostic> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        diagnostics_of(doc, cache, verdicts, config, encoding)
+        diagnostics_unguarded(doc, cache, verdicts, config, encoding, carried)
     }))
     .unwrap_or_else(|_| {
         tracing::error!("building diagnostics failed; please report this");
@@ -143,20 +205,32 @@ pub(super) fn build_diagnostics(
     })
 }
 
-fn diagnostics_of(
+fn diagnostics_unguarded(
     doc: &Document,
     cache: &ResultCache,
     verdicts: &Verdicts,
     config: &Config,
     encoding: Encoding,
+    carried: Option<&HashMap<String, String>>,
 ) -> Vec<Diagnostic> {
     let read = doc.functions();
     let text = &read.text;
     let mut out = Vec::new();
     for (f, checked) in read.iter() {
         let max_questions = config.options.max_questions;
-        let Some(outcome) = effective(cache, verdicts.get(&f.hash), f, checked, max_questions)
-        else {
+        let mut hash = &f.hash;
+        let mut outcome = effective(cache, verdicts.get(hash), f, checked, max_questions);
+        if outcome.is_none() {
+            if let Some(last) = carried.and_then(|c| c.get(&f.qualname)) {
+                let was = python::Function {
+                    hash: last.clone(),
+                    ..f.clone()
+                };
+                outcome = effective(cache, verdicts.get(last), &was, checked, max_questions);
+                hash = last;
+            }
+        }
+        let Some(outcome) = outcome else {
             continue;
         };
         if outcome.p_ask < config.options.threshold {
@@ -175,7 +249,7 @@ fn diagnostics_of(
             }
             None => range,
         };
-        let data = json!({"hash": f.hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
+        let data = json!({"hash": hash, "function": f.qualname, "questions": questions, "score": outcome.p_ask});
         let messages: Vec<(String, Range)> = if questions.is_empty() {
             vec![(analysis::NO_QUESTION.into(), range)]
         } else if config.per_question || questions.len() == 1 {

@@ -44,8 +44,14 @@ use self::worker::{Event, Worker};
 use clarifycoder_core::analysis::ResultCache;
 
 const SOURCE: &str = "clarifycoder";
-const CMD_CHECK_WORKSPACE: &str = "clarifycoder.checkWorkspace";
-const CMD_RESTART: &str = "clarifycoder.restartEngine";
+// The server's commands have ids of their own: vscode-languageclient registers every advertised
+// command with VS Code, which refuses an id the extension registered already (its
+// `clarifycoder.checkWorkspace`), and then the whole client fails to start.
+const CMD_CHECK_WORKSPACE: &str = "clarifycoder.server.checkWorkspace";
+const CMD_RESTART: &str = "clarifycoder.server.restartEngine";
+/// The commands' first ids, still accepted (not advertised) for keymaps and scripts that use them.
+const CMD_CHECK_WORKSPACE_OLD: &str = "clarifycoder.checkWorkspace";
+const CMD_RESTART_OLD: &str = "clarifycoder.restartEngine";
 /// Not advertised: counters for tests and benchmarks.
 const CMD_STATS: &str = "clarifycoder.stats";
 
@@ -62,10 +68,22 @@ struct State {
     /// Cancels in-flight analysis of a document when it changes.
     cancels: HashMap<Uri, CancelToken>,
     encoding: Encoding,
+    /// The editor's settings: `initializationOptions`, with what `didChangeConfiguration` sent
+    /// over them.
     settings: Settings,
+    /// The settings of `initializationOptions` alone.
+    initial_settings: Settings,
+    /// The project's configuration file (read when the engine loads): what the editor leaves
+    /// unset.
+    file_settings: Settings,
+    /// What is in force: the editor's settings over the file's, over the defaults.
     config: Config,
     pull: bool,
     roots: Vec<PathBuf>,
+    /// Per document, the result (function hash) each function showed at the last analysed
+    /// version, by qualified name: an edited function keeps showing it, at its new place,
+    /// until its own result comes.
+    shown: HashMap<Uri, HashMap<String, String>>,
     /// Progress tokens the user cancelled (workspace checks stop at the next file).
     cancelled_progress: std::collections::HashSet<String>,
 }
@@ -149,9 +167,12 @@ impl ClarifyServer {
                 cancels: HashMap::new(),
                 encoding: Encoding::Utf16,
                 settings: Settings::default(),
+                initial_settings: Settings::default(),
+                file_settings: Settings::default(),
                 config: Config::from(&Settings::default()),
                 pull: false,
                 roots: Vec::new(),
+                shown: HashMap::new(),
                 cancelled_progress: Default::default(),
             })),
             worker,
@@ -177,12 +198,22 @@ impl ClarifyServer {
             .as_ref()
             .and_then(|g| g.position_encodings.as_ref())
             .is_some_and(|e| e.contains(&PositionEncodingKind::UTF8));
+        // Pull diagnostics only with a client that can be told to pull again: results come
+        // seconds after a change, and a client that cannot be told (Neovim 0.10 and 0.11 pull
+        // but do not handle `workspace/diagnostic/refresh`) would never see them.
         let pull = params
             .capabilities
             .text_document
             .as_ref()
             .and_then(|t| t.diagnostic.as_ref())
-            .is_some();
+            .is_some()
+            && params
+                .capabilities
+                .workspace
+                .as_ref()
+                .and_then(|w| w.diagnostics.as_ref())
+                .and_then(|d| d.refresh_support)
+                .unwrap_or(false);
         {
             let mut st = self.state.lock().unwrap();
             st.encoding = if offers_utf8 {
@@ -199,7 +230,7 @@ impl ClarifyServer {
             }
         }
         if let Some(options) = &params.initialization_options {
-            self.apply_settings(options).await;
+            self.apply_settings(options, true).await;
         }
         // Forward worker events to the client.
         if let Some(mut rx) = self.events.lock().unwrap().take() {

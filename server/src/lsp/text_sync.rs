@@ -61,6 +61,7 @@ impl ClarifyServer {
         {
             let mut st = self.state.lock().unwrap();
             st.docs.remove(&uri);
+            st.shown.remove(&uri);
             if let Some(c) = st.cancels.remove(&uri) {
                 c.cancel();
             }

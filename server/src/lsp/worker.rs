@@ -315,7 +315,10 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 let Some(a) = analyzer.as_ref() else {
                     // No model: a contradiction with the signature or the code is still a finding
                     // (and so is an example the code disagrees with, which its thread publishes).
-                    if items.iter().any(|i| i.certain) {
+                    // Once no model could be loaded, published also when there is none, so that
+                    // a fixed one goes away; while one loads, the analysis after it publishes.
+                    let failed = matches!(*w.state.lock().unwrap(), EngineState::Failed(_));
+                    if failed || items.iter().any(|i| i.certain) {
                         let _ = events.send(Event::Analyzed { uri, version });
                     }
                     continue;

@@ -15,7 +15,27 @@ function M.check()
     error("server binary '" .. bin .. "' not found", { "Build it with `make setup` and set `cmd` in setup() or $CLARIFYCODER_PATH" })
     return
   end
-  local out = vim.fn.system({ bin, "info" })
+  -- What the server would load: the settings given to setup(), then the project's
+  -- clarifycoder.toml (found from the project root, as the server finds it), then the defaults.
+  local args = { bin, "info" }
+  local flags = { model = "--model", adapter = "--adapter", backend = "--backend", endpoint = "--endpoint", apiModel = "--api-model" }
+  for key, flag in pairs(flags) do
+    local value = cc.config.settings[key]
+    if value ~= nil and value ~= "" then
+      table.insert(args, flag)
+      table.insert(args, tostring(value))
+    end
+  end
+  local root = cc.roots()[1] or vim.fn.getcwd()
+  for _, name in ipairs({ "clarifycoder.toml", ".clarifycoder.toml" }) do
+    local found = vim.fn.findfile(name, root .. ";")
+    if found ~= "" then
+      table.insert(args, "--config")
+      table.insert(args, vim.fn.fnamemodify(found, ":p"))
+      break
+    end
+  end
+  local out = vim.fn.system(args)
   if vim.v.shell_error ~= 0 then
     error("'" .. bin .. " info' failed: " .. out)
     return

@@ -8,13 +8,10 @@ M.defaults = {
   filetypes = { "python" },
   -- Markers that find the project root (else the file's directory).
   root_markers = { ".git", "pyproject.toml", "setup.py", "clarifycoder.toml" },
-  -- Sent as initializationOptions; see the README for every key.
-  settings = {
-    threshold = 0.72,
-    severity = "information",
-    debounceMs = 500,
-    maxQuestions = 3,
-  },
+  -- Sent as initializationOptions; see the README for every key. What is not set here comes
+  -- from the project's clarifycoder.toml, then the server's defaults (threshold 0.72,
+  -- severity "information", debounceMs 500, maxQuestions 3).
+  settings = {},
   on_attach = nil,
 }
 
@@ -30,14 +27,18 @@ function M.command()
   return { bin, "serve" }
 end
 
-local function root_dir(bufnr)
+--- The project root of a buffer: the directory of the nearest root marker, else the file's.
+function M.root_dir(bufnr)
   local file = vim.api.nvim_buf_get_name(bufnr)
   local dir = vim.fn.fnamemodify(file, ":p:h")
   for _, marker in ipairs(M.config.root_markers) do
+    -- A file marker's directory is the root (`:p:h`); a directory marker's parent is (`:p` ends
+    -- a directory with a slash, so it takes `:h` twice). `.git` may be either (a worktree's is a file).
     local found = vim.fn.findfile(marker, dir .. ";")
-    if found == "" then
-      found = vim.fn.finddir(marker, dir .. ";")
+    if found ~= "" then
+      return vim.fn.fnamemodify(found, ":p:h")
     end
+    found = vim.fn.finddir(marker, dir .. ";")
     if found ~= "" then
       return vim.fn.fnamemodify(found, ":p:h:h")
     end
@@ -48,13 +49,17 @@ end
 --- Starts (or reuses) the server for a buffer and attaches it.
 function M.attach(bufnr)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
-  local root = root_dir(bufnr)
+  local root = M.root_dir(bufnr)
   local cmd = M.command()
   if vim.fn.executable(cmd[1]) ~= 1 then
-    vim.notify(
-      "ClarifyCoder: '" .. cmd[1] .. "' is not executable; build it with `make setup` and set `cmd` in setup() or $CLARIFYCODER_PATH",
-      vim.log.levels.ERROR
-    )
+    -- Once per binary, not once per Python buffer.
+    if M.missing_reported ~= cmd[1] then
+      M.missing_reported = cmd[1]
+      vim.notify(
+        "ClarifyCoder: '" .. cmd[1] .. "' is not executable; build it with `make setup` and set `cmd` in setup() or $CLARIFYCODER_PATH",
+        vim.log.levels.ERROR
+      )
+    end
     return nil
   end
   local config = {
@@ -65,11 +70,9 @@ function M.attach(bufnr)
     init_options = M.config.settings,
     on_attach = M.config.on_attach,
     handlers = {
+      -- The server tells the user itself (window/showMessage) when the model cannot load.
       ["clarifycoder/status"] = function(_, params)
         M.status = params
-        if params.state == "noModel" or params.state == "error" then
-          vim.notify("ClarifyCoder: " .. (params.message or params.state), vim.log.levels.WARN)
-        end
       end,
     },
   }
@@ -89,6 +92,16 @@ function M.attach(bufnr)
   return id
 end
 
+--- The project roots of the servers started so far.
+function M.roots()
+  local roots = {}
+  for root, _ in pairs(clients) do
+    table.insert(roots, root)
+  end
+  table.sort(roots)
+  return roots
+end
+
 local function client_for(bufnr)
   for _, client in pairs(vim.lsp.buf_get_clients(bufnr or 0)) do
     if client.name == "clarifycoder" then
@@ -98,7 +111,7 @@ local function client_for(bufnr)
   return nil
 end
 
---- Runs a server command (clarifycoder.checkWorkspace, clarifycoder.restartEngine).
+--- Runs a server command (clarifycoder.server.checkWorkspace, clarifycoder.server.restartEngine).
 function M.execute(command, callback)
   local client = client_for(0)
   if client == nil then
@@ -126,14 +139,15 @@ function M.setup(opts)
     end,
   })
   vim.api.nvim_create_user_command("ClarifyCheckWorkspace", function()
-    M.execute("clarifycoder.checkWorkspace", function(result)
+    M.execute("clarifycoder.server.checkWorkspace", function(result)
       if result then
-        vim.notify(string.format("ClarifyCoder: %d files checked, %d with unclear functions", result.checked or 0, result.flagged or 0))
+        local checked = result.checked or 0
+        vim.notify(string.format("ClarifyCoder: %d %s checked, %d with unclear functions", checked, checked == 1 and "file" or "files", result.flagged or 0))
       end
     end)
   end, { desc = "Check every Python file of the workspace" })
   vim.api.nvim_create_user_command("ClarifyRestart", function()
-    M.execute("clarifycoder.restartEngine")
+    M.execute("clarifycoder.server.restartEngine")
   end, { desc = "Reload ClarifyCoder's model" })
   -- Buffers already open when setup() runs.
   for _, buf in ipairs(vim.api.nvim_list_bufs()) do
