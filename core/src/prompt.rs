@@ -345,6 +345,8 @@ pub fn first_code_block(text: &str) -> Option<String> {
 
 /// Splits a question response into items: list entries when the text is a numbered or bulleted
 /// list (continuation lines joined), else the sentences that end with '?', else the whole text.
+/// What a token limit cut off is dropped: a list marker left without its text ("2"), and a last
+/// item that stops mid-sentence after complete questions.
 pub fn split_questions(text: &str) -> Vec<String> {
     let text = text.trim();
     if text.is_empty() {
@@ -357,6 +359,8 @@ pub fn split_questions(text: &str) -> Vec<String> {
         if let Some(rest) = strip_list_marker(trimmed) {
             items.push(rest.to_string());
             in_list = true;
+        } else if in_list && is_bare_marker(trimmed) {
+            // The next item's number, and the token limit right after it.
         } else if in_list && !trimmed.is_empty() {
             let last = items.last_mut().expect("in_list implies an item");
             last.push(' ');
@@ -366,11 +370,19 @@ pub fn split_questions(text: &str) -> Vec<String> {
         }
     }
     if !items.is_empty() {
-        return items
+        let mut items: Vec<String> = items
             .into_iter()
             .map(|s| clean_item(&s))
             .filter(|s| !s.is_empty())
             .collect();
+        let complete = |s: &str| s.ends_with(['?', '.', '!', ')']);
+        if items.len() > 1 && items[..items.len() - 1].iter().any(|s| s.ends_with('?')) {
+            if let Some(last) = items.last().filter(|s| !complete(s)) {
+                tracing::debug!("dropped a question cut off by the token limit: {last:?}");
+                items.pop();
+            }
+        }
+        return items;
     }
     let flat = collapse_whitespace(text);
     let questions: Vec<String> = sentences(&flat)
@@ -383,6 +395,13 @@ pub fn split_questions(text: &str) -> Vec<String> {
     } else {
         questions
     }
+}
+
+/// A list marker alone: `2`, `2.`, `2)`, `-`.
+fn is_bare_marker(line: &str) -> bool {
+    let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 0 && digits <= 3 && matches!(&line[digits..], "" | "." | ")"))
+        || matches!(line, "-" | "*" | "•")
 }
 
 fn strip_list_marker(line: &str) -> Option<&str> {
@@ -434,6 +453,28 @@ mod tests {
     use expect_test::expect;
 
     const PROBLEM: &str = "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n";
+
+    #[test]
+    fn questions_cut_off_by_the_token_limit_are_dropped() {
+        // A number left without its item, and a last item that stops mid-sentence.
+        assert_eq!(
+            split_questions("1. Ascending or descending?\n2"),
+            ["Ascending or descending?"]
+        );
+        assert_eq!(
+            split_questions("1. Ascending or descending?\n2. What should be returned when `x`"),
+            ["Ascending or descending?"]
+        );
+        // Complete items stay; so does a lone item, cut or not (it is all there is).
+        assert_eq!(
+            split_questions("- Which unit?\n- Rounded to cents."),
+            ["Which unit?", "Rounded to cents."]
+        );
+        assert_eq!(
+            split_questions("1. What should be returned when `x`"),
+            ["What should be returned when `x`"]
+        );
+    }
 
     #[test]
     fn round1_gemma_text_is_pinned() {

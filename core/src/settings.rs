@@ -236,6 +236,9 @@ impl Settings {
         if let Some(n) = self.max_tokens.filter(|&n| n == 0) {
             return Err(out_of_range("max_tokens", &n, "at least 1"));
         }
+        if let Some(n) = self.max_questions.filter(|&n| n == 0) {
+            return Err(out_of_range("max_questions", &n, "at least 1"));
+        }
         if let Some(severity) = self.severity.as_deref().filter(|s| {
             !["error", "warning", "information", "info", "hint"]
                 .contains(&s.to_ascii_lowercase().as_str())
@@ -267,10 +270,23 @@ impl Settings {
             serde_json::Value::Null => Ok(Settings::default()),
             serde_json::Value::Array(items) if items.is_empty() => Ok(Settings::default()),
             other => {
-                let settings: Settings =
-                    serde_json::from_value(other.clone()).map_err(|e| SettingsError::Json {
-                        message: e.to_string(),
-                    })?;
+                let settings: Settings = serde_json::from_value(other.clone()).map_err(|e| {
+                    // serde names the value, not the key: find the key by reading each alone.
+                    let key = other.as_object().and_then(|o| {
+                        o.iter().find_map(|(k, v)| {
+                            let alone = serde_json::json!({ k: v });
+                            serde_json::from_value::<Settings>(alone)
+                                .is_err()
+                                .then_some(k)
+                        })
+                    });
+                    SettingsError::Json {
+                        message: match key {
+                            Some(k) => format!("`{k}`: {e}"),
+                            None => e.to_string(),
+                        },
+                    }
+                })?;
                 settings.validate()?;
                 Ok(settings)
             }
@@ -558,6 +574,10 @@ mod tests {
                 serde_json::json!({"ctxSize": 256}),
                 "ctx_size must be at least 512 tokens, got 256",
             ),
+            (
+                serde_json::json!({"maxQuestions": 0}),
+                "max_questions must be at least 1, got 0",
+            ),
         ];
         for (value, want) in cases {
             let e = Settings::from_json(&value).unwrap_err();
@@ -581,7 +601,13 @@ mod tests {
             Settings::from_json(&serde_json::json!({"backend": "openai", "gpuLayers": 3})).unwrap();
         assert_eq!(s.backend, Some(BackendKind::Openai));
         assert_eq!(s.gpu_layers, Some(3));
-        assert!(Settings::from_json(&serde_json::json!({"threshold": "high"})).is_err());
+        let e = Settings::from_json(&serde_json::json!({"severity": "hint", "threshold": "high"}))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid settings: `threshold`: invalid type: string \"high\""),
+            "{e}"
+        );
     }
 
     #[test]

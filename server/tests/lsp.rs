@@ -161,6 +161,26 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
     assert!(python::extract(&ignored).functions[1].ignored, "{ignored}");
     let ignored_file = apply_edits(&text, &edits_of(&actions[3]));
     assert!(python::extract(&ignored_file).ignore_file);
+    // `total` has its body: generating one is not offered (it would replace the user's).
+    let total_actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 8}},
+               "context": {"diagnostics": []}}),
+    );
+    let titles: Vec<&str> = total_actions["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Answer the model's questions in the docstring",
+            "Ignore `total` (# clarify: ignore)",
+            "Ignore this file (# clarify: ignore-file)"
+        ]
+    );
 
     // Generate: resolved lazily. The base model may write code that does not parse; then the
     // server says so instead of breaking the file.
@@ -428,6 +448,26 @@ fn without_a_model_a_fixed_finding_goes_away() {
         published["diagnostics"].as_array().unwrap().len(),
         1,
         "{published:#}"
+    );
+    // A contradiction is fixed in the code or the docstring, not answered; with no model
+    // nothing can be generated.
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 8}},
+               "context": {"diagnostics": []}}),
+    );
+    let titles: Vec<&str> = actions["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "Ignore `mean` (# clarify: ignore)",
+            "Ignore this file (# clarify: ignore-file)"
+        ]
     );
     c.notify(
         "textDocument/didChange",

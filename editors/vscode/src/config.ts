@@ -65,6 +65,7 @@ export const SERVER_SETTINGS = [
   "batch",
   "gpuLayers",
   "threads",
+  "ctxSize",
   "threshold",
   "severity",
   "debounceMs",

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use clarifycoder_core::analysis;
 use clarifycoder_core::engine::CancelToken;
 use clarifycoder_core::python::{self, Function};
 use serde_json::json;
@@ -12,7 +13,7 @@ use tower_lsp_server::jsonrpc::Result;
 
 use super::document::{Document, Encoding};
 use super::types::*;
-use super::worker::Job;
+use super::worker::{EngineState, Job};
 use super::{edits, lsp_error, progress, ClarifyServer, SOURCE};
 
 impl ClarifyServer {
@@ -82,7 +83,17 @@ impl ClarifyServer {
             .filter(|d| d.source.as_deref() == Some(SOURCE))
             .cloned()
             .collect();
-        if flagged {
+        // A contradiction found without the model (the docstring against the signature or the
+        // code, an example the code disagrees with) is fixed in the code or the docstring; an
+        // answer below the docstring would leave it standing.
+        let certain = analysis::certain_given(
+            &f.qualname,
+            &analysis::check_questions(&f),
+            self.worker.verdict(&uri, &f.hash).as_ref(),
+            1,
+        )
+        .is_some();
+        if flagged && !certain {
             let questions = outcome
                 .as_ref()
                 .and_then(|o| o.questions.clone())
@@ -98,7 +109,10 @@ impl ClarifyServer {
                 });
             }
         }
-        if f.docstring.is_some() {
+        // Only for a body still to be written, and only with a model to write it: the body the
+        // user wrote is never replaced.
+        let ready = matches!(*self.worker.state.lock().unwrap(), EngineState::Ready(_));
+        if ready && f.docstring.is_some() && edits::is_stub(&text, &f) {
             actions.push(CodeAction {
                 title: "Generate the implementation".into(),
                 kind: Some(CodeActionKind::QUICKFIX),

@@ -47,6 +47,29 @@ fn still_parses(source: &str, edit: &Edit) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a function's body after its docstring is still to be written: nothing, `pass`, `...`,
+/// or `raise NotImplementedError`, with comments and blank lines around them.
+pub fn is_stub(source: &str, f: &Function) -> bool {
+    let start = f
+        .docstring
+        .as_ref()
+        .map_or(f.body.start.byte, |d| d.span.end.byte);
+    let body = source.get(start..f.body.end.byte.max(start)).unwrap_or("");
+    let statements: Vec<&str> = body
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    match statements.as_slice() {
+        [] => true,
+        [only] => {
+            let s = only.trim_end_matches(';').trim();
+            s == "pass" || s == "..." || s.starts_with("raise NotImplementedError")
+        }
+        _ => false,
+    }
+}
+
 /// Adds a `Clarifications:` section with each question and an empty answer line to the
 /// function's docstring, in its indentation and quote style (a one-line `"doc"` becomes a
 /// triple-quoted docstring). An existing section is extended.
@@ -109,16 +132,26 @@ pub fn answer(source: &str, f: &Function, questions: &[String]) -> Result<Edit, 
 
 /// Appends `# clarify: ignore` to the function's `def` line.
 pub fn ignore_function(source: &str, f: &Function) -> Result<Edit, String> {
-    let at = f.header_span.start.byte;
-    let line_end = source[at..]
-        .find('\n')
-        .map(|i| at + i)
-        .unwrap_or(source.len());
-    let line_end = if source[..line_end].ends_with('\r') {
-        line_end - 1
-    } else {
-        line_end
+    let end_of_line = |at: usize| {
+        let end = source[at..]
+            .find('\n')
+            .map(|i| at + i)
+            .unwrap_or(source.len());
+        if source[..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        }
     };
+    let mut line_end = end_of_line(f.header_span.start.byte);
+    // A comment cannot follow a line continuation: take the signature's next line (the pragma
+    // counts on any of them).
+    while source[..line_end].ends_with('\\') && line_end < f.header_span.end.byte {
+        let next = source[line_end..]
+            .find('\n')
+            .map_or(source.len(), |i| line_end + i + 1);
+        line_end = end_of_line(next.min(source.len()));
+    }
     let edit = Edit {
         start: line_end,
         end: line_end,
@@ -244,6 +277,45 @@ mod tests {
 
     fn qs(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ignore_goes_after_a_line_continuation() {
+        let src = "def f(x, \\\n      y):\n    \"\"\"Doc.\"\"\"\n    return x\n";
+        let f = first(src);
+        let out = ignore_function(src, &f).unwrap().apply(src);
+        assert_eq!(
+            out,
+            "def f(x, \\\n      y):  # clarify: ignore\n    \"\"\"Doc.\"\"\"\n    return x\n"
+        );
+        assert!(python::extract(&out).functions[0].ignored, "{out}");
+    }
+
+    #[test]
+    fn a_stub_is_a_body_still_to_be_written() {
+        let stub = |body: &str| {
+            is_stub(
+                &format!("def f(x):\n    \"\"\"Doc.\"\"\"\n{body}"),
+                &first(&format!("def f(x):\n    \"\"\"Doc.\"\"\"\n{body}")),
+            )
+        };
+        for body in [
+            "",
+            "    pass\n",
+            "    ...\n",
+            "    # TODO\n    raise NotImplementedError(\"later\")\n",
+        ] {
+            assert!(stub(body), "{body:?}");
+        }
+        for body in [
+            "    return x\n",
+            "    pass\n    return x\n",
+            "    x = \"#\"\n",
+        ] {
+            assert!(!stub(body), "{body:?}");
+        }
+        let no_docstring = "def f(x):\n    pass\n";
+        assert!(is_stub(no_docstring, &first(no_docstring)));
     }
 
     #[test]

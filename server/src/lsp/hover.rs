@@ -16,6 +16,21 @@ impl ClarifyServer {
         let Some((_, f, _)) = self.function_at(&p.text_document.uri, p.position) else {
             return Ok(None);
         };
+        // Only on the function's name and its docstring, and only for a function with one: a
+        // hover on its parameters or annotations is another server's (an editor that shows one
+        // server's hover would show ours instead of the type checker's).
+        let byte = {
+            let st = self.state.lock().unwrap();
+            let Some(doc) = st.docs.get(&p.text_document.uri) else {
+                return Ok(None);
+            };
+            doc.byte_of_position(p.position, st.encoding)
+        };
+        let on = |s: &clarifycoder_core::python::Span| s.start.byte <= byte && byte <= s.end.byte;
+        let on_docstring = f.docstring.as_ref().is_some_and(|d| on(&d.span));
+        if !(on_docstring || (f.docstring.is_some() && on(&f.name_span))) {
+            return Ok(None);
+        }
         let options = self.state.lock().unwrap().config.options;
         let threshold = options.threshold;
         let uri = &p.text_document.uri;
@@ -25,7 +40,6 @@ impl ClarifyServer {
         let mut md = format!("**ClarifyCoder** · `{}`\n\n", f.qualname);
         match (&outcome, f.docstring.is_some(), f.ignored) {
             (_, _, true) => md.push_str("Ignored (`# clarify: ignore`)."),
-            (_, false, _) => md.push_str("No docstring: nothing to clarify."),
             (None, _, _) => {
                 let why = self
                     .worker
