@@ -145,13 +145,14 @@ pub enum SettingsError {
         /// The JSON deserializer's message.
         message: String,
     },
-    /// A value outside its range.
-    #[error("{}{key} must be {allowed}, got {value}", match file {
+    /// A value outside its range. The key is spelled as where it came from: `max_tokens` in a
+    /// configuration file, `maxTokens` in an editor's settings.
+    #[error("{}{} must be {allowed}, got {value}", match file {
         Some(path) => format!("invalid config file '{}': ", path.display()),
         None => String::from("invalid settings: "),
-    })]
+    }, if file.is_some() { key.to_string() } else { camel_case(key) })]
     OutOfRange {
-        /// The configuration file the value came from; `None` for an editor's or merged settings.
+        /// The configuration file the value came from; `None` for an editor's settings.
         file: Option<PathBuf>,
         /// The key, as spelled in a configuration file.
         key: &'static str,
@@ -160,6 +161,20 @@ pub enum SettingsError {
         /// The range, as a phrase (`between 0 and 1`).
         allowed: &'static str,
     },
+}
+
+/// `max_tokens` → `maxTokens`: a configuration file's key as an editor spells it.
+fn camel_case(key: &str) -> String {
+    let mut parts = key.split('_');
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for part in parts {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 impl Settings {
@@ -568,15 +583,15 @@ mod tests {
             ),
             (
                 serde_json::json!({"maxTokens": 0}),
-                "max_tokens must be at least 1, got 0",
+                "maxTokens must be at least 1, got 0",
             ),
             (
                 serde_json::json!({"ctxSize": 256}),
-                "ctx_size must be at least 512 tokens, got 256",
+                "ctxSize must be at least 512 tokens, got 256",
             ),
             (
                 serde_json::json!({"maxQuestions": 0}),
-                "max_questions must be at least 1, got 0",
+                "maxQuestions must be at least 1, got 0",
             ),
         ];
         for (value, want) in cases {

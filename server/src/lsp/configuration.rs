@@ -253,9 +253,12 @@ pub(super) enum Applied {
 }
 
 /// The settings that decide the engine or the cached results: all but how diagnostics are shown
-/// and when. A change in any of them reloads the engine (and re-analyses from the cache).
+/// and when. A change in any of them reloads the engine (and re-analyses from the cache). The
+/// threshold is not one: each analysis takes the current one (a function it newly flags gets
+/// its questions then), and loading the model again would cost seconds.
 fn engine_settings(s: &Settings) -> Settings {
     Settings {
+        threshold: None,
         severity: None,
         debounce_ms: None,
         per_question: None,
@@ -310,6 +313,7 @@ mod tests {
             assert!(reloads(changed.clone()), "{changed:?}");
         }
         assert!(!reloads(Settings {
+            threshold: Some(0.3),
             severity: Some("hint".into()),
             debounce_ms: Some(10),
             per_question: Some(true),
