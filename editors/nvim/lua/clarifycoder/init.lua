@@ -127,6 +127,38 @@ function M.execute(command, callback)
   end, 0)
 end
 
+--- Installs a known model (`clarifycoder model install NAME`; default: the one the server
+--- reported missing, else the default model), then reloads the model of attached servers.
+function M.install_model(name)
+  name = name or (M.status and M.status.install ~= vim.NIL and M.status.install) or "qwen2.5-coder-0.5b"
+  local bin = M.command()[1]
+  vim.notify("ClarifyCoder: installing " .. name .. " from PyPI…")
+  local last = ""
+  local function keep(_, data)
+    for _, line in ipairs(data or {}) do
+      if line ~= "" then
+        last = line
+      end
+    end
+  end
+  vim.fn.jobstart({ bin, "model", "install", name }, {
+    on_stdout = keep,
+    on_stderr = keep,
+    on_exit = function(_, code)
+      vim.schedule(function()
+        if code ~= 0 then
+          vim.notify("ClarifyCoder: installing " .. name .. " failed: " .. last, vim.log.levels.ERROR)
+          return
+        end
+        vim.notify("ClarifyCoder: " .. name .. " installed")
+        if client_for(0) then
+          M.execute("clarifycoder.server.restartEngine")
+        end
+      end)
+    end,
+  })
+end
+
 --- Merges options into the defaults, sets up the autocommand and the user commands.
 function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
@@ -146,6 +178,9 @@ function M.setup(opts)
       end
     end)
   end, { desc = "Check every Python file of the workspace" })
+  vim.api.nvim_create_user_command("ClarifyInstallModel", function(args)
+    M.install_model(args.args ~= "" and args.args or nil)
+  end, { nargs = "?", desc = "Install a model (default: the one the server is missing) and reload" })
   vim.api.nvim_create_user_command("ClarifyRestart", function()
     M.execute("clarifycoder.server.restartEngine")
   end, { desc = "Reload ClarifyCoder's model" })
