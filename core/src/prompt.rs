@@ -375,7 +375,10 @@ pub fn split_questions(text: &str) -> Vec<String> {
             .map(|s| clean_item(&s))
             .filter(|s| !s.is_empty())
             .collect();
-        let complete = |s: &str| s.ends_with(['?', '.', '!', ')']);
+        let complete = |s: &str| {
+            s.trim_end_matches(['`', '"', '\'', '*', '”', '’'])
+                .ends_with(['?', '.', '!', ')', '？', '。'])
+        };
         if items.len() > 1 && items[..items.len() - 1].iter().any(|s| s.ends_with('?')) {
             if let Some(last) = items.last().filter(|s| !complete(s)) {
                 tracing::debug!("dropped a question cut off by the token limit: {last:?}");
@@ -473,6 +476,15 @@ mod tests {
         assert_eq!(
             split_questions("1. What should be returned when `x`"),
             ["What should be returned when `x`"]
+        );
+        // A last item that ends in code or a quote after its punctuation is complete.
+        assert_eq!(
+            split_questions("1. Sorted?\n2. What should this return:\n   `f([])`"),
+            ["Sorted?", "What should this return: `f([])`"]
+        );
+        assert_eq!(
+            split_questions("1. Sorted?\n2. Does it mean \"properly?\""),
+            ["Sorted?", "Does it mean \"properly?\""]
         );
     }
 

@@ -180,8 +180,10 @@ fn run_in(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let l = *limits;
-    // SAFETY: only async-signal-safe calls (setsid, unshare, fork, waitpid, open, write, close,
-    // setrlimit…) between fork and exec.
+    // SAFETY: between fork and exec only async-signal-safe calls (setsid, unshare, waitpid,
+    // open, write, close, setrlimit…) and `fork`, which POSIX does not list (it runs atfork
+    // handlers): here it runs in the single-threaded child of a fork, where no lock those
+    // handlers take can be held by another thread.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
@@ -199,7 +201,9 @@ fn run_in(
             let mut in_namespace = false;
             if isolate_pids && libc::unshare(libc::CLONE_NEWPID) == 0 {
                 // The namespace's first process is the next child: it runs the program, and
-                // this process only waits for it and ends as it did.
+                // this process only waits for it and ends as it did. As PID 1 the program ignores
+                // signals whose action is the default that its namespace sends it (its own
+                // SIGTERM, say); the wall-clock kill comes from outside and is SIGKILL.
                 match libc::fork() {
                     -1 => return Err(std::io::Error::last_os_error()),
                     0 => in_namespace = true,

@@ -860,9 +860,13 @@ fn a_docstring_too_long_for_the_context_does_not_stop_the_others() {
     );
 }
 
+/// Functions whose findings need no model: an example the code disagrees with (`total`), a value
+/// the annotation excludes (`hours`), a documented parameter the signature lacks (`low`).
+const EXAMPLES: &str = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n\n\ndef hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n\n\ndef low(stock, minimum=5):\n    \"\"\"Names with few units.\n\n    Args:\n        threshold: The limit.\n    \"\"\"\n    return [n for n, u in stock.items() if u < minimum]\n";
+
 #[test]
 fn run_examples_shows_an_example_the_code_disagrees_with() {
-    let text = "import math\n\n\ndef total(prices):\n    \"\"\"Return the sum of the prices, rounded up.\n\n    >>> total([1.5, 2.25])\n    3\n    \"\"\"\n    return math.ceil(sum(prices))\n\n\ndef scale(values, factor):\n    \"\"\"Multiply every value by factor.\n\n    >>> scale([1, 2], 3)\n    [3, 6]\n    \"\"\"\n    return [v * factor for v in values]\n\n\ndef hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n\n\ndef low(stock, minimum=5):\n    \"\"\"Names with few units.\n\n    Args:\n        threshold: The limit.\n    \"\"\"\n    return [n for n, u in stock.items() if u < minimum]\n";
+    let text = EXAMPLES;
     // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example,
     // or a returned value the annotation excludes, can flag a function.
     let qwen = clarifycoder_core::models::QWEN25_CODER_05B
@@ -919,5 +923,130 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
     assert!(
         shown.contains("the code disagrees with an example"),
         "{shown}"
+    );
+}
+
+/// A regression: `runExamples` from `initializationOptions` was turned off by the next
+/// `didChangeConfiguration` that did not repeat it.
+#[test]
+fn run_examples_set_at_start_survives_a_settings_change() {
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let mut c = Client::start(&qwen);
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}),
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": EXAMPLES}}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"].as_array().is_some_and(|d| d.len() == 3)
+    });
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"clarifycoder": {"severity": "warning"}}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["diagnostics"]
+            .as_array()
+            .is_some_and(|d| d.iter().all(|d| d["severity"] == 2))
+    });
+    let diagnostics = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 3, "{published}");
+    assert_eq!(diagnostics[0]["data"]["function"], "total");
+}
+
+/// A regression: a function that lost its result for good (here, a docstring grown too long for
+/// the context) showed its old result again at every later edit of the file, until analysed.
+#[test]
+fn a_result_that_went_away_is_not_shown_again_at_the_next_edit() {
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 50, "ctxSize": 512}),
+    );
+    let short = "def f(x):\n    \"\"\"Handle x.\"\"\"\n\n\ndef g(y):\n    \"\"\"Handle y.\"\"\"\n";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": short}}),
+    );
+    let functions = |p: &Value| -> Vec<String> {
+        p["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["data"]["function"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let v1 = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+    assert_eq!(functions(&v1), ["f", "g"]);
+    let words: Vec<String> = (0..700).map(|i| format!("word{i}")).collect();
+    let long = short.replace("Handle x.", &format!("Handle x. {}", words.join(" ")));
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [{"text": long}]}),
+    );
+    c.wait("textDocument/publishDiagnostics", |p| {
+        p["version"] == 2 && p["diagnostics"].as_array().is_some_and(|d| d.len() == 1)
+    });
+    let edited = long.replace("Handle y.", "Handle y!");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": 3}, "contentChanges": [{"text": edited}]}),
+    );
+    let v3 = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 3);
+    assert!(!functions(&v3).contains(&"f".to_string()), "{v3:#}");
+}
+
+/// A pull client shows pushed diagnostics beside pulled ones: what a workspace check pushed for a
+/// closed file is withdrawn when the file is opened (its diagnostics are pulled from then on).
+#[test]
+fn a_pull_client_loses_the_pushed_copy_when_it_opens_a_checked_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "def hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n";
+    std::fs::write(dir.path().join("time.py"), text).unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let uri = format!("{root}/time.py");
+    let mut c = Client::start(&model_path());
+    c.request(
+        "initialize",
+        json!({"processId": null,
+               "capabilities": {"textDocument": {"diagnostic": {}}, "workspace": {"diagnostics": {"refreshSupport": true}}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"threshold": 0.99, "maxTokens": 4}}),
+    );
+    c.notify("initialized", json!({}));
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.server.checkWorkspace"}),
+    );
+    let pushed = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str()
+    });
+    assert_eq!(
+        pushed["diagnostics"].as_array().unwrap().len(),
+        1,
+        "{pushed}"
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let withdrawn = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri.as_str()
+    });
+    assert_eq!(withdrawn["diagnostics"], json!([]), "{withdrawn}");
+    let pulled = c.request(
+        "textDocument/diagnostic",
+        json!({"textDocument": {"uri": uri}}),
+    );
+    assert_eq!(
+        pulled["result"]["items"].as_array().unwrap().len(),
+        1,
+        "{pulled}"
     );
 }

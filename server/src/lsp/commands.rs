@@ -141,6 +141,10 @@ impl ClarifyServer {
                 // document's would show twice, and the pushed copy would never move.
                 let _ = self.client.workspace_diagnostic_refresh().await;
             } else {
+                if pull {
+                    // Cleared when the file is opened, where pulled diagnostics take over.
+                    self.state.lock().unwrap().pushed.insert(uri.clone());
+                }
                 self.client
                     .publish_diagnostics(uri.clone(), diags, None)
                     .await;

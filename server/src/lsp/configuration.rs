@@ -159,9 +159,10 @@ impl ClarifyServer {
         }
     }
 
-    /// Takes settings from `initializationOptions` (`initial`) or `didChangeConfiguration`,
-    /// whose settings add to the initial ones (an editor may send a few keys at start and others
-    /// later). Invalid settings (a value of the wrong type, one out of range) are refused as a
+    /// Takes settings from `initializationOptions` (`initial`) or `didChangeConfiguration`. A
+    /// change carries the editor's whole settings section, as clients send it, over the initial
+    /// ones (which are never sent again): a key it leaves out falls back to
+    /// `initializationOptions`, not to what an earlier change said. Invalid settings (a value of the wrong type, one out of range) are refused as a
     /// whole with a message to the user; the previous ones stay in force. Keys the editor does
     /// not set come from the project's configuration file, then the defaults.
     pub(super) async fn apply_settings(&self, value: &Value, initial: bool) -> Applied {
@@ -205,7 +206,13 @@ impl ClarifyServer {
             st.initial_settings = new.clone();
             new
         } else {
-            new.or(st.initial_settings.clone())
+            // `or` never takes `run_examples` from a fallback (a configuration file must not turn
+            // it on); the editor's own initial setting is no such file.
+            let run_examples = new.run_examples.or(st.initial_settings.run_examples);
+            Settings {
+                run_examples,
+                ..new.or(st.initial_settings.clone())
+            }
         };
         let reload = engine_settings(&new) != engine_settings(&st.settings);
         st.config = Config::from(&new.clone().or(st.file_settings.clone()));

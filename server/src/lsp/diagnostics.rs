@@ -70,10 +70,12 @@ impl ClarifyServer {
                 (st.docs.get(&uri).map(|d| d.version), st.pull)
             };
             if current == Some(version) {
-                if !pull {
-                    me.publish_known(uri.clone(), version).await;
-                }
+                // Queued first, so that whoever sees the known results and then asks the
+                // worker anything finds this analysis ahead of the question.
                 me.queue_analysis(&uri);
+                if !pull {
+                    me.publish_known(uri, version).await;
+                }
             }
         });
     }
@@ -135,20 +137,30 @@ impl ClarifyServer {
         }
     }
 
-    /// Records which result each function of a document has now (`State::shown`), keeping the
-    /// last one of a function that has none.
+    /// Records which result each function of a document shows now (`State::shown`). A function
+    /// without a result of its own keeps its last one only while it may still get one: not when
+    /// it cannot be analysed (too long for the context) or has a finding that needs no model.
     fn remember_shown(&self, uri: &Uri) {
         let mut st = self.state.lock().unwrap();
         let Some(doc) = st.docs.get(uri) else { return };
         let read = doc.functions();
+        let previous = st.shown.get(uri).cloned().unwrap_or_default();
         let cache = self.worker.cache.lock().unwrap();
-        let known: Vec<(String, String)> = read
-            .iter()
-            .filter(|(f, _)| cache.get(&f.hash).is_some())
-            .map(|(f, _)| (f.qualname.clone(), f.hash.clone()))
-            .collect();
-        drop(cache);
-        st.shown.entry(uri.clone()).or_default().extend(known);
+        let not_analysed = self.worker.not_analysed.lock().unwrap();
+        let mut shown = HashMap::new();
+        let mut seen = HashMap::new();
+        for (f, checked) in read.iter() {
+            let key = shown_key(&f.qualname, &mut seen);
+            if cache.get(&f.hash).is_some() {
+                shown.insert(key, f.hash.clone());
+            } else if checked.is_empty() && !not_analysed.contains_key(&f.hash) {
+                if let Some(last) = previous.get(&key) {
+                    shown.insert(key, last.clone());
+                }
+            }
+        }
+        drop((cache, not_analysed));
+        st.shown.insert(uri.clone(), shown);
     }
 
     /// `textDocument/diagnostic` (pull): the document's diagnostics as they are now.
@@ -186,6 +198,15 @@ pub(super) fn build_diagnostics(
     diagnostics_of(doc, cache, verdicts, config, encoding, None)
 }
 
+/// A function's key in `State::shown`: its qualified name and how many functions of that name
+/// came before it (a property's getter and setter share one).
+fn shown_key<'a>(qualname: &'a str, seen: &mut HashMap<&'a str, usize>) -> String {
+    let n = seen.entry(qualname).or_default();
+    let key = format!("{qualname}#{n}");
+    *n += 1;
+    key
+}
+
 /// [`build_diagnostics`], where a function with no result of its own may show the result of the
 /// hash `carried` names for it (its last analysed version).
 fn diagnostics_of(
@@ -216,12 +237,14 @@ fn diagnostics_unguarded(
     let read = doc.functions();
     let text = &read.text;
     let mut out = Vec::new();
+    let mut seen = HashMap::new();
     for (f, checked) in read.iter() {
         let max_questions = config.options.max_questions;
+        let key = shown_key(&f.qualname, &mut seen);
         let mut hash = &f.hash;
         let mut outcome = effective(cache, verdicts.get(hash), f, checked, max_questions);
         if outcome.is_none() {
-            if let Some(last) = carried.and_then(|c| c.get(&f.qualname)) {
+            if let Some(last) = carried.and_then(|c| c.get(&key)) {
                 let was = python::Function {
                     hash: last.clone(),
                     ..f.clone()

@@ -81,9 +81,11 @@ struct State {
     pull: bool,
     roots: Vec<PathBuf>,
     /// Per document, the result (function hash) each function showed at the last analysed
-    /// version, by qualified name: an edited function keeps showing it, at its new place,
-    /// until its own result comes.
+    /// version, by qualified name and rank among functions of that name: an edited function
+    /// keeps showing it, at its new place, until its own result comes.
     shown: HashMap<Uri, HashMap<String, String>>,
+    /// Pull clients: files whose diagnostics a workspace check pushed while they were closed.
+    pushed: std::collections::HashSet<Uri>,
     /// Progress tokens the user cancelled (workspace checks stop at the next file).
     cancelled_progress: std::collections::HashSet<String>,
 }
@@ -173,6 +175,7 @@ impl ClarifyServer {
                 pull: false,
                 roots: Vec::new(),
                 shown: HashMap::new(),
+                pushed: Default::default(),
                 cancelled_progress: Default::default(),
             })),
             worker,

@@ -10,11 +10,19 @@ impl ClarifyServer {
     pub(super) async fn on_did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
         let version = doc.version;
-        self.state
-            .lock()
-            .unwrap()
-            .docs
-            .insert(doc.uri.clone(), Document::new(&doc.text, version));
+        let pushed = {
+            let mut st = self.state.lock().unwrap();
+            st.docs
+                .insert(doc.uri.clone(), Document::new(&doc.text, version));
+            st.pushed.remove(&doc.uri)
+        };
+        if pushed {
+            // A pull client shows pushed diagnostics beside pulled ones and never moves them: the
+            // workspace check's copy goes, the pulled ones stay.
+            self.client
+                .publish_diagnostics(doc.uri.clone(), Vec::new(), None)
+                .await;
+        }
         // Opening is not typing: analyse without the debounce delay.
         self.queue_analysis(&doc.uri);
     }
