@@ -57,6 +57,44 @@ fn apply_edits(text: &str, edits: &[Value]) -> String {
 }
 
 /// The markdown of a hover on the test document, empty when there is none.
+/// A server with the default model and these settings, with `SHOP` open at `URI`.
+fn open_shop(settings: Value) -> Client {
+    let mut c = Client::start(&model_path());
+    c.initialize(json!({}), settings);
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    c
+}
+
+/// A server with Qwen without its adapter, which never asks (P(ask) < 0.1): at a threshold of
+/// 0.99 only findings that need no model are shown.
+fn bare_qwen(settings: Value) -> Client {
+    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
+        .installed_path()
+        .unwrap();
+    let mut c = Client::start(&qwen);
+    c.initialize(json!({}), settings);
+    c
+}
+
+/// The titles of the code actions at a position of `URI`.
+fn action_titles(c: &mut Client, line: u32, character: u32) -> Vec<String> {
+    let position = json!({"line": line, "character": character});
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": URI}, "range": {"start": position, "end": position},
+               "context": {"diagnostics": []}}),
+    );
+    actions["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn hover_text(c: &mut Client, line: u32, character: u32) -> String {
     let hover = c.request(
         "textDocument/hover",
@@ -162,19 +200,8 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
     let ignored_file = apply_edits(&text, &edits_of(&actions[3]));
     assert!(python::extract(&ignored_file).ignore_file);
     // `total` has its body: generating one is not offered (it would replace the user's).
-    let total_actions = c.request(
-        "textDocument/codeAction",
-        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 8}},
-               "context": {"diagnostics": []}}),
-    );
-    let titles: Vec<&str> = total_actions["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["title"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        titles,
+        action_titles(&mut c, 1, 8),
         [
             "Answer the model's questions in the docstring",
             "Ignore `total` (# clarify: ignore)",
@@ -244,15 +271,7 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
 /// the previous settings stay in force.
 #[test]
 fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept() {
-    let mut c = Client::start(&model_path());
-    c.initialize(
-        json!({}),
-        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 0}),
-    );
-    c.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
-    );
+    let mut c = open_shop(json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 0}));
     let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
     assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
 
@@ -293,15 +312,7 @@ fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept()
 
 #[test]
 fn rapid_edits_publish_only_the_latest_version() {
-    let mut c = Client::start(&model_path());
-    c.initialize(
-        json!({}),
-        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 200}),
-    );
-    c.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
-    );
+    let mut c = open_shop(json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 200}));
     c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
     // Ten quick edits inside the debounce window: only version 11 is analysed and published.
     for v in 2..=11 {
@@ -383,15 +394,7 @@ fn a_client_that_cannot_be_told_to_pull_gets_diagnostics_pushed() {
 /// keystroke put that off). What is known is now pushed at the new lines first.
 #[test]
 fn known_results_move_with_an_edit_before_the_new_function_is_decided() {
-    let mut c = Client::start(&model_path());
-    c.initialize(
-        json!({}),
-        json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 50}),
-    );
-    c.notify(
-        "textDocument/didOpen",
-        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
-    );
+    let mut c = open_shop(json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 50}));
     let lines = |p: &Value| -> Vec<(i64, String)> {
         p["diagnostics"]
             .as_array()
@@ -451,19 +454,8 @@ fn without_a_model_a_fixed_finding_goes_away() {
     );
     // A contradiction is fixed in the code or the docstring, not answered; with no model
     // nothing can be generated.
-    let actions = c.request(
-        "textDocument/codeAction",
-        json!({"textDocument": {"uri": URI}, "range": {"start": {"line": 1, "character": 8}, "end": {"line": 1, "character": 8}},
-               "context": {"diagnostics": []}}),
-    );
-    let titles: Vec<&str> = actions["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["title"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        titles,
+        action_titles(&mut c, 1, 8),
         [
             "Ignore `mean` (# clarify: ignore)",
             "Ignore this file (# clarify: ignore-file)"
@@ -869,14 +861,7 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
     let text = EXAMPLES;
     // Qwen without its adapter never asks (P(ask) < 0.1): at 0.99 only the disagreeing example,
     // or a returned value the annotation excludes, can flag a function.
-    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
-        .installed_path()
-        .unwrap();
-    let mut c = Client::start(&qwen);
-    c.initialize(
-        json!({}),
-        json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0}),
-    );
+    let mut c = bare_qwen(json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0}));
     c.wait("clarifycoder/status", |p| p["state"] == "ready");
     c.notify(
         "textDocument/didOpen",
@@ -930,14 +915,8 @@ fn run_examples_shows_an_example_the_code_disagrees_with() {
 /// `didChangeConfiguration` that did not repeat it.
 #[test]
 fn run_examples_set_at_start_survives_a_settings_change() {
-    let qwen = clarifycoder_core::models::QWEN25_CODER_05B
-        .installed_path()
-        .unwrap();
-    let mut c = Client::start(&qwen);
-    c.initialize(
-        json!({}),
-        json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}),
-    );
+    let mut c =
+        bare_qwen(json!({"threshold": 0.99, "maxTokens": 8, "debounceMs": 0, "runExamples": true}));
     c.notify(
         "textDocument/didOpen",
         json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": EXAMPLES}}),

@@ -132,6 +132,7 @@ impl ClarifyServer {
                         &verdicts.unwrap_or_default(),
                         &st.config,
                         st.encoding,
+                        None,
                     )
                 }
             };

@@ -95,7 +95,7 @@ impl ClarifyServer {
         let carried = if carry { st.shown.get(uri) } else { None };
         Some((
             doc.version,
-            diagnostics_of(
+            build_diagnostics(
                 doc,
                 &cache,
                 &verdicts.unwrap_or_default(),
@@ -185,17 +185,25 @@ impl ClarifyServer {
 }
 
 /// The diagnostics of a document snapshot from the cached results: a pure function of the text,
-/// the results and the settings. Callers hold the server's locks: a bug in here is logged and
-/// gives no diagnostics for this document, rather than unwinding through (and poisoning) the
-/// locks that every later request needs.
+/// the results and the settings. A function with no result of its own may show the result of
+/// the hash `carried` names for it (its last analysed version). Callers hold the server's locks:
+/// a bug in here is logged and gives no diagnostics for this document, rather than unwinding
+/// through (and poisoning) the locks that every later request needs.
 pub(super) fn build_diagnostics(
     doc: &Document,
     cache: &ResultCache,
     verdicts: &Verdicts,
     config: &Config,
     encoding: Encoding,
+    carried: Option<&HashMap<String, String>>,
 ) -> Vec<Diagnostic> {
-    diagnostics_of(doc, cache, verdicts, config, encoding, None)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        diagnostics_of(doc, cache, verdicts, config, encoding, carried)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!("building diagnostics failed; please report this");
+        Vec::new()
+    })
 }
 
 /// A function's key in `State::shown`: its qualified name and how many functions of that name
@@ -207,26 +215,7 @@ fn shown_key<'a>(qualname: &'a str, seen: &mut HashMap<&'a str, usize>) -> Strin
     key
 }
 
-/// [`build_diagnostics`], where a function with no result of its own may show the result of the
-/// hash `carried` names for it (its last analysed version).
 fn diagnostics_of(
-    doc: &Document,
-    cache: &ResultCache,
-    verdicts: &Verdicts,
-    config: &Config,
-    encoding: Encoding,
-    carried: Option<&HashMap<String, String>>,
-) -> Vec<Diagnostic> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        diagnostics_unguarded(doc, cache, verdicts, config, encoding, carried)
-    }))
-    .unwrap_or_else(|_| {
-        tracing::error!("building diagnostics failed; please report this");
-        Vec::new()
-    })
-}
-
-fn diagnostics_unguarded(
     doc: &Document,
     cache: &ResultCache,
     verdicts: &Verdicts,
@@ -336,6 +325,7 @@ mod tests {
             &Verdicts::new(),
             &config,
             encoding,
+            None,
         ))
         .unwrap()
     }
