@@ -503,9 +503,11 @@ fn load(plan: &Plan, options: Options) -> Result<Analyzer, LoadFailure> {
 }
 
 /// Functions decided and asked about before the first partial results go out; each later round
-/// takes twice as many (up to [`LAST_ROUND`]), so that a large file's first diagnostics come
-/// after a few functions while later rounds keep the engine's lanes full.
-const FIRST_ROUND: usize = 4;
+/// takes four times as many (up to [`LAST_ROUND`]), so that a large file's first diagnostics come
+/// after two functions while later rounds keep the engine's lanes full (rounds of 2, 8, 32: the
+/// first diagnostics of 20 functions in half the time of rounds of 4, 8, 16, 32, and all of them
+/// as soon; BENCHMARKS.md, "Language server").
+const FIRST_ROUND: usize = 2;
 const LAST_ROUND: usize = 32;
 
 /// Decides the items that have no result yet and generates questions for those at or above the
@@ -536,7 +538,7 @@ fn analyze(
     while !rest.is_empty() {
         let (these, later) = rest.split_at(round.min(rest.len()));
         rest = later;
-        round = (round * 2).min(LAST_ROUND);
+        round = (round * 4).min(LAST_ROUND);
         cancel.check()?;
         let problems: Vec<&str> = these.iter().map(|i| i.problem.as_str()).collect();
         let scores = a.decide_each(&problems, cancel)?;
@@ -654,7 +656,7 @@ mod tests {
     use super::*;
 
     /// A file's first functions get their results (and the caller its `partial` call) before the
-    /// rest are decided: rounds of 4, then 8, ...
+    /// rest are decided: rounds of 2, then 8, ...
     #[test]
     fn results_come_in_rounds_of_growing_size() {
         let model = GEMMA3_270M
@@ -694,7 +696,7 @@ mod tests {
             || seen.push(asked(&w)),
         )
         .unwrap();
-        assert_eq!(seen, vec![4]);
+        assert_eq!(seen, vec![2]);
         assert_eq!(asked(&w), 6);
     }
 }
