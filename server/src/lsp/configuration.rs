@@ -162,9 +162,10 @@ impl ClarifyServer {
     /// Takes settings from `initializationOptions` (`initial`) or `didChangeConfiguration`. A
     /// change carries the editor's whole settings section, as clients send it, over the initial
     /// ones (which are never sent again): a key it leaves out falls back to
-    /// `initializationOptions`, not to what an earlier change said. Invalid settings (a value of the wrong type, one out of range) are refused as a
-    /// whole with a message to the user; the previous ones stay in force. Keys the editor does
-    /// not set come from the project's configuration file, then the defaults.
+    /// `initializationOptions`, not to what an earlier change said. Invalid settings (a value of
+    /// the wrong type, one out of range) are refused as a whole with a message to the user; the
+    /// previous ones stay in force. Keys the editor does not set come from the project's
+    /// configuration file, then the defaults.
     pub(super) async fn apply_settings(&self, value: &Value, initial: bool) -> Applied {
         // Editors send either our section or `{ "clarifycoder": {...} }`.
         let value = value.get("clarifycoder").unwrap_or(value);
