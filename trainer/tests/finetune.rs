@@ -81,36 +81,50 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
     let train = dir.path().join("train.jsonl");
     write_jsonl(&train, &tiny_rows()).unwrap();
     let out = dir.path().join("run");
-    finetune::run(args(&[
-        "--model",
-        &s(&model),
-        "--train",
-        &s(&train),
-        "--val",
-        &s(&train),
-        "--output",
-        &s(&out),
-        "--max-steps",
-        "120",
-        "--accum",
-        "2",
-        "--lr",
-        "1e-2",
-        "--warmup",
-        "5",
-        "--rank",
-        "8",
-        "--alpha",
-        "16",
-        "--dropout",
-        "0",
-        "--eval-every",
-        "60",
-        "--save-every",
-        "1000",
-        "--max-len",
-        "1024",
-    ]))
+    let on_tiny = |output: &Path, rest: &[&str]| {
+        let common = [
+            "--model",
+            &s(&model),
+            "--train",
+            &s(&train),
+            "--val",
+            &s(&train),
+            "--output",
+            &s(output),
+            "--rank",
+            "8",
+            "--alpha",
+            "16",
+            "--max-len",
+            "1024",
+        ]
+        .map(String::from);
+        let argv: Vec<&str> = common
+            .iter()
+            .map(String::as_str)
+            .chain(rest.iter().copied())
+            .collect();
+        finetune::run(args(&argv))
+    };
+    on_tiny(
+        &out,
+        &[
+            "--max-steps",
+            "120",
+            "--accum",
+            "2",
+            "--lr",
+            "1e-2",
+            "--warmup",
+            "5",
+            "--dropout",
+            "0",
+            "--eval-every",
+            "60",
+            "--save-every",
+            "1000",
+        ],
+    )
     .unwrap();
     let log = log(&out);
     // Step 0 is the base model's validation loss.
@@ -133,27 +147,8 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
     // A second run can start from the exported GGUF (an F32 export: the same weights), and its
     // step-0 validation loss is the first run's last.
     let again = dir.path().join("again");
-    finetune::run(args(&[
-        "--model",
-        &s(&model),
-        "--train",
-        &s(&train),
-        "--val",
-        &s(&train),
-        "--output",
-        &s(&again),
-        "--max-steps",
-        "1",
-        "--rank",
-        "8",
-        "--alpha",
-        "16",
-        "--max-len",
-        "1024",
-        "--init-adapter",
-        &s(&out.join("adapter.lora.gguf")),
-    ]))
-    .unwrap();
+    let exported = s(&out.join("adapter.lora.gguf"));
+    on_tiny(&again, &["--max-steps", "1", "--init-adapter", &exported]).unwrap();
     let start = self::log(&again)[0].val_loss.unwrap();
     let end = log.last().unwrap().val_loss.unwrap();
     assert!(
@@ -172,7 +167,7 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
         "--alpha",
         "8",
         "--init-adapter",
-        &s(&out.join("adapter.lora.gguf")),
+        &exported,
     ]))
     .unwrap_err();
     assert!(

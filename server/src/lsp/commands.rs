@@ -71,6 +71,8 @@ impl ClarifyServer {
         let total = files.len().max(1);
         let mut flagged = 0;
         let mut checked = 0;
+        // A pull client is told once, at the end, to pull the open documents' diagnostics again.
+        let mut open_pulled = false;
         for (i, file) in files.iter().enumerate() {
             if self
                 .state
@@ -140,7 +142,7 @@ impl ClarifyServer {
             if is_open && pull {
                 // A pull client keeps pushed diagnostics apart from pulled ones: an open
                 // document's would show twice, and the pushed copy would never move.
-                let _ = self.client.workspace_diagnostic_refresh().await;
+                open_pulled = true;
             } else {
                 if pull {
                     // Cleared when the file is opened, where pulled diagnostics take over.
@@ -158,6 +160,9 @@ impl ClarifyServer {
                 )
                 .await;
             }
+        }
+        if open_pulled {
+            let _ = self.client.workspace_diagnostic_refresh().await;
         }
         if let Some(p) = progress {
             p.finish_with_message(format!(
