@@ -308,6 +308,32 @@ impl Settings {
         }
     }
 
+    /// [`Settings::from_json`] that keeps what it can, as an editor's settings should be read: a
+    /// key whose value is invalid (the wrong type, out of range) is left unset, as if the editor
+    /// had not sent it, and reported; the other keys apply.
+    pub fn from_json_keeping_valid(value: &serde_json::Value) -> (Settings, Vec<SettingsError>) {
+        let e = match Settings::from_json(value) {
+            Ok(settings) => return (settings, Vec::new()),
+            Err(e) => e,
+        };
+        let Some(object) = value.as_object() else {
+            return (Settings::default(), vec![e]);
+        };
+        let mut valid = serde_json::Map::new();
+        let mut errors = Vec::new();
+        for (key, v) in object {
+            match Settings::from_json(&serde_json::json!({ key: v })) {
+                Ok(_) => {
+                    valid.insert(key.clone(), v.clone());
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        // Every remaining key is valid alone, and the checks are per key.
+        let settings = Settings::from_json(&serde_json::Value::Object(valid)).unwrap_or_default();
+        (settings, errors)
+    }
+
     /// Finds the project configuration file: `clarifycoder.toml` or `.clarifycoder.toml` in
     /// `start` or an ancestor, else `$XDG_CONFIG_HOME/clarifycoder/config.toml`.
     pub fn discover(start: &Path) -> Option<PathBuf> {
@@ -623,6 +649,28 @@ mod tests {
                 .starts_with("invalid settings: `threshold`: invalid type: string \"high\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_invalid_key_is_left_out_and_the_others_apply() {
+        let (s, errors) = Settings::from_json_keeping_valid(&serde_json::json!({
+            "severity": "hint", "threshold": "high", "maxQuestions": 0, "maxTokens": 64
+        }));
+        assert_eq!(s.severity.as_deref(), Some("hint"));
+        assert_eq!(s.max_tokens, Some(64));
+        assert_eq!((s.threshold, s.max_questions), (None, None));
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("maxQuestions must be at least 1"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("`threshold`: invalid type"),
+            "{errors:?}"
+        );
+        let (s, errors) = Settings::from_json_keeping_valid(&serde_json::json!("fast"));
+        assert_eq!((s, errors.len()), (Settings::default(), 1));
     }
 
     #[test]

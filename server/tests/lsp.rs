@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clarifycoder_core::python;
 use common::{model_path, Client, TIMEOUT};
@@ -267,10 +267,11 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
 }
 
 /// A regression: an out-of-range threshold from the editor was only logged (and `Config` clamped
-/// it), so the user never learned that the change was ignored. It is refused with a message, and
-/// the previous settings stay in force.
+/// it), so the user never learned that the change was ignored. The key is ignored with a message
+/// that names it (as if the editor had not sent it: the threshold of `initializationOptions`
+/// stays), and the change's other keys apply.
 #[test]
-fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept() {
+fn an_out_of_range_setting_is_ignored_with_a_message_and_the_others_apply() {
     let mut c = open_shop(json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 0}));
     let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
     assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
@@ -278,7 +279,7 @@ fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept()
     // Clamped, 7 would have been 1 and hidden every diagnostic.
     c.notify(
         "workspace/didChangeConfiguration",
-        json!({"settings": {"clarifycoder": {"threshold": 7, "maxTokens": 4, "debounceMs": 0}}}),
+        json!({"settings": {"clarifycoder": {"threshold": 7, "maxTokens": 4, "debounceMs": 0, "severity": "error"}}}),
     );
     let message = c.wait("window/showMessage", |p| {
         p["message"]
@@ -289,13 +290,13 @@ fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept()
     for phrase in [
         "invalid settings: threshold must be between 0 and 1, got 7",
         "fix the `clarifycoder` settings in your editor",
-        "the previous settings stay in force",
+        "those keys are ignored and the others apply",
     ] {
         assert!(text.contains(phrase), "{phrase:?} not in {text}");
     }
     assert_eq!(message["type"], 2, "a warning: {message}");
 
-    // A new version is analysed and published with the previous threshold, 0.
+    // A new version is published with threshold 0 and the new severity.
     c.notify(
         "textDocument/didChange",
         json!({"textDocument": {"uri": URI, "version": 2}, "contentChanges": [
@@ -303,9 +304,10 @@ fn out_of_range_settings_are_refused_with_a_message_and_the_previous_ones_kept()
         ]}),
     );
     let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 2);
-    assert_eq!(
-        published["diagnostics"].as_array().unwrap().len(),
-        2,
+    let diagnostics = published["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 2, "{published:#}");
+    assert!(
+        diagnostics.iter().all(|d| d["severity"] == 1),
         "{published:#}"
     );
 }
@@ -473,6 +475,41 @@ fn without_a_model_a_fixed_finding_goes_away() {
     assert_eq!(published["version"], 2);
 }
 
+/// Only Python is analysed: a client may send the server a document of any language (a
+/// Markdown file whose text happens to be Python, here), and it gets no diagnostics.
+#[test]
+fn documents_of_another_language_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start(&dir.path().join("absent.gguf"));
+    c.initialize(json!({}), json!({"debounceMs": 50}));
+    c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    let text = "def mean(xs) -> int:\n    \"\"\"Return the mean of the values.\"\"\"\n    return sum(xs) / len(xs)\n";
+    let notes = "file:///tmp/project/notes.md";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": notes, "languageId": "markdown", "version": 1, "text": text}}),
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": notes, "version": 2}, "contentChanges": [{"text": text}]}),
+    );
+    // The same text as Python, opened after it, is flagged; by then the Markdown file would have been.
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+    );
+    let published = c.wait("textDocument/publishDiagnostics", |p| p["uri"] == URI);
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 1);
+    // Quiet for half a second: past the debounce of the Markdown file's change.
+    c.last_publish(URI, 1, Duration::from_millis(500));
+    let others: Vec<Value> = c
+        .kept("textDocument/publishDiagnostics")
+        .into_iter()
+        .filter(|p| p["uri"] == notes)
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+}
+
 /// A regression: one frame the server could not decode used to stop it reading for good (no
 /// answer, not even to `shutdown`, and `exit` ignored). Each bad frame now gets the JSON-RPC error
 /// the protocol asks for, and the server keeps serving and exits on `exit`.
@@ -565,6 +602,34 @@ fn a_missing_known_model_is_offered_for_installation() {
     c.initialize(json!({}), json!([]));
     let status = c.wait("clarifycoder/status", |p| p["state"] == "noModel");
     assert_eq!(status["install"], "gemma3-270m", "{status}");
+    // A client without an offer of its own gets the server's message, which says what to run.
+    let message = c.wait("window/showMessage", |_| true);
+    let text = message["message"].as_str().unwrap();
+    assert!(
+        text.contains("clarifycoder model install gemma3-270m"),
+        "{text}"
+    );
+}
+
+/// A client that offers the install itself (VS Code) gets that one notification, not the server's
+/// error besides.
+#[test]
+fn a_client_that_offers_the_install_gets_no_second_message() {
+    let mut c = Client::start(std::path::Path::new("gemma3-270m"));
+    c.initialize(
+        json!({"experimental": {"clarifycoderInstallModel": true}}),
+        json!([]),
+    );
+    let status = c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    assert_eq!(status["install"], "gemma3-270m", "{status}");
+    // The restart's answer comes after a second load, so the first one's messages are all in.
+    let restart = c.request(
+        "workspace/executeCommand",
+        json!({"command": "clarifycoder.server.restartEngine"}),
+    );
+    assert_eq!(restart["result"]["ready"], false, "{restart}");
+    let messages = c.kept("window/showMessage");
+    assert!(messages.is_empty(), "{messages:?}");
 }
 
 #[test]

@@ -117,6 +117,13 @@ export function initializationOptions(get: (key: string) => unknown, trusted: bo
   return options;
 }
 
+/**
+ * What the extension tells the server under the client capabilities' `experimental`: it offers to
+ * install a missing known model itself (`offerInstall`), so the server sends no error message of
+ * its own beside that offer.
+ */
+export const EXPERIMENTAL_CAPABILITIES = { clarifycoderInstallModel: true };
+
 /** Whether a configuration change needs the server restarted. */
 export function needsRestart(affects: (section: string) => boolean): boolean {
   return affects("clarifycoder");

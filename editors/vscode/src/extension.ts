@@ -5,7 +5,7 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from "vscode-languageclient/node";
-import { EngineState, initializationOptions, needsRestart, resolveBinary, settingValue, statusText } from "./config";
+import { EngineState, EXPERIMENTAL_CAPABILITIES, initializationOptions, needsRestart, resolveBinary, settingValue, statusText } from "./config";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel;
@@ -57,6 +57,14 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     outputChannel: output,
   };
   client = new LanguageClient("clarifycoder", "ClarifyCoder", serverOptions, clientOptions);
+  client.registerFeature({
+    fillClientCapabilities: (capabilities) => {
+      capabilities.experimental = { ...(capabilities.experimental as object | undefined), ...EXPERIMENTAL_CAPABILITIES };
+    },
+    initialize: () => {},
+    getState: () => ({ kind: "static" }),
+    clear: () => {},
+  });
   client.onDidChangeState((event) => {
     if (event.newState === State.Stopped) {
       showState("stopped");

@@ -7,7 +7,7 @@ const os = require("node:os");
 const { spawn } = require("node:child_process");
 const rpc = require("vscode-languageserver-protocol/node");
 const { TextDocument } = require("vscode-languageserver-textdocument");
-const { initializationOptions, resolveBinary } = require("../out/config.js");
+const { EXPERIMENTAL_CAPABILITIES, initializationOptions, resolveBinary } = require("../out/config.js");
 
 const repo = path.resolve(__dirname, "../../..");
 const FIXTURE = 'def process(data):\n    """Process the data properly."""\n    return data\n';
@@ -86,6 +86,54 @@ test("diagnostics arrive and a code action applies", { timeout: 180000 }, async 
     const doc = TextDocument.create(uri, "python", 1, FIXTURE);
     const edited = TextDocument.applyEdits(doc, answer.edit.changes[uri]);
     assert.match(edited, /"""Process the data properly\.\n\n {4}Clarifications:\n {4}- Q: .*\n {6}A:\n {4}"""\n {4}return data\n/);
+    await connection.sendRequest(rpc.ShutdownRequest.type);
+  } finally {
+    connection.dispose();
+    child.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a missing known model is the extension's offer alone, not also the server's error", { timeout: 60000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "clarify-vscode-"));
+  // A known model and an empty model cache: the model is not installed.
+  const child = spawn(binary(), ["serve"], {
+    env: {
+      ...process.env,
+      CLARIFYCODER_MODEL: "qwen2.5-coder-0.5b",
+      CLARIFYCODER_ADAPTER: "none",
+      XDG_CACHE_HOME: path.join(dir, "cache"),
+      XDG_CONFIG_HOME: path.join(dir, "config"),
+    },
+    stdio: ["pipe", "pipe", "ignore"],
+  });
+  const connection = rpc.createProtocolConnection(
+    new rpc.StreamMessageReader(child.stdout),
+    new rpc.StreamMessageWriter(child.stdin),
+  );
+  const messages = [];
+  connection.onNotification(rpc.ShowMessageNotification.type, (p) => messages.push(p.message));
+  connection.onRequest("window/workDoneProgress/create", () => null);
+  const noModel = new Promise((resolve) => {
+    connection.onNotification("clarifycoder/status", (p) => {
+      if (p.state === "noModel") resolve(p);
+    });
+  });
+  connection.listen();
+  try {
+    await connection.sendRequest(rpc.InitializeRequest.type, {
+      processId: process.pid,
+      rootUri: null,
+      capabilities: { experimental: EXPERIMENTAL_CAPABILITIES },
+      initializationOptions: {},
+    });
+    await connection.sendNotification(rpc.InitializedNotification.type, {});
+    const status = await noModel;
+    assert.equal(status.install, "qwen2.5-coder-0.5b");
+    // The restart's answer comes after a second load, so the first one's messages are in.
+    const restart = await connection.sendRequest(rpc.ExecuteCommandRequest.type, { command: "clarifycoder.server.restartEngine" });
+    assert.equal(restart.ready, false);
+    assert.deepEqual(messages, []);
     await connection.sendRequest(rpc.ShutdownRequest.type);
   } finally {
     connection.dispose();

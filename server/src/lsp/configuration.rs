@@ -152,9 +152,13 @@ impl ClarifyServer {
                         json!({"state": state, "message": message, "install": install}),
                     )
                     .await;
-                self.client
-                    .show_message(MessageType::ERROR, format!("ClarifyCoder: {message}"))
-                    .await;
+                // A client that offers the install shows that offer instead of the error.
+                let offered = install.is_some() && self.state.lock().unwrap().client_installs;
+                if !offered {
+                    self.client
+                        .show_message(MessageType::ERROR, format!("ClarifyCoder: {message}"))
+                        .await;
+                }
             }
         }
     }
@@ -162,29 +166,37 @@ impl ClarifyServer {
     /// Takes settings from `initializationOptions` (`initial`) or `didChangeConfiguration`. A
     /// change carries the editor's whole settings section, as clients send it, over the initial
     /// ones (which are never sent again): a key it leaves out falls back to
-    /// `initializationOptions`, not to what an earlier change said. Invalid settings (a value of
-    /// the wrong type, one out of range) are refused as a whole with a message to the user; the
-    /// previous ones stay in force. Keys the editor does not set come from the project's
+    /// `initializationOptions`, not to what an earlier change said. A key with an invalid value (the
+    /// wrong type, out of range) is left out, as if unset, with a message to the user that names
+    /// it; the other keys apply. Keys the editor does not set come from the project's
     /// configuration file, then the defaults.
     pub(super) async fn apply_settings(&self, value: &Value, initial: bool) -> Applied {
         // Editors send either our section or `{ "clarifycoder": {...} }`.
         let value = value.get("clarifycoder").unwrap_or(value);
-        let new = match Settings::from_json(value) {
-            Ok(new) => new,
-            Err(e) => {
-                tracing::warn!("{e}");
-                self.client
-                    .show_message(
-                        MessageType::WARNING,
-                        format!(
-                            "ClarifyCoder: {e}; fix the `clarifycoder` settings in your editor \
-                             (until then the previous settings stay in force)"
-                        ),
-                    )
-                    .await;
+        let (new, errors) = Settings::from_json_keeping_valid(value);
+        if !errors.is_empty() {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            tracing::warn!("{}", errors.join("; "));
+            // Settings that are not even an object cannot be read key by key.
+            let refused = !value.is_object();
+            self.client
+                .show_message(
+                    MessageType::WARNING,
+                    format!(
+                        "ClarifyCoder: {}; fix the `clarifycoder` settings in your editor ({})",
+                        errors.join("; "),
+                        if refused {
+                            "until then the previous settings stay in force"
+                        } else {
+                            "until then those keys are ignored and the others apply"
+                        }
+                    ),
+                )
+                .await;
+            if refused {
                 return Applied::Refused;
             }
-        };
+        }
         if !new.unknown.is_empty() {
             let warnings: Vec<String> = new
                 .unknown

@@ -65,6 +65,8 @@ impl notification::Notification for StatusNotification {
 
 struct State {
     docs: HashMap<Uri, Document>,
+    /// Open documents of another language (a client may send any): never analysed.
+    other_language: std::collections::HashSet<Uri>,
     /// Cancels in-flight analysis of a document when it changes.
     cancels: HashMap<Uri, CancelToken>,
     encoding: Encoding,
@@ -79,6 +81,10 @@ struct State {
     /// What is in force: the editor's settings over the file's, over the defaults.
     config: Config,
     pull: bool,
+    /// The client offers to install a missing known model itself (the experimental client
+    /// capability `clarifycoderInstallModel`, which the VS Code extension sets): the server's own
+    /// message about it would be a second notification.
+    client_installs: bool,
     roots: Vec<PathBuf>,
     /// Per document, the result (function hash) each function showed at the last analysed
     /// version, by qualified name and rank among functions of that name: an edited function
@@ -166,6 +172,7 @@ impl ClarifyServer {
             client,
             state: Arc::new(Mutex::new(State {
                 docs: HashMap::new(),
+                other_language: Default::default(),
                 cancels: HashMap::new(),
                 encoding: Encoding::Utf16,
                 settings: Settings::default(),
@@ -173,6 +180,7 @@ impl ClarifyServer {
                 file_settings: Settings::default(),
                 config: Config::from(&Settings::default()),
                 pull: false,
+                client_installs: false,
                 roots: Vec::new(),
                 shown: HashMap::new(),
                 pushed: Default::default(),
@@ -225,6 +233,13 @@ impl ClarifyServer {
                 Encoding::Utf16
             };
             st.pull = pull;
+            st.client_installs = params
+                .capabilities
+                .experimental
+                .as_ref()
+                .and_then(|e| e.get("clarifycoderInstallModel"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if let Some(folders) = &params.workspace_folders {
                 st.roots = folders
                     .iter()

@@ -6,12 +6,25 @@ use super::types::*;
 use super::ClarifyServer;
 
 impl ClarifyServer {
-    /// `textDocument/didOpen`: analysed at once.
+    /// `textDocument/didOpen`: analysed at once if it is Python; a document of another language
+    /// is left alone until it closes.
     pub(super) async fn on_did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
         let version = doc.version;
+        if !is_python(&doc.language_id, &doc.uri) {
+            tracing::debug!(
+                "{} is {:?}, not Python: not analysed",
+                doc.uri.as_str(),
+                doc.language_id
+            );
+            let mut st = self.state.lock().unwrap();
+            st.docs.remove(&doc.uri);
+            st.other_language.insert(doc.uri);
+            return;
+        }
         let pushed = {
             let mut st = self.state.lock().unwrap();
+            st.other_language.remove(&doc.uri);
             st.docs
                 .insert(doc.uri.clone(), Document::new(&doc.text, version));
             st.pushed.remove(&doc.uri)
@@ -34,6 +47,9 @@ impl ClarifyServer {
         {
             let mut st = self.state.lock().unwrap();
             let enc = st.encoding;
+            if st.other_language.contains(&uri) {
+                return;
+            }
             let Some(doc) = st.docs.get_mut(&uri) else {
                 tracing::warn!(
                     "didChange for a document that is not open: {}",
@@ -68,6 +84,9 @@ impl ClarifyServer {
         let uri = params.text_document.uri;
         {
             let mut st = self.state.lock().unwrap();
+            if st.other_language.remove(&uri) {
+                return;
+            }
             st.docs.remove(&uri);
             st.shown.remove(&uri);
             if let Some(c) = st.cancels.remove(&uri) {
@@ -76,4 +95,14 @@ impl ClarifyServer {
         }
         self.client.publish_diagnostics(uri, Vec::new(), None).await;
     }
+}
+
+/// Whether a document is Python: its language id says so (VS Code's and Neovim's `python`), or a
+/// client that sends no id opened a `.py` or `.pyi` file.
+fn is_python(language_id: &str, uri: &Uri) -> bool {
+    if language_id.eq_ignore_ascii_case("python") {
+        return true;
+    }
+    let path = uri.path().as_str();
+    language_id.is_empty() && (path.ends_with(".py") || path.ends_with(".pyi"))
 }

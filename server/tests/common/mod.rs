@@ -215,6 +215,15 @@ impl Client {
         Some(found)
     }
 
+    /// The notifications `method` received so far and not yet taken by `wait`.
+    pub fn kept(&self, method: &str) -> Vec<Value> {
+        self.backlog
+            .iter()
+            .filter(|m| m["method"] == method)
+            .map(|m| m["params"].clone())
+            .collect()
+    }
+
     /// Keeps a message for later `wait` calls.
     pub fn backlog_push(&mut self, msg: Value) {
         self.backlog.push_back(msg);
