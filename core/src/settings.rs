@@ -319,18 +319,23 @@ impl Settings {
         let Some(object) = value.as_object() else {
             return (Settings::default(), vec![e]);
         };
+        // Key by key, each kept if the keys kept so far still read with it: a value that is
+        // wrong alone, and the second spelling of a key already given (`max_tokens` after
+        // `maxTokens`), are left out and reported.
         let mut valid = serde_json::Map::new();
+        let mut settings = Settings::default();
         let mut errors = Vec::new();
         for (key, v) in object {
-            match Settings::from_json(&serde_json::json!({ key: v })) {
-                Ok(_) => {
-                    valid.insert(key.clone(), v.clone());
+            let mut with = valid.clone();
+            with.insert(key.clone(), v.clone());
+            match Settings::from_json(&serde_json::Value::Object(with.clone())) {
+                Ok(read) => {
+                    valid = with;
+                    settings = read;
                 }
                 Err(e) => errors.push(e),
             }
         }
-        // Every remaining key is valid alone, and the checks are per key.
-        let settings = Settings::from_json(&serde_json::Value::Object(valid)).unwrap_or_default();
         (settings, errors)
     }
 
@@ -659,15 +664,28 @@ mod tests {
         assert_eq!(s.severity.as_deref(), Some("hint"));
         assert_eq!(s.max_tokens, Some(64));
         assert_eq!((s.threshold, s.max_questions), (None, None));
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(errors.len(), 2, "{errors:?}");
+        let errors = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(errors.lines().count(), 2, "{errors}");
         assert!(
-            errors[0].contains("maxQuestions must be at least 1"),
-            "{errors:?}"
+            errors.contains("maxQuestions must be at least 1"),
+            "{errors}"
         );
+        assert!(errors.contains("`threshold`: invalid type"), "{errors}");
+        // Both spellings of one key: the first read stays, the other is reported.
+        let (s, errors) = Settings::from_json_keeping_valid(&serde_json::json!({
+            "maxTokens": 4, "max_tokens": 8, "severity": "hint"
+        }));
+        assert_eq!(s.severity.as_deref(), Some("hint"));
+        assert!(matches!(s.max_tokens, Some(4 | 8)), "{s:?}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[1].contains("`threshold`: invalid type"),
-            "{errors:?}"
+            errors[0].to_string().contains("duplicate field"),
+            "{}",
+            errors[0]
         );
         let (s, errors) = Settings::from_json_keeping_valid(&serde_json::json!("fast"));
         assert_eq!((s, errors.len()), (Settings::default(), 1));

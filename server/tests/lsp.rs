@@ -508,6 +508,13 @@ fn documents_of_another_language_are_left_alone() {
         .filter(|p| p["uri"] == notes)
         .collect();
     assert!(others.is_empty(), "{others:?}");
+    // The Python file opened again as plain text (no close between): its findings go.
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "plaintext", "version": 2, "text": text}}),
+    );
+    let cleared = c.wait("textDocument/publishDiagnostics", |p| p["uri"] == URI);
+    assert_eq!(cleared["diagnostics"], json!([]), "{cleared}");
 }
 
 /// A regression: one frame the server could not decode used to stop it reading for good (no

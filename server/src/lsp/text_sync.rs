@@ -17,9 +17,15 @@ impl ClarifyServer {
                 doc.uri.as_str(),
                 doc.language_id
             );
-            let mut st = self.state.lock().unwrap();
-            st.docs.remove(&doc.uri);
-            st.other_language.insert(doc.uri);
+            let was_python = {
+                let mut st = self.state.lock().unwrap();
+                st.other_language.insert(doc.uri.clone());
+                st.docs.remove(&doc.uri).is_some()
+            };
+            // Opened again under another language without a close: as if it had closed.
+            if was_python {
+                self.forget(doc.uri).await;
+            }
             return;
         }
         let pushed = {
@@ -84,11 +90,19 @@ impl ClarifyServer {
         let uri = params.text_document.uri;
         {
             let mut st = self.state.lock().unwrap();
-            if st.other_language.remove(&uri) {
-                return;
-            }
+            st.other_language.remove(&uri);
             st.docs.remove(&uri);
+        }
+        self.forget(uri).await;
+    }
+
+    /// Drops what the server keeps for a document that is no longer open, and clears its
+    /// diagnostics (a workspace check may have pushed some even for another language's document).
+    async fn forget(&self, uri: Uri) {
+        {
+            let mut st = self.state.lock().unwrap();
             st.shown.remove(&uri);
+            st.pushed.remove(&uri);
             if let Some(c) = st.cancels.remove(&uri) {
                 c.cancel();
             }
@@ -100,7 +114,9 @@ impl ClarifyServer {
 /// Whether a document is Python: its language id says so (VS Code's and Neovim's `python`), or a
 /// client that sends no id opened a `.py` or `.pyi` file.
 fn is_python(language_id: &str, uri: &Uri) -> bool {
-    if language_id.eq_ignore_ascii_case("python") {
+    // Neovim sends the filetype, which may be compound (`python.django`).
+    let language = language_id.to_ascii_lowercase();
+    if language == "python" || language.starts_with("python.") {
         return true;
     }
     let path = uri.path().as_str();
