@@ -19,9 +19,9 @@
 #  - real functions whose docstrings carry doctest examples (standard library and .venv), as
 #    further clear problems: an example pins the behaviour down, a terse summary alone does not.
 # The labelled dev set (devset/) is never trained on; it measures the result. Specs that overlap
-# any dev file (the sealed one included) are dropped, so a dev file added after an adapter (dev-e,
-# dev-f, dev-g, dev-h, the sealed dev-i) changes the next run's data a little: the shipped adapter was trained
-# before any of them existed (BENCHMARKS.md).
+# any dev file (the sealed one included) are dropped, so a dev file added after an adapter (dev-e
+# ... dev-i, the sealed dev-j) changes the next run's data a little: the shipped adapter was
+# trained before any of them existed (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
