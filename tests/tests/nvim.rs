@@ -1,6 +1,7 @@
 //! A real editor: headless Neovim starts the built server on a fixture, waits for diagnostics,
 //! applies a code action, and we check the buffer it ends with. Once with Neovim's own LSP client
-//! (`tests/nvim/lsp_test.lua`), once through the plugin (`editors/nvim/test/plugin_test.lua`).
+//! (`tests/nvim/lsp_test.lua`), once through the plugin (`editors/nvim/test/plugin_test.lua`);
+//! and the plugin's offer of a missing model (`editors/nvim/test/install_test.lua`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -102,6 +103,32 @@ fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
     assert!(report.contains("server binary: "), "{report}");
     assert!(
         report.contains(&format!("model: {} (from env)", model.display())),
+        "{report}"
+    );
+}
+
+/// A known model that is not installed: the plugin names its command, once (a restart reports
+/// the model missing again), and the server's own message does not come beside it.
+#[test]
+fn neovim_plugin_names_its_install_command_for_a_missing_model() {
+    let report = run_script(
+        "editors/nvim/test/install_test.lua",
+        &[
+            ("PLUGIN_DIR", repo_root().join("editors/nvim")),
+            ("CLARIFYCODER_PATH", bin("clarifycoder")),
+            // Known by name, and the test's model cache is empty.
+            ("CLARIFYCODER_MODEL", PathBuf::from("gemma3-270m")),
+        ],
+        &[],
+    );
+    assert!(report.contains("install=gemma3-270m\n"), "{report}");
+    let messages: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("message|"))
+        .collect();
+    assert_eq!(messages.len(), 1, "{report}");
+    assert!(
+        messages[0].contains("the model gemma3-270m is not installed; :ClarifyInstallModel"),
         "{report}"
     );
 }

@@ -82,7 +82,7 @@ struct State {
     config: Config,
     pull: bool,
     /// The client offers to install a missing known model itself (the experimental client
-    /// capability `clarifycoderInstallModel`, which the VS Code extension sets): the server's own
+    /// capability `clarifycoderInstallModel`, which both editors set): the server's own
     /// message about it would be a second notification.
     client_installs: bool,
     roots: Vec<PathBuf>,

