@@ -197,9 +197,10 @@ impl Plan {
         match e {
             EngineError::Model(GgufError::NotFound(path)) => {
                 let hint = match (&self.model.name, self.model.origin) {
-                    (Some(name), _) => format!(
-                        "install it with `clarifycoder model install {name}` (or `make setup` in a checkout)"
-                    ),
+                    (Some(name), _) => match crate::models::find(name) {
+                        Some(m) => format!("install it with {}", m.install_hint()),
+                        None => format!("install it with `clarifycoder model install {name}`"),
+                    },
                     (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
                     (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file or a name from `clarifycoder model list`, or unset it to use the default model", settings::MODEL_ENV),
                     (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
