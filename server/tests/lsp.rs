@@ -609,6 +609,7 @@ fn a_missing_known_model_is_offered_for_installation() {
     c.initialize(json!({}), json!([]));
     let status = c.wait("clarifycoder/status", |p| p["state"] == "noModel");
     assert_eq!(status["install"], "gemma3-270m", "{status}");
+    assert_eq!(status["installSize"], 253_113_024, "{status}");
     // A client without an offer of its own gets the server's message, which says what to run.
     let message = c.wait("window/showMessage", |_| true);
     let text = message["message"].as_str().unwrap();

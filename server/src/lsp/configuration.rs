@@ -147,11 +147,18 @@ impl ClarifyServer {
                 tracing::error!("{message}");
                 let state = if missing_model { "noModel" } else { "error" };
                 // `install`: the known model to install (`clarifycoder model install NAME`), for
-                // an editor that offers to.
+                // an editor that offers to; `installSize`: its download in bytes.
+                let size = install
+                    .as_deref()
+                    .and_then(clarifycoder_core::models::find)
+                    .map(|m| m.size);
                 self.client
-                    .send_notification::<StatusNotification>(
-                        json!({"state": state, "message": message, "install": install}),
-                    )
+                    .send_notification::<StatusNotification>(json!({
+                        "state": state,
+                        "message": message,
+                        "install": install,
+                        "installSize": size,
+                    }))
                     .await;
                 // A client that offers the install shows that offer instead of the error.
                 let offered = install.is_some() && self.state.lock().unwrap().client_installs;

