@@ -385,6 +385,7 @@ pub fn split_questions(text: &str) -> Vec<String> {
                 items.pop();
             }
         }
+        items.retain(|q| !is_vacuous_contrast(q));
         return items;
     }
     let flat = collapse_whitespace(text);
@@ -392,11 +393,42 @@ pub fn split_questions(text: &str) -> Vec<String> {
         .into_iter()
         .filter(|s| s.ends_with('?'))
         .map(|s| clean_item(&s))
+        .filter(|q| !is_vacuous_contrast(q))
         .collect();
     if questions.is_empty() {
         vec![flat]
     } else {
         questions
+    }
+}
+
+/// A contrast whose two sides say the same thing ("The summary says a date is written as
+/// YYYY-MM-DD, but the text says it is written as YYYY-MM-DD; which is right?"): a small model's
+/// slip that nobody can answer (3 of 501 questions on the dev set). The second side may be the
+/// end of the first ("… look like '…ERROR disk full'", "the example shows '…ERROR disk full'")
+/// when it is at least three words, so that "below 5, but the example returns 5" stays.
+fn is_vacuous_contrast(question: &str) -> bool {
+    let Some((left, right)) = question.split_once(", but ") else {
+        return false;
+    };
+    let right = right.split([';', '?']).next().unwrap_or_default();
+    let claim = |side: &str| {
+        let side = side.to_lowercase();
+        let at = ["says ", "shows ", "states ", "gives ", "returns "]
+            .iter()
+            .filter_map(|verb| side.find(verb).map(|i| i + verb.len()))
+            .min()?;
+        let words: String = side[at..]
+            .chars()
+            .filter(|c| !matches!(c, '\'' | '"' | '`' | '“' | '”' | '‘' | '’'))
+            .collect();
+        Some(collapse_whitespace(words.trim_end_matches(['.', ' '])))
+    };
+    match (claim(left), claim(right)) {
+        (Some(a), Some(b)) if !b.is_empty() => {
+            a == b || (b.split(' ').count() >= 3 && a.ends_with(&format!(" {b}")))
+        }
+        _ => false,
     }
 }
 
@@ -486,6 +518,32 @@ mod tests {
             split_questions("1. Sorted?\n2. Does it mean \"properly?\""),
             ["Sorted?", "Does it mean \"properly?\""]
         );
+    }
+
+    #[test]
+    fn a_contrast_of_a_claim_with_itself_is_dropped() {
+        // Seen on the dev set: both sides the same, or the second the end of the first.
+        let vacuous = [
+            "The summary says a value is valid when it is a real calendar date written exactly as YYYY-MM-DD, but the text says it is a real calendar date written exactly as YYYY-MM-DD; which is right?",
+            "The text says lines look like '2024-05-01T12:00:00Z ERROR disk full', but the example shows '2024-05-01T12:00:00Z ERROR disk full'; should the level be trimmed?",
+            "The docstring says low <= high, but the text says low <= high; which is right?",
+        ];
+        for q in vacuous {
+            assert!(is_vacuous_contrast(q), "{q}");
+        }
+        assert_eq!(
+            split_questions(&format!("1. {}\n2. Inclusive or exclusive?", vacuous[0])),
+            ["Inclusive or exclusive?"]
+        );
+        // Two different sides, a short second side, or no claim on one side: kept.
+        for q in [
+            "The text says the result is below 5, but the example returns 5; which is right?",
+            "The Returns section says `int`, but the return annotation is `float`; which type should `total` return?",
+            "The example `format_price(1999)` expects `'$19.99'`, but the code of `format_price` gives `'19.99'`; which is right, the example or the code?",
+            "The summary says ERROR lines, but the text says the most recent one; which?",
+        ] {
+            assert!(!is_vacuous_contrast(q), "{q}");
+        }
     }
 
     #[test]

@@ -392,31 +392,21 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     stats.flagged = diagnostics.len();
     stats.elapsed_ms = started.elapsed().as_millis();
 
-    let mut stdout = std::io::stdout().lock();
+    let mut out = String::new();
     match args.format {
-        Format::Text => {
-            for w in &warnings {
-                eprintln!("warning: {w}");
-            }
-            for e in &errors {
-                eprintln!("error: {e}");
-            }
-        }
+        Format::Text => {}
         Format::Github => {
+            // On a pull request only the workflow commands show: a skipped file is annotated too.
             for w in &warnings {
-                eprintln!("warning: {w}");
+                out += &format!("::warning title=clarifycoder::{}\n", github_data(w));
             }
             for e in &errors {
-                eprintln!("error: {e}");
-                writeln!(stdout, "::error title=clarifycoder::{}", github_data(e))?;
+                out += &format!("::error title=clarifycoder::{}\n", github_data(e));
             }
         }
         Format::Sarif => {
-            serde_json::to_writer_pretty(
-                &mut stdout,
-                &sarif_log(&diagnostics, &warnings, &errors),
-            )?;
-            writeln!(stdout)?;
+            out = serde_json::to_string_pretty(&sarif_log(&diagnostics, &warnings, &errors))?;
+            out.push('\n');
         }
         Format::Json => {
             let report = Report {
@@ -426,10 +416,19 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 errors: &errors,
                 stats: &stats,
             };
-            serde_json::to_writer_pretty(&mut stdout, &report)?;
-            writeln!(stdout)?;
+            out = serde_json::to_string_pretty(&report)?;
+            out.push('\n');
         }
     }
+    if matches!(args.format, Format::Text | Format::Github) {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+    }
+    print_stdout(&out)?;
     Ok(if !errors.is_empty() {
         2
     } else if !diagnostics.is_empty() {
@@ -672,8 +671,18 @@ fn run_model(
     Ok(())
 }
 
+/// Writes to standard output. A reader that closed the pipe (`| head`) only ends the printing:
+/// the exit code still says what was found.
+pub fn print_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 /// Python files under the given paths: directories are walked (respecting .gitignore and hidden
-/// files), files given explicitly are always taken.
+/// files), files given explicitly are always taken; a file named twice (`a.py ./a.py`) once.
 pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
@@ -714,6 +723,8 @@ pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<
     }
     files.sort();
     files.dedup();
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     files
 }
 

@@ -222,13 +222,13 @@ fn run() -> anyhow::Result<i32> {
         }
         Command::Model(ModelCommand::List) => {
             let default = models::default_model();
-            println!(
-                "{:<20} {:<9} {:<8} description",
+            let mut out = format!(
+                "{:<20} {:<9} {:<8} description\n",
                 "name", "installed", "adapter"
             );
             for m in models::KNOWN {
-                println!(
-                    "{:<20} {:<9} {:<8} {}{}",
+                out += &format!(
+                    "{:<20} {:<9} {:<8} {}{}\n",
                     m.name,
                     if m.installed() { "yes" } else { "no" },
                     if m.adapter_path().is_some() {
@@ -244,10 +244,18 @@ fn run() -> anyhow::Result<i32> {
                     }
                 );
             }
-            println!(
-                "model cache: {}",
+            out += &format!(
+                "model cache: {}\n",
                 clarifycoder_core::settings::models_dir().display()
             );
+            // Where the files are, for another server (`llama-server -m … --lora …`).
+            for m in models::KNOWN.iter().filter(|m| m.installed()) {
+                out += &format!("{}: {}\n", m.name, m.path().display());
+                if let Some(a) = m.adapter_path() {
+                    out += &format!("{} adapter: {}\n", m.name, a.display());
+                }
+            }
+            check::print_stdout(&out)?;
             Ok(0)
         }
         Command::Model(ModelCommand::Install { name }) => {
@@ -285,12 +293,25 @@ fn run() -> anyhow::Result<i32> {
         }
         Command::Info(args) => {
             let plan = Plan::new(args.settings(), args.config_file()?);
-            let describe = |r: &clarifycoder_core::settings::Resolved| {
+            // `problem`: why the file would not load (missing, not a GGUF file, truncated, a
+            // model where an adapter belongs or the other way round), for health checks.
+            let describe = |r: &clarifycoder_core::settings::Resolved, adapter: bool| {
+                let problem = match clarifycoder_core::gguf::read(&r.path) {
+                    Err(e) => Some(e.to_string()),
+                    Ok(g) if g.is_adapter() && !adapter => {
+                        Some("a LoRA adapter, not a base model".to_string())
+                    }
+                    Ok(g) if !g.is_adapter() && adapter => {
+                        Some("not a LoRA adapter (a base model?)".to_string())
+                    }
+                    Ok(_) => None,
+                };
                 serde_json::json!({
                     "path": r.path,
                     "origin": r.origin,
                     "name": r.name,
                     "exists": r.path.is_file(),
+                    "problem": problem,
                 })
             };
             let info = serde_json::json!({
@@ -298,12 +319,12 @@ fn run() -> anyhow::Result<i32> {
                 "backend": plan.backend(),
                 // The embedded engine's device: a GPU in a CUDA build that finds one, else CPU.
                 "device": plan.placement().map(|p| p.to_string()),
-                "model": describe(&plan.model),
-                "adapter": plan.adapter.as_ref().map(describe),
+                "model": describe(&plan.model, false),
+                "adapter": plan.adapter.as_ref().map(|a| describe(a, true)),
                 "cacheDir": clarifycoder_core::settings::cache_dir(),
                 "installHint": clarifycoder_core::settings::INSTALL_HINT,
             });
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            check::print_stdout(&(serde_json::to_string_pretty(&info)? + "\n"))?;
             Ok(0)
         }
         Command::Check(args) => {
@@ -330,6 +351,14 @@ fn run() -> anyhow::Result<i32> {
                     "threshold must be between 0 and 1, got {}",
                     options.threshold
                 );
+            }
+            for (flag, n) in [
+                ("max-questions", options.max_questions),
+                ("max-tokens", options.max_tokens),
+            ] {
+                if n == 0 {
+                    anyhow::bail!("--{flag} must be at least 1, got 0");
+                }
             }
             let run_examples = args.run_examples.then(|| {
                 s.python

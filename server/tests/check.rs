@@ -249,6 +249,58 @@ fn the_default_adapter_is_used_by_default() {
     assert!(info(Some("none"))["adapter"].is_null());
 }
 
+/// `info` says why a file would not load (editors' health checks show it), `model list` where
+/// the installed files are, and a reader that closes the pipe early ends the printing quietly.
+#[test]
+fn info_and_model_list_say_what_the_files_are() {
+    let model = model_path();
+    let info = |model_env: &Path, adapter_env: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .arg("info")
+            .env("CLARIFYCODER_MODEL", model_env)
+            .env("CLARIFYCODER_ADAPTER", adapter_env)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&out)
+    };
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let v = info(&readme, &model);
+    assert_eq!(v["model"]["exists"], true, "{v}");
+    let problem = v["model"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("bad magic"), "{v}");
+    assert_eq!(
+        v["adapter"]["problem"], "not a LoRA adapter (a base model?)",
+        "{v}"
+    );
+    let v = info(&model, Path::new("none"));
+    assert!(v["model"]["problem"].is_null(), "{v}");
+
+    // The real model cache: the installed models' files are listed.
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args(["model", "list"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("gemma3-270m: {}\n", model.display())),
+        "{text}"
+    );
+
+    for args in [&["model", "list"][..], &["info"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
 /// The product, as `make demo` shows it: the default model with its ClarifyCoder adapter flags
 /// the unclear functions of `examples/` with questions about them, and scores the clear ones
 /// below every unclear one.
@@ -552,17 +604,21 @@ fn a_returned_value_the_annotation_excludes_is_reported_without_the_model() {
 }
 
 #[test]
-fn github_format_annotates_each_finding_and_each_error() {
-    let fx = Fixture::new(&[(
-        "pkg/units.py",
-        b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\n\n    Args:\n        mins: The duration.\n    \"\"\"\n    return minutes / 60\n",
-    )]);
-    // No model: the checks' findings and the error are both annotations.
+fn github_format_annotates_each_finding_each_warning_and_each_error() {
+    let fx = Fixture::new(&[
+        (
+            "pkg/units.py",
+            b"def to_hours(minutes: int) -> int:\n    \"\"\"Convert minutes to fractional hours.\n\n    Args:\n        mins: The duration.\n    \"\"\"\n    return minutes / 60\n",
+        ),
+        ("pkg/latin.py", b"# caf\xe9\n"),
+    ]);
+    // No model: the checks' findings, the skipped file and the error are all annotations (on a
+    // pull request nothing else shows).
     let out = fx.check_without_model(&["--format", "github", "."]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
     // Two questions, one per line of the annotation (`%0A`).
     assert_eq!(
         lines[0],
@@ -571,9 +627,13 @@ fn github_format_annotates_each_finding_and_each_error() {
          renamed, or is the parameter missing?%0A`to_hours` is annotated to return `int`, but \
          line 7 returns `minutes / 60`, a float; which is right, the annotation or the code?"
     );
+    assert_eq!(
+        lines[1],
+        "::warning title=clarifycoder::./pkg/latin.py: skipped, not valid UTF-8 (save it as UTF-8 to check it)"
+    );
     assert!(
-        lines[1].starts_with("::error title=clarifycoder::")
-            && lines[1].contains("/nonexistent/model.gguf"),
+        lines[2].starts_with("::error title=clarifycoder::")
+            && lines[2].contains("/nonexistent/model.gguf"),
         "{stdout}"
     );
 }
@@ -842,6 +902,10 @@ fn paths_that_are_not_python_files_and_how_paths_are_shown() {
     let out = fx.check_without_model(&[&absolute]);
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(shown.starts_with("bom.py:1:5: "), "{shown}");
+    // One file named three ways is checked once.
+    let out = fx.check_without_model(&["bom.py", "./bom.py", &absolute]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(shown.lines().count(), 1, "{shown}");
 
     let out = fx.check_without_model(&["-", "/dev/null"]);
     assert_eq!(out.status.code(), Some(2));

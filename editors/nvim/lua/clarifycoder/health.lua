@@ -44,17 +44,21 @@ function M.check()
   ok("server binary: " .. bin .. " (version " .. info.version .. ")")
   if info.backend == "openai" then
     ok("backend: OpenAI-compatible endpoint")
-  elseif info.model.exists then
-    ok("model: " .. info.model.path .. " (from " .. info.model.origin .. ")")
-  else
+  elseif not info.model.exists then
     error("model not found at " .. info.model.path, { info.installHint })
+  elseif info.model.problem ~= nil and info.model.problem ~= vim.NIL then
+    error("model at " .. info.model.path .. " cannot be used: " .. info.model.problem, { info.installHint })
+  else
+    ok("model: " .. info.model.path .. " (from " .. info.model.origin .. ")")
   end
   if info.adapter == vim.NIL or info.adapter == nil then
     warn("no ClarifyCoder adapter in use (disabled, or none installed yet): a base model's questions are not meaningful", { "Install the adapter with `make setup`, or set `adapter` in settings" })
-  elseif info.adapter.exists then
-    ok("adapter: " .. info.adapter.path)
-  else
+  elseif not info.adapter.exists then
     error("adapter not found at " .. info.adapter.path, { "Fix the adapter setting, or set it to `none`" })
+  elseif info.adapter.problem ~= nil and info.adapter.problem ~= vim.NIL then
+    error("adapter at " .. info.adapter.path .. " cannot be used: " .. info.adapter.problem, { "Fix the adapter setting, or set it to `none`" })
+  else
+    ok("adapter: " .. info.adapter.path)
   end
 end
 
