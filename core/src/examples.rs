@@ -258,9 +258,14 @@ pub fn run(
         let why = match outcome.status {
             sandbox::Status::TimedOut => format!("they ran past {} s", TIMEOUT.as_secs()),
             // The CPU limit (as many seconds as the wall clock's).
-            sandbox::Status::Signaled(libc::SIGKILL | libc::SIGXCPU) => {
+            sandbox::Status::Signaled(libc::SIGXCPU) => {
                 format!("they used {} s of CPU time", TIMEOUT.as_secs())
             }
+            // The kernel at the CPU limit (soft and hard alike), or the code itself.
+            sandbox::Status::Signaled(libc::SIGKILL) => format!(
+                "{python} was killed (SIGKILL: the {} s CPU-time limit, or the code itself)",
+                TIMEOUT.as_secs()
+            ),
             _ if outcome.truncated => "they printed more than the output limit".to_string(),
             _ => {
                 let last = outcome.stderr.lines().last().unwrap_or("no output");
