@@ -440,21 +440,6 @@ fn parse_pragma(s: &str) -> Option<Pragma> {
 /// blanked up to the next line that starts a `def`/`class`/decorator and the text is parsed
 /// again, so that the functions after a broken one are still found.
 pub fn extract(source: &str) -> ParsedFile {
-    // Old Mac line ends (a lone CR) are line ends to Python and to editors, not to tree-sitter's
-    // Python grammar: read them as LF, which keeps every byte offset.
-    let lf;
-    let source = if source.bytes().any(|b| b == b'\r') {
-        let mut bytes = source.as_bytes().to_vec();
-        for i in 0..bytes.len() {
-            if bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n') {
-                bytes[i] = b'\n';
-            }
-        }
-        lf = String::from_utf8(bytes).expect("one ASCII byte for another");
-        lf.as_str()
-    } else {
-        source
-    };
     let index = LineIndex::new(source);
     let mut parser = Parser::new();
     let tree = parser
@@ -1238,24 +1223,6 @@ fn unescape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lone_carriage_returns_end_lines() {
-        let crlf =
-            extract("x = 1\r\n\r\ndef f(a):\r\n    \"\"\"Return a.\"\"\"\r\n    return a\r\n");
-        let cr = extract("x = 1\r\rdef f(a):\r    \"\"\"Return a.\"\"\"\r    return a\r");
-        assert!(!cr.has_syntax_errors);
-        assert_eq!(cr.functions.len(), 1);
-        assert_eq!(
-            cr.functions[0].docstring.as_ref().unwrap().text,
-            "Return a."
-        );
-        assert_eq!(cr.functions[0].name_span.start.line, 2);
-        assert_eq!(
-            crlf.functions[0].name_span.start.line,
-            cr.functions[0].name_span.start.line
-        );
-    }
 
     #[test]
     fn cleandoc_matches_python() {
