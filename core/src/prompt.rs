@@ -393,42 +393,67 @@ pub fn split_questions(text: &str) -> Vec<String> {
         .into_iter()
         .filter(|s| s.ends_with('?'))
         .map(|s| clean_item(&s))
-        .filter(|q| !is_vacuous_contrast(q))
         .collect();
     if questions.is_empty() {
-        vec![flat]
-    } else {
-        questions
+        return vec![flat];
     }
+    // All of them dropped: nothing to ask, not the text itself.
+    questions
+        .into_iter()
+        .filter(|q| !is_vacuous_contrast(q))
+        .collect()
 }
 
 /// A contrast whose two sides say the same thing ("The summary says a date is written as
 /// YYYY-MM-DD, but the text says it is written as YYYY-MM-DD; which is right?"): a small model's
 /// slip that nobody can answer (3 of 501 questions on the dev set). The second side may be the
 /// end of the first ("… look like '…ERROR disk full'", "the example shows '…ERROR disk full'")
-/// when it is at least three words, so that "below 5, but the example returns 5" stays.
+/// when it is at least three words and nothing before it in the first turns it round ("never
+/// returns a negative number", "all but the first item"). Case and quotes count: `'0'` is not
+/// `0`, `'Error'` is not `'ERROR'`.
 fn is_vacuous_contrast(question: &str) -> bool {
     let Some((left, right)) = question.split_once(", but ") else {
         return false;
     };
     let right = right.split([';', '?']).next().unwrap_or_default();
     let claim = |side: &str| {
-        let side = side.to_lowercase();
+        // ASCII lowercase keeps byte offsets.
+        let lower = side.to_ascii_lowercase();
         let at = ["says ", "shows ", "states ", "gives ", "returns "]
             .iter()
-            .filter_map(|verb| side.find(verb).map(|i| i + verb.len()))
+            .filter_map(|verb| lower.find(verb).map(|i| i + verb.len()))
             .min()?;
-        let words: String = side[at..]
+        let quotes: String = side[at..]
             .chars()
-            .filter(|c| !matches!(c, '\'' | '"' | '`' | '“' | '”' | '‘' | '’'))
+            .map(|c| match c {
+                '‘' | '’' => '\'',
+                '“' | '”' => '"',
+                c => c,
+            })
             .collect();
-        Some(collapse_whitespace(words.trim_end_matches(['.', ' '])))
+        Some(collapse_whitespace(quotes.trim_end_matches(['.', ' '])))
     };
-    match (claim(left), claim(right)) {
-        (Some(a), Some(b)) if !b.is_empty() => {
-            a == b || (b.split(' ').count() >= 3 && a.ends_with(&format!(" {b}")))
+    let (Some(a), Some(b)) = (claim(left), claim(right)) else {
+        return false;
+    };
+    if b.is_empty() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
+    const TURNS: [&str; 12] = [
+        "not", "never", "no", "without", "except", "but", "only", "unless", "excludes", "most",
+        "least", "non",
+    ];
+    match a.strip_suffix(&b).and_then(|head| head.strip_suffix(' ')) {
+        Some(head) => {
+            b.split(' ').count() >= 3
+                && !head
+                    .split(|c: char| !c.is_alphanumeric())
+                    .any(|w| TURNS.contains(&w.to_ascii_lowercase().as_str()))
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -535,12 +560,17 @@ mod tests {
             split_questions(&format!("1. {}\n2. Inclusive or exclusive?", vacuous[0])),
             ["Inclusive or exclusive?"]
         );
+        assert!(split_questions(vacuous[2]).is_empty());
         // Two different sides, a short second side, or no claim on one side: kept.
         for q in [
             "The text says the result is below 5, but the example returns 5; which is right?",
             "The Returns section says `int`, but the return annotation is `float`; which type should `total` return?",
             "The example `format_price(1999)` expects `'$19.99'`, but the code of `format_price` gives `'19.99'`; which is right, the example or the code?",
             "The summary says ERROR lines, but the text says the most recent one; which?",
+            "The docstring says the function never returns a negative number, but the example returns a negative number; which is right?",
+            "The text says it returns all but the first item, but the example returns the first item; which is right?",
+            "The text says it returns '0', but the code returns 0; a string or a number?",
+            "The summary says 'Error', but the example shows 'ERROR'; which case is right?",
         ] {
             assert!(!is_vacuous_contrast(q), "{q}");
         }

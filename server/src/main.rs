@@ -250,9 +250,9 @@ fn run() -> anyhow::Result<i32> {
             );
             // Where the files are, for another server (`llama-server -m … --lora …`).
             for m in models::KNOWN.iter().filter(|m| m.installed()) {
-                out += &format!("{}: {}\n", m.name, m.path().display());
+                out += &format!("  {}: {}\n", m.name, m.path().display());
                 if let Some(a) = m.adapter_path() {
-                    out += &format!("{} adapter: {}\n", m.name, a.display());
+                    out += &format!("  {} adapter: {}\n", m.name, a.display());
                 }
             }
             check::print_stdout(&out)?;
@@ -294,18 +294,31 @@ fn run() -> anyhow::Result<i32> {
         Command::Info(args) => {
             let plan = Plan::new(args.settings(), args.config_file()?);
             // `problem`: why the file would not load (missing, not a GGUF file, truncated, a
-            // model where an adapter belongs or the other way round), for health checks.
-            let describe = |r: &clarifycoder_core::settings::Resolved, adapter: bool| {
-                let problem = match clarifycoder_core::gguf::read(&r.path) {
-                    Err(e) => Some(e.to_string()),
-                    Ok(g) if g.is_adapter() && !adapter => {
-                        Some("a LoRA adapter, not a base model".to_string())
-                    }
-                    Ok(g) if !g.is_adapter() && adapter => {
-                        Some("not a LoRA adapter (a base model?)".to_string())
-                    }
+            // model where an adapter belongs, an adapter made for another model), for health
+            // checks.
+            let model = clarifycoder_core::gguf::read(&plan.model.path);
+            let model_problem = match &model {
+                Err(e) => Some(e.to_string()),
+                Ok(g) if g.is_adapter() => Some("a LoRA adapter, not a base model".to_string()),
+                Ok(_) => None,
+            };
+            let adapter_problem = |path: &std::path::Path| match &model {
+                Ok(m) if !m.is_adapter() => {
+                    clarifycoder_core::engine::llama::check_adapter(path, m)
+                        .err()
+                        .map(|e| e.to_string())
+                }
+                // Without a model to hold it against: whether it reads as an adapter.
+                _ => match clarifycoder_core::gguf::read(path) {
+                    Err(e) => Some(format!("adapter: {e}")),
+                    Ok(g) if !g.is_adapter() => Some(format!(
+                        "adapter: '{}' is not a LoRA adapter",
+                        path.display()
+                    )),
                     Ok(_) => None,
-                };
+                },
+            };
+            let describe = |r: &clarifycoder_core::settings::Resolved, problem: Option<String>| {
                 serde_json::json!({
                     "path": r.path,
                     "origin": r.origin,
@@ -319,8 +332,8 @@ fn run() -> anyhow::Result<i32> {
                 "backend": plan.backend(),
                 // The embedded engine's device: a GPU in a CUDA build that finds one, else CPU.
                 "device": plan.placement().map(|p| p.to_string()),
-                "model": describe(&plan.model, false),
-                "adapter": plan.adapter.as_ref().map(|a| describe(a, true)),
+                "model": describe(&plan.model, model_problem),
+                "adapter": plan.adapter.as_ref().map(|a| describe(a, adapter_problem(&a.path))),
                 "cacheDir": clarifycoder_core::settings::cache_dir(),
                 "installHint": clarifycoder_core::settings::INSTALL_HINT,
             });

@@ -269,12 +269,24 @@ fn info_and_model_list_say_what_the_files_are() {
     assert_eq!(v["model"]["exists"], true, "{v}");
     let problem = v["model"]["problem"].as_str().unwrap_or_default();
     assert!(problem.contains("bad magic"), "{v}");
-    assert_eq!(
-        v["adapter"]["problem"], "not a LoRA adapter (a base model?)",
+    assert!(
+        v["adapter"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("is not a LoRA adapter")),
         "{v}"
     );
     let v = info(&model, Path::new("none"));
     assert!(v["model"]["problem"].is_null(), "{v}");
+    // Qwen's adapter on Gemma: the engine would refuse it, so the health check says why.
+    let qwen_adapter = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf");
+    let v = info(&model, &qwen_adapter);
+    assert!(
+        v["adapter"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("trained for architecture 'qwen2'")),
+        "{v}"
+    );
 
     // The real model cache: the installed models' files are listed.
     let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
@@ -287,17 +299,21 @@ fn info_and_model_list_say_what_the_files_are() {
         "{text}"
     );
 
+    // A reader that is gone before anything is written.
     for args in [&["model", "list"][..], &["info"]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
             .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+            .stdout(writer)
+            .output()
             .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        assert_eq!(stderr(&out), "", "{args:?}");
+        assert!(
+            !stderr(&out).contains("panicked") && !stderr(&out).contains("Broken pipe"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
 }
 

@@ -361,7 +361,7 @@ impl LlamaEngine {
 /// Checks that the adapter at `path` fits the model: an adapter, for the model's architecture, and
 /// each `<tensor>.lora_a` [in, r] and `.lora_b` [r, out] (GGUF order) shaped for the model's
 /// `<tensor>` [in, out], as llama.cpp requires (its own refusal gives no reason).
-fn check_adapter(path: &Path, model: &gguf::GgufInfo) -> Result<(), EngineError> {
+pub fn check_adapter(path: &Path, model: &gguf::GgufInfo) -> Result<(), EngineError> {
     let info = gguf::read(path).map_err(|e| EngineError::Adapter(e.to_string()))?;
     if !info.is_adapter() {
         return Err(EngineError::Adapter(format!(
