@@ -76,8 +76,16 @@ pub struct Docstring {
     pub span: Span,
     /// The quotes of the literal.
     pub quote: QuoteStyle,
-    /// The string prefix as written, e.g. `""`, `"r"`, `"R"`, `"u"`.
+    /// The string prefix as written, e.g. `""`, `"r"`, `"R"`, `"u"` (of the first literal).
     pub prefix: String,
+    /// How many string literals it is written as: 1, or more side by side (then `span` and
+    /// `raw` cover them all).
+    #[serde(default = "one")]
+    pub literals: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A function or method found in a Python source text.
@@ -1079,31 +1087,54 @@ fn dedent(text: &str, indent: &str) -> String {
     out
 }
 
-/// The docstring, if `stmt` (a body's first statement) is a lone plain string literal.
+/// The docstring, if `stmt` (a body's first statement) is a lone plain string literal, or
+/// several written side by side (`"Return the " "total."`, which Python joins), in parentheses
+/// or not.
 fn docstring(source: &str, index: &LineIndex, stmt: Node) -> Option<Docstring> {
     if stmt.kind() != "expression_statement" {
         return None;
     }
     let mut cursor = stmt.walk();
     let mut parts = stmt.children(&mut cursor).filter(|n| n.kind() != "comment");
-    let string = parts.next()?;
-    if parts.next().is_some() || string.kind() != "string" || string.has_error() {
+    let mut string = parts.next()?;
+    if parts.next().is_some() {
         return None;
     }
-    let raw = node_text(source, string);
-    let literal = parse_literal(raw)?;
-    let value = normalize_newlines(literal.body);
-    let value = if literal.is_raw {
-        value
-    } else {
-        unescape(&value)
+    if string.kind() == "parenthesized_expression" {
+        let mut inner = code_children(string);
+        string = inner.next()?;
+        if inner.next().is_some() {
+            return None;
+        }
+    }
+    let literals: Vec<Node> = match string.kind() {
+        "string" => vec![string],
+        "concatenated_string" => code_children(string).collect(),
+        _ => return None,
     };
+    if string.has_error() || literals.iter().any(|l| l.kind() != "string") {
+        return None;
+    }
+    let mut value = String::new();
+    let mut first = None;
+    for node in &literals {
+        let literal = parse_literal(node_text(source, *node))?;
+        let body = normalize_newlines(literal.body);
+        value += &if literal.is_raw {
+            body
+        } else {
+            unescape(&body)
+        };
+        first.get_or_insert(literal);
+    }
+    let first = first?;
     Some(Docstring {
         text: cleandoc(&value),
-        raw: raw.to_owned(),
+        raw: node_text(source, string).to_owned(),
         span: index.node_span(string),
-        quote: literal.quote,
-        prefix: literal.prefix.to_owned(),
+        quote: first.quote,
+        prefix: first.prefix.to_owned(),
+        literals: literals.len(),
     })
 }
 

@@ -342,8 +342,8 @@ def byte_string():
     b"bytes"
 def raw_bytes():
     Rb"bytes"
-def concatenated():
-    "a" "b"
+def concatenated_fstring():
+    "a" f"b"
 def not_first():
     x = 1
     "late"
@@ -354,8 +354,6 @@ def tuple_of_strings():
 def comment_first():
     # a comment is not a statement
     """Still the docstring."""
-def parenthesized():
-    ("parenthesized")
 "#,
         expect![[r#"
             ignore_file=false syntax_errors=false []
@@ -375,8 +373,8 @@ def parenthesized():
               sig: "def raw_bytes():"
               doc: none
               body: lines 8-8 indent="" body_indent="    "
-            concatenated [] name@9:4/4
-              sig: "def concatenated():"
+            concatenated_fstring [] name@9:4/4
+              sig: "def concatenated_fstring():"
               doc: none
               body: lines 10-10 indent="" body_indent="    "
             not_first [] name@11:4/4
@@ -395,11 +393,39 @@ def parenthesized():
               sig: "def comment_first():"
               doc: TripleDouble prefix="" "Still the docstring." @20:4/4-20:30/30
               body: lines 20-20 indent="" body_indent="    "
-            parenthesized [] name@21:4/4
-              sig: "def parenthesized():"
-              doc: none
-              body: lines 22-22 indent="" body_indent="    "
         "#]],
+    );
+}
+
+/// Python joins string literals written side by side, in parentheses or not, into one
+/// docstring; an f-string among them makes it no docstring (see above).
+#[test]
+fn concatenated_and_parenthesized_docstrings() {
+    let source = "def side_by_side():\n    \"Return the \" 'total.'\n\ndef parenthesized():\n    (\"Parenthesized.\")\n\ndef wrapped():\n    (\"Return the price \"  # a comment\n     r\"in \\cents.\")\n";
+    let parsed = extract(source);
+    let docs: Vec<(String, usize, &str)> = parsed
+        .functions
+        .iter()
+        .map(|f| {
+            let d = f.docstring.as_ref().expect("a docstring");
+            (d.text.clone(), d.literals, text(source, d.span))
+        })
+        .collect();
+    assert_eq!(
+        docs,
+        [
+            (
+                "Return the total.".to_string(),
+                2,
+                "\"Return the \" 'total.'"
+            ),
+            ("Parenthesized.".to_string(), 1, "\"Parenthesized.\""),
+            (
+                "Return the price in \\cents.".to_string(),
+                2,
+                "\"Return the price \"  # a comment\n     r\"in \\cents.\""
+            ),
+        ]
     );
 }
 

@@ -144,6 +144,103 @@ fn sarif_uri(path: &str) -> String {
     out
 }
 
+/// A warning of a run: about a file (and a line of it) when it is, or about the whole run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// The file, as shown in the findings.
+    path: Option<String>,
+    /// 1-based line.
+    line: Option<usize>,
+    message: String,
+}
+
+impl Notice {
+    /// About the whole run.
+    fn run(message: impl Into<String>) -> Notice {
+        Notice {
+            path: None,
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// About a file.
+    fn file(path: &str, message: impl Into<String>) -> Notice {
+        Notice {
+            path: Some(path.to_string()),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// About a line of a file.
+    fn line(path: &str, line: usize, message: impl Into<String>) -> Notice {
+        Notice {
+            line: Some(line),
+            ..Notice::file(path, message)
+        }
+    }
+
+    /// The path without a leading `./`, as a finding's.
+    fn relative_path(&self) -> Option<&str> {
+        self.path
+            .as_deref()
+            .map(|p| p.strip_prefix("./").unwrap_or(p))
+    }
+
+    /// A `::warning` workflow command, with `file=` (and `line=`) so that the pull request
+    /// shows it on the file, which then need not be in its text.
+    fn github_line(&self) -> String {
+        let mut properties = String::new();
+        if let Some(path) = self.relative_path() {
+            properties += &format!("file={},", github_property(path));
+        }
+        if let Some(line) = self.line {
+            properties += &format!("line={line},");
+        }
+        format!(
+            "::warning {properties}title=clarifycoder::{}",
+            github_data(&self.message)
+        )
+    }
+
+    /// A SARIF notification, at its file (and line) when it has one.
+    fn sarif_notification(&self) -> serde_json::Value {
+        let mut n = serde_json::json!({"level": "warning", "message": {"text": self.to_string()}});
+        if let Some(path) = self.relative_path() {
+            let mut location = serde_json::json!({
+                "physicalLocation": {"artifactLocation": {"uri": sarif_uri(path)}}
+            });
+            if let Some(line) = self.line {
+                location["physicalLocation"]["region"] = serde_json::json!({"startLine": line});
+            }
+            n["locations"] = serde_json::json!([location]);
+        }
+        n
+    }
+}
+
+/// `path:line: message`, as the text and JSON outputs show it.
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(path) = &self.path {
+            write!(f, "{path}:")?;
+            if let Some(line) = self.line {
+                write!(f, "{line}:")?;
+            }
+            write!(f, " ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A string in the JSON output, as before notices had a place.
+impl Serialize for Notice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The one rule of the SARIF output, and what it says.
 const SARIF_RULE: &str = "unclear";
 const SARIF_RULE_SUMMARY: &str = "A docstring a developer would ask about before coding";
@@ -153,15 +250,17 @@ const SARIF_RULE_DESCRIPTION: &str = "The function's docstring is ambiguous, inc
 /// The SARIF 2.1.0 log of a run: its results, and its warnings and errors as notifications.
 fn sarif_log(
     diagnostics: &[Diagnostic],
-    warnings: &[String],
+    warnings: &[Notice],
     errors: &[String],
 ) -> serde_json::Value {
-    let notification =
-        |level: &str, text: &String| serde_json::json!({"level": level, "message": {"text": text}});
     let notifications: Vec<_> = warnings
         .iter()
-        .map(|w| notification("warning", w))
-        .chain(errors.iter().map(|e| notification("error", e)))
+        .map(Notice::sarif_notification)
+        .chain(
+            errors
+                .iter()
+                .map(|e| serde_json::json!({"level": "error", "message": {"text": e}})),
+        )
         .collect();
     serde_json::json!({
         "version": "2.1.0",
@@ -212,7 +311,8 @@ pub struct CheckStats {
     pub ignored: usize,
     /// Functions whose docstring examples ran (`--run-examples`).
     pub examples_run: usize,
-    /// Functions answered from the cache.
+    /// Functions answered entirely from the cache: a cached score that now needs questions (the
+    /// threshold was lowered since) is not one, and its diagnostic is not `cached`.
     pub cache_hits: usize,
     /// Functions flagged.
     pub flagged: usize,
@@ -226,7 +326,7 @@ pub struct CheckStats {
 struct Report<'a> {
     version: u32,
     diagnostics: &'a [Diagnostic],
-    warnings: &'a [String],
+    warnings: &'a [Notice],
     errors: &'a [String],
     stats: &'a CheckStats,
 }
@@ -248,10 +348,9 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
 
     let files = collect_files(&args.paths, &mut errors);
     if files.is_empty() && errors.is_empty() {
-        warnings.push(
-            "no Python files found under the given paths (hidden and .gitignore'd ones are skipped; name a file to check it anyway)"
-                .to_string(),
-        );
+        warnings.push(Notice::run(
+            "no Python files found under the given paths (hidden and .gitignore'd ones are skipped; name a file to check it anyway)",
+        ));
     }
     let mut items = Vec::new();
     let cwd = std::env::current_dir().ok();
@@ -263,10 +362,13 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         };
         let bytes = match std::fs::metadata(file) {
             Ok(m) if m.len() > args.max_file_size => {
-                warnings.push(format!(
-                    "{shown}: skipped, {} bytes is over the {} byte limit (raise --max-file-size to check it)",
-                    m.len(),
-                    args.max_file_size
+                warnings.push(Notice::file(
+                    &shown,
+                    format!(
+                        "skipped, {} bytes is over the {} byte limit (raise --max-file-size to check it)",
+                        m.len(),
+                        args.max_file_size
+                    ),
                 ));
                 continue;
             }
@@ -279,8 +381,9 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             },
         };
         let Ok(mut source) = String::from_utf8(bytes) else {
-            warnings.push(format!(
-                "{shown}: skipped, not valid UTF-8 (save it as UTF-8 to check it)"
+            warnings.push(Notice::file(
+                &shown,
+                "skipped, not valid UTF-8 (save it as UTF-8 to check it)",
             ));
             continue;
         };
@@ -291,14 +394,11 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         stats.files += 1;
         let parsed = python::extract(&source);
         if parsed.has_syntax_errors {
-            let at = parsed
-                .syntax_errors
-                .first()
-                .map(|s| format!(" (the first at line {})", s.start.line + 1))
-                .unwrap_or_default();
-            warnings.push(format!(
-                "{shown}: has syntax errors{at}; checking what could be parsed"
-            ));
+            let message = "has syntax errors; checking what could be parsed";
+            warnings.push(match parsed.syntax_errors.first() {
+                Some(first) => Notice::line(&shown, first.start.line as usize + 1, message),
+                None => Notice::file(&shown, message),
+            });
         }
         stats.functions += parsed.functions.len();
         stats.ignored += parsed
@@ -318,12 +418,18 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
                 match examples::run(python, &source, dir.as_deref(), &analyzable) {
                     Ok(ran) => {
                         for why in ran.stopped {
-                            warnings.push(format!("{shown}: docstring examples stopped: {why}"));
+                            warnings.push(Notice::file(
+                                &shown,
+                                format!("docstring examples stopped: {why}"),
+                            ));
                         }
                         ran.verdicts
                     }
                     Err(why) => {
-                        warnings.push(format!("{shown}: docstring examples not run: {why}"));
+                        warnings.push(Notice::file(
+                            &shown,
+                            format!("docstring examples not run: {why}"),
+                        ));
                         none()
                     }
                 }
@@ -398,7 +504,8 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         Format::Github => {
             // On a pull request only the workflow commands show: a skipped file is annotated too.
             for w in &warnings {
-                out += &format!("::warning title=clarifycoder::{}\n", github_data(w));
+                out += &w.github_line();
+                out.push('\n');
             }
             for e in &errors {
                 out += &format!("::error title=clarifycoder::{}\n", github_data(e));
@@ -452,7 +559,7 @@ fn analyze(
     args: &CheckArgs,
     plan: &Plan,
     stats: &mut CheckStats,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Notice>,
     emit: &mut Emit,
 ) -> anyhow::Result<Vec<Option<(Outcome, bool)>>> {
     // An example the code disagrees with, a docstring that contradicts its signature, or a
@@ -541,10 +648,10 @@ fn analyze(
         }
         // Keep what was computed even when a later step failed.
         if let Err(e) = cache.save() {
-            warnings.push(format!(
+            warnings.push(Notice::run(format!(
                 "cannot write the result cache in '{}' ({e}), so the next run analyses these functions again; make that directory writable, set XDG_CACHE_HOME to another directory, or pass --no-cache",
                 cache_dir.display()
-            ));
+            )));
         }
         outcome?;
     }
@@ -561,7 +668,7 @@ fn run_model(
     analyzer: &Analyzer,
     cache: &mut ResultCache,
     results: &mut [Option<(Outcome, bool)>],
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Notice>,
     emit: &mut Emit,
 ) -> anyhow::Result<()> {
     let cancel = CancelToken::new();
@@ -625,11 +732,10 @@ fn run_model(
                         questions: None,
                     },
                 ),
-                Err(e) => warnings.push(format!(
-                    "{}:{}: {} not analysed: {e}",
-                    item.path,
-                    item.function.name_span.start.line + 1,
-                    item.function.qualname
+                Err(e) => warnings.push(Notice::line(
+                    &item.path,
+                    item.function.name_span.start.line as usize + 1,
+                    format!("{} not analysed: {e}", item.function.qualname),
                 )),
             }
         }
@@ -760,6 +866,42 @@ mod tests {
             d.github_line(),
             "::warning file=app/b%2Cc.py,line=3,col=5,title=clarify[score=0.80] Cart.total::\
              The model would rather ask than code, but gave no question"
+        );
+    }
+
+    #[test]
+    fn a_warning_about_a_file_is_shown_on_that_file() {
+        let run = Notice::run("no Python files found");
+        assert_eq!(run.to_string(), "no Python files found");
+        assert_eq!(
+            run.github_line(),
+            "::warning title=clarifycoder::no Python files found"
+        );
+        assert!(run.sarif_notification().get("locations").is_none());
+
+        let file = Notice::file("./app/a,b.py", "skipped, not valid UTF-8");
+        assert_eq!(file.to_string(), "./app/a,b.py: skipped, not valid UTF-8");
+        assert_eq!(
+            file.github_line(),
+            "::warning file=app/a%2Cb.py,title=clarifycoder::skipped, not valid UTF-8"
+        );
+
+        let line = Notice::line("app/c.py", 12, "Cart.total not analysed: too long");
+        assert_eq!(
+            line.to_string(),
+            "app/c.py:12: Cart.total not analysed: too long"
+        );
+        assert_eq!(
+            line.github_line(),
+            "::warning file=app/c.py,line=12,title=clarifycoder::Cart.total not analysed: too long"
+        );
+        let location = &line.sarif_notification()["locations"][0]["physicalLocation"];
+        assert_eq!(location["artifactLocation"]["uri"], "app/c.py");
+        assert_eq!(location["region"]["startLine"], 12);
+        // The JSON output keeps its strings.
+        assert_eq!(
+            serde_json::to_value(&line).unwrap(),
+            "app/c.py:12: Cart.total not analysed: too long"
         );
     }
 }

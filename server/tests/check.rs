@@ -645,12 +645,29 @@ fn github_format_annotates_each_finding_each_warning_and_each_error() {
     );
     assert_eq!(
         lines[1],
-        "::warning title=clarifycoder::./pkg/latin.py: skipped, not valid UTF-8 (save it as UTF-8 to check it)"
+        "::warning file=pkg/latin.py,title=clarifycoder::skipped, not valid UTF-8 (save it as UTF-8 to check it)"
     );
     assert!(
         lines[2].starts_with("::error title=clarifycoder::")
             && lines[2].contains("/nonexistent/model.gguf"),
         "{stdout}"
+    );
+}
+
+/// A docstring written as string literals side by side, as Python joins them, is checked like
+/// any other: here its documented parameter does not exist, which needs no model.
+#[test]
+fn a_docstring_of_several_literals_is_checked() {
+    let fx = Fixture::new(&[(
+        "units.py",
+        b"def to_hours(minutes):\n    (\"Convert minutes to hours.\\n\\n\"\n     \"Args:\\n    mins: The duration.\")\n    return minutes / 60\n",
+    )]);
+    let out = fx.check_without_model(&["--format", "json", "."]);
+    let report = json(&out);
+    let questions = report["diagnostics"][0]["questions"].to_string();
+    assert!(
+        questions.contains("documents a parameter `mins`"),
+        "{report}"
     );
 }
 

@@ -78,6 +78,9 @@ pub fn answer(source: &str, f: &Function, questions: &[String]) -> Result<Edit, 
         .docstring
         .as_ref()
         .ok_or("the function has no docstring")?;
+    if doc.literals > 1 {
+        return Err("the docstring is written as several string literals; join them into one to add the answers".into());
+    }
     let nl = newline_of(source);
     let raw = &source[doc.span.start.byte..doc.span.end.byte];
     let quote = doc.quote.as_str();
@@ -351,6 +354,21 @@ mod tests {
         );
         let f = first(&out);
         assert!(f.docstring.unwrap().text.contains("Which '''it'''?"));
+    }
+
+    #[test]
+    fn answer_refuses_a_docstring_of_several_literals_but_not_one_in_parentheses() {
+        let src = "def f(x):\n    (\"Sort x \"\n     \"somehow.\")\n    return x\n";
+        let err = answer(src, &first(src), &qs(&["Ascending?"])).unwrap_err();
+        assert!(err.contains("join them into one"), "{err}");
+        let src = "def f(x):\n    (\"Sort x.\")\n    return x\n";
+        let out = answer(src, &first(src), &qs(&["Ascending?"]))
+            .unwrap()
+            .apply(src);
+        assert_eq!(
+            out,
+            "def f(x):\n    (\"\"\"Sort x.\n\n    Clarifications:\n    - Q: Ascending?\n      A:\n    \"\"\")\n    return x\n"
+        );
     }
 
     #[test]
