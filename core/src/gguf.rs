@@ -350,6 +350,34 @@ pub enum Storage {
     F32,
     /// 16-bit floats (GGML type 1): half the size, about three significant digits.
     F16,
+    /// 8-bit blocks (GGML type 8, Q8_0: 32 values and their F16 scale in 34 bytes) for tensors
+    /// whose rows are whole blocks, F16 for the others (a LoRA B matrix's rows are as long as
+    /// its rank).
+    Q8_0,
+}
+
+impl Storage {
+    /// The GGML type a tensor whose innermost dimension is `row` is stored as.
+    fn ggml_type(self, row: u64) -> u32 {
+        match self {
+            Storage::F32 => 0,
+            Storage::Q8_0 if row.is_multiple_of(Q8_0_BLOCK) => 8,
+            Storage::F16 | Storage::Q8_0 => 1,
+        }
+    }
+}
+
+const Q8_0_BLOCK: u64 = 32;
+
+/// Appends `data` as Q8_0 blocks, rounding as ggml's reference quantizer does.
+fn put_q8_0(out: &mut Vec<u8>, data: &[f32]) {
+    for block in data.chunks(Q8_0_BLOCK as usize) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|x| (x * id).round() as i8 as u8));
+    }
 }
 
 /// Writes a GGUF file (version 3) with F32 tensors: small test models and the trainer's LoRA
@@ -371,10 +399,6 @@ pub fn write(
     tensors: &[(&str, Vec<u64>, Vec<f32>)],
     storage: Storage,
 ) -> std::io::Result<()> {
-    let (ggml_type, width) = match storage {
-        Storage::F32 => (0u32, 4u64),
-        Storage::F16 => (1u32, 2u64),
-    };
     let mut out = Vec::new();
     out.extend_from_slice(b"GGUF");
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -440,22 +464,38 @@ pub fn write(
         for d in dims {
             out.extend_from_slice(&d.to_le_bytes());
         }
+        let ggml_type = storage.ggml_type(dims.first().copied().unwrap_or(1));
         out.extend_from_slice(&ggml_type.to_le_bytes());
         out.extend_from_slice(&offset.to_le_bytes());
-        offset += (data.len() as u64 * width).div_ceil(32) * 32;
+        let elements = dims.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
+        let size = tensor_bytes(ggml_type, dims)
+            .filter(|_| elements == Some(data.len() as u64))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "tensor '{name}' has {} values for its shape {dims:?}",
+                        data.len()
+                    ),
+                )
+            })?;
+        offset += size.div_ceil(32) * 32;
     }
     while out.len() % 32 != 0 {
         out.push(0);
     }
-    for (_, _, data) in tensors {
+    for (_, dims, data) in tensors {
         while out.len() % 32 != 0 {
             out.push(0);
         }
-        for &x in data {
-            match storage {
-                Storage::F32 => out.extend_from_slice(&x.to_le_bytes()),
-                Storage::F16 => out.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
-            }
+        match storage.ggml_type(dims.first().copied().unwrap_or(1)) {
+            0 => data
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            8 => put_q8_0(&mut out, data),
+            _ => data
+                .iter()
+                .for_each(|x| out.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes())),
         }
     }
     std::fs::write(path, out)
@@ -498,6 +538,41 @@ mod tests {
         let first = &bytes[bytes.len() - 512..bytes.len() - 510];
         let x = half::f16::from_le_bytes([first[0], first[1]]).to_f32();
         assert!((x - 0.1).abs() < 1e-4, "{x}");
+    }
+
+    #[test]
+    fn q8_0_storage_quantizes_whole_block_rows_and_keeps_the_others_f16() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.gguf");
+        let a: Vec<f32> = (0..128).map(|i| (i as f32 - 64.0) / 100.0).collect();
+        // A LoRA pair: A's rows (64 long) are two blocks; B's (rank 4) are not a block.
+        let tensors = [
+            ("a", vec![64u64, 2], a.clone()),
+            ("b", vec![4u64, 3], vec![0.25f32; 12]),
+        ];
+        write(&path, &[], &tensors, Storage::Q8_0).unwrap();
+        let info = read(&path).unwrap();
+        assert_eq!(info.tensors[0].ggml_type, 8);
+        assert_eq!(info.tensors[1].ggml_type, 1);
+        assert_eq!(
+            info.tensors[1].offset, 160,
+            "4 blocks of 34 bytes, padded to 32"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        // The data section ends with a (136 bytes, padded to 160), then b (12 F16 values).
+        let data = &bytes[bytes.len() - 160 - 24..];
+        // Dequantized, every value is within half a step of the original, plus what storing the
+        // step as F16 costs (up to 127 steps times its rounding, 2^-11).
+        for (block, values) in data[..4 * 34].chunks(34).zip(a.chunks(32)) {
+            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let amax = values.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert!((d - amax / 127.0).abs() < 1e-5, "{d}");
+            for (&q, &x) in block[2..].iter().zip(values) {
+                assert!((q as i8 as f32 * d - x).abs() <= d * 0.57, "{q} {x}");
+            }
+        }
+        let b = &data[160..162];
+        assert_eq!(half::f16::from_le_bytes([b[0], b[1]]).to_f32(), 0.25);
     }
 
     #[test]

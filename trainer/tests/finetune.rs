@@ -183,6 +183,7 @@ fn training_lowers_the_loss_and_llama_cpp_says_the_trained_answer() {
         output: peft.clone(),
         checkpoint: false,
         f16: false,
+        q8: false,
     })
     .unwrap();
     let tensors = candle_core::safetensors::load(
@@ -261,6 +262,7 @@ fn a_killed_run_resumes_bit_for_bit() {
             output: output.to_path_buf(),
             checkpoint: true,
             f16: false,
+            q8: false,
         })
     };
     let partial = dir.path().join("partial.gguf");
@@ -479,13 +481,35 @@ fn the_real_gemma_trains_a_step() {
         output: f16.clone(),
         checkpoint: false,
         f16: true,
+        q8: false,
     })
     .unwrap();
     let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
     assert!(size(&f16) < size(&out.join("adapter.lora.gguf")) * 6 / 10);
     let mut config = LlamaConfig::new(&model);
-    config.adapter = Some(f16);
+    config.adapter = Some(f16.clone());
     LlamaEngine::load(config).expect("llama.cpp loads the F16 adapter");
+    // The Q8_0 export (A matrices in 8-bit blocks; Gemma's width, 640, is 20 blocks) is smaller
+    // still and loads too.
+    let q8 = dir.path().join("q8.lora.gguf");
+    clarifycoder_trainer::export::run(clarifycoder_trainer::export::ExportArgs {
+        run: out.clone(),
+        format: clarifycoder_trainer::export::Format::Gguf,
+        output: q8.clone(),
+        checkpoint: false,
+        f16: false,
+        q8: true,
+    })
+    .unwrap();
+    let info = clarifycoder_core::gguf::read(&q8).unwrap();
+    assert!(
+        info.tensors.iter().any(|t| t.ggml_type == 8),
+        "Q8_0 A matrices"
+    );
+    assert!(size(&q8) < size(&f16));
+    let mut config = LlamaConfig::new(&model);
+    config.adapter = Some(q8);
+    LlamaEngine::load(config).expect("llama.cpp loads the Q8_0 adapter");
 }
 
 /// `--dtype bf16` stores the frozen matrices in bf16 and still trains.
