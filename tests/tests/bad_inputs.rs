@@ -330,7 +330,7 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "latin1.py: skipped, not valid UTF-8 (save it as UTF-8 to check it)",
         "big.py: skipped",
         "raise --max-file-size to check it",
-        "broken.py: has syntax errors (the first at line 1); checking what could be parsed",
+        "broken.py:1: has syntax errors; checking what could be parsed",
     ] {
         assert!(warnings.contains(phrase), "{phrase:?} not in {warnings}");
     }
