@@ -352,7 +352,7 @@ pub enum Storage {
     F16,
     /// 8-bit blocks (GGML type 8, Q8_0: 32 values and their F16 scale in 34 bytes) for tensors
     /// whose rows are whole blocks, F16 for the others (a LoRA B matrix's rows are as long as
-    /// its rank).
+    /// its rank: F16 unless the rank is a multiple of 32).
     Q8_0,
 }
 

@@ -65,21 +65,22 @@ impl QuoteStyle {
     }
 }
 
-/// The docstring of a function: the string literal that is its first statement.
+/// The docstring of a function: the string literal that is its first statement (or several
+/// side by side, which Python joins, in parentheses or not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Docstring {
     /// Cleaned text: Python's `inspect.cleandoc()` of the literal's value (newlines normalized to LF).
     pub text: String,
-    /// The literal's source text, including prefix and quotes.
+    /// The statement's source text: the literal with its prefix and quotes, or the literals,
+    /// any comments between them and the parentheses around them.
     pub raw: String,
-    /// Span of the string literal.
+    /// Span of `raw`: what comes after it is the function's code.
     pub span: Span,
-    /// The quotes of the literal.
+    /// The quotes of the (first) literal.
     pub quote: QuoteStyle,
     /// The string prefix as written, e.g. `""`, `"r"`, `"R"`, `"u"` (of the first literal).
     pub prefix: String,
-    /// How many string literals it is written as: 1, or more side by side (then `span` and
-    /// `raw` cover them all).
+    /// How many string literals it is written as: 1, or more side by side.
     #[serde(default = "one")]
     pub literals: usize,
 }
@@ -1096,11 +1097,13 @@ fn docstring(source: &str, index: &LineIndex, stmt: Node) -> Option<Docstring> {
     }
     let mut cursor = stmt.walk();
     let mut parts = stmt.children(&mut cursor).filter(|n| n.kind() != "comment");
-    let mut string = parts.next()?;
-    if parts.next().is_some() {
+    let whole = parts.next()?;
+    if parts.next().is_some() || whole.has_error() {
         return None;
     }
-    if string.kind() == "parenthesized_expression" {
+    // `(("doc"))` is a docstring too.
+    let mut string = whole;
+    while string.kind() == "parenthesized_expression" {
         let mut inner = code_children(string);
         string = inner.next()?;
         if inner.next().is_some() {
@@ -1112,7 +1115,7 @@ fn docstring(source: &str, index: &LineIndex, stmt: Node) -> Option<Docstring> {
         "concatenated_string" => code_children(string).collect(),
         _ => return None,
     };
-    if string.has_error() || literals.iter().any(|l| l.kind() != "string") {
+    if literals.iter().any(|l| l.kind() != "string") {
         return None;
     }
     let mut value = String::new();
@@ -1130,8 +1133,8 @@ fn docstring(source: &str, index: &LineIndex, stmt: Node) -> Option<Docstring> {
     let first = first?;
     Some(Docstring {
         text: cleandoc(&value),
-        raw: node_text(source, string).to_owned(),
-        span: index.node_span(string),
+        raw: node_text(source, whole).to_owned(),
+        span: index.node_span(whole),
         quote: first.quote,
         prefix: first.prefix.to_owned(),
         literals: literals.len(),

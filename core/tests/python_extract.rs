@@ -398,10 +398,11 @@ def comment_first():
 }
 
 /// Python joins string literals written side by side, in parentheses or not, into one
-/// docstring; an f-string among them makes it no docstring (see above).
+/// docstring; an f-string among them makes it no docstring (see above), and so does a missing
+/// parenthesis. The span covers the parentheses: the code starts after them.
 #[test]
 fn concatenated_and_parenthesized_docstrings() {
-    let source = "def side_by_side():\n    \"Return the \" 'total.'\n\ndef parenthesized():\n    (\"Parenthesized.\")\n\ndef wrapped():\n    (\"Return the price \"  # a comment\n     r\"in \\cents.\")\n";
+    let source = "def side_by_side():\n    \"Return the \" 'total.'\n\ndef parenthesized():\n    ((\"Parenthesized.\"))\n\ndef wrapped():\n    (\"Return the price \"  # a comment\n     r\"in \\cents.\")\n";
     let parsed = extract(source);
     let docs: Vec<(String, usize, &str)> = parsed
         .functions
@@ -411,6 +412,9 @@ fn concatenated_and_parenthesized_docstrings() {
             (d.text.clone(), d.literals, text(source, d.span))
         })
         .collect();
+    let unclosed = extract("def f():\n    (\"Doc.\"\n    return 1\n");
+    assert_eq!(unclosed.functions.len(), 1);
+    assert_eq!(unclosed.functions[0].docstring, None);
     assert_eq!(
         docs,
         [
@@ -419,11 +423,11 @@ fn concatenated_and_parenthesized_docstrings() {
                 2,
                 "\"Return the \" 'total.'"
             ),
-            ("Parenthesized.".to_string(), 1, "\"Parenthesized.\""),
+            ("Parenthesized.".to_string(), 1, "((\"Parenthesized.\"))"),
             (
                 "Return the price in \\cents.".to_string(),
                 2,
-                "\"Return the price \"  # a comment\n     r\"in \\cents.\""
+                "(\"Return the price \"  # a comment\n     r\"in \\cents.\")"
             ),
         ]
     );

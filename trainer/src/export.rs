@@ -38,8 +38,9 @@ pub struct ExportArgs {
     /// Store the LoRA matrices as F16 (gguf): half the size, for shipping; F32 otherwise.
     #[arg(long)]
     pub f16: bool,
-    /// Store the LoRA matrices as Q8_0 where their rows are whole blocks of 32 (the A matrices),
-    /// F16 elsewhere (gguf): about a fifth smaller than `--f16`, for a larger model's adapter.
+    /// Store the LoRA matrices as Q8_0 where their rows are whole blocks of 32 (the A matrices;
+    /// the B matrices when the rank is a multiple of 32), F16 elsewhere (gguf): about a fifth
+    /// smaller than `--f16` at rank 16, for a larger model's adapter.
     #[arg(long, conflicts_with = "f16")]
     pub q8: bool,
 }

@@ -78,8 +78,8 @@ pub fn answer(source: &str, f: &Function, questions: &[String]) -> Result<Edit, 
         .docstring
         .as_ref()
         .ok_or("the function has no docstring")?;
-    if doc.literals > 1 {
-        return Err("the docstring is written as several string literals; join them into one to add the answers".into());
+    if doc.literals > 1 || doc.raw.starts_with('(') {
+        return Err("the docstring is written in parentheses or as several string literals; make it one plain string literal to add the answers".into());
     }
     let nl = newline_of(source);
     let raw = &source[doc.span.start.byte..doc.span.end.byte];
@@ -357,17 +357,26 @@ mod tests {
     }
 
     #[test]
-    fn answer_refuses_a_docstring_of_several_literals_but_not_one_in_parentheses() {
-        let src = "def f(x):\n    (\"Sort x \"\n     \"somehow.\")\n    return x\n";
-        let err = answer(src, &first(src), &qs(&["Ascending?"])).unwrap_err();
-        assert!(err.contains("join them into one"), "{err}");
-        let src = "def f(x):\n    (\"Sort x.\")\n    return x\n";
-        let out = answer(src, &first(src), &qs(&["Ascending?"]))
-            .unwrap()
-            .apply(src);
+    fn answer_refuses_a_docstring_of_several_literals_or_in_parentheses() {
+        for src in [
+            "def f(x):\n    (\"Sort x \"\n     \"somehow.\")\n    return x\n",
+            "def f(x):\n    \"Sort x \" \"somehow.\"\n    return x\n",
+            "def f(x):\n    (\"Sort x.\")\n    return x\n",
+        ] {
+            let err = answer(src, &first(src), &qs(&["Ascending?"])).unwrap_err();
+            assert!(err.contains("one plain string literal"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_docstring_in_parentheses_ends_at_its_parenthesis() {
+        let src = "def f(x):\n    (\"Sort x.\")\n    ...\n";
+        let f = first(src);
+        assert!(is_stub(src, &f));
+        let edit = implementation(src, &f, "    return sorted(x)\n").unwrap();
         assert_eq!(
-            out,
-            "def f(x):\n    (\"\"\"Sort x.\n\n    Clarifications:\n    - Q: Ascending?\n      A:\n    \"\"\")\n    return x\n"
+            edit.apply(src),
+            "def f(x):\n    (\"Sort x.\")\n    return sorted(x)\n"
         );
     }
 
