@@ -270,6 +270,49 @@ fn diagnostics_edits_code_actions_hover_and_configuration() {
 /// it), so the user never learned that the change was ignored. The key is ignored with a message
 /// that names it (as if the editor had not sent it: the threshold of `initializationOptions`
 /// stays), and the change's other keys apply.
+/// A docstring the "answer" edit cannot take (literals in parentheses) keeps the action, disabled
+/// with the reason, for a client that shows such actions; the others do not get it.
+#[test]
+fn an_answer_that_cannot_be_written_is_a_disabled_action_with_the_reason() {
+    let text = "def pick(items):\n    (\"Return the items that are \"\n     \"good enough.\")\n    return items\n";
+    for disabled_support in [true, false] {
+        let mut c = Client::start(&model_path());
+        c.initialize(
+            json!({"textDocument": {"codeAction": {"disabledSupport": disabled_support}}}),
+            json!({"threshold": 0.0, "maxTokens": 12}),
+        );
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+        );
+        let published = c.wait("textDocument/publishDiagnostics", |p| {
+            p["diagnostics"].as_array().is_some_and(|d| !d.is_empty())
+        });
+        assert_eq!(published["diagnostics"].as_array().unwrap().len(), 1);
+        let position = json!({"line": 0, "character": 5});
+        let actions = c.request(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": URI}, "range": {"start": position, "end": position},
+                   "context": {"diagnostics": []}}),
+        );
+        let answer = actions["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["title"] == "Answer the model's questions in the docstring")
+            .cloned();
+        match disabled_support {
+            true => {
+                let answer = answer.expect("the disabled action");
+                assert!(answer.get("edit").is_none(), "{answer}");
+                let reason = answer["disabled"]["reason"].as_str().unwrap();
+                assert!(reason.contains("one plain string literal"), "{reason}");
+            }
+            false => assert_eq!(answer, None),
+        }
+    }
+}
+
 #[test]
 fn an_out_of_range_setting_is_ignored_with_a_message_and_the_others_apply() {
     let mut c = open_shop(json!({"threshold": 0.0, "maxTokens": 4, "debounceMs": 0}));

@@ -98,15 +98,28 @@ impl ClarifyServer {
                 .as_ref()
                 .and_then(|o| o.questions.clone())
                 .unwrap_or_default();
-            if let Ok(edit) = edits::answer(&text, &f, &questions) {
-                actions.push(CodeAction {
-                    title: "Answer the model's questions in the docstring".into(),
+            let title = "Answer the model's questions in the docstring";
+            match edits::answer(&text, &f, &questions) {
+                Ok(edit) => actions.push(CodeAction {
+                    title: title.into(),
                     kind: Some(CodeActionKind::QUICKFIX),
                     diagnostics: Some(diagnostics.clone()),
                     edit: Some(self.workspace_edit(&uri, &text, &edit, enc)),
                     is_preferred: Some(true),
                     ..CodeAction::default()
-                });
+                }),
+                // A docstring the edit cannot take (in parentheses, say): the client that can
+                // show why the action is not there is told.
+                Err(reason) if self.state.lock().unwrap().disabled_actions => {
+                    actions.push(CodeAction {
+                        title: title.into(),
+                        kind: Some(CodeActionKind::QUICKFIX),
+                        diagnostics: Some(diagnostics.clone()),
+                        disabled: Some(CodeActionDisabled { reason }),
+                        ..CodeAction::default()
+                    })
+                }
+                Err(_) => {}
             }
         }
         // Only for a body still to be written, and only with a model to write it: the body the

@@ -85,6 +85,8 @@ struct State {
     /// capability `clarifycoderInstallModel`, which both editors set): the server's own
     /// message about it would be a second notification.
     client_installs: bool,
+    /// The client shows a code action that cannot be applied, with the reason (LSP 3.16).
+    disabled_actions: bool,
     roots: Vec<PathBuf>,
     /// Per document, the result (function hash) each function showed at the last analysed
     /// version, by qualified name and rank among functions of that name: an edited function
@@ -181,6 +183,7 @@ impl ClarifyServer {
                 config: Config::from(&Settings::default()),
                 pull: false,
                 client_installs: false,
+                disabled_actions: false,
                 roots: Vec::new(),
                 shown: HashMap::new(),
                 pushed: Default::default(),
@@ -233,6 +236,13 @@ impl ClarifyServer {
                 Encoding::Utf16
             };
             st.pull = pull;
+            st.disabled_actions = params
+                .capabilities
+                .text_document
+                .as_ref()
+                .and_then(|t| t.code_action.as_ref())
+                .and_then(|c| c.disabled_support)
+                .unwrap_or(false);
             st.client_installs = params
                 .capabilities
                 .experimental
