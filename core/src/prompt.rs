@@ -1,12 +1,16 @@
 //! The one prompt format. The server, the trainer and the evaluator all render prompts and read
 //! responses through this module, so the text a model was trained on is byte-for-byte the text it
 //! is asked at run time. Tests pin the exact rendered strings; changing any of them is a format
-//! change and must bump [`FORMAT_VERSION`] (which also invalidates cached results).
+//! change and must bump [`FORMAT_VERSION`] (which also invalidates cached results), and so must a
+//! change in how a response is read into questions.
 
 use serde::{Deserialize, Serialize};
 
-/// Version of everything this module renders. Part of every result-cache key.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of everything this module renders and of how it reads a response into questions. Part
+/// of every result-cache key, so a cached result never keeps what the reading now drops.
+/// 2: a question that contrasts a claim with itself, and one cut off by the token limit, are
+/// dropped (results cached before kept them).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The round-1 instruction, exactly as in the HumanEvalComm benchmark.
 pub const ROUND1_INSTRUCTION: &str = "You are an expert software developer who writes high quality code. With below information, please either generate Python3 code (Respond directly with code only with markdown), or ask clarifying questions:";

@@ -17,13 +17,13 @@ use tree_sitter::{Node, Parser};
 
 /// A position in a source text: byte offset plus 0-based line and column in UTF-8 bytes and UTF-16 code units.
 ///
-/// `line` counts the `'\n'` characters before `byte`; a `'\r'` before `'\n'` is an
-/// ordinary column character of its line.
+/// `line` counts the line ends before `byte`: `'\n'`, and `'\r'` where no `'\n'` follows it
+/// ([`extract`]); a `'\r'` before `'\n'` is an ordinary column character of its line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Position {
     /// Byte offset from the start of the text.
     pub byte: usize,
-    /// 0-based line number (number of `'\n'` before `byte`).
+    /// 0-based line number (number of line ends before `byte`).
     pub line: u32,
     /// 0-based column in UTF-8 bytes since the start of the line.
     pub utf8_col: u32,
@@ -448,7 +448,33 @@ fn parse_pragma(s: &str) -> Option<Pragma> {
 /// When an error region swallows later definitions (an unclosed bracket, say), the region is
 /// blanked up to the next line that starts a `def`/`class`/decorator and the text is parsed
 /// again, so that the functions after a broken one are still found.
+///
+/// Lines end at `\n`, and at a `\r` that no `\n` follows, as Python and the LSP read them (a file
+/// saved with old Mac line ends is all `\r`); tree-sitter's grammar knows only `\n`, so such a
+/// text is read from a copy with `\n` in place of each lone `\r`. The copy has the same length,
+/// so every byte offset still points at the same place of `source`.
 pub fn extract(source: &str) -> ParsedFile {
+    match with_lone_cr_as_lf(source) {
+        Some(text) => extract_lines(&text),
+        None => extract_lines(source),
+    }
+}
+
+/// `source` with each `\r` that no `\n` follows replaced by `\n`, or `None` when it has none.
+fn with_lone_cr_as_lf(source: &str) -> Option<String> {
+    let bytes = source.as_bytes();
+    let lone = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    if !(0..bytes.len()).any(lone) {
+        return None;
+    }
+    let replaced: Vec<u8> = (0..bytes.len())
+        .map(|i| if lone(i) { b'\n' } else { bytes[i] })
+        .collect();
+    // One ASCII byte for another: still UTF-8.
+    String::from_utf8(replaced).ok()
+}
+
+fn extract_lines(source: &str) -> ParsedFile {
     let index = LineIndex::new(source);
     let mut parser = Parser::new();
     let tree = parser
@@ -1330,6 +1356,29 @@ mod tests {
         assert!(pragmas("# clarify: ignore-files").next().is_none());
         assert!(pragmas("# clarify: ignore-foo").next().is_none());
         assert!(pragmas("# clarify ignore").next().is_none());
+    }
+
+    #[test]
+    fn old_mac_line_ends_are_lines() {
+        let source =
+            "import os\r\rdef f(x):\r    \"\"\"Return x.\r\r    More.\r    \"\"\"\r    return x\r";
+        let parsed = extract(source);
+        assert!(!parsed.has_syntax_errors, "{:?}", parsed.syntax_errors);
+        let [f] = parsed.functions.as_slice() else {
+            panic!("{:?}", parsed.functions);
+        };
+        assert_eq!((f.name_span.start.line, f.name_span.start.utf8_col), (2, 4));
+        let doc = f.docstring.as_ref().unwrap();
+        assert_eq!(doc.text, "Return x.\n\nMore.");
+        assert_eq!(doc.span.start.line, 3);
+        // Byte offsets point into the text as given.
+        assert_eq!(
+            &source[doc.span.start.byte..doc.span.start.byte + 3],
+            "\"\"\""
+        );
+        // A `\r` before `\n` still belongs to its line.
+        assert!(with_lone_cr_as_lf("a\r\nb").is_none());
+        assert_eq!(with_lone_cr_as_lf("a\r\r\nb\r").unwrap(), "a\n\r\nb\n");
     }
 
     #[test]

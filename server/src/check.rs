@@ -87,9 +87,8 @@ impl Diagnostic {
         }
     }
 
-    /// The path as found, without a leading `./`.
     fn relative_path(&self) -> &str {
-        self.path.strip_prefix("./").unwrap_or(&self.path)
+        without_dot_slash(&self.path)
     }
 
     /// The GitHub Actions output's line: a `warning` workflow command, one question per line of
@@ -122,6 +121,11 @@ impl Diagnostic {
             "properties": {"score": self.score},
         })
     }
+}
+
+/// A path as found, without a leading `./`: what GitHub and SARIF take as relative to the checkout.
+fn without_dot_slash(path: &str) -> &str {
+    path.strip_prefix("./").unwrap_or(path)
 }
 
 /// A path as a SARIF artifact URI: a relative reference (to the directory the check ran in,
@@ -181,11 +185,8 @@ impl Notice {
         }
     }
 
-    /// The path without a leading `./`, as a finding's.
     fn relative_path(&self) -> Option<&str> {
-        self.path
-            .as_deref()
-            .map(|p| p.strip_prefix("./").unwrap_or(p))
+        self.path.as_deref().map(without_dot_slash)
     }
 
     /// A `::warning` workflow command, with `file=` (and `line=`) so that the pull request

@@ -1,7 +1,8 @@
 //! Open documents: a rope, its version, and position conversion in the negotiated encoding.
 //!
-//! Lines end at '\n' only (a '\r' before it belongs to the line), which is how tree-sitter and
-//! therefore `core::python` count lines. Out-of-range positions are clamped, never a panic.
+//! Lines end at '\n', and at a '\r' that no '\n' follows (old Mac line ends), as the LSP and
+//! Python read them and `core::python` counts them; a '\r' before '\n' belongs to its line, as in
+//! `core::python`'s columns. Out-of-range positions are clamped, never a panic.
 
 use std::sync::{Arc, OnceLock};
 
@@ -126,9 +127,10 @@ impl Document {
         }
         let line_start = self.rope.line_to_char(line);
         let slice = self.rope.line(line);
-        // The line without its '\n' (a '\r' before it counts as a character, as in tree-sitter).
+        // The line without its end: '\n' (a '\r' before it counts as a character, as in
+        // `core::python`) or a lone '\r'.
         let mut len = slice.len_chars();
-        if len > 0 && slice.char(len - 1) == '\n' {
+        if len > 0 && matches!(slice.char(len - 1), '\n' | '\r') {
             len -= 1;
         }
         let want = pos.character as usize;
@@ -232,6 +234,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        // Old Mac line ends, as the client counts them.
+        let mut d = Document::new("def f(x):\r    'Doc.'\r    return x\r", 1);
+        assert_eq!(d.position_of_byte(10, Encoding::Utf16), Position::new(1, 0));
+        d.apply(&[change(1, 5, 1, 8, "Text")], 2, Encoding::Utf16);
+        assert_eq!(d.text(), "def f(x):\r    'Text.'\r    return x\r");
+        // The end of a line is before its '\r'.
+        let (end, clamped) = d.char_index(Position::new(0, 99), Encoding::Utf16);
+        assert_eq!((end, clamped), (9, true));
+        let read = d.functions();
+        assert_eq!(read.functions.len(), 1);
+        assert_eq!(read.functions[0].docstring.as_ref().unwrap().text, "Text.");
+    }
+
+    #[test]
     fn out_of_range_positions_are_clamped() {
         let mut d = Document::new("ab\ncd", 1);
         let clamped = d.apply(&[change(0, 10, 0, 99, "X")], 2, Encoding::Utf16);
@@ -265,12 +282,14 @@ mod tests {
         assert_eq!(d.text(), "new");
     }
 
-    /// UTF-16 position of a char index in a plain string (the shadow's view).
+    /// UTF-16 position of a char index in a plain string (the shadow's view): lines end at '\n'
+    /// and at a '\r' that no '\n' follows.
     fn shadow_position(text: &str, char_idx: usize) -> Position {
+        let chars: Vec<char> = text.chars().collect();
         let mut line = 0;
         let mut col = 0;
-        for c in text.chars().take(char_idx) {
-            if c == '\n' {
+        for (i, &c) in chars.iter().enumerate().take(char_idx) {
+            if c == '\n' || (c == '\r' && chars.get(i + 1) != Some(&'\n')) {
                 line += 1;
                 col = 0;
             } else {

@@ -29,9 +29,13 @@ impl Edit {
 /// The heading of the section the Answer action adds to a docstring.
 pub const SECTION: &str = "Clarifications:";
 
+/// What the lines an edit adds end with: `\r\n` where the text has one, `\r` in a text of old
+/// Mac line ends (no `\n` at all), `\n` otherwise.
 fn newline_of(source: &str) -> &'static str {
     if source.contains("\r\n") {
         "\r\n"
+    } else if source.contains('\r') && !source.contains('\n') {
+        "\r"
     } else {
         "\n"
     }
@@ -56,7 +60,7 @@ pub fn is_stub(source: &str, f: &Function) -> bool {
         .map_or(f.body.start.byte, |d| d.span.end.byte);
     let body = source.get(start..f.body.end.byte.max(start)).unwrap_or("");
     let statements: Vec<&str> = body
-        .lines()
+        .split(['\n', '\r'])
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
         .collect();
