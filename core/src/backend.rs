@@ -106,6 +106,30 @@ impl Plan {
         }
     }
 
+    /// The warning for a model served without an adapter that nobody turned off (`adapter =
+    /// "none"`): untuned, an instruct model codes whatever it reads, so a user would take its
+    /// silence for "all clear". `None` with an adapter, with `none`, and for an endpoint.
+    pub fn untuned_warning(&self) -> Option<String> {
+        let off = |v: Option<&std::ffi::OsStr>| v.is_some_and(|v| v == "none");
+        if self.backend() != BackendKind::Embedded
+            || self.adapter.is_some()
+            || off(self.settings.adapter.as_deref().map(Path::as_os_str))
+            || off(std::env::var_os(settings::ADAPTER_ENV).as_deref())
+        {
+            return None;
+        }
+        let model = match &self.model.name {
+            Some(name) => format!("model {name}"),
+            None => format!("the model at {}", self.model.path.display()),
+        };
+        Some(format!(
+            "no ClarifyCoder adapter for {model}, so it runs untuned and its scores mean little \
+             (an instruct model then rarely asks: few functions if any are flagged); use the \
+             default model, set `adapter` to one trained for it, or set it to `none` to run it \
+             untuned on purpose"
+        ))
+    }
+
     /// The backend kind.
     pub fn backend(&self) -> BackendKind {
         self.settings.backend.unwrap_or_default()
@@ -206,6 +230,20 @@ impl Plan {
                     (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
                     (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file or a name from `clarifycoder model list`, or leave it out to use the default model".to_string(),
                 };
+                // A bare word that is no file was most likely meant as a name.
+                let bare = path.components().count() == 1 && path.extension().is_none();
+                let hint = match (&self.model.name, bare) {
+                    (None, true) => {
+                        let names: Vec<&str> =
+                            crate::models::KNOWN.iter().map(|m| m.name).collect();
+                        format!(
+                            "'{}' is not a known model name either (known: {}); {hint}",
+                            path.display(),
+                            names.join(", ")
+                        )
+                    }
+                    _ => hint,
+                };
                 PlanError::MissingModel { path, hint }
             }
             e @ EngineError::Model(_) => PlanError::Model(e),
@@ -292,6 +330,70 @@ mod tests {
             Ok(_) => panic!("opened {plan:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn a_model_without_an_adapter_is_warned_about_unless_none_was_asked_for() {
+        let untuned =
+            |flags: Settings, config: Settings| Plan::new(flags, config).untuned_warning();
+        // A model of our own without an adapter beside it (no known model's default applies).
+        let own = Settings {
+            model: Some("/models/own.gguf".into()),
+            ..Settings::default()
+        };
+        if std::env::var_os(settings::ADAPTER_ENV).is_none() {
+            let text = untuned(own.clone(), Settings::default()).expect("a warning");
+            assert!(
+                text.starts_with("no ClarifyCoder adapter for the model at /models/own.gguf"),
+                "{text}"
+            );
+        }
+        let none = Settings {
+            adapter: Some("none".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            untuned(own.clone(), none.clone()),
+            None,
+            "`none` in the file"
+        );
+        let flags = Settings {
+            adapter: Some("none".into()),
+            ..own.clone()
+        };
+        assert_eq!(
+            untuned(flags, Settings::default()),
+            None,
+            "`--adapter none`"
+        );
+        assert_eq!(
+            untuned(
+                Settings {
+                    adapter: Some("/a.gguf".into()),
+                    ..own.clone()
+                },
+                Settings::default()
+            ),
+            None
+        );
+        let endpoint = Settings {
+            backend: Some(BackendKind::Openai),
+            ..own
+        };
+        assert_eq!(untuned(endpoint, Settings::default()), None);
+    }
+
+    #[test]
+    fn a_bare_word_that_is_no_file_is_told_the_known_names() {
+        let e = open_err(&plan(Path::new("qwen-coder"), "none"));
+        let text = e.to_string();
+        assert!(e.is_missing_model(), "{e:?}");
+        assert!(
+            text.contains(
+                "'qwen-coder' is not a known model name either (known: qwen2.5-coder-0.5b, "
+            ),
+            "{text}"
+        );
     }
 
     #[test]

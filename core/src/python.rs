@@ -1014,6 +1014,16 @@ fn local_kind(source: &str, scope: &[Node], name: &str) -> Option<(ValueKind, St
 
 /// The kind an expression plainly has, if any.
 fn value_kind(source: &str, node: Node) -> Option<ValueKind> {
+    value_kind_within(source, node, VALUE_KIND_DEPTH)
+}
+
+/// How deep [`value_kind`] reads nested expressions: what people write is a few levels, and a
+/// generated `((((…))))` thousands deep must not exhaust the stack (Python itself refuses 200).
+const VALUE_KIND_DEPTH: usize = 64;
+
+fn value_kind_within(source: &str, node: Node, depth: usize) -> Option<ValueKind> {
+    let depth = depth.checked_sub(1)?;
+    let value_kind = |node: Node| value_kind_within(source, node, depth);
     Some(match node.kind() {
         "integer" => ValueKind::Int,
         "float" => ValueKind::Float,
@@ -1032,8 +1042,8 @@ fn value_kind(source: &str, node: Node) -> Option<ValueKind> {
         "tuple" | "expression_list" => ValueKind::Tuple,
         "set" | "set_comprehension" => ValueKind::Set,
         "dictionary" | "dictionary_comprehension" => ValueKind::Dict,
-        "parenthesized_expression" => value_kind(source, code_children(node).next()?)?,
-        "unary_operator" => match value_kind(source, node.child_by_field_name("argument")?)? {
+        "parenthesized_expression" => value_kind(code_children(node).next()?)?,
+        "unary_operator" => match value_kind(node.child_by_field_name("argument")?)? {
             k @ (ValueKind::Int | ValueKind::Float) => k,
             _ => return None,
         },
@@ -1065,11 +1075,11 @@ fn value_kind(source: &str, node: Node) -> Option<ValueKind> {
                 "attribute" => {
                     let method = function.child_by_field_name("attribute")?;
                     let object = function.child_by_field_name("object")?;
-                    let on_str = value_kind(source, object) == Some(ValueKind::Str);
+                    let on_str = value_kind(object) == Some(ValueKind::Str);
                     // `b"=".join(…)`, `data.rstrip(b"=")`: bytes have these methods too.
-                    let bytes = value_kind(source, object) == Some(ValueKind::Bytes)
+                    let bytes = value_kind(object) == Some(ValueKind::Bytes)
                         || code_children(arguments)
-                            .any(|a| value_kind(source, a) == Some(ValueKind::Bytes));
+                            .any(|a| value_kind(a) == Some(ValueKind::Bytes));
                     match node_text(source, method) {
                         _ if bytes => return None,
                         "strftime" | "isoformat" => ValueKind::Str,
@@ -1356,6 +1366,21 @@ mod tests {
         assert!(pragmas("# clarify: ignore-files").next().is_none());
         assert!(pragmas("# clarify: ignore-foo").next().is_none());
         assert!(pragmas("# clarify ignore").next().is_none());
+    }
+
+    #[test]
+    fn a_return_nested_thousands_deep_is_read_without_exhausting_the_stack() {
+        let n = 20_000;
+        let source = format!(
+            "def f(a):\n    \"\"\"Return it.\"\"\"\n    return {}1{}\n\n\ndef g():\n    \"\"\"Return two.\"\"\"\n    return ((2))\n",
+            "(".repeat(n),
+            ")".repeat(n)
+        );
+        let parsed = extract(&source);
+        let names: Vec<&str> = parsed.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["f", "g"]);
+        assert!(parsed.functions[0].returns.is_empty());
+        assert_eq!(parsed.functions[1].returns[0].kind, ValueKind::Int);
     }
 
     #[test]

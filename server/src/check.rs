@@ -621,6 +621,11 @@ fn analyze(
         .filter(|r| r.as_ref().is_some_and(|(_, cached)| *cached))
         .count();
 
+    if !items.is_empty() {
+        if let Some(warning) = plan.untuned_warning() {
+            warnings.push(Notice::run(warning));
+        }
+    }
     let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
     if !pending.is_empty() {
         let backend = match plan.open() {

@@ -70,16 +70,16 @@ struct CheckCli {
     #[arg(long, value_enum, default_value = "text")]
     format: check::Format,
     /// Report a function when the model's probability of asking is at least this [default: 0.72].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     threshold: Option<f32>,
     /// Most questions shown per function [default: 3].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_questions: Option<usize>,
     /// Most tokens generated for one function's questions [default: 96].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     max_tokens: Option<usize>,
     /// Skip files larger than this many bytes.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1 << 20)]
     max_file_size: u64,
     /// Do not read or write the result cache.
     #[arg(long)]
@@ -194,6 +194,20 @@ impl ModelArgs {
     }
 }
 
+/// The command line's settings, held to the ranges a configuration file and an editor are held
+/// to ([`Settings::validate`]), with the flag named.
+fn validate_flags(flags: &Settings) -> anyhow::Result<()> {
+    match flags.validate() {
+        Err(settings::SettingsError::OutOfRange {
+            key,
+            value,
+            allowed,
+            ..
+        }) => anyhow::bail!("--{} must be {allowed}, got {value}", key.replace('_', "-")),
+        other => Ok(other?),
+    }
+}
+
 fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     match cli.command {
@@ -292,7 +306,9 @@ fn run() -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Info(args) => {
-            let plan = Plan::new(args.settings(), args.config_file()?);
+            let flags = args.settings();
+            validate_flags(&flags)?;
+            let plan = Plan::new(flags, args.config_file()?);
             // `problem`: why the file would not load (missing, not a GGUF file, truncated, a
             // model where an adapter belongs, an adapter made for another model), for health
             // checks.
@@ -334,6 +350,14 @@ fn run() -> anyhow::Result<i32> {
                 "device": plan.placement().map(|p| p.to_string()),
                 "model": describe(&plan.model, model_problem),
                 "adapter": plan.adapter.as_ref().map(|a| describe(a, adapter_problem(&a.path))),
+                // With the `openai` backend: the endpoint, and why it cannot be used.
+                "endpoint": (plan.backend() == BackendKind::Openai).then(|| serde_json::json!({
+                    "url": plan.settings.endpoint,
+                    "problem": plan.settings.endpoint.is_none()
+                        .then(|| clarifycoder_core::backend::PlanError::NoEndpoint.to_string()),
+                })),
+                // A model served without an adapter nobody turned off ([`Plan::untuned_warning`]).
+                "untuned": plan.untuned_warning(),
                 "cacheDir": clarifycoder_core::settings::cache_dir(),
                 "installHint": clarifycoder_core::settings::INSTALL_HINT,
             });
@@ -347,6 +371,7 @@ fn run() -> anyhow::Result<i32> {
             explicit.max_questions = args.max_questions;
             explicit.max_tokens = args.max_tokens;
             explicit.python = args.python.clone();
+            validate_flags(&explicit)?;
             let plan = Plan::new(explicit, config);
             if plan.backend() != BackendKind::Openai && args.model.endpoint.is_some() {
                 eprintln!("warning: --endpoint is used only with --backend openai; ignored");
@@ -359,20 +384,6 @@ fn run() -> anyhow::Result<i32> {
                 max_tokens: s.max_tokens.unwrap_or(defaults.max_tokens),
                 ..defaults
             };
-            if !(0.0..=1.0).contains(&options.threshold) {
-                anyhow::bail!(
-                    "threshold must be between 0 and 1, got {}",
-                    options.threshold
-                );
-            }
-            for (flag, n) in [
-                ("max-questions", options.max_questions),
-                ("max-tokens", options.max_tokens),
-            ] {
-                if n == 0 {
-                    anyhow::bail!("--{flag} must be at least 1, got 0");
-                }
-            }
             let run_examples = args.run_examples.then(|| {
                 s.python
                     .clone()

@@ -277,6 +277,32 @@ fn info_and_model_list_say_what_the_files_are() {
     );
     let v = info(&model, Path::new("none"));
     assert!(v["model"]["problem"].is_null(), "{v}");
+    assert!(v["untuned"].is_null(), "turned off on purpose: {v}");
+    // A model file without an adapter, and an endpoint that is not set: said, for health checks.
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .arg("info")
+        .env("CLARIFYCODER_MODEL", &model)
+        .env_remove("CLARIFYCODER_ADAPTER")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert!(
+        v["untuned"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("no ClarifyCoder adapter for the model at")),
+        "{v}"
+    );
+    assert!(v["endpoint"].is_null(), "{v}");
+    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+        .args(["info", "--backend", "openai"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(
+        v["endpoint"]["problem"],
+        "backend is `openai` but no endpoint is set; set `endpoint` (e.g. http://gpu-box:8080)",
+        "{v}"
+    );
     // Qwen's adapter on Gemma: the engine would refuse it, so the health check says why.
     let qwen_adapter = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf");

@@ -105,6 +105,10 @@ fn neovim_plugin_attaches_applies_an_answer_and_passes_checkhealth() {
         report.contains(&format!("model: {} (from env)", model.display())),
         "{report}"
     );
+    assert!(
+        report.contains("adapter: none, as set: the model runs untuned"),
+        "{report}"
+    );
 }
 
 /// A known model that is not installed: the plugin names its command, once (a restart reports

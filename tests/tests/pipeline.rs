@@ -315,7 +315,7 @@ fn harvest_synthesize_mix_finetune_export_then_check_and_evaluate_with_the_adapt
     write_model(&model, &Tiny::llama());
     let run_dir = d.path("run");
     let out = run(command("clarifycoder-trainer")
-        .args(["finetune", "--quiet", "--model", s(&model)])
+        .args(["finetune", "--model", s(&model)])
         .args(["--train", s(&mix.join("train.jsonl"))])
         .args(["--val", s(&mix.join("val.jsonl"))])
         .args(["--output", s(&run_dir)])
@@ -337,6 +337,13 @@ fn harvest_synthesize_mix_finetune_export_then_check_and_evaluate_with_the_adapt
     assert!(
         err.contains(&format!("train: {} sequences", train.len()))
             && err.contains(&format!("val: {} sequences", val.len())),
+        "{err}"
+    );
+    // Into a pipe (a log), progress comes as plain lines: validations and checkpoints.
+    assert!(
+        err.contains("finetune: step 0: val loss")
+            && err.contains("finetune: step 2/4: loss")
+            && err.contains("finetune: step 4: train loss"),
         "{err}"
     );
     let log = read_jsonl(&run_dir.join("log.jsonl"));

@@ -415,10 +415,17 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_position(state.step as u64);
+    // Where stderr is a log (nohup, CI) the bar and the lines it prints are hidden: plain lines
+    // instead, at each validation and each checkpoint.
+    let plain = !args.quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let say = |line: String| match plain {
+        true => eprintln!("finetune: {line}"),
+        false => bar.println(line),
+    };
     if state.step == 0 && !val.is_empty() && state.log.is_empty() {
         // The base model's validation loss, the point of comparison.
         let v = trainer.validate(&val)?;
-        bar.println(format!("step 0: val loss {v:.4}"));
+        say(format!("step 0: val loss {v:.4}"));
         state.log.push(LogLine {
             step: 0,
             loss: None,
@@ -477,7 +484,7 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
         let last = state.step == total_steps;
         if !val.is_empty() && (state.step.is_multiple_of(args.eval_every.max(1)) || last) {
             let v = trainer.validate(&val)?;
-            bar.println(format!(
+            say(format!(
                 "step {}: train loss {:.4}, val loss {v:.4}",
                 state.step, stats.loss
             ));
@@ -489,6 +496,16 @@ pub fn run(args: FinetuneArgs) -> Result<()> {
             state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
             trainer.save_checkpoint(&run_dir, &state)?;
             run_dir.write_log(&state.log)?;
+            if plain {
+                let left = secs / steps_here as f64 * (total_steps - state.step) as f64;
+                say(format!(
+                    "step {}/{total_steps}: loss {:.3}, {:.0} tokens/s, checkpoint saved; about {:.0} min left",
+                    state.step,
+                    stats.loss,
+                    tokens_here as f64 / secs.max(1e-9),
+                    left / 60.0
+                ));
+            }
         }
     }
     bar.finish_and_clear();

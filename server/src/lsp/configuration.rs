@@ -118,6 +118,7 @@ impl ClarifyServer {
         self.client
             .send_notification::<StatusNotification>(json!({"state": "loading"}))
             .await;
+        let untuned = plan.untuned_warning();
         let (tx, rx) = oneshot::channel();
         let result = match self.worker.send(Job::Load(Box::new(plan), options, tx)) {
             Ok(()) => rx
@@ -132,6 +133,11 @@ impl ClarifyServer {
         match result {
             Ok(model) => {
                 tracing::info!("engine ready: {model}");
+                if let Some(warning) = untuned {
+                    self.client
+                        .show_message(MessageType::WARNING, format!("ClarifyCoder: {warning}"))
+                        .await;
+                }
                 self.client
                     .send_notification::<StatusNotification>(
                         json!({"state": "ready", "message": model}),

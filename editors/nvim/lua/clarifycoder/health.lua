@@ -42,8 +42,17 @@ function M.check()
   end
   local info = vim.fn.json_decode(out)
   ok("server binary: " .. bin .. " (version " .. info.version .. ")")
+  local function set(v)
+    return v ~= nil and v ~= vim.NIL
+  end
   if info.backend == "openai" then
-    ok("backend: OpenAI-compatible endpoint")
+    local endpoint = set(info.endpoint) and info.endpoint or {}
+    if set(endpoint.problem) then
+      error(endpoint.problem, { "Set `endpoint` in the plugin's settings or in clarifycoder.toml" })
+    else
+      ok("backend: OpenAI-compatible endpoint" .. (set(endpoint.url) and (" at " .. endpoint.url) or ""))
+    end
+    return
   elseif not info.model.exists then
     error("model not found at " .. info.model.path, { info.installHint })
   elseif info.model.problem ~= nil and info.model.problem ~= vim.NIL then
@@ -51,8 +60,12 @@ function M.check()
   else
     ok("model: " .. info.model.path .. " (from " .. info.model.origin .. ")")
   end
-  if info.adapter == vim.NIL or info.adapter == nil then
-    warn("no ClarifyCoder adapter in use (disabled, or none installed yet): a base model's questions are not meaningful", { "Install the adapter with `make setup`, or set `adapter` in settings" })
+  if not set(info.adapter) then
+    if set(info.untuned) then
+      warn(info.untuned, { "Install the default model and its adapter with `clarifycoder model install qwen2.5-coder-0.5b`, or set `adapter` in settings" })
+    else
+      ok("adapter: none, as set: the model runs untuned")
+    end
   elseif not info.adapter.exists then
     error("adapter not found at " .. info.adapter.path, { "Fix the adapter setting, or set it to `none`" })
   elseif info.adapter.problem ~= nil and info.adapter.problem ~= vim.NIL then
