@@ -347,7 +347,18 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
     let mut errors = Vec::new();
     let mut stats = CheckStats::default();
 
-    let files = collect_files(&args.paths, &mut errors);
+    let mut environments = Vec::new();
+    let files = collect_files(&args.paths, &mut errors, &mut environments);
+    if !environments.is_empty() {
+        let names: Vec<String> = environments
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        warnings.push(Notice::run(format!(
+            "skipped {} (a virtual environment's installed packages, not the project's code; name it to check it)",
+            names.join(", ")
+        )));
+    }
     if files.is_empty() && errors.is_empty() {
         warnings.push(Notice::run(
             "no Python files found under the given paths (hidden and .gitignore'd ones are skipped; name a file to check it anyway)",
@@ -793,9 +804,16 @@ pub fn print_stdout(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// Python files under the given paths: directories are walked (respecting .gitignore and hidden
-/// files), files given explicitly are always taken; a file named twice (`a.py ./a.py`) once.
-pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
+/// Python files under the given paths: directories are walked (respecting .gitignore and
+/// `.ignore`, skipping hidden files and directories, not following symbolic links), files given
+/// explicitly are always taken; a file named twice (`a.py ./a.py`) once. A virtual environment
+/// found in a directory (one that holds `pyvenv.cfg`, or `conda-meta`) is installed packages, not
+/// the project's code: it is skipped and named in `environments`, unless it was given itself.
+pub(crate) fn collect_files(
+    paths: &[PathBuf],
+    errors: &mut Vec<String>,
+    environments: &mut Vec<PathBuf>,
+) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_file() {
@@ -822,7 +840,21 @@ pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<
             });
             continue;
         }
-        let walker = ignore::WalkBuilder::new(path).require_git(false).build();
+        let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let skipped = found.clone();
+        let walker = ignore::WalkBuilder::new(path)
+            .require_git(false)
+            .filter_entry(move |e| {
+                let environment = e.depth() > 0
+                    && e.file_type().is_some_and(|t| t.is_dir())
+                    && (e.path().join("pyvenv.cfg").is_file()
+                        || e.path().join("conda-meta").is_dir());
+                if environment {
+                    skipped.lock().unwrap().push(e.path().to_path_buf());
+                }
+                !environment
+            })
+            .build();
         for entry in walker {
             match entry {
                 Ok(e) if e.file_type().is_some_and(|t| t.is_file()) && is_python(e.path()) => {
@@ -832,7 +864,9 @@ pub(crate) fn collect_files(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<
                 Err(e) => errors.push(format!("{e}")),
             }
         }
+        environments.append(&mut found.lock().unwrap());
     }
+    environments.sort();
     files.sort();
     files.dedup();
     let mut seen = std::collections::HashSet::new();

@@ -177,6 +177,29 @@ fn text_output_exit_code_and_cache() {
 
 /// Files that cannot be checked (not UTF-8, too large, syntax errors), model files that cannot be
 /// used and bad flag values: `tests/tests/bad_inputs.rs`.
+/// A virtual environment inside the project is its installed packages: skipped, and said so,
+/// unless it is named.
+#[test]
+fn a_virtual_environment_in_a_directory_is_skipped_and_named() {
+    let f = Fixture::new(&[
+        ("app.py", b"def helper(x):\n    return x\n"),
+        ("venv/pyvenv.cfg", b"home = /usr/bin\n"),
+        ("venv/lib/site.py", b"def f(x):\n    return x\n"),
+        ("env/conda-meta/history", b""),
+        ("env/lib/pkg.py", b"def g(x):\n    return x\n"),
+    ]);
+    let report = json(&f.check(&["--format", "json", "."]));
+    assert_eq!(report["stats"]["files"], 1, "{report:#}");
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!(["skipped ./env, ./venv (a virtual environment's installed packages, not the project's code; name it to check it)"]),
+        "{report:#}"
+    );
+    let report = json(&f.check(&["--format", "json", "venv"]));
+    assert_eq!(report["stats"]["files"], 1, "{report:#}");
+    assert_eq!(report["warnings"], serde_json::json!([]), "{report:#}");
+}
+
 #[test]
 fn nothing_flagged_is_exit_zero() {
     let f = Fixture::new(&[

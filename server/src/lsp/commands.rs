@@ -52,7 +52,8 @@ impl ClarifyServer {
     async fn check_workspace(&self) -> Result<Option<Value>> {
         let roots = self.state.lock().unwrap().roots.clone();
         let mut walk_errors = Vec::new();
-        let files = crate::check::collect_files(&roots, &mut walk_errors);
+        // A virtual environment under a workspace folder is skipped there too.
+        let files = crate::check::collect_files(&roots, &mut walk_errors, &mut Vec::new());
         for e in walk_errors {
             tracing::warn!("workspace check: {e}");
         }
