@@ -1,7 +1,7 @@
 //! `clarifycoder`: asks clarifying questions about unclear Python functions, as a linter
 //! (`check`) and as a language server (`serve`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -183,6 +183,17 @@ impl ModelArgs {
             return Ok(Settings::default());
         };
         let settings = Settings::from_toml_file(&path)?;
+        if let Some(dir) = path.parent().filter(|_| self.config.is_none()) {
+            for other in settings::CONFIG_FILES.map(|name| dir.join(name)) {
+                if other != path && other.is_file() {
+                    eprintln!(
+                        "warning: {} is not read: {} in the same directory is (merge them into one)",
+                        other.display(),
+                        path.display()
+                    );
+                }
+            }
+        }
         for (key, value) in &settings.unknown {
             eprintln!(
                 "warning: {}: {}",
@@ -192,6 +203,16 @@ impl ModelArgs {
         }
         Ok(settings)
     }
+}
+
+/// Whether `python` names a file: a path as given, a bare name on `PATH`.
+fn interpreter_exists(python: &str) -> bool {
+    let path = Path::new(python);
+    if path.components().count() > 1 {
+        return path.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| d.join(path).is_file()))
 }
 
 /// The command line's settings, held to the ranges a configuration file and an editor are held
@@ -389,6 +410,12 @@ fn run() -> anyhow::Result<i32> {
                     .clone()
                     .unwrap_or_else(|| clarifycoder_core::settings::DEFAULT_PYTHON.into())
             });
+            if let Some(python) = run_examples.as_deref().filter(|p| !interpreter_exists(p)) {
+                anyhow::bail!(
+                    "the Python interpreter '{python}' for --run-examples was not found; give one \
+                     with --python (e.g. .venv/bin/python) or `python` in the configuration file"
+                );
+            }
             check::run(
                 check::CheckArgs {
                     paths: args.paths,

@@ -200,6 +200,40 @@ fn a_virtual_environment_in_a_directory_is_skipped_and_named() {
     assert_eq!(report["warnings"], serde_json::json!([]), "{report:#}");
 }
 
+/// Set-up mistakes are said before any work: an interpreter for the examples that is not there
+/// (an error), a second configuration file beside the one read (a warning).
+#[test]
+fn a_missing_interpreter_and_a_second_configuration_file_are_said() {
+    let f = Fixture::new(&[
+        ("app.py", b"def helper(x):\n    return x\n"),
+        ("clarifycoder.toml", b"threshold = 0.8\n"),
+        (".clarifycoder.toml", b"threshold = 0.1\n"),
+    ]);
+    let out = f.check(&[
+        "--run-examples",
+        "--python",
+        "/nonexistent/python3",
+        "app.py",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the Python interpreter '/nonexistent/python3' for --run-examples was not found"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = f.check(&["app.py"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(".clarifycoder.toml is not read: ")
+            && stderr(&out)
+                .contains("clarifycoder.toml in the same directory is (merge them into one)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn nothing_flagged_is_exit_zero() {
     let f = Fixture::new(&[
@@ -590,21 +624,22 @@ fn run_examples_reports_an_example_the_code_disagrees_with() {
     assert_eq!(report["diagnostics"][0]["function"], "total", "{report}");
     assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
 
-    // A missing interpreter is a warning, and the model's results still come.
+    // An interpreter that is there but cannot start (one that is not there is refused before
+    // any work) is a warning, and the model's results still come.
+    let not_a_program = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = check(&[
         "--format",
         "json",
         "--run-examples",
         "--python",
-        "/nonexistent/python3",
+        not_a_program,
         ".",
     ]);
     let report = json(&out);
     assert!(
-        report["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("docstring examples not run: cannot start /nonexistent/python3"),
+        report["warnings"][0].as_str().unwrap().contains(&format!(
+            "docstring examples not run: cannot start {not_a_program}"
+        )),
         "{report}"
     );
     assert_eq!(report["stats"]["analyzed"], 3, "{report}");
