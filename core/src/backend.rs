@@ -118,15 +118,20 @@ impl Plan {
         {
             return None;
         }
-        let model = match &self.model.name {
-            Some(name) => format!("model {name}"),
+        let model = match self.model.name.as_deref().and_then(crate::models::find) {
+            Some(known) => format!(
+                "model {} ({} is neither in {} nor in a `models/` directory beside the binary; \
+                 `make setup` in a ClarifyCoder checkout installs the adapters it ships)",
+                known.name,
+                known.adapter,
+                settings::models_dir().display()
+            ),
             None => format!("the model at {}", self.model.path.display()),
         };
         Some(format!(
             "no ClarifyCoder adapter for {model}, so it runs untuned and its scores mean little \
-             (an instruct model then rarely asks: few functions if any are flagged); use the \
-             default model, set `adapter` to one trained for it, or set it to `none` to run it \
-             untuned on purpose"
+             (an instruct model then rarely asks: few functions if any are flagged); set \
+             `adapter` to an adapter trained for it, or to `none` to run it untuned on purpose"
         ))
     }
 
@@ -230,15 +235,18 @@ impl Plan {
                     (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
                     (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file or a name from `clarifycoder model list`, or leave it out to use the default model".to_string(),
                 };
-                // A bare word that is no file was most likely meant as a name.
-                let bare = path.components().count() == 1 && path.extension().is_none();
-                let hint = match (&self.model.name, bare) {
-                    (None, true) => {
+                // A word without an extension that is no file was most likely meant as a name (a
+                // configuration file's is taken relative to the file: its last part is the word).
+                let word = path
+                    .file_name()
+                    .filter(|_| path.extension().is_none())
+                    .map(|w| w.to_string_lossy().into_owned());
+                let hint = match (&self.model.name, word) {
+                    (None, Some(word)) => {
                         let names: Vec<&str> =
                             crate::models::KNOWN.iter().map(|m| m.name).collect();
                         format!(
-                            "'{}' is not a known model name either (known: {}); {hint}",
-                            path.display(),
+                            "'{word}' is not a known model name either (known: {}); {hint}",
                             names.join(", ")
                         )
                     }

@@ -120,7 +120,7 @@ fn mask_addresses(s: &str) -> String {
 /// The interpreter's path: a bare name is looked up on this process's `PATH` (the user's, with
 /// an activated virtual environment), since the sandbox runs with a minimal one; a relative path
 /// is taken from the current directory.
-fn interpreter(python: &str) -> String {
+pub fn interpreter(python: &str) -> String {
     if python.contains('/') {
         return std::path::absolute(python)
             .map(|p| p.display().to_string())

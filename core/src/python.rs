@@ -302,12 +302,11 @@ fn normalize_newlines(s: &str) -> String {
 /// Position of a byte offset in `source` (clamped to the text length and to a char boundary).
 pub fn position_at(source: &str, byte: usize) -> Position {
     let byte = floor_char_boundary(source, byte);
-    let before = &source.as_bytes()[..byte];
-    let line = before.iter().filter(|&&b| b == b'\n').count();
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let bytes = source.as_bytes();
+    // Line ends as [`extract`] counts them: `\n`, and `\r` where no `\n` follows.
+    let ends = (0..byte)
+        .filter(|&i| bytes[i] == b'\n' || (bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n')));
+    let (line, line_start) = ends.fold((0, 0), |(n, _), i| (n + 1, i + 1));
     Position {
         byte,
         line: to_u32(line),
@@ -454,10 +453,19 @@ fn parse_pragma(s: &str) -> Option<Pragma> {
 /// text is read from a copy with `\n` in place of each lone `\r`. The copy has the same length,
 /// so every byte offset still points at the same place of `source`.
 pub fn extract(source: &str) -> ParsedFile {
-    match with_lone_cr_as_lf(source) {
-        Some(text) => extract_lines(&text),
-        None => extract_lines(source),
+    let Some(text) = with_lone_cr_as_lf(source) else {
+        return extract_lines(source);
+    };
+    let mut parsed = extract_lines(&text);
+    // `raw` is the source text as written.
+    for doc in parsed
+        .functions
+        .iter_mut()
+        .filter_map(|f| f.docstring.as_mut())
+    {
+        doc.raw = source[doc.span.start.byte..doc.span.end.byte].to_owned();
     }
+    parsed
 }
 
 /// `source` with each `\r` that no `\n` follows replaced by `\n`, or `None` when it has none.
@@ -1075,9 +1083,11 @@ fn value_kind_within(source: &str, node: Node, depth: usize) -> Option<ValueKind
                 "attribute" => {
                     let method = function.child_by_field_name("attribute")?;
                     let object = function.child_by_field_name("object")?;
-                    let on_str = value_kind(object) == Some(ValueKind::Str);
+                    // Read once: a chain of calls read twice per link takes 2^n steps.
+                    let object_kind = value_kind(object);
+                    let on_str = object_kind == Some(ValueKind::Str);
                     // `b"=".join(…)`, `data.rstrip(b"=")`: bytes have these methods too.
-                    let bytes = value_kind(object) == Some(ValueKind::Bytes)
+                    let bytes = object_kind == Some(ValueKind::Bytes)
                         || code_children(arguments)
                             .any(|a| value_kind(a) == Some(ValueKind::Bytes));
                     match node_text(source, method) {

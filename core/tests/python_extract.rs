@@ -903,15 +903,15 @@ fn incomplete_definitions() {
 
 #[test]
 fn odd_characters() {
-    // A lone CR is a line break for Python (but not a line for positions).
+    // A lone CR is a line break, for Python and for positions.
     check(
         "def f(a,\r      b):\r    '''One.\r\r    Two.'''\r",
         expect![[r#"
             ignore_file=false syntax_errors=false []
             f [] name@0:4/4
               sig: "def f(a,\n      b):"
-              doc: TripleSingle prefix="" "One.\n\nTwo." @0:23/23-0:43/43
-              body: lines 0-0 indent="" body_indent="    "
+              doc: TripleSingle prefix="" "One.\n\nTwo." @2:4/4-4:11/11
+              body: lines 2-4 indent="" body_indent="    "
         "#]],
     );
     check(

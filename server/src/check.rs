@@ -355,7 +355,7 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
             .map(|p| p.display().to_string())
             .collect();
         warnings.push(Notice::run(format!(
-            "skipped {} (a virtual environment's installed packages, not the project's code; name it to check it)",
+            "skipped {} (virtual environments: installed packages, not the project's code; name one to check it)",
             names.join(", ")
         )));
     }
@@ -632,13 +632,12 @@ fn analyze(
         .filter(|r| r.as_ref().is_some_and(|(_, cached)| *cached))
         .count();
 
-    if !items.is_empty() {
-        if let Some(warning) = plan.untuned_warning() {
-            warnings.push(Notice::run(warning));
-        }
-    }
     let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
-    if !pending.is_empty() {
+    // Said once the model is known to load (or was not needed: cached results are its too).
+    let untuned = plan.untuned_warning().filter(|_| !items.is_empty());
+    if pending.is_empty() {
+        warnings.extend(untuned.map(Notice::run));
+    } else {
         let backend = match plan.open() {
             Ok(backend) => backend,
             Err(e) => {
@@ -646,6 +645,7 @@ fn analyze(
                 return Err(e.into());
             }
         };
+        warnings.extend(untuned.map(Notice::run));
         let analyzer = Analyzer::new(backend.clone(), args.options);
         let outcome = run_model(
             items,

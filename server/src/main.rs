@@ -134,13 +134,13 @@ struct ModelArgs {
     batch: Option<usize>,
     /// Layers to offload to the GPU, in a build with the `cuda` feature (`make cuda`)
     /// [default: all of them when there is a GPU]; 0 runs on the CPU.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gpu_layers: Option<u32>,
     /// Inference threads (0 = all cores).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     threads: Option<usize>,
     /// Context window in tokens [default: 4096].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     ctx_size: Option<u32>,
 }
 
@@ -205,14 +205,9 @@ impl ModelArgs {
     }
 }
 
-/// Whether `python` names a file: a path as given, a bare name on `PATH`.
+/// Whether `python` names a file, found as the examples' run finds it.
 fn interpreter_exists(python: &str) -> bool {
-    let path = Path::new(python);
-    if path.components().count() > 1 {
-        return path.is_file();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| d.join(path).is_file()))
+    Path::new(&clarifycoder_core::examples::interpreter(python)).is_file()
 }
 
 /// The command line's settings, held to the ranges a configuration file and an editor are held

@@ -192,7 +192,7 @@ fn a_virtual_environment_in_a_directory_is_skipped_and_named() {
     assert_eq!(report["stats"]["files"], 1, "{report:#}");
     assert_eq!(
         report["warnings"],
-        serde_json::json!(["skipped ./env, ./venv (a virtual environment's installed packages, not the project's code; name it to check it)"]),
+        serde_json::json!(["skipped ./env, ./venv (virtual environments: installed packages, not the project's code; name one to check it)"]),
         "{report:#}"
     );
     let report = json(&f.check(&["--format", "json", "venv"]));

@@ -116,8 +116,9 @@ def definitions(tree):
     return out
 
 
-# The run's directory: the sandbox starts the harness in it and sets HOME to it.
-SANDBOX = os.getcwd()
+# The run's directory, as resolved and as given: the sandbox starts the harness in it and sets
+# HOME to it.
+SANDBOX = [p for p in {os.getcwd(), os.environ.get("HOME", "")} if len(p) > 1]
 
 
 class Recorder(doctest.DocTestRunner):
@@ -134,7 +135,7 @@ class Recorder(doctest.DocTestRunner):
     def report_failure(self, out, test, example, got):
         # A result that shows the sandbox's own directory (the working directory, HOME) says
         # where the example ran, not what the docstring means.
-        if SANDBOX in got:
+        if any(path in got for path in SANDBOX):
             self.events.append({"kind": "environment"})
             return
         # An example that expects an exception and got another one: an environment error (a

@@ -137,26 +137,30 @@ pub fn answer(source: &str, f: &Function, questions: &[String]) -> Result<Edit, 
     Ok(edit)
 }
 
+/// Where the line after the line end at `end` starts (`\n`, `\r\n` or a lone `\r`).
+fn next_line(source: &str, end: usize) -> usize {
+    let rest = &source[end.min(source.len())..];
+    let len = if rest.starts_with("\r\n") {
+        2
+    } else {
+        usize::from(rest.starts_with(['\n', '\r']))
+    };
+    end + len
+}
+
 /// Appends `# clarify: ignore` to the function's `def` line.
 pub fn ignore_function(source: &str, f: &Function) -> Result<Edit, String> {
+    // Where the line's end (`\n`, `\r\n` or a lone `\r`) starts.
     let end_of_line = |at: usize| {
-        let end = source[at..]
-            .find('\n')
-            .map(|i| at + i)
-            .unwrap_or(source.len());
-        if source[..end].ends_with('\r') {
-            end - 1
-        } else {
-            end
-        }
+        source[at..]
+            .find(['\n', '\r'])
+            .map_or(source.len(), |i| at + i)
     };
     let mut line_end = end_of_line(f.header_span.start.byte);
     // A comment cannot follow a line continuation: take the signature's next line (the pragma
     // counts on any of them).
     while source[..line_end].ends_with('\\') && line_end < f.header_span.end.byte {
-        let next = source[line_end..]
-            .find('\n')
-            .map_or(source.len(), |i| line_end + i + 1);
+        let next = next_line(source, line_end);
         line_end = end_of_line(next.min(source.len()));
     }
     let edit = Edit {
@@ -174,11 +178,11 @@ pub fn ignore_file(source: &str) -> Edit {
     let mut at = 0;
     for _ in 0..2 {
         let rest = &source[at..];
-        let line = rest.split('\n').next().unwrap_or_default();
+        let line = rest.split(['\n', '\r']).next().unwrap_or_default();
         let is_header =
             line.starts_with("#!") || (line.starts_with('#') && line.contains("coding"));
         if is_header && rest.len() > line.len() {
-            at += line.len() + 1;
+            at = next_line(source, at + line.len());
         } else {
             break;
         }
@@ -397,6 +401,15 @@ mod tests {
         let out = ignore_file(src).apply(src);
         assert_eq!(out, "#!/usr/bin/env python\n# clarify: ignore-file\ndef f(x):  # noqa\n    \"\"\"Do.\"\"\"\n");
         assert!(python::extract(&out).ignore_file);
+        // Old Mac line ends, and Windows ones.
+        for nl in ["\r", "\r\n"] {
+            let src = src.replace('\n', nl);
+            let out = ignore_function(&src, &first(&src)).unwrap().apply(&src);
+            assert_eq!(out, format!("#!/usr/bin/env python{nl}def f(x):  # noqa  # clarify: ignore{nl}    \"\"\"Do.\"\"\"{nl}"));
+            assert!(first(&out).ignored);
+            let out = ignore_file(&src).apply(&src);
+            assert_eq!(out, format!("#!/usr/bin/env python{nl}# clarify: ignore-file{nl}def f(x):  # noqa{nl}    \"\"\"Do.\"\"\"{nl}"));
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ function M.check()
   end
   if not set(info.adapter) then
     if set(info.untuned) then
-      warn(info.untuned, { "Install the default model and its adapter with `clarifycoder model install qwen2.5-coder-0.5b`, or set `adapter` in settings" })
+      warn(info.untuned, { "Install the shipped adapters with `make setup` in a ClarifyCoder checkout, or set `adapter` in settings" })
     else
       ok("adapter: none, as set: the model runs untuned")
     end
