@@ -42,7 +42,8 @@ pub fn find(literal: &str, question: &str) -> Option<(usize, usize)> {
     }
     let mut best: Option<(usize, usize, usize)> = None; // (hits, start, end)
     let mut line_start = 0;
-    for line in literal.split_inclusive('\n') {
+    // Lines end at '\n' and at a lone '\r' (a "\r\n" splits into a line and an empty one).
+    for line in literal.split_inclusive(['\n', '\r']) {
         let hits: Vec<(usize, &str)> = words(line)
             .filter(|(_, w)| key(w).is_some_and(|k| wanted.contains(&k)))
             .collect();
@@ -74,5 +75,9 @@ mod tests {
         let (s, e) = find(doc, "Sort by what? Ascending stock?").unwrap();
         assert_eq!(&doc[s..e], "Sort the stock");
         assert_eq!(find(doc, "What should it do?"), None);
+        // Old Mac line ends: still one line's words.
+        let doc = doc.replace('\n', "\r");
+        let (s, e) = find(&doc, "Which stock is sorted, by which priority?").unwrap();
+        assert_eq!(&doc[s..e], "stock");
     }
 }
