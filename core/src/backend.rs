@@ -76,6 +76,8 @@ pub struct Plan {
     pub model: Resolved,
     /// The adapter, if any.
     pub adapter: Option<Resolved>,
+    /// `none` was set for the adapter: the model runs untuned on purpose.
+    pub adapter_off: bool,
     /// Embedded backend with an adapter: the base model without it writes code answers (see
     /// [`LlamaConfig::code_from_base`]). Off by default: the editor never generates code.
     pub code_from_base: bool,
@@ -99,7 +101,8 @@ impl Plan {
         Plan {
             settings: explicit.or(config),
             model,
-            adapter,
+            adapter_off: adapter == settings::AdapterChoice::Off,
+            adapter: adapter.file(),
             code_from_base: false,
             lanes: None,
             batch_invariant: false,
@@ -110,12 +113,7 @@ impl Plan {
     /// "none"`): untuned, an instruct model codes whatever it reads, so a user would take its
     /// silence for "all clear". `None` with an adapter, with `none`, and for an endpoint.
     pub fn untuned_warning(&self) -> Option<String> {
-        let off = |v: Option<&std::ffi::OsStr>| v.is_some_and(|v| v == "none");
-        if self.backend() != BackendKind::Embedded
-            || self.adapter.is_some()
-            || off(self.settings.adapter.as_deref().map(Path::as_os_str))
-            || off(std::env::var_os(settings::ADAPTER_ENV).as_deref())
-        {
+        if self.backend() != BackendKind::Embedded || self.adapter.is_some() || self.adapter_off {
             return None;
         }
         let model = match self.model.name.as_deref().and_then(crate::models::find) {
@@ -133,6 +131,38 @@ impl Plan {
              (an instruct model then rarely asks: few functions if any are flagged); set \
              `adapter` to an adapter trained for it, or to `none` to run it untuned on purpose"
         ))
+    }
+
+    /// What to do when the model file is missing: a known model's install command, else where
+    /// the path was set and how to change it (editors' health checks show it too).
+    pub fn missing_model_hint(&self) -> String {
+        let hint = match (&self.model.name, self.model.origin) {
+            (Some(name), _) => match crate::models::find(name) {
+                Some(m) => format!("install it with {}", m.install_hint()),
+                None => format!("install it with `clarifycoder model install {name}`"),
+            },
+            (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
+            (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file or a name from `clarifycoder model list`, or unset it to use the default model", settings::MODEL_ENV),
+            (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
+            (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file or a name from `clarifycoder model list`, or leave it out to use the default model".to_string(),
+        };
+        // A word without an extension that is no file was most likely meant as a name (a
+        // configuration file's is taken relative to the file: its last part is the word).
+        let path = &self.model.path;
+        let word = path
+            .file_name()
+            .filter(|_| self.model.name.is_none() && path.extension().is_none())
+            .map(|w| w.to_string_lossy().into_owned());
+        match word {
+            Some(word) => {
+                let names: Vec<&str> = crate::models::KNOWN.iter().map(|m| m.name).collect();
+                format!(
+                    "'{word}' is not a known model name either (known: {}); {hint}",
+                    names.join(", ")
+                )
+            }
+            None => hint,
+        }
     }
 
     /// The backend kind.
@@ -224,36 +254,10 @@ impl Plan {
 
     fn explain(&self, e: EngineError) -> PlanError {
         match e {
-            EngineError::Model(GgufError::NotFound(path)) => {
-                let hint = match (&self.model.name, self.model.origin) {
-                    (Some(name), _) => match crate::models::find(name) {
-                        Some(m) => format!("install it with {}", m.install_hint()),
-                        None => format!("install it with `clarifycoder model install {name}`"),
-                    },
-                    (None, Origin::Default) => settings::INSTALL_HINT.to_string(),
-                    (None, Origin::Env) => format!("it was set by {}; point it at a GGUF file or a name from `clarifycoder model list`, or unset it to use the default model", settings::MODEL_ENV),
-                    (None, Origin::Config) => "it was set by `model` in the configuration file; point it at a GGUF file or a name from `clarifycoder model list`, or remove it to use the default model".to_string(),
-                    (None, Origin::Flag) => "it was set by --model (the `model` setting in an editor); point it at a GGUF file or a name from `clarifycoder model list`, or leave it out to use the default model".to_string(),
-                };
-                // A word without an extension that is no file was most likely meant as a name (a
-                // configuration file's is taken relative to the file: its last part is the word).
-                let word = path
-                    .file_name()
-                    .filter(|_| path.extension().is_none())
-                    .map(|w| w.to_string_lossy().into_owned());
-                let hint = match (&self.model.name, word) {
-                    (None, Some(word)) => {
-                        let names: Vec<&str> =
-                            crate::models::KNOWN.iter().map(|m| m.name).collect();
-                        format!(
-                            "'{word}' is not a known model name either (known: {}); {hint}",
-                            names.join(", ")
-                        )
-                    }
-                    _ => hint,
-                };
-                PlanError::MissingModel { path, hint }
-            }
+            EngineError::Model(GgufError::NotFound(path)) => PlanError::MissingModel {
+                path,
+                hint: self.missing_model_hint(),
+            },
             e @ EngineError::Model(_) => PlanError::Model(e),
             e @ EngineError::Adapter(_) => PlanError::Adapter(e),
             e => PlanError::Engine(e),

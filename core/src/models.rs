@@ -308,12 +308,20 @@ pub fn find(name: &str) -> Option<&'static KnownModel> {
     KNOWN.iter().find(|m| m.name.eq_ignore_ascii_case(name))
 }
 
-/// The known model a path stands for: a bare name, or its file in the model cache.
+/// The known model a path stands for: a bare name, or its file in the model cache, by that path
+/// or another to the same file (a link, `~/.cache/./clarifycoder/...`): pointing at the installed
+/// file is choosing that model, with its adapter.
 pub fn find_by_path(path: &Path) -> Option<&'static KnownModel> {
     if let Some(m) = path.to_str().and_then(find) {
         return Some(m);
     }
-    KNOWN.iter().find(|m| path == m.path())
+    if let Some(m) = KNOWN.iter().find(|m| path == m.path()) {
+        return Some(m);
+    }
+    let file = path.canonicalize().ok()?;
+    KNOWN
+        .iter()
+        .find(|m| m.path().canonicalize().is_ok_and(|known| known == file))
 }
 
 impl KnownModel {
@@ -620,6 +628,17 @@ mod tests {
             Some("gemma3-270m")
         );
         assert_eq!(find_by_path(Path::new("models/x.gguf")), None);
+        // Another path to the installed file (a link to it) is the same model.
+        let installed = GEMMA3_270M
+            .installed_path()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("my-model.gguf");
+        std::os::unix::fs::symlink(&installed, &link).unwrap();
+        assert_eq!(find_by_path(&link).map(|m| m.name), Some("gemma3-270m"));
+        let other = dir.path().join("other.gguf");
+        std::fs::write(&other, b"GGUF").unwrap();
+        assert_eq!(find_by_path(&other), None);
     }
 
     #[test]

@@ -452,9 +452,10 @@ pub fn models_dir() -> PathBuf {
 }
 
 /// The model: flag → `CLARIFYCODER_MODEL` → config → the default model. A known model's name
-/// becomes its file in the model cache.
+/// becomes its file in the model cache, and a path to that file is the model by name too (so it
+/// gets its adapter).
 pub fn resolve_model(flag: Option<&Path>, config: Option<&Path>) -> Resolved {
-    let named = |p: &Path, origin| match p.to_str().and_then(crate::models::find) {
+    let named = |p: &Path, origin| match crate::models::find_by_path(p) {
         Some(known) => Resolved {
             path: known.path(),
             origin,
@@ -498,35 +499,64 @@ pub fn installed_model() -> Result<PathBuf, NotInstalled> {
     }
 }
 
+/// The adapter as resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// This file: one that was set, or ClarifyCoder's adapter for a known model.
+    File(Resolved),
+    /// `none` was set: the model runs untuned on purpose.
+    Off,
+    /// Nothing was set and no adapter for the model is installed: it runs untuned, which a user
+    /// should be told ([`crate::backend::Plan::untuned_warning`]).
+    Unavailable,
+}
+
+impl AdapterChoice {
+    /// The file, if any.
+    pub fn file(self) -> Option<Resolved> {
+        match self {
+            AdapterChoice::File(r) => Some(r),
+            AdapterChoice::Off | AdapterChoice::Unavailable => None,
+        }
+    }
+}
+
 /// The adapter: flag → `CLARIFYCODER_ADAPTER` → config → ClarifyCoder's adapter for the model if
-/// it was given by name (or is the default) and the adapter is installed; a model given as a path
-/// is that file alone. The value `none` at any level means no adapter.
+/// it is a known model (by name, by its installed file, or the default) and the adapter is
+/// installed; any other model file is that file alone. The value `none` at any level means no
+/// adapter.
 pub fn resolve_adapter(
     flag: Option<&Path>,
     config: Option<&Path>,
     model: &Resolved,
-) -> Option<Resolved> {
+) -> AdapterChoice {
     let explicit = flag
         .map(|p| (p.to_path_buf(), Origin::Flag))
         .or_else(|| non_empty_env(ADAPTER_ENV).map(|p| (p, Origin::Env)))
         .or_else(|| config.map(|p| (p.to_path_buf(), Origin::Config)));
     if let Some((path, origin)) = explicit {
         if path.as_os_str() == "none" {
-            return None;
+            return AdapterChoice::Off;
         }
-        return Some(Resolved {
+        return AdapterChoice::File(Resolved {
             path,
             origin,
             name: None,
         });
     }
-    crate::models::find(model.name.as_deref()?)?
-        .adapter_path()
-        .map(|path| Resolved {
+    match model
+        .name
+        .as_deref()
+        .and_then(crate::models::find)
+        .and_then(|m| m.adapter_path())
+    {
+        Some(path) => AdapterChoice::File(Resolved {
             path,
             origin: Origin::Default,
             name: None,
-        })
+        }),
+        None => AdapterChoice::Unavailable,
+    }
 }
 
 #[cfg(test)]
@@ -759,6 +789,10 @@ python = \".venv/bin/python\"\n",
         if std::env::var_os(MODEL_ENV).is_none() {
             assert_eq!(m.path, crate::models::QWEN25_CODER_05B.path());
         }
+        // Its file, given as a path, is the model by name: it gets that model's adapter.
+        let path = crate::models::GEMMA3_270M.path();
+        let m = resolve_model(Some(&path), None);
+        assert_eq!((m.path, m.name), (path, Some("gemma3-270m".to_string())));
     }
 
     #[test]
@@ -774,12 +808,13 @@ python = \".venv/bin/python\"\n",
         );
         assert_eq!(
             resolve_adapter(Some(Path::new("none")), Some(Path::new("a.gguf")), &m),
-            None
+            AdapterChoice::Off
         );
         let a = resolve_adapter(None, Some(Path::new("a.gguf")), &m);
         // The environment may set an adapter in CI; only check the flag/config path here.
         if std::env::var_os(ADAPTER_ENV).is_none() {
-            assert_eq!(a.unwrap().origin, Origin::Config);
+            assert_eq!(a.file().unwrap().origin, Origin::Config);
+            assert_eq!(resolve_adapter(None, None, &m), AdapterChoice::Unavailable);
         }
     }
 }

@@ -375,7 +375,8 @@ fn run() -> anyhow::Result<i32> {
                 // A model served without an adapter nobody turned off ([`Plan::untuned_warning`]).
                 "untuned": plan.untuned_warning(),
                 "cacheDir": clarifycoder_core::settings::cache_dir(),
-                "installHint": clarifycoder_core::settings::INSTALL_HINT,
+                // What to do when the model is missing: this model's install command.
+                "installHint": plan.missing_model_hint(),
             });
             check::print_stdout(&(serde_json::to_string_pretty(&info)? + "\n"))?;
             Ok(0)

@@ -335,14 +335,36 @@ fn info_and_model_list_say_what_the_files_are() {
     let v = info(&model, Path::new("none"));
     assert!(v["model"]["problem"].is_null(), "{v}");
     assert!(v["untuned"].is_null(), "turned off on purpose: {v}");
-    // A model file without an adapter, and an endpoint that is not set: said, for health checks.
-    let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
-        .arg("info")
-        .env("CLARIFYCODER_MODEL", &model)
-        .env_remove("CLARIFYCODER_ADAPTER")
-        .output()
-        .unwrap();
-    let v = json(&out);
+    // A known model's installed file, given as a path, is that model: it gets its adapter.
+    let info_alone = |model_env: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clarifycoder"))
+            .arg("info")
+            .env("CLARIFYCODER_MODEL", model_env)
+            .env_remove("CLARIFYCODER_ADAPTER")
+            .output()
+            .unwrap();
+        json(&out)
+    };
+    let v = info_alone(&model);
+    assert_eq!(v["model"]["name"], "gemma3-270m", "{v}");
+    assert!(
+        v["adapter"]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(clarifycoder_core::models::GEMMA3_270M.adapter)),
+        "{v}"
+    );
+    assert!(v["untuned"].is_null(), "{v}");
+    // The hint to install a model names that model, not the default.
+    let v = info_alone(Path::new("qwen2.5-coder-1.5b"));
+    assert!(
+        v["installHint"]
+            .as_str()
+            .is_some_and(|h| h.contains("`clarifycoder model install qwen2.5-coder-1.5b`")),
+        "{v}"
+    );
+    // Any other model file runs without an adapter, and an endpoint that is not set: said, for
+    // health checks (`info` reads no model, so any file stands for one here).
+    let v = info_alone(&readme);
     assert!(
         v["untuned"]
             .as_str()

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clarifycoder_core::analysis::{self, Analyzer, Options};
+use clarifycoder_core::backend::Plan;
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::CancelToken;
 use clarifycoder_core::{dataset, examples, python, settings};
@@ -222,15 +223,24 @@ pub fn run(args: DevsetArgs) -> Result<()> {
     if rows.is_empty() {
         bail!("the dev set is empty");
     }
-    let model = settings::resolve_model(args.model.as_deref(), None);
+    // Resolved as `check` resolves them (a known model gets its adapter unless `none`).
+    let plan = Plan::new(
+        settings::Settings {
+            model: args.model.clone(),
+            adapter: args.adapter.clone(),
+            ..settings::Settings::default()
+        },
+        settings::Settings::default(),
+    );
+    let model = &plan.model;
     if !model.path.is_file() {
         bail!(
-            "model not found at {}: {}",
+            "model not found at {}; {}",
             model.path.display(),
-            settings::INSTALL_HINT
+            plan.missing_model_hint()
         );
     }
-    let adapter = settings::resolve_adapter(args.adapter.as_deref(), None, &model).map(|r| r.path);
+    let adapter = plan.adapter.as_ref().map(|r| r.path.clone());
     if adapter.is_none() && args.adapter_scale != 1.0 {
         bail!("--adapter-scale needs an adapter; this model runs without one");
     }
