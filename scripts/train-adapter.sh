@@ -133,14 +133,7 @@ finetune "$DATA/run-3" "$DATA/mix-3" --lr 1.5e-4 --warmup 4 --max-steps "$STEPS3
     --init-adapter "$DATA/run-2/adapter.safetensors"
 RUN="$DATA/run-3"
 
-# 5. Decision quality on the labelled dev set: the base model and stage 1 (the shipped adapter's
-#    numbers follow its export below).
-[ -s "$DATA/devset-base.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" --adapter none \
-    --json "$DATA/devset-base.json"
-[ -s "$DATA/devset-adapter-1.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
-    --adapter "$DATA/run-1/adapter.lora.gguf" --json "$DATA/devset-adapter-1.json"
-
-# 6. The adapter and its manifest.
+# 5. The adapter.
 ADAPTER="clarifycoder-$MODEL.lora.gguf"
 MANIFEST="clarifycoder-$MODEL.json"
 # F16 matrices: half the size of the run's F32 export, for the repository (dev-set numbers are
@@ -152,8 +145,17 @@ if [ ! -s "$DATA/$ADAPTER" ]; then
     "$T" export "$RUN" --format gguf --q8 -o "$DATA/$ADAPTER"
   fi
 fi
+# 6. Decision quality on the labelled dev set: the adapter first (the number the decision is
+#    made on), then the base model and stage 1 for the manifest (each a long run on a CPU: stop
+#    the script there if only the adapter's number is wanted; it resumes).
 [ -s "$DATA/devset-adapter.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
     --adapter "$DATA/$ADAPTER" --json "$DATA/devset-adapter.json"
+[ -s "$DATA/devset-base.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" --adapter none \
+    --json "$DATA/devset-base.json"
+[ -s "$DATA/devset-adapter-1.json" ] || "$T" devset devset/*.jsonl --model "$MODEL" \
+    --adapter "$DATA/run-1/adapter.lora.gguf" --json "$DATA/devset-adapter-1.json"
+
+# 7. The manifest, this adapter beside the shipped one, and SHIP=1.
 python3 scripts/adapter-manifest.py "$DATA" "$MODEL" > "$DATA/$MANIFEST"
 python3 - "$DATA/$MANIFEST" "models/$MANIFEST" <<'PY'
 import json, os, sys
@@ -176,7 +178,7 @@ else
     echo "wrote $DATA/$ADAPTER and $DATA/$MANIFEST; SHIP=1 copies them under models/"
 fi
 
-# 7. Real functions from a pinned list of PyPI packages (only their sources are read), not
+# 8. Real functions from a pinned list of PyPI packages (only their sources are read), not
 #    trained on: `cargo run -p clarifycoder-core --example consistency` counts the consistency
 #    checks' false alarms on them (BENCHMARKS.md). Optional: without the network it is skipped.
 if [ ! -s "$DATA/pypi/original.jsonl" ]; then
