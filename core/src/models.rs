@@ -30,7 +30,7 @@ pub struct Package {
 }
 
 /// A base model ClarifyCoder knows how to install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct KnownModel {
     /// The name used in settings and flags (`model = "qwen2.5-coder-0.5b"`).
     pub name: &'static str,
@@ -48,10 +48,33 @@ pub struct KnownModel {
     pub architecture: &'static str,
     /// Its chat family.
     pub markup: Markup,
-    /// File name of ClarifyCoder's adapter for it (in the model cache or the checkout's `models/`).
+    /// File name of ClarifyCoder's adapter for it (the checkout's `models/`).
     pub adapter: &'static str,
+    /// That adapter as this build ships it: `models/`'s file compiled into the binary, so that
+    /// the binary alone (with `model install`) serves the tuned model. `None`: no adapter ships.
+    pub shipped_adapter: Option<fn() -> &'static [u8]>,
     /// Whether `make setup` installs it.
     pub in_setup: bool,
+}
+
+/// Known models are one by name (a fn pointer, the shipped adapter, has no meaningful equality).
+impl PartialEq for KnownModel {
+    fn eq(&self, other: &KnownModel) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for KnownModel {}
+
+// A static each, so that the bytes are in the binary once however often the tables are read.
+fn qwen25_coder_05b_adapter() -> &'static [u8] {
+    static BYTES: &[u8] = include_bytes!("../../models/clarifycoder-qwen2.5-coder-0.5b.lora.gguf");
+    BYTES
+}
+
+fn gemma3_270m_adapter() -> &'static [u8] {
+    static BYTES: &[u8] = include_bytes!("../../models/clarifycoder-gemma3-270m.lora.gguf");
+    BYTES
 }
 
 /// Qwen2.5-Coder-0.5B-Instruct: a code instruct model (ChatML). The default base: see
@@ -103,6 +126,7 @@ pub const QWEN25_CODER_05B: KnownModel = KnownModel {
     architecture: "qwen2",
     markup: Markup::ChatMl,
     adapter: "clarifycoder-qwen2.5-coder-0.5b.lora.gguf",
+    shipped_adapter: Some(qwen25_coder_05b_adapter),
     in_setup: true,
 };
 
@@ -142,6 +166,7 @@ pub const GEMMA3_270M: KnownModel = KnownModel {
     architecture: "gemma3",
     markup: Markup::Gemma,
     adapter: "clarifycoder-gemma3-270m.lora.gguf",
+    shipped_adapter: Some(gemma3_270m_adapter),
     in_setup: true,
 };
 
@@ -292,6 +317,7 @@ pub const QWEN25_CODER_15B: KnownModel = KnownModel {
     architecture: "qwen2",
     markup: Markup::ChatMl,
     adapter: "clarifycoder-qwen2.5-coder-1.5b.lora.gguf",
+    shipped_adapter: None,
     in_setup: false,
 };
 
@@ -360,10 +386,26 @@ impl KnownModel {
         format!("`clarifycoder model install {}`{setup}", self.name)
     }
 
-    /// ClarifyCoder's adapter for it: in the model cache, else in a `models/` folder next to (an
-    /// ancestor of) the running executable, which finds a checkout's `models/` from
-    /// `target/release/`.
+    /// ClarifyCoder's adapter for it, once the model is installed: the one this build ships,
+    /// written into the model cache on first use under a name that carries its hash (so that a
+    /// newer build never serves an older build's file, nor overwrites a file of the user's);
+    /// where that cannot be written, or none ships, a file by [`KnownModel::adapter`]'s name in
+    /// the model cache or in a `models/` folder next to (an ancestor of) the running executable,
+    /// which finds a checkout's `models/` from `target/release/`.
     pub fn adapter_path(&self) -> Option<PathBuf> {
+        if !self.installed() {
+            return None;
+        }
+        if let Some(path) = self.shipped_adapter_path() {
+            match write_once(path.as_path(), (self.shipped_adapter?)()) {
+                Ok(()) => return Some(path),
+                Err(e) => tracing::warn!(
+                    "cannot write {}'s adapter to {}: {e}",
+                    self.name,
+                    path.display()
+                ),
+            }
+        }
         let cached = models_dir().join(self.adapter);
         if cached.is_file() {
             return Some(cached);
@@ -375,6 +417,66 @@ impl KnownModel {
             .map(|dir| dir.join("models").join(self.adapter))
             .find(|p| p.is_file())
     }
+
+    /// Why [`KnownModel::adapter_path`] found none for the installed model, for warnings.
+    pub fn missing_adapter_reason(&self) -> String {
+        match self.shipped_adapter_path() {
+            Some(path) => format!(
+                "its adapter could not be written to {}; check that the directory is writable",
+                path.display()
+            ),
+            None => format!(
+                "no adapter ships for it; `make adapter MODEL={}` in a ClarifyCoder checkout \
+                 trains one",
+                self.name
+            ),
+        }
+    }
+
+    /// Where the adapter this build ships is written in the model cache:
+    /// `clarifycoder-NAME-HASH.lora.gguf`, HASH the first 12 hex digits of its sha256.
+    pub fn shipped_adapter_path(&self) -> Option<PathBuf> {
+        // Hashed once per process (some 25 MB for both adapters).
+        static HASHES: std::sync::OnceLock<Vec<(&'static str, String)>> =
+            std::sync::OnceLock::new();
+        let hashes = HASHES.get_or_init(|| {
+            KNOWN
+                .iter()
+                .filter_map(|m| {
+                    let digest = Sha256::digest((m.shipped_adapter?)());
+                    Some((m.name, format!("{digest:x}")[..12].to_string()))
+                })
+                .collect()
+        });
+        let hash = &hashes.iter().find(|(name, _)| *name == self.name)?.1;
+        let stem = self
+            .adapter
+            .strip_suffix(".lora.gguf")
+            .unwrap_or(self.adapter);
+        Some(models_dir().join(format!("{stem}-{hash}.lora.gguf")))
+    }
+}
+
+/// Writes `bytes` to `path` unless a file of that length is there: through a temporary file in
+/// the same directory, renamed into place, so that a reader never sees half a file.
+fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let partial = dir.join(format!(
+        ".{}.{}.partial",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&partial)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// A model that is not installed where it is looked for; the message says how to install it.
@@ -639,6 +741,45 @@ mod tests {
         let other = dir.path().join("other.gguf");
         std::fs::write(&other, b"GGUF").unwrap();
         assert_eq!(find_by_path(&other), None);
+    }
+
+    #[test]
+    fn shipped_adapters_are_named_by_their_hash_and_written_whole_once() {
+        let path = QWEN25_CODER_05B.shipped_adapter_path().unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let bytes = (QWEN25_CODER_05B.shipped_adapter.unwrap())();
+        let digest = format!("{:x}", Sha256::digest(bytes));
+        assert_eq!(
+            name,
+            format!(
+                "clarifycoder-qwen2.5-coder-0.5b-{}.lora.gguf",
+                &digest[..12]
+            )
+        );
+        assert_eq!(QWEN25_CODER_15B.shipped_adapter_path(), None);
+        assert!(QWEN25_CODER_15B
+            .missing_adapter_reason()
+            .contains("make adapter MODEL=qwen2.5-coder-1.5b"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/a.lora.gguf");
+        write_once(&target, b"GGUF adapter").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"GGUF adapter");
+        // A file of that length is left as it is; a shorter one (cut off) is written again.
+        write_once(&target, b"GGUF ADAPTER").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"GGUF adapter");
+        std::fs::write(&target, b"GGUF").unwrap();
+        write_once(&target, b"GGUF adapter").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"GGUF adapter");
+        // Nothing else is left in the directory.
+        assert_eq!(
+            std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
+            1
+        );
+        // A directory that cannot be made is an error, not a panic.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        assert!(write_once(&blocked.join("a.lora.gguf"), b"x").is_err());
     }
 
     #[test]

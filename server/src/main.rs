@@ -261,7 +261,9 @@ fn run() -> anyhow::Result<i32> {
                     "{:<20} {:<9} {:<8} {}{}\n",
                     m.name,
                     if m.installed() { "yes" } else { "no" },
-                    if m.adapter_path().is_some() {
+                    // Whether one ships with this build (it is written next to the model when
+                    // the model is installed).
+                    if m.shipped_adapter.is_some() || m.adapter_path().is_some() {
                         "yes"
                     } else {
                         "no"
@@ -315,8 +317,9 @@ fn run() -> anyhow::Result<i32> {
             match model.adapter_path() {
                 Some(a) => eprintln!("{}: ClarifyCoder adapter at {}", model.name, a.display()),
                 None => eprintln!(
-                    "{}: no ClarifyCoder adapter installed for it ({}); the model runs untuned",
-                    model.name, model.adapter
+                    "{}: {}, so the model runs untuned",
+                    model.name,
+                    model.missing_adapter_reason()
                 ),
             }
             Ok(0)

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::model_path;
@@ -277,8 +277,8 @@ fn config_file_sets_the_threshold() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
 
-/// With the default model, the committed ClarifyCoder adapter (`models/`, installed next to the
-/// model by setup) is used unless disabled.
+/// With the default model, the committed ClarifyCoder adapter (`models/`, compiled into the
+/// binary and written next to the model) is used unless disabled.
 #[test]
 fn the_default_adapter_is_used_by_default() {
     let info = |adapter: Option<&str>| {
@@ -297,11 +297,8 @@ fn the_default_adapter_is_used_by_default() {
     let path = on["adapter"]["path"]
         .as_str()
         .expect("an adapter by default");
-    assert!(
-        path.ends_with(clarifycoder_core::models::default_model().adapter),
-        "{path}: expected {}",
-        clarifycoder_core::models::default_model().adapter
-    );
+    let expected = clarifycoder_core::models::default_model().adapter_path();
+    assert_eq!(Some(PathBuf::from(path)), expected);
     assert_eq!(on["adapter"]["exists"], true, "{on}");
     assert!(info(Some("none"))["adapter"].is_null());
 }
@@ -348,9 +345,9 @@ fn info_and_model_list_say_what_the_files_are() {
     let v = info_alone(&model);
     assert_eq!(v["model"]["name"], "gemma3-270m", "{v}");
     assert!(
-        v["adapter"]["path"]
-            .as_str()
-            .is_some_and(|p| p.ends_with(clarifycoder_core::models::GEMMA3_270M.adapter)),
+        v["adapter"]["path"].as_str().is_some_and(
+            |p| Some(PathBuf::from(p)) == clarifycoder_core::models::GEMMA3_270M.adapter_path()
+        ),
         "{v}"
     );
     assert!(v["untuned"].is_null(), "{v}");
@@ -816,6 +813,66 @@ fn sarif_format_has_a_result_per_finding_and_the_errors_as_notifications() {
     );
 }
 
+/// The binary alone (no checkout, so no `models/` beside it) with an installed model serves that
+/// model's ClarifyCoder adapter: the one compiled in, written next to the model on first use.
+#[test]
+fn the_binary_alone_brings_the_adapter_for_an_installed_model() {
+    let gemma = &clarifycoder_core::models::GEMMA3_270M;
+    let bin_dir = tempfile::tempdir().unwrap();
+    let binary = bin_dir.path().join("clarifycoder");
+    std::fs::copy(env!("CARGO_BIN_EXE_clarifycoder"), &binary).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let models = cache.path().join("clarifycoder/models");
+    std::fs::create_dir_all(&models).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&binary)
+            .args(args)
+            .env("XDG_CACHE_HOME", cache.path())
+            .env_remove("CLARIFYCODER_MODEL")
+            .env_remove("CLARIFYCODER_ADAPTER")
+            .output()
+            .unwrap()
+    };
+    // Nothing is written for a model that is not installed.
+    let out = run(&["info", "--model", "gemma3-270m"]);
+    assert!(json(&out)["adapter"].is_null(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&models).unwrap().count(), 0);
+    // Installed (the real file, linked in): `model install` finds it and writes the adapter.
+    std::os::unix::fs::symlink(model_path(), models.join(gemma.file)).unwrap();
+    let out = run(&["model", "install", "gemma3-270m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: Vec<PathBuf> = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".lora.gguf"))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    let adapter = &written[0];
+    let name = adapter.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("clarifycoder-gemma3-270m-"), "{name}");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(gemma.adapter);
+    assert_eq!(
+        std::fs::read(adapter).unwrap(),
+        std::fs::read(shipped).unwrap()
+    );
+    assert!(
+        stderr(&out).contains(&format!("ClarifyCoder adapter at {}", adapter.display())),
+        "{}",
+        stderr(&out)
+    );
+    // And the model is served with it: no untuned warning.
+    let v = json(&run(&["info", "--model", "gemma3-270m"]));
+    assert_eq!(
+        v["adapter"]["path"],
+        adapter.to_string_lossy().as_ref(),
+        "{v}"
+    );
+    assert!(v["adapter"]["problem"].is_null(), "{v}");
+    assert!(v["untuned"].is_null(), "{v}");
+}
+
 #[test]
 fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     let cache = tempfile::tempdir().unwrap();
@@ -832,13 +889,14 @@ fn model_list_names_the_known_models_and_install_rejects_unknown_ones() {
     assert!(text.contains("qwen2.5-coder-0.5b"), "{text}");
     assert!(text.contains("gemma3-270m"), "{text}");
     assert!(text.contains("(default)"), "{text}");
-    // An empty cache: nothing is installed.
+    // An empty cache: nothing is installed, and listing writes nothing there.
     assert!(
         text.lines()
             .filter(|l| l.starts_with("qwen") || l.starts_with("gemma"))
             .all(|l| l.split_whitespace().nth(1) == Some("no")),
         "{text}"
     );
+    assert!(!cache.path().join("clarifycoder/models").exists());
     let out = run(&["model", "install", "gpt-17"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
