@@ -33,8 +33,9 @@ pub struct StatsArgs {
     /// `text` (aligned tables) or `json` (one document with every number).
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// A GGUF model: also compute perplexity and entropy of problems and answers (Table 6).
-    #[arg(long, value_name = "FILE")]
+    /// A GGUF model or a known model's name (`clarifycoder model list`): also compute perplexity
+    /// and entropy of problems and answers (Table 6).
+    #[arg(long, value_name = "MODEL")]
     pub model: Option<PathBuf>,
     /// A GGUF LoRA adapter applied to --model.
     #[arg(long, value_name = "FILE", requires = "model")]
@@ -239,7 +240,10 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
     }
 
     let table6 = match &args.model {
-        Some(model) => Some(score(&args, model, &groups)?),
+        Some(model) => {
+            let model = clarifycoder_core::settings::resolve_model(Some(model), None).path;
+            Some(score(&args, &model, &groups)?)
+        }
         None => None,
     };
 
