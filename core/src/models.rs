@@ -457,26 +457,16 @@ impl KnownModel {
     }
 }
 
-/// Writes `bytes` to `path` unless a file of that length is there: through a temporary file in
-/// the same directory, renamed into place, so that a reader never sees half a file.
+/// Writes `bytes` to `path` (atomically: [`crate::fsutil::write_atomic`]) unless a file of that
+/// length is there.
 fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let partial = dir.join(format!(
-        ".{}.{}.partial",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&partial)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&partial, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    written
+    crate::fsutil::write_atomic(path, bytes)
 }
 
 /// A model that is not installed where it is looked for; the message says how to install it.
