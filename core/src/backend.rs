@@ -113,10 +113,17 @@ impl Plan {
     /// "none"`): untuned, an instruct model codes whatever it reads, so a user would take its
     /// silence for "all clear". `None` with an adapter, with `none`, and for an endpoint.
     pub fn untuned_warning(&self) -> Option<String> {
-        if self.backend() != BackendKind::Embedded || self.adapter.is_some() || self.adapter_off {
+        let known = self.model.name.as_deref().and_then(crate::models::find);
+        if self.backend() != BackendKind::Embedded
+            || self.adapter.is_some()
+            || self.adapter_off
+            // A known model not installed yet: that is the problem to report (its adapter is
+            // written once it is).
+            || known.is_some_and(|m| !m.installed())
+        {
             return None;
         }
-        let model = match self.model.name.as_deref().and_then(crate::models::find) {
+        let model = match known {
             Some(known) => format!("model {} ({})", known.name, known.missing_adapter_reason()),
             None => format!("the model at {}", self.model.path.display()),
         };

@@ -833,9 +833,13 @@ fn the_binary_alone_brings_the_adapter_for_an_installed_model() {
             .output()
             .unwrap()
     };
-    // Nothing is written for a model that is not installed.
+    // Nothing is written for a model that is not installed, and the missing model is what
+    // `info` reports, not a missing adapter.
     let out = run(&["info", "--model", "gemma3-270m"]);
-    assert!(json(&out)["adapter"].is_null(), "{}", stderr(&out));
+    let v = json(&out);
+    assert!(v["adapter"].is_null(), "{v}");
+    assert_eq!(v["model"]["exists"], false, "{v}");
+    assert!(v["untuned"].is_null(), "{v}");
     assert_eq!(std::fs::read_dir(&models).unwrap().count(), 0);
     // Installed (the real file, linked in): `model install` finds it and writes the adapter.
     std::os::unix::fs::symlink(model_path(), models.join(gemma.file)).unwrap();
