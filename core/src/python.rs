@@ -175,7 +175,8 @@ pub struct ParsedFile {
     pub functions: Vec<Function>,
     /// The file opens with a `# clarify: ignore-file` comment (before the first statement).
     pub ignore_file: bool,
-    /// tree-sitter found syntax errors.
+    /// tree-sitter found syntax errors, or indentation that Python refuses and tree-sitter
+    /// accepts (an unexpected indent, a dedent to no outer level, tabs and spaces mixed).
     pub has_syntax_errors: bool,
     /// Spans of the outermost error regions and of missing tokens (zero width).
     pub syntax_errors: Vec<Span>,
@@ -520,7 +521,8 @@ fn extract_lines(source: &str) -> ParsedFile {
     let mut ignored_lines = BTreeSet::new();
     scan.add_ignored_lines(source, &index, &mut ignored_lines);
 
-    let syntax_errors = outermost(scan.errors.clone())
+    let has_syntax_errors = root.has_error() || !scan.indentation.is_empty();
+    let syntax_errors = outermost([scan.errors.clone(), scan.indentation.clone()].concat())
         .into_iter()
         .map(|(s, e)| index.span(s, e))
         .collect();
@@ -544,7 +546,7 @@ fn extract_lines(source: &str) -> ParsedFile {
     ParsedFile {
         functions,
         ignore_file,
-        has_syntax_errors: root.has_error(),
+        has_syntax_errors,
         syntax_errors,
     }
 }
@@ -687,6 +689,8 @@ struct Scan<'t> {
     comments: Vec<Node<'t>>,
     /// Error regions and missing tokens (possibly nested).
     errors: Vec<(usize, usize)>,
+    /// Indentation Python refuses and tree-sitter accepts: see [`indentation_errors`].
+    indentation: Vec<(usize, usize)>,
 }
 
 impl<'t> Scan<'t> {
@@ -696,6 +700,7 @@ impl<'t> Scan<'t> {
             defs: Vec::new(),
             comments: Vec::new(),
             errors: Vec::new(),
+            indentation: Vec::new(),
         };
         let mut cursor = root.walk();
         loop {
@@ -709,6 +714,8 @@ impl<'t> Scan<'t> {
                 scan.errors.push((node.start_byte(), node.end_byte()));
             } else if node.has_error() {
                 hidden_errors(node, index, &mut scan.errors);
+            } else {
+                indentation_errors(node, index, &mut scan.indentation);
             }
             if cursor.goto_first_child() {
                 continue;
@@ -776,6 +783,101 @@ fn hidden_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, usize)>
     }
     if errors.len() == found {
         errors.push((node.start_byte(), node.end_byte()));
+    }
+}
+
+/// The indentation of one line as Python's tokenizer measures it: the column with tabs to the
+/// next multiple of 8, and the column with a tab as one space (both must agree, or it is a
+/// `TabError`). A form feed starts the count again.
+fn indent_of_line(index: &LineIndex, line: usize) -> (u32, u32) {
+    let start = index.line_start(line);
+    let (mut col, mut alt) = (0u32, 0u32);
+    for b in index.source[start..].bytes() {
+        match b {
+            b' ' => (col, alt) = (col + 1, alt + 1),
+            b'\t' => (col, alt) = ((col / 8 + 1) * 8, alt + 1),
+            b'\x0c' => (col, alt) = (0, 0),
+            _ => break,
+        }
+    }
+    (col, alt)
+}
+
+/// The indentation of the logical line `node` begins, or `None` when it does not begin one
+/// (something precedes it on its line, or the line above ends with a backslash).
+fn statement_indent(index: &LineIndex, node: Node) -> Option<(u32, u32)> {
+    let line = index.line_of(node.start_byte());
+    let start = index.line_start(line);
+    let before = index.source.get(start..node.start_byte())?;
+    if !before.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\x0c')) {
+        return None;
+    }
+    if line > 0 {
+        let above = &index.source[index.line_start(line - 1)..start];
+        if above.trim_end_matches(['\n', '\r']).ends_with('\\') {
+            return None;
+        }
+    }
+    Some(indent_of_line(index, line))
+}
+
+/// Adds the statements of `node` (free of errors) that Python would refuse for their
+/// indentation alone (`IndentationError`, `TabError`), as the span of that indentation.
+///
+/// tree-sitter's scanner ignores an indent where no block may open and closes blocks on any
+/// dedent, so such a statement parses without error, but at a column its siblings do not share:
+/// a module's statements start at column 0, a block's at one column deeper than its header, and
+/// `elif`/`else`/`except`/`finally` and a decorated definition at their statement's column.
+fn indentation_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, usize)>) {
+    let mut refuse = |child: Node| {
+        let start = index.line_start(index.line_of(child.start_byte()));
+        errors.push((start, child.start_byte()));
+    };
+    let header = |n: Node| indent_of_line(index, index.line_of(n.start_byte()));
+    match node.kind() {
+        "module" => {
+            for child in code_children(node) {
+                if statement_indent(index, child).is_some_and(|i| i != (0, 0)) {
+                    refuse(child);
+                }
+            }
+        }
+        "block" => {
+            let Some(parent) = node.parent() else {
+                return;
+            };
+            let (col, alt) = header(parent);
+            let mut expected = None;
+            for child in code_children(node) {
+                let Some(indent) = statement_indent(index, child) else {
+                    continue;
+                };
+                let expected = *expected.get_or_insert(indent);
+                if indent != expected || indent.0 <= col || indent.1 <= alt {
+                    refuse(child);
+                }
+            }
+        }
+        "elif_clause"
+        | "else_clause"
+        | "except_clause"
+        | "except_group_clause"
+        | "finally_clause" => {
+            let Some(parent) = node.parent() else {
+                return;
+            };
+            if statement_indent(index, node).is_some_and(|i| i != header(parent)) {
+                refuse(node);
+            }
+        }
+        "decorated_definition" => {
+            if let Some(definition) = node.child_by_field_name("definition") {
+                if statement_indent(index, definition).is_some_and(|i| i != header(node)) {
+                    refuse(definition);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -1108,3 +1108,67 @@ fn deep_nesting_does_not_overflow() {
     let parens = "(".repeat(20_000);
     let _ = extract(&format!("def f(x={parens}):\n    pass\n"));
 }
+
+/// Which of `sources` Python itself compiles (`compile(..., "exec")`), asked of `python3`.
+fn python_compiles(sources: &[&str]) -> Vec<bool> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let script = "import json, sys\n\
+        def ok(s):\n    try:\n        compile(s, 'f.py', 'exec')\n        return True\n    \
+        except SyntaxError:\n        return False\n\
+        print(json.dumps([ok(s) for s in json.load(sys.stdin)]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let input = serde_json::to_vec(sources).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// tree-sitter accepts indentation that Python refuses; extraction reports it as a syntax
+/// error, and accepts every layout Python accepts.
+#[test]
+fn indentation_python_refuses_is_a_syntax_error() {
+    let sources = [
+        // Refused: an indent where no block opens.
+        "x = 1\n    y = 2\n",
+        "def f():\n    x = 1\n        return x\n",
+        // Refused: a dedent to no outer level, at module level and inside a class.
+        "def f():\n        x = 1\n    return x\n",
+        "class A:\n    def f(self):\n            x = 1\n      return x\n",
+        // Refused: a clause or a decorated definition away from its statement's column.
+        "if x:\n    pass\n  else:\n    pass\n",
+        "try:\n    pass\n    except E:\n    pass\n",
+        "@d\n  def f():\n    pass\n",
+        // Refused: tabs and spaces that agree only at a tab width of 8.
+        "if x:\n        a = 1\n\tb = 2\n",
+        // Accepted: continuations, comments, one-liners, semicolons, strings and tabs.
+        "x = (1,\n        2)\ny = [\n  3]\n",
+        "def f():\n    x = 1 + \\\n            2\n    return x\n",
+        "def f():\n        # a comment anywhere\n    return 1\n  # and here\n",
+        "if x: y = 1\nelse: y = 2\nx = 1; y = 2\n",
+        "def f():\n    s = '''\n  text\n        more'''\n    return s\n",
+        "class A:\n\tdef f(self):\n\t\treturn 1\n",
+        "try:\n    pass\nexcept E:\n    pass\nelse:\n    pass\nfinally:\n    pass\n",
+        "@d\n@e(1,\n   2)\ndef f():\n    pass\n",
+        "for a in b:\n    if a:\n        break\nelse:\n    pass\n",
+        "match x:\n    case 1:\n        pass\n    case _:\n        pass\n",
+        "\n   \n\t\ndef f():\n\n    pass\n",
+        "\u{c}def f():\n    pass\n",
+    ];
+    let compiles = python_compiles(&sources);
+    for (source, compiles) in sources.iter().zip(compiles) {
+        let parsed = extract(source);
+        check_invariants(source, &parsed);
+        assert_eq!(
+            parsed.has_syntax_errors, !compiles,
+            "{source:?}: {:?}",
+            parsed.syntax_errors
+        );
+    }
+}
