@@ -67,6 +67,15 @@ impl Default for Options {
     }
 }
 
+/// A cache file's entries, without the questions asked with other options than `generation`.
+fn read_entries(bytes: &[u8], generation: &str) -> serde_json::Result<HashMap<String, Outcome>> {
+    let stored: HashMap<String, Stored> = serde_json::from_slice(bytes)?;
+    Ok(stored
+        .into_iter()
+        .map(|(hash, s)| (hash, s.outcome_for(generation)))
+        .collect())
+}
+
 /// What the model made of one function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -76,11 +85,41 @@ pub struct Outcome {
     pub questions: Option<Vec<String>>,
 }
 
-/// Results on disk, one file per (model identity, prompt format, generation length).
+/// Results on disk, one file per (model identity, prompt format, checks, summary weight): what
+/// a score depends on. Questions depend on the generation's options too (`max_tokens`,
+/// `max_questions`), so each entry's questions carry them, and questions asked with other ones
+/// are not served: the score is kept and the questions are asked again.
 pub struct ResultCache {
     path: Option<PathBuf>,
     entries: HashMap<String, Outcome>,
+    /// `max_tokens/max_questions` of this cache's questions.
+    generation: String,
     dirty: bool,
+}
+
+/// One entry of a cache file.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    outcome: Outcome,
+    /// The generation options its questions were asked with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<String>,
+}
+
+impl Stored {
+    /// The outcome, without questions asked with other generation options than `generation`.
+    fn outcome_for(self, generation: &str) -> Outcome {
+        let mut outcome = self.outcome;
+        if self.generation.as_deref() != Some(generation) {
+            outcome.questions = None;
+        }
+        outcome
+    }
+}
+
+fn generation_of(options: &Options) -> String {
+    format!("{}/{}", options.max_tokens, options.max_questions)
 }
 
 impl ResultCache {
@@ -89,6 +128,7 @@ impl ResultCache {
         ResultCache {
             path: None,
             entries: HashMap::new(),
+            generation: String::new(),
             dirty: false,
         }
     }
@@ -99,9 +139,7 @@ impl ResultCache {
         let mut h = Sha256::new();
         h.update(model_identity);
         h.update(format!(
-            "\0format={FORMAT_VERSION}\0max_tokens={}\0max_questions={}\0consistency={}\0summary={}",
-            options.max_tokens,
-            options.max_questions,
+            "\0format={FORMAT_VERSION}\0consistency={}\0summary={}",
             if options.consistency {
                 consistency::VERSION
             } else {
@@ -111,8 +149,9 @@ impl ResultCache {
         ));
         let hex = format!("{:x}", h.finalize());
         let path = dir.join(format!("{}.json", &hex[..16]));
+        let generation = generation_of(options);
         let entries = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            Ok(bytes) => read_entries(&bytes, &generation).unwrap_or_else(|e| {
                 let aside = path.with_extension("json.corrupt");
                 let moved = std::fs::rename(&path, &aside).is_ok();
                 eprintln!(
@@ -131,6 +170,7 @@ impl ResultCache {
         ResultCache {
             path: Some(path),
             entries,
+            generation,
             dirty: false,
         }
     }
@@ -169,7 +209,7 @@ impl ResultCache {
         let locked = lock.lock().is_ok();
         if let Some(theirs) = std::fs::read(path)
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<HashMap<String, Outcome>>(&bytes).ok())
+            .and_then(|bytes| read_entries(&bytes, &self.generation).ok())
         {
             for (hash, outcome) in theirs {
                 match self.entries.entry(hash) {
@@ -188,7 +228,22 @@ impl ResultCache {
                 }
             }
         }
-        let written = crate::fsutil::write_atomic(path, &serde_json::to_vec(&self.entries)?);
+        let stored: HashMap<&String, Stored> = self
+            .entries
+            .iter()
+            .map(|(hash, outcome)| {
+                let generation = outcome.questions.is_some().then(|| self.generation.clone());
+                let outcome = outcome.clone();
+                (
+                    hash,
+                    Stored {
+                        outcome,
+                        generation,
+                    },
+                )
+            })
+            .collect();
+        let written = crate::fsutil::write_atomic(path, &serde_json::to_vec(&stored)?);
         if locked {
             let _ = lock.unlock();
         }
@@ -528,6 +583,43 @@ mod tests {
         assert_eq!(merged.get("a"), Some(&outcome(0.9, Some("Which items?"))));
         assert_eq!(merged.get("b"), Some(&outcome(0.2, None)));
         assert_eq!(merged.get("c"), Some(&outcome(0.1, None)));
+    }
+
+    #[test]
+    fn other_generation_options_keep_the_scores_and_ask_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |max_tokens: usize| {
+            let options = Options {
+                max_tokens,
+                ..Options::default()
+            };
+            ResultCache::open(dir.path().to_path_buf(), "model", &options)
+        };
+        let asked = Outcome {
+            p_ask: 0.9,
+            questions: Some(vec!["Which items?".to_string()]),
+        };
+        let mut short = open(96);
+        short.put("a", asked.clone());
+        short.save().unwrap();
+        // Longer questions: the score is served, the questions are asked again.
+        let mut long = open(200);
+        let unasked = Outcome {
+            questions: None,
+            ..asked.clone()
+        };
+        assert_eq!(long.get("a"), Some(&unasked));
+        let asked_long = Outcome {
+            questions: Some(vec!["Which items, and how many?".to_string()]),
+            ..asked.clone()
+        };
+        long.put("a", asked_long.clone());
+        long.save().unwrap();
+        assert_eq!(open(200).get("a"), Some(&asked_long));
+        assert_eq!(open(96).get("a"), Some(&unasked));
+        // Another model or another prompt is another file.
+        let other = ResultCache::open(dir.path().to_path_buf(), "other", &Options::default());
+        assert_eq!(other.get("a"), None);
     }
 
     #[test]

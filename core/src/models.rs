@@ -398,7 +398,12 @@ impl KnownModel {
         }
         if let Some(path) = self.shipped_adapter_path() {
             match write_once(path.as_path(), (self.shipped_adapter?)()) {
-                Ok(()) => return Some(path),
+                Ok(written) => {
+                    if written {
+                        remove_older_adapters(&path);
+                    }
+                    return Some(path);
+                }
                 Err(e) => tracing::warn!(
                     "cannot write {}'s adapter to {}: {e}",
                     self.name,
@@ -458,15 +463,50 @@ impl KnownModel {
 }
 
 /// Writes `bytes` to `path` (atomically: [`crate::fsutil::write_atomic`]) unless a file of that
-/// length is there.
-fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// length is there; whether it wrote.
+fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fsutil::write_atomic(path, bytes)
+    crate::fsutil::write_atomic(path, bytes).map(|()| true)
+}
+
+/// Removes the adapters other builds wrote beside `current` (`clarifycoder-NAME-HASH.lora.gguf`
+/// of the same model, another HASH of 12 hex digits): some 17 MB each, and a build that needs
+/// one again writes it again. Nothing else is touched; a file that cannot be removed is left.
+fn remove_older_adapters(current: &Path) {
+    let (Some(dir), Some(name)) = (current.parent(), current.file_name()) else {
+        return;
+    };
+    let Some(stem) = name
+        .to_str()
+        .and_then(|n| n.strip_suffix(".lora.gguf"))
+        .and_then(|n| n.get(..n.len().saturating_sub(13)))
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(hash) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(stem))
+            .and_then(|f| f.strip_prefix('-'))
+            .and_then(|f| f.strip_suffix(".lora.gguf"))
+        else {
+            continue;
+        };
+        let older =
+            hash.len() == 12 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if older && file.as_os_str() != name {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A model that is not installed where it is looked for; the message says how to install it.

@@ -151,8 +151,9 @@ fn text_output_exit_code_and_cache() {
     assert_eq!(report["stats"]["inference"]["decided"], 1);
     assert_eq!(report["stats"]["inference"]["generations"], 1);
 
-    // Questions are cut to --max-questions before they are cached: another limit is another
-    // cache (a regression: it used to answer from the cache with the old limit).
+    // Questions are cut to --max-questions before they are cached: questions asked with another
+    // limit are asked again (a regression: it used to answer them from the cache), while the
+    // score, which no such limit changes, still comes from the cache.
     let out = f.check(&[
         "--threshold",
         "0",
@@ -166,6 +167,8 @@ fn text_output_exit_code_and_cache() {
     ]);
     let report = json(&out);
     assert_eq!(report["stats"]["cache_hits"], 0, "{report}");
+    assert_eq!(report["stats"]["inference"]["decided"], 0, "{report}");
+    assert_eq!(report["stats"]["inference"]["generations"], 1, "{report}");
     assert!(
         report["diagnostics"][0]["questions"]
             .as_array()
@@ -841,19 +844,30 @@ fn the_binary_alone_brings_the_adapter_for_an_installed_model() {
     assert_eq!(v["model"]["exists"], false, "{v}");
     assert!(v["untuned"].is_null(), "{v}");
     assert_eq!(std::fs::read_dir(&models).unwrap().count(), 0);
+    // An older build's adapter of this model is replaced; files that are not one are kept.
+    let older = models.join("clarifycoder-gemma3-270m-0123456789ab.lora.gguf");
+    let kept = [
+        "clarifycoder-gemma3-270m-mine.lora.gguf",
+        "clarifycoder-qwen2.5-coder-0.5b-0123456789ab.lora.gguf",
+    ];
+    for file in std::iter::once(older.clone()).chain(kept.iter().map(|k| models.join(k))) {
+        std::fs::write(file, b"an adapter").unwrap();
+    }
     // Installed (the real file, linked in): `model install` finds it and writes the adapter.
     std::os::unix::fs::symlink(model_path(), models.join(gemma.file)).unwrap();
     let out = run(&["model", "install", "gemma3-270m"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let written: Vec<PathBuf> = std::fs::read_dir(&models)
+    assert!(!older.exists());
+    let mut written: Vec<String> = std::fs::read_dir(&models)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".lora.gguf"))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".lora.gguf") && !kept.contains(&name.as_str()))
         .collect();
     assert_eq!(written.len(), 1, "{written:?}");
-    let adapter = &written[0];
-    let name = adapter.file_name().unwrap().to_string_lossy().into_owned();
+    let name = written.pop().unwrap();
     assert!(name.starts_with("clarifycoder-gemma3-270m-"), "{name}");
+    assert_ne!(models.join(&name), older);
+    let adapter = &models.join(name);
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models")
         .join(gemma.adapter);

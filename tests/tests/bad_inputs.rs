@@ -321,6 +321,11 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "broken.py",
         b"def broken(:\n    pass\n\ndef fine(x):\n    \"\"\"Return x unchanged.\"\"\"\n    return x\n",
     );
+    // Indentation Python refuses (a dedent to no outer level), which tree-sitter parses.
+    f.write(
+        "dedent.py",
+        b"def odd(x):\n        \"\"\"Return x unchanged.\"\"\"\n    return x\n",
+    );
     let out = f.check(&["--format", "json", "."]);
     // The good functions are still checked (and flagged at threshold 0): exit 1, not 2.
     assert_exit(&out, 1);
@@ -331,6 +336,7 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "big.py: skipped",
         "raise --max-file-size to check it",
         "broken.py:1: has syntax errors; checking what could be parsed",
+        "dedent.py:3: has syntax errors; checking what could be parsed",
     ] {
         assert!(warnings.contains(phrase), "{phrase:?} not in {warnings}");
     }
@@ -341,14 +347,14 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         .map(|d| d["function"].as_str().unwrap())
         .collect();
     flagged.sort();
-    assert_eq!(flagged, ["fine", "process"], "{report:#}");
-    assert_eq!(report["stats"]["files"], 2, "{report:#}");
+    assert_eq!(flagged, ["fine", "odd", "process"], "{report:#}");
+    assert_eq!(report["stats"]["files"], 3, "{report:#}");
     assert_eq!(report["errors"], serde_json::json!([]));
-    // The two results are cached, whole.
+    // The three results are cached, whole.
     let cache = f.cache_files();
     assert_eq!(cache.len(), 1);
     let entries: Value = serde_json::from_slice(&cache[0].1).unwrap();
-    assert_eq!(entries.as_object().unwrap().len(), 2, "{entries}");
+    assert_eq!(entries.as_object().unwrap().len(), 3, "{entries}");
     f.assert_nothing_half_written();
 
     // Text format: warnings on stderr, results on stdout.
@@ -360,7 +366,7 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "{err}"
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
     assert!(
         stdout.lines().all(|l| l.contains(": clarify[score=")),
         "{stdout}"
