@@ -67,13 +67,20 @@ impl Default for Options {
     }
 }
 
-/// A cache file's entries, without the questions asked with other options than `generation`.
-fn read_entries(bytes: &[u8], generation: &str) -> serde_json::Result<HashMap<String, Outcome>> {
+/// A cache file's entries as served with the generation options `generation` (questions asked
+/// with others left out), and the entries whose questions were asked with others, as stored.
+fn read_entries(bytes: &[u8], generation: &str) -> serde_json::Result<Entries> {
     let stored: HashMap<String, Stored> = serde_json::from_slice(bytes)?;
-    Ok(stored
-        .into_iter()
-        .map(|(hash, s)| (hash, s.outcome_for(generation)))
-        .collect())
+    let mut entries = Entries::default();
+    for (hash, s) in stored {
+        let mut outcome = s.outcome.clone();
+        if outcome.questions.is_some() && s.generation.as_deref() != Some(generation) {
+            outcome.questions = None;
+            entries.other.insert(hash.clone(), s);
+        }
+        entries.served.insert(hash, outcome);
+    }
+    Ok(entries)
 }
 
 /// What the model made of one function.
@@ -87,35 +94,65 @@ pub struct Outcome {
 
 /// Results on disk, one file per (model identity, prompt format, checks, summary weight): what
 /// a score depends on. Questions depend on the generation's options too (`max_tokens`,
-/// `max_questions`), so each entry's questions carry them, and questions asked with other ones
-/// are not served: the score is kept and the questions are asked again.
+/// `max_questions`), so each entry's questions carry them. Questions asked with other options
+/// are not served (the score is, and the questions are asked again), but they are written back
+/// as they were until this cache has questions of its own for that function: the language
+/// server and `check` with other options do not undo each other's work.
 pub struct ResultCache {
     path: Option<PathBuf>,
-    entries: HashMap<String, Outcome>,
+    entries: Entries,
     /// `max_tokens/max_questions` of this cache's questions.
     generation: String,
     dirty: bool,
 }
 
+#[derive(Default)]
+struct Entries {
+    /// What [`ResultCache::get`] serves.
+    served: HashMap<String, Outcome>,
+    /// Entries whose questions were asked with other generation options, as stored.
+    other: HashMap<String, Stored>,
+}
+
+impl Entries {
+    /// Takes in what another process saved: the functions this cache lacks, and questions for
+    /// a score it has without them.
+    fn merge(&mut self, theirs: Entries) {
+        use std::collections::hash_map::Entry;
+        let Entries { served, mut other } = theirs;
+        for (hash, outcome) in served {
+            let foreign = other.remove(&hash);
+            match self.served.entry(hash) {
+                Entry::Vacant(v) => {
+                    if let Some(foreign) = foreign {
+                        self.other.insert(v.key().clone(), foreign);
+                    }
+                    v.insert(outcome);
+                }
+                Entry::Occupied(mut o)
+                    if o.get().questions.is_none() && o.get().p_ask == outcome.p_ask =>
+                {
+                    if outcome.questions.is_some() {
+                        self.other.remove(o.key());
+                        o.insert(outcome);
+                    } else if let Some(foreign) = foreign {
+                        self.other.entry(o.key().clone()).or_insert(foreign);
+                    }
+                }
+                Entry::Occupied(_) => {}
+            }
+        }
+    }
+}
+
 /// One entry of a cache file.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Stored {
     #[serde(flatten)]
     outcome: Outcome,
     /// The generation options its questions were asked with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     generation: Option<String>,
-}
-
-impl Stored {
-    /// The outcome, without questions asked with other generation options than `generation`.
-    fn outcome_for(self, generation: &str) -> Outcome {
-        let mut outcome = self.outcome;
-        if self.generation.as_deref() != Some(generation) {
-            outcome.questions = None;
-        }
-        outcome
-    }
 }
 
 fn generation_of(options: &Options) -> String {
@@ -127,7 +164,7 @@ impl ResultCache {
     pub fn in_memory() -> ResultCache {
         ResultCache {
             path: None,
-            entries: HashMap::new(),
+            entries: Entries::default(),
             generation: String::new(),
             dirty: false,
         }
@@ -163,9 +200,9 @@ impl ResultCache {
                         String::new()
                     }
                 );
-                HashMap::new()
+                Entries::default()
             }),
-            Err(_) => HashMap::new(),
+            Err(_) => Entries::default(),
         };
         ResultCache {
             path: Some(path),
@@ -177,12 +214,23 @@ impl ResultCache {
 
     /// A cached outcome.
     pub fn get(&self, function_hash: &str) -> Option<&Outcome> {
-        self.entries.get(function_hash)
+        self.entries.served.get(function_hash)
     }
 
-    /// Records an outcome.
+    /// Records an outcome. Questions of its own, or another score, replace the questions asked
+    /// with other options.
     pub fn put(&mut self, function_hash: &str, outcome: Outcome) {
-        self.entries.insert(function_hash.to_string(), outcome);
+        let replaced = self
+            .entries
+            .other
+            .get(function_hash)
+            .is_some_and(|o| outcome.questions.is_some() || o.outcome.p_ask != outcome.p_ask);
+        if replaced {
+            self.entries.other.remove(function_hash);
+        }
+        self.entries
+            .served
+            .insert(function_hash.to_string(), outcome);
         self.dirty = true;
     }
 
@@ -211,36 +259,21 @@ impl ResultCache {
             .ok()
             .and_then(|bytes| read_entries(&bytes, &self.generation).ok())
         {
-            for (hash, outcome) in theirs {
-                match self.entries.entry(hash) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(outcome);
-                    }
-                    // The same score with questions that this run did not ask for.
-                    std::collections::hash_map::Entry::Occupied(mut o)
-                        if o.get().questions.is_none()
-                            && outcome.questions.is_some()
-                            && o.get().p_ask == outcome.p_ask =>
-                    {
-                        o.insert(outcome);
-                    }
-                    std::collections::hash_map::Entry::Occupied(_) => {}
-                }
-            }
+            self.entries.merge(theirs);
         }
         let stored: HashMap<&String, Stored> = self
             .entries
+            .served
             .iter()
             .map(|(hash, outcome)| {
-                let generation = outcome.questions.is_some().then(|| self.generation.clone());
-                let outcome = outcome.clone();
-                (
-                    hash,
-                    Stored {
-                        outcome,
-                        generation,
+                let stored = match self.entries.other.get(hash) {
+                    Some(other) if outcome.questions.is_none() => other.clone(),
+                    _ => Stored {
+                        outcome: outcome.clone(),
+                        generation: outcome.questions.is_some().then(|| self.generation.clone()),
                     },
-                )
+                };
+                (hash, stored)
             })
             .collect();
         let written = crate::fsutil::write_atomic(path, &serde_json::to_vec(&stored)?);
@@ -613,10 +646,30 @@ mod tests {
             questions: Some(vec!["Which items, and how many?".to_string()]),
             ..asked.clone()
         };
+        // A run with other options keeps the questions it did not replace, its own or merged.
+        short.put("b", asked.clone());
+        short.save().unwrap();
+        long.put("c", unasked.clone());
+        long.save().unwrap();
+        assert_eq!(open(96).get("a"), Some(&asked));
+        assert_eq!(open(96).get("b"), Some(&asked));
+        assert_eq!(open(200).get("b"), Some(&unasked));
         long.put("a", asked_long.clone());
         long.save().unwrap();
         assert_eq!(open(200).get("a"), Some(&asked_long));
         assert_eq!(open(96).get("a"), Some(&unasked));
+        assert_eq!(open(96).get("b"), Some(&asked));
+        // Another score replaces questions of any options.
+        let mut short = open(96);
+        short.put(
+            "b",
+            Outcome {
+                p_ask: 0.5,
+                questions: None,
+            },
+        );
+        short.save().unwrap();
+        assert_eq!(open(96).get("b").unwrap().questions, None);
         // Another model or another prompt is another file.
         let other = ResultCache::open(dir.path().to_path_buf(), "other", &Options::default());
         assert_eq!(other.get("a"), None);

@@ -398,12 +398,7 @@ impl KnownModel {
         }
         if let Some(path) = self.shipped_adapter_path() {
             match write_once(path.as_path(), (self.shipped_adapter?)()) {
-                Ok(written) => {
-                    if written {
-                        remove_older_adapters(&path);
-                    }
-                    return Some(path);
-                }
+                Ok(()) => return Some(path),
                 Err(e) => tracing::warn!(
                     "cannot write {}'s adapter to {}: {e}",
                     self.name,
@@ -421,6 +416,14 @@ impl KnownModel {
             .take(4)
             .map(|dir| dir.join("models").join(self.adapter))
             .find(|p| p.is_file())
+    }
+
+    /// Removes the adapters of this model that other builds wrote into the model cache, once
+    /// this build's is there (`model install` tidies up after an upgrade).
+    pub fn remove_other_builds_adapters(&self) {
+        if let Some(path) = self.shipped_adapter_path().filter(|p| p.is_file()) {
+            remove_older_adapters(&path);
+        }
     }
 
     /// Why [`KnownModel::adapter_path`] found none for the installed model, for warnings.
@@ -463,20 +466,22 @@ impl KnownModel {
 }
 
 /// Writes `bytes` to `path` (atomically: [`crate::fsutil::write_atomic`]) unless a file of that
-/// length is there; whether it wrote.
-fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+/// length is there.
+fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-        return Ok(false);
+        return Ok(());
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fsutil::write_atomic(path, bytes).map(|()| true)
+    crate::fsutil::write_atomic(path, bytes)
 }
 
 /// Removes the adapters other builds wrote beside `current` (`clarifycoder-NAME-HASH.lora.gguf`
 /// of the same model, another HASH of 12 hex digits): some 17 MB each, and a build that needs
 /// one again writes it again. Nothing else is touched; a file that cannot be removed is left.
+/// Only `model install` calls it (through [`KnownModel::remove_other_builds_adapters`]): a build
+/// still running beside this one (an editor's server) may be about to load its own.
 fn remove_older_adapters(current: &Path) {
     let (Some(dir), Some(name)) = (current.parent(), current.file_name()) else {
         return;

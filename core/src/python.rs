@@ -521,8 +521,13 @@ fn extract_lines(source: &str) -> ParsedFile {
     let mut ignored_lines = BTreeSet::new();
     scan.add_ignored_lines(source, &index, &mut ignored_lines);
 
-    let has_syntax_errors = root.has_error() || !scan.indentation.is_empty();
-    let syntax_errors = outermost([scan.errors.clone(), scan.indentation.clone()].concat())
+    // Judged only on a tree without errors, which tree-sitter's recovery has not reshaped.
+    let indentation = match !root.has_error() && tree_nests_as_python(source) {
+        true => scan.indentation.clone(),
+        false => Vec::new(),
+    };
+    let has_syntax_errors = root.has_error() || !indentation.is_empty();
+    let syntax_errors = outermost([scan.errors.clone(), indentation].concat())
         .into_iter()
         .map(|(s, e)| index.span(s, e))
         .collect();
@@ -786,6 +791,26 @@ fn hidden_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, usize)>
     }
 }
 
+/// Whether tree-sitter's scanner measures every line's indentation as Python does, so that its
+/// tree nests statements as Python would: it counts a tab as 8 columns where Python moves to
+/// the next multiple of 8, and it goes on counting past a line that holds only a backslash.
+/// Where it does not, [`indentation_errors`] are not reported.
+fn tree_nests_as_python(source: &str) -> bool {
+    source.split('\n').all(|line| {
+        let (mut python, mut scanner) = (0u32, 0u32);
+        for (i, b) in line.bytes().enumerate() {
+            match b {
+                b' ' => (python, scanner) = (python + 1, scanner + 1),
+                b'\t' => (python, scanner) = ((python / 8 + 1) * 8, scanner + 8),
+                b'\x0c' => (python, scanner) = (0, 0),
+                b'\\' if line[i + 1..].trim_end_matches('\r').is_empty() => return false,
+                _ => break,
+            }
+        }
+        python == scanner
+    })
+}
+
 /// The indentation of one line as Python's tokenizer measures it: the column with tabs to the
 /// next multiple of 8, and the column with a tab as one space (both must agree, or it is a
 /// `TabError`). A form feed starts the count again.
@@ -836,7 +861,7 @@ fn indentation_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, us
     let header = |n: Node| indent_of_line(index, index.line_of(n.start_byte()));
     match node.kind() {
         "module" => {
-            for child in code_children(node) {
+            for child in code_children(node).filter(|c| c.kind() != "line_continuation") {
                 if statement_indent(index, child).is_some_and(|i| i != (0, 0)) {
                     refuse(child);
                 }
@@ -846,9 +871,15 @@ fn indentation_errors(node: Node, index: &LineIndex, errors: &mut Vec<(usize, us
             let Some(parent) = node.parent() else {
                 return;
             };
+            let mut statements = code_children(node).filter(|c| c.kind() != "line_continuation");
+            let Some(first) = statements.next() else {
+                // A header with no statement indented under it.
+                errors.push((node.start_byte(), node.start_byte()));
+                return;
+            };
             let (col, alt) = header(parent);
             let mut expected = None;
-            for child in code_children(node) {
+            for child in std::iter::once(first).chain(statements) {
                 let Some(indent) = statement_indent(index, child) else {
                     continue;
                 };

@@ -882,7 +882,7 @@ fn incomplete_definitions() {
     check(
         "def f():",
         expect![[r#"
-            ignore_file=false syntax_errors=false []
+            ignore_file=false syntax_errors=true ["0:8/8-0:8/8"]
             f [] name@0:4/4
               sig: "def f():"
               doc: none
@@ -1147,6 +1147,10 @@ fn indentation_python_refuses_is_a_syntax_error() {
         "@d\n  def f():\n    pass\n",
         // Refused: tabs and spaces that agree only at a tab width of 8.
         "if x:\n        a = 1\n\tb = 2\n",
+        // Refused: a header with nothing indented under it (tree-sitter: an empty block).
+        "def f():\nreturn 1\n",
+        "class A:\n    def f(self):\n    pass\n",
+        "def f():\n    # only a comment\n",
         // Accepted: continuations, comments, one-liners, semicolons, strings and tabs.
         "x = (1,\n        2)\ny = [\n  3]\n",
         "def f():\n    x = 1 + \\\n            2\n    return x\n",
@@ -1160,6 +1164,10 @@ fn indentation_python_refuses_is_a_syntax_error() {
         "match x:\n    case 1:\n        pass\n    case _:\n        pass\n",
         "\n   \n\t\ndef f():\n\n    pass\n",
         "\u{c}def f():\n    pass\n",
+        // Accepted, and tree-sitter's scanner measures them otherwise (a tab as 8 columns, a
+        // count that goes on past a lone backslash): not judged by its tree.
+        "if x:\n       \ta = 1\n        b = 2\n",
+        "if x:\n    \\\n        y = 1\n    z = 2\n",
     ];
     let compiles = python_compiles(&sources);
     for (source, compiles) in sources.iter().zip(compiles) {

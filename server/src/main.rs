@@ -315,7 +315,10 @@ fn run() -> anyhow::Result<i32> {
             bar.finish_and_clear();
             eprintln!("{}: installed at {}", model.name, path.display());
             match model.adapter_path() {
-                Some(a) => eprintln!("{}: ClarifyCoder adapter at {}", model.name, a.display()),
+                Some(a) => {
+                    model.remove_other_builds_adapters();
+                    eprintln!("{}: ClarifyCoder adapter at {}", model.name, a.display())
+                }
                 None => eprintln!(
                     "{}: {}, so the model runs untuned",
                     model.name,
