@@ -73,12 +73,16 @@ fn read_entries(bytes: &[u8], generation: &str) -> serde_json::Result<Entries> {
     let stored: HashMap<String, Stored> = serde_json::from_slice(bytes)?;
     let mut entries = Entries::default();
     for (hash, s) in stored {
-        let mut outcome = s.outcome.clone();
-        if outcome.questions.is_some() && s.generation.as_deref() != Some(generation) {
-            outcome.questions = None;
-            entries.other.insert(hash.clone(), s);
+        if s.outcome.questions.is_some() && s.generation.as_deref() != Some(generation) {
+            let score_only = Outcome {
+                p_ask: s.outcome.p_ask,
+                questions: None,
+            };
+            entries.served.insert(hash.clone(), score_only);
+            entries.other.insert(hash, s);
+        } else {
+            entries.served.insert(hash, s.outcome);
         }
-        entries.served.insert(hash, outcome);
     }
     Ok(entries)
 }

@@ -420,10 +420,39 @@ impl KnownModel {
 
     /// Removes the adapters of this model that other builds wrote into the model cache, once
     /// this build's is there (`model install` tidies up after an upgrade).
+    ///
+    /// They are `clarifycoder-NAME-HASH.lora.gguf` with another HASH of 12 hex digits, some
+    /// 17 MB each; a build that needs its own again writes it again. Nothing else is touched,
+    /// and a file that cannot be removed is left. Only `model install` calls this: a build still
+    /// running beside this one (an editor's server) may be about to load its own.
     pub fn remove_other_builds_adapters(&self) {
-        if let Some(path) = self.shipped_adapter_path().filter(|p| p.is_file()) {
-            remove_older_adapters(&path);
+        let Some(current) = self.shipped_adapter_path().filter(|p| p.is_file()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(models_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let other_build = file
+                .to_str()
+                .and_then(|f| f.strip_prefix(self.adapter_stem()))
+                .and_then(|f| f.strip_prefix('-'))
+                .and_then(|f| f.strip_suffix(".lora.gguf"))
+                .is_some_and(|hash| {
+                    hash.len() == 12 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                });
+            if other_build && Some(file.as_os_str()) != current.file_name() {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
+    }
+
+    /// [`KnownModel::adapter`] without its `.lora.gguf`.
+    fn adapter_stem(&self) -> &'static str {
+        self.adapter
+            .strip_suffix(".lora.gguf")
+            .unwrap_or(self.adapter)
     }
 
     /// Why [`KnownModel::adapter_path`] found none for the installed model, for warnings.
@@ -457,11 +486,7 @@ impl KnownModel {
                 .collect()
         });
         let hash = &hashes.iter().find(|(name, _)| *name == self.name)?.1;
-        let stem = self
-            .adapter
-            .strip_suffix(".lora.gguf")
-            .unwrap_or(self.adapter);
-        Some(models_dir().join(format!("{stem}-{hash}.lora.gguf")))
+        Some(models_dir().join(format!("{}-{hash}.lora.gguf", self.adapter_stem())))
     }
 }
 
@@ -475,43 +500,6 @@ fn write_once(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     crate::fsutil::write_atomic(path, bytes)
-}
-
-/// Removes the adapters other builds wrote beside `current` (`clarifycoder-NAME-HASH.lora.gguf`
-/// of the same model, another HASH of 12 hex digits): some 17 MB each, and a build that needs
-/// one again writes it again. Nothing else is touched; a file that cannot be removed is left.
-/// Only `model install` calls it (through [`KnownModel::remove_other_builds_adapters`]): a build
-/// still running beside this one (an editor's server) may be about to load its own.
-fn remove_older_adapters(current: &Path) {
-    let (Some(dir), Some(name)) = (current.parent(), current.file_name()) else {
-        return;
-    };
-    let Some(stem) = name
-        .to_str()
-        .and_then(|n| n.strip_suffix(".lora.gguf"))
-        .and_then(|n| n.get(..n.len().saturating_sub(13)))
-    else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(hash) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(stem))
-            .and_then(|f| f.strip_prefix('-'))
-            .and_then(|f| f.strip_suffix(".lora.gguf"))
-        else {
-            continue;
-        };
-        let older =
-            hash.len() == 12 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if older && file.as_os_str() != name {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }
 
 /// A model that is not installed where it is looked for; the message says how to install it.
