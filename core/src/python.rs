@@ -180,6 +180,9 @@ pub struct ParsedFile {
     pub has_syntax_errors: bool,
     /// Spans of the outermost error regions and of missing tokens (zero width).
     pub syntax_errors: Vec<Span>,
+    /// Every syntax error is indentation Python refuses (an `IndentationError` or `TabError`):
+    /// the tree itself had none, so every function was found as Python would read it.
+    pub indentation_only: bool,
 }
 
 /// Renders the model's view of a function from its signature and cleaned docstring text.
@@ -496,6 +499,7 @@ fn extract_lines(source: &str) -> ParsedFile {
             ignore_file: false,
             has_syntax_errors: true,
             syntax_errors: vec![index.span(0, source.len())],
+            indentation_only: false,
         };
     };
     let root = tree.root_node();
@@ -526,7 +530,8 @@ fn extract_lines(source: &str) -> ParsedFile {
         true => scan.indentation.clone(),
         false => Vec::new(),
     };
-    let has_syntax_errors = root.has_error() || !indentation.is_empty();
+    let indentation_only = !indentation.is_empty();
+    let has_syntax_errors = root.has_error() || indentation_only;
     let syntax_errors = outermost([scan.errors.clone(), indentation].concat())
         .into_iter()
         .map(|(s, e)| index.span(s, e))
@@ -553,6 +558,7 @@ fn extract_lines(source: &str) -> ParsedFile {
         ignore_file,
         has_syntax_errors,
         syntax_errors,
+        indentation_only,
     }
 }
 

@@ -1109,14 +1109,16 @@ fn deep_nesting_does_not_overflow() {
     let _ = extract(&format!("def f(x={parens}):\n    pass\n"));
 }
 
-/// Which of `sources` Python itself compiles (`compile(..., "exec")`), asked of `python3`.
-fn python_compiles(sources: &[&str]) -> Vec<bool> {
+/// Why Python itself refuses each of `sources` (`compile(..., "exec")`, asked of `python3`):
+/// the exception's class name (`SyntaxError`, `IndentationError`, `TabError`), `None` when it
+/// compiles.
+fn python_refuses(sources: &[&str]) -> Vec<Option<String>> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let script = "import json, sys\n\
-        def ok(s):\n    try:\n        compile(s, 'f.py', 'exec')\n        return True\n    \
-        except SyntaxError:\n        return False\n\
-        print(json.dumps([ok(s) for s in json.load(sys.stdin)]))";
+        def why(s):\n    try:\n        compile(s, 'f.py', 'exec')\n        return None\n    \
+        except SyntaxError as e:\n        return type(e).__name__\n\
+        print(json.dumps([why(s) for s in json.load(sys.stdin)]))";
     let mut child = Command::new("python3")
         .args(["-c", script])
         .stdin(Stdio::piped())
@@ -1169,14 +1171,21 @@ fn indentation_python_refuses_is_a_syntax_error() {
         "if x:\n       \ta = 1\n        b = 2\n",
         "if x:\n    \\\n        y = 1\n    z = 2\n",
     ];
-    let compiles = python_compiles(&sources);
-    for (source, compiles) in sources.iter().zip(compiles) {
+    let refused = python_refuses(&sources);
+    for (source, why) in sources.iter().zip(refused) {
         let parsed = extract(source);
         check_invariants(source, &parsed);
         assert_eq!(
-            parsed.has_syntax_errors, !compiles,
+            parsed.has_syntax_errors,
+            why.is_some(),
             "{source:?}: {:?}",
             parsed.syntax_errors
         );
+        // Called indentation alone exactly where Python says so (all of these parse in
+        // tree-sitter but the `except` inside its `try` block, a plain syntax error).
+        let indentation = matches!(why.as_deref(), Some("IndentationError" | "TabError"));
+        assert_eq!(parsed.indentation_only, indentation, "{source:?}: {why:?}");
     }
+    let broken = extract("def f(:\n    return 1\n");
+    assert!(broken.has_syntax_errors && !broken.indentation_only);
 }

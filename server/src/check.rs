@@ -406,7 +406,10 @@ pub fn run(args: CheckArgs, plan: Plan) -> anyhow::Result<i32> {
         stats.files += 1;
         let parsed = python::extract(&source);
         if parsed.has_syntax_errors {
-            let message = "has syntax errors; checking what could be parsed";
+            let message = match parsed.indentation_only {
+                true => "has indentation Python refuses (an IndentationError or TabError); checking its functions as written",
+                false => "has syntax errors; checking what could be parsed",
+            };
             warnings.push(match parsed.syntax_errors.first() {
                 Some(first) => Notice::line(&shown, first.start.line as usize + 1, message),
                 None => Notice::file(&shown, message),

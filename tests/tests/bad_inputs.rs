@@ -336,7 +336,7 @@ fn unreadable_oversized_and_broken_files_among_the_inputs_are_warnings() {
         "big.py: skipped",
         "raise --max-file-size to check it",
         "broken.py:1: has syntax errors; checking what could be parsed",
-        "dedent.py:3: has syntax errors; checking what could be parsed",
+        "dedent.py:3: has indentation Python refuses (an IndentationError or TabError); checking its functions as written",
     ] {
         assert!(warnings.contains(phrase), "{phrase:?} not in {warnings}");
     }
