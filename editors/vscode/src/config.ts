@@ -8,6 +8,10 @@ export interface BinaryLookup {
   env: Record<string, string | undefined>;
   /** The `clarifycoder.path` setting ("" when unset). */
   setting: string;
+  /** The first workspace folder, which a relative `clarifycoder.path` is taken from. */
+  workspaceDir?: string;
+  /** The user's home directory, which a leading `~` in `clarifycoder.path` stands for. */
+  homeDir?: string;
   /** The extension's install directory (holds `server/clarifycoder` in bundled builds). */
   extensionDir: string;
   /** Whether a file exists and is executable. */
@@ -20,6 +24,23 @@ export type BinaryResolution =
   | { path: string; source: "env" | "setting" | "PATH" | "bundled" }
   | { error: string };
 
+/**
+ * The file `clarifycoder.path` names: a leading `~` is the home directory, and a relative path is
+ * taken from the first workspace folder (the extension host's working directory means nothing to
+ * the user).
+ */
+function settingPath(lookup: BinaryLookup): string {
+  const paths = lookup.platform === "win32" ? path.win32 : path.posix;
+  let file = lookup.setting;
+  if (lookup.homeDir && (file === "~" || file.startsWith("~/") || (lookup.platform === "win32" && file.startsWith("~\\")))) {
+    file = paths.join(lookup.homeDir, file.slice(1));
+  }
+  if (!paths.isAbsolute(file) && lookup.workspaceDir) {
+    file = paths.join(lookup.workspaceDir, file);
+  }
+  return file;
+}
+
 /** Resolves the server binary: CLARIFYCODER_PATH → `clarifycoder.path` → PATH → bundled. */
 export function resolveBinary(lookup: BinaryLookup): BinaryResolution {
   const exe = lookup.platform === "win32" ? "clarifycoder.exe" : "clarifycoder";
@@ -30,10 +51,14 @@ export function resolveBinary(lookup: BinaryLookup): BinaryResolution {
       : { error: `CLARIFYCODER_PATH is set to '${fromEnv}', which is not an executable file; fix or unset it` };
   }
   if (lookup.setting) {
-    return lookup.isExecutable(lookup.setting)
-      ? { path: lookup.setting, source: "setting" }
+    const file = settingPath(lookup);
+    // On Windows the setting may leave out the binary's `.exe`.
+    const candidates = lookup.platform === "win32" && !file.toLowerCase().endsWith(".exe") ? [file, `${file}.exe`] : [file];
+    const found = candidates.find((f) => lookup.isExecutable(f));
+    return found
+      ? { path: found, source: "setting" }
       : {
-          error: `the setting clarifycoder.path is '${lookup.setting}', which is not an executable file; change the setting or clear it to search PATH`,
+          error: `the setting clarifycoder.path is '${lookup.setting}'${file === lookup.setting ? "" : ` ('${file}')`}, which is not an executable file; change the setting or clear it to search PATH`,
         };
   }
   const sep = lookup.platform === "win32" ? ";" : ":";
@@ -47,8 +72,7 @@ export function resolveBinary(lookup: BinaryLookup): BinaryResolution {
     return { path: bundled, source: "bundled" };
   }
   return {
-    error:
-      "the clarifycoder binary was not found (CLARIFYCODER_PATH, the setting clarifycoder.path, PATH); build it with `make setup` and set clarifycoder.path to target/release/clarifycoder",
+    error: `the clarifycoder binary was not found (CLARIFYCODER_PATH, the setting clarifycoder.path, PATH); build it with \`make setup\` and set clarifycoder.path to the absolute path of target/release/${exe}`,
   };
 }
 
@@ -123,6 +147,16 @@ export function initializationOptions(get: (key: string) => unknown, trusted: bo
  * its own beside that offer.
  */
 export const EXPERIMENTAL_CAPABILITIES = { clarifycoderInstallModel: true };
+
+/**
+ * A queue that runs each task after the one before it has settled, however fast they come (a
+ * second server must not start while the first one stops); a task that fails goes to `onError`
+ * and the tasks after it still run.
+ */
+export function serial(onError: (e: unknown) => void): (task: () => Promise<void>) => Promise<void> {
+  let queue: Promise<void> = Promise.resolve();
+  return (task) => (queue = queue.then(task).catch(onError));
+}
 
 /** Whether a configuration change needs the server restarted. */
 export function needsRestart(affects: (section: string) => boolean): boolean {

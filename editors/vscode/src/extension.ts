@@ -3,13 +3,23 @@
 
 import { spawn } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as vscode from "vscode";
 import { LanguageClient, LanguageClientOptions, ServerOptions, State } from "vscode-languageclient/node";
-import { EngineState, EXPERIMENTAL_CAPABILITIES, initializationOptions, needsRestart, resolveBinary, settingValue, statusText } from "./config";
+import { EngineState, EXPERIMENTAL_CAPABILITIES, initializationOptions, needsRestart, resolveBinary, serial, settingValue, statusText } from "./config";
 
 let client: LanguageClient | undefined;
 let output: vscode.OutputChannel;
 let status: vscode.StatusBarItem;
+/**
+ * Every start and stop runs after the one before it has finished: a second client started while
+ * the first one stops would find the first one's command registrations still taken.
+ */
+const enqueue = serial((e) => {
+  const message = e instanceof Error ? e.message : String(e);
+  output.appendLine(`starting the server failed: ${message}`);
+  showState("error", `${message}; check the setting clarifycoder.path and the output (ClarifyCoder: Show Output)`);
+});
 
 function isExecutable(file: string): boolean {
   try {
@@ -32,16 +42,20 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   const binary = resolveBinary({
     env: process.env,
     setting: config.get<string>("path", ""),
+    workspaceDir: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+    homeDir: os.homedir(),
     extensionDir: context.extensionPath,
     isExecutable,
     platform: process.platform,
   });
   if ("error" in binary) {
     showState("error", binary.error);
-    const choice = await vscode.window.showErrorMessage(`ClarifyCoder: ${binary.error}`, "Open Settings");
-    if (choice === "Open Settings") {
-      await vscode.commands.executeCommand("workbench.action.openSettings", "clarifycoder.path");
-    }
+    // Not awaited: the next restart (the setting fixed) must not wait for this message to close.
+    void vscode.window.showErrorMessage(`ClarifyCoder: ${binary.error}`, "Open Settings").then(async (choice) => {
+      if (choice === "Open Settings") {
+        await vscode.commands.executeCommand("workbench.action.openSettings", "clarifycoder.path");
+      }
+    });
     return;
   }
   output.appendLine(`using ${binary.path} (from ${binary.source})`);
@@ -56,8 +70,9 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     ),
     outputChannel: output,
   };
-  client = new LanguageClient("clarifycoder", "ClarifyCoder", serverOptions, clientOptions);
-  client.registerFeature({
+  const c = new LanguageClient("clarifycoder", "ClarifyCoder", serverOptions, clientOptions);
+  client = c;
+  c.registerFeature({
     fillClientCapabilities: (capabilities) => {
       capabilities.experimental = { ...(capabilities.experimental as object | undefined), ...EXPERIMENTAL_CAPABILITIES };
     },
@@ -65,19 +80,20 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     getState: () => ({ kind: "static" }),
     clear: () => {},
   });
-  client.onDidChangeState((event) => {
+  c.onDidChangeState((event) => {
     if (event.newState === State.Stopped) {
       showState("stopped");
     }
   });
-  showState("loading");
-  await client.start();
-  client.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string; install?: string; installSize?: number }) => {
+  // Registered before the start, so that the first status (sent during it) is not missed.
+  c.onNotification("clarifycoder/status", (params: { state: EngineState; message?: string; install?: string; installSize?: number }) => {
     showState(params.state, params.message);
     if (params.state === "noModel" && params.install) {
       void offerInstall(context, binary.path, params.install, params.installSize);
     }
   });
+  showState("loading");
+  await c.start();
 }
 
 /** The model whose install offer is on screen or whose install runs (one at a time). */
@@ -135,8 +151,7 @@ async function offerInstall(context: vscode.ExtensionContext, binary: string, na
         }),
     );
     if (ok) {
-      await stop();
-      await start(context);
+      await restart(context);
     } else if ((await vscode.window.showErrorMessage(`ClarifyCoder: installing ${name} failed or was cancelled.`, "Show Output")) === "Show Output") {
       output.show();
     }
@@ -152,8 +167,21 @@ async function stop(): Promise<void> {
   if (client) {
     const running = client;
     client = undefined;
-    await running.stop();
+    try {
+      await running.stop();
+    } catch (e) {
+      // A client that failed to start cannot be stopped, and is no reason not to start another.
+      output.appendLine(`stopping the server: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
+}
+
+/** Stops the server if one runs and starts it again, after any start or stop still under way. */
+function restart(context: vscode.ExtensionContext): Promise<void> {
+  return enqueue(async () => {
+    await stop();
+    await start(context);
+  });
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
@@ -163,32 +191,29 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     output,
     status,
-    vscode.commands.registerCommand("clarifycoder.restart", async () => {
-      await stop();
-      await start(context);
-    }),
+    vscode.commands.registerCommand("clarifycoder.restart", () => restart(context)),
     vscode.commands.registerCommand("clarifycoder.checkWorkspace", async () => {
-      if (!client) {
-        await start(context);
-      }
+      // Started if it is not running (never started, failed to start, or crashed).
+      await enqueue(async () => {
+        if (!client?.isRunning()) {
+          await stop();
+          await start(context);
+        }
+      });
       await client?.sendRequest("workspace/executeCommand", { command: "clarifycoder.server.checkWorkspace", arguments: [] });
     }),
     vscode.commands.registerCommand("clarifycoder.showOutput", () => output.show()),
     // Trusting the workspace turns on running its docstring examples (`runExamples`).
-    vscode.workspace.onDidGrantWorkspaceTrust(async () => {
-      await stop();
-      await start(context);
-    }),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => restart(context)),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (needsRestart((section) => event.affectsConfiguration(section))) {
-        await stop();
-        await start(context);
+        await restart(context);
       }
     }),
   );
-  await start(context);
+  await restart(context);
 }
 
 export async function deactivate(): Promise<void> {
-  await stop();
+  await enqueue(stop);
 }

@@ -27,20 +27,48 @@ function M.check()
     end
   end
   local root = cc.roots()[1] or vim.fn.getcwd()
-  for _, name in ipairs({ "clarifycoder.toml", ".clarifycoder.toml" }) do
-    local found = vim.fn.findfile(name, root .. ";")
-    if found ~= "" then
-      table.insert(args, "--config")
-      table.insert(args, vim.fn.fnamemodify(found, ":p"))
-      break
-    end
+  local dir, name = cc.find_up(root, { "clarifycoder.toml", ".clarifycoder.toml" })
+  if dir then
+    table.insert(args, "--config")
+    table.insert(args, dir .. "/" .. name)
   end
-  local out = vim.fn.system(args)
-  if vim.v.shell_error ~= 0 then
-    error("'" .. bin .. " info' failed: " .. out)
+  -- stdout is the JSON; stderr has the warnings (an unknown key in clarifycoder.toml), which
+  -- vim.fn.system() would mix into it.
+  local stdout, stderr = {}, {}
+  local job = vim.fn.jobstart(args, {
+    cwd = vim.fn.isdirectory(root) == 1 and root or nil,
+    stdout_buffered = true,
+    stderr_buffered = true,
+    on_stdout = function(_, data)
+      stdout = data or {}
+    end,
+    on_stderr = function(_, data)
+      stderr = data or {}
+    end,
+  })
+  if job <= 0 then
+    error("'" .. bin .. " info' could not be started", { "Check `cmd` in setup() or $CLARIFYCODER_PATH" })
     return
   end
-  local info = vim.fn.json_decode(out)
+  local code = vim.fn.jobwait({ job }, 30000)[1]
+  if code == -1 then
+    vim.fn.jobstop(job)
+  end
+  local messages = vim.tbl_filter(function(line)
+    return line ~= ""
+  end, stderr)
+  if code ~= 0 then
+    error("'" .. bin .. " info' failed" .. (code == -1 and " (no answer within 30 s)" or "") .. ": " .. table.concat(messages, "\n"))
+    return
+  end
+  for _, line in ipairs(messages) do
+    warn((line:gsub("^warning: ", "")))
+  end
+  local decoded, info = pcall(vim.fn.json_decode, table.concat(stdout, "\n"))
+  if not decoded or type(info) ~= "table" then
+    error("'" .. bin .. " info' printed no JSON: " .. table.concat(stdout, "\n"), { "Check that `cmd` is a clarifycoder binary" })
+    return
+  end
   ok("server binary: " .. bin .. " (version " .. info.version .. ")")
   local function set(v)
     return v ~= nil and v ~= vim.NIL

@@ -27,23 +27,30 @@ function M.command()
   return { bin, "serve" }
 end
 
+--- The nearest directory, from `dir` up, that holds one of `names` (a file or a directory:
+--- `.git` is either, a worktree's is a file); returns it and the name found there (the first of
+--- `names` where several are), else nil. Not findfile(): it takes a space in the path for a
+--- separator.
+function M.find_up(dir, names)
+  while true do
+    for _, name in ipairs(names) do
+      if vim.loop.fs_stat(dir .. "/" .. name) then
+        return dir, name
+      end
+    end
+    local parent = vim.fn.fnamemodify(dir, ":h")
+    if parent == dir then
+      return nil
+    end
+    dir = parent
+  end
+end
+
 --- The project root of a buffer: the directory of the nearest root marker, else the file's.
 function M.root_dir(bufnr)
   local file = vim.api.nvim_buf_get_name(bufnr)
   local dir = vim.fn.fnamemodify(file, ":p:h")
-  for _, marker in ipairs(M.config.root_markers) do
-    -- A file marker's directory is the root (`:p:h`); a directory marker's parent is (`:p` ends
-    -- a directory with a slash, so it takes `:h` twice). `.git` may be either (a worktree's is a file).
-    local found = vim.fn.findfile(marker, dir .. ";")
-    if found ~= "" then
-      return vim.fn.fnamemodify(found, ":p:h")
-    end
-    found = vim.fn.finddir(marker, dir .. ";")
-    if found ~= "" then
-      return vim.fn.fnamemodify(found, ":p:h:h")
-    end
-  end
-  return dir
+  return M.find_up(dir, M.config.root_markers) or dir
 end
 
 --- Starts (or reuses) the server for a buffer and attaches it.
@@ -69,6 +76,13 @@ function M.attach(bufnr)
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
     init_options = M.config.settings,
     on_attach = M.config.on_attach,
+    -- Started before a later setup() and initialized after it: setup() could not send it the new
+    -- settings yet (nothing but `initialize` may come first), so they go now.
+    on_init = function(client)
+      if not vim.deep_equal(client.config.init_options, M.config.settings) then
+        client.notify("workspace/didChangeConfiguration", M.configuration())
+      end
+    end,
     -- The plugin offers a missing known model's install itself (:ClarifyInstallModel), so the
     -- server leaves that message to it.
     capabilities = vim.tbl_deep_extend(
@@ -120,7 +134,9 @@ function M.roots()
 end
 
 local function client_for(bufnr)
-  for _, client in pairs(vim.lsp.buf_get_clients(bufnr or 0)) do
+  -- vim.lsp.buf_get_clients is deprecated since 0.10; get_clients is not in 0.7-0.9.
+  local attached = vim.lsp.get_clients and vim.lsp.get_clients({ bufnr = bufnr or 0 }) or vim.lsp.buf_get_clients(bufnr or 0)
+  for _, client in pairs(attached) do
     if client.name == "clarifycoder" then
       return client
     end
@@ -128,13 +144,25 @@ local function client_for(bufnr)
   return nil
 end
 
---- Runs a server command (clarifycoder.server.checkWorkspace, clarifycoder.server.restartEngine).
-function M.execute(command, callback)
-  local client = client_for(0)
-  if client == nil then
-    vim.notify("ClarifyCoder is not attached to this buffer", vim.log.levels.WARN)
-    return
+--- The servers the plugin started that still run and have been initialized.
+local function live_clients()
+  local live = {}
+  for _, id in pairs(clients) do
+    local client = vim.lsp.get_client_by_id(id)
+    if client ~= nil and client.initialized then
+      table.insert(live, client)
+    end
   end
+  return live
+end
+
+--- The params of `workspace/didChangeConfiguration` with the current settings: the server reads
+--- the `clarifycoder` section (over its initializationOptions, key by key).
+function M.configuration()
+  return { settings = { clarifycoder = M.config.settings } }
+end
+
+local function request(client, command, callback)
   client.request("workspace/executeCommand", { command = command, arguments = {} }, function(err, result)
     if err then
       vim.notify("ClarifyCoder: " .. err.message, vim.log.levels.ERROR)
@@ -144,8 +172,18 @@ function M.execute(command, callback)
   end, 0)
 end
 
+--- Runs a server command (clarifycoder.server.checkWorkspace, clarifycoder.server.restartEngine).
+function M.execute(command, callback)
+  local client = client_for(0)
+  if client == nil then
+    vim.notify("ClarifyCoder is not attached to this buffer", vim.log.levels.WARN)
+    return
+  end
+  request(client, command, callback)
+end
+
 --- Installs a known model (`clarifycoder model install NAME`; default: the one the server
---- reported missing, else the default model), then reloads the model of attached servers.
+--- reported missing, else the default model), then reloads the model of every server it started.
 function M.install_model(name)
   name = name or (M.status and M.status.install ~= vim.NIL and M.status.install) or "qwen2.5-coder-0.5b"
   local bin = M.command()[1]
@@ -169,15 +207,16 @@ function M.install_model(name)
         end
         vim.notify("ClarifyCoder: " .. name .. " installed")
         M.install_offered = nil
-        if client_for(0) then
-          M.execute("clarifycoder.server.restartEngine")
+        for _, client in ipairs(live_clients()) do
+          request(client, "clarifycoder.server.restartEngine")
         end
       end)
     end,
   })
 end
 
---- Merges options into the defaults, sets up the autocommand and the user commands.
+--- Merges options into the defaults, sets up the autocommand and the user commands; servers
+--- already running get the new settings.
 function M.setup(opts)
   M.config = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
   local group = vim.api.nvim_create_augroup("clarifycoder", { clear = true })
@@ -207,6 +246,11 @@ function M.setup(opts)
     if vim.api.nvim_buf_is_loaded(buf) and vim.tbl_contains(M.config.filetypes, vim.bo[buf].filetype) then
       M.attach(buf)
     end
+  end
+  -- A running server keeps its initializationOptions (vim.lsp.start reuses it): send it the new
+  -- settings. One still initializing gets them in on_init.
+  for _, client in ipairs(live_clients()) do
+    client.notify("workspace/didChangeConfiguration", M.configuration())
   end
 end
 
