@@ -3,9 +3,12 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clarifycoder_core::python;
+use clarifycoder_testkit::{MockServer, Reply};
 use common::{model_path, Client, TIMEOUT};
 use serde_json::{json, Value};
 
@@ -1149,4 +1152,268 @@ fn a_pull_client_loses_the_pushed_copy_when_it_opens_a_checked_file() {
         1,
         "{pulled}"
     );
+}
+
+/// A mock endpoint for the `openai` backend that asks about every function (P(ask) = 1) and
+/// writes `questions` when asked for them; while `down` is set it answers every request with
+/// HTTP 503.
+fn endpoint(questions: &'static str, down: Arc<AtomicBool>) -> MockServer {
+    MockServer::start(move |request| {
+        if down.load(Ordering::SeqCst) {
+            return Reply::new(503, r#"{"error": "the model is unavailable"}"#);
+        }
+        if request.body.get("logprobs").is_some() {
+            Reply::json(
+                &json!({"choices": [{"text": "What", "logprobs": {"top_logprobs": [{"What": 0.0}]}}]}),
+            )
+        } else {
+            Reply::completion(questions)
+        }
+    })
+}
+
+/// A server on `endpoint`, ready, with `SHOP` open at `URI` and analysed.
+fn open_shop_on(endpoint: &MockServer) -> Client {
+    let mut c = Client::start(&model_path());
+    c.initialize(
+        json!({}),
+        json!({"backend": "openai", "endpoint": endpoint.url(), "debounceMs": 0}),
+    );
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    assert_eq!(stats(&mut c), 2);
+    c
+}
+
+/// Replaces the whole text of `URI`, as version `version`.
+fn change_shop(c: &mut Client, version: i64, text: &str) {
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": URI, "version": version}, "contentChanges": [{"text": text}]}),
+    );
+}
+
+/// A regression: a flagged function whose model gave no questions was offered "Answer the
+/// model's questions", which inserted an empty `Clarifications:` heading.
+#[test]
+fn a_flagged_function_without_questions_has_no_answer_action() {
+    let server = endpoint("", Arc::default());
+    let mut c = open_shop_on(&server);
+    assert_eq!(
+        action_titles(&mut c, 6, 8),
+        [
+            "Generate the implementation",
+            "Ignore `process` (# clarify: ignore)",
+            "Ignore this file (# clarify: ignore-file)"
+        ]
+    );
+}
+
+/// A regression: a pragma does not change a function's hash, so its cached result stayed and the
+/// lightbulb still offered the answer and the same pragma again (a second one when chosen), and
+/// hover still showed the score in an ignored file.
+#[test]
+fn an_ignored_function_or_file_is_not_offered_its_pragma_again() {
+    let server = endpoint("Which data?", Arc::default());
+    let mut c = open_shop_on(&server);
+    let answer = "Answer the model's questions in the docstring";
+    let generate = "Generate the implementation";
+    let ignore_process = "Ignore `process` (# clarify: ignore)";
+    let ignore_file = "Ignore this file (# clarify: ignore-file)";
+    assert_eq!(
+        action_titles(&mut c, 6, 8),
+        [answer, generate, ignore_process, ignore_file]
+    );
+
+    let ignored = SHOP.replace(
+        "def process(data):",
+        "def process(data):  # clarify: ignore",
+    );
+    change_shop(&mut c, 2, &ignored);
+    assert_eq!(action_titles(&mut c, 6, 8), [generate, ignore_file]);
+    let shown = hover_text(&mut c, 5, 5);
+    assert!(shown.contains("Ignored (`# clarify: ignore`)."), "{shown}");
+    // `total` is not ignored: its actions stay.
+    assert_eq!(
+        action_titles(&mut c, 1, 8),
+        [answer, "Ignore `total` (# clarify: ignore)", ignore_file]
+    );
+
+    // The file: its functions are offered nothing to answer or ignore, and hover says why.
+    change_shop(&mut c, 3, &format!("# clarify: ignore-file\n{SHOP}"));
+    assert_eq!(action_titles(&mut c, 2, 8), Vec::<String>::new());
+    assert_eq!(action_titles(&mut c, 7, 8), [generate]);
+    let shown = hover_text(&mut c, 1, 5);
+    assert!(
+        shown.contains("Ignored (`# clarify: ignore-file`).") && !shown.contains("P(ask)"),
+        "{shown}"
+    );
+}
+
+/// A regression: with the endpoint down, every analysis showed the same error again. It is shown
+/// once, until the model answers again; an analysis that needed no model (a file of cached
+/// functions) is no sign that it does.
+#[test]
+fn an_endpoint_that_is_down_is_one_message_until_it_answers_again() {
+    let down = Arc::new(AtomicBool::new(false));
+    let server = endpoint("Which data?", down.clone());
+    let mut c = open_shop_on(&server);
+    let errors = |c: &Client| -> Vec<String> {
+        c.kept("window/showMessage")
+            .iter()
+            .filter(|m| m["type"] == 1)
+            .map(|m| m["message"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // A version's analysis is queued (its known results are out), done (the barrier), and what
+    // it reported has come.
+    let settle = |c: &mut Client, version: i64| {
+        c.wait("textDocument/publishDiagnostics", |p| {
+            p["uri"] == URI && p["version"] == version
+        });
+        stats(c);
+        c.last_publish(URI, version, Duration::from_millis(300));
+    };
+    down.store(true, Ordering::SeqCst);
+    for (version, word) in [(2, "carefully"), (3, "neatly")] {
+        change_shop(&mut c, version, &SHOP.replace("properly", word));
+        settle(&mut c, version);
+    }
+    let shown = errors(&c);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(shown[0].contains("HTTP 503"), "{shown:?}");
+    // Another file whose functions are all cached: no model needed, nothing learnt about it.
+    let other = "file:///tmp/clarify-fixture/other.py";
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": other, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    stats(&mut c);
+    change_shop(&mut c, 4, &SHOP.replace("properly", "quickly"));
+    settle(&mut c, 4);
+    assert_eq!(errors(&c).len(), 1, "{:?}", errors(&c));
+
+    // The model answers again, then fails again: that is news.
+    down.store(false, Ordering::SeqCst);
+    change_shop(&mut c, 5, &SHOP.replace("properly", "gently"));
+    settle(&mut c, 5);
+    assert_eq!(errors(&c).len(), 1, "{:?}", errors(&c));
+    down.store(true, Ordering::SeqCst);
+    change_shop(&mut c, 6, &SHOP.replace("properly", "firmly"));
+    settle(&mut c, 6);
+    assert_eq!(errors(&c).len(), 2, "{:?}", errors(&c));
+}
+
+/// A regression: without a workspace folder (one file opened) no configuration file was read,
+/// not even the user's. The client's `rootUri` is the project then; without one the file is found
+/// from the working directory, as `check` finds it, and the user's file is the fallback.
+#[test]
+fn without_a_workspace_folder_the_configuration_file_is_still_found() {
+    let text = "def mean(xs) -> int:\n    \"\"\"Return the mean of the values.\"\"\"\n    return sum(xs) / len(xs)\n";
+    let dir = tempfile::tempdir().unwrap();
+    let write = |path: std::path::PathBuf, severity: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("severity = \"{severity}\"\n")).unwrap();
+    };
+    let (project, cwd, user) = (
+        dir.path().join("project"),
+        dir.path().join("cwd"),
+        dir.path().join("user"),
+    );
+    write(project.join("clarifycoder.toml"), "hint");
+    write(cwd.join("clarifycoder.toml"), "warning");
+    write(user.join("clarifycoder").join("config.toml"), "error");
+    let root = format!("file://{}", project.display());
+    // (the root the client names, the server's working directory, the severity in force)
+    let cases = [
+        (Some(root.as_str()), Some(&cwd), 4),
+        (None, Some(&cwd), 2),
+        (None, None, 1),
+    ];
+    for (root, cwd, severity) in cases {
+        let mut c = Client::start_with(&dir.path().join("absent.gguf"), |command| {
+            command.env("XDG_CONFIG_HOME", &user);
+            if let Some(cwd) = cwd {
+                command.current_dir(cwd);
+            }
+        });
+        c.request(
+            "initialize",
+            json!({"processId": null, "rootUri": root, "workspaceFolders": null, "capabilities": {},
+                   "initializationOptions": {"debounceMs": 0}}),
+        );
+        c.notify("initialized", json!({}));
+        c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": text}}),
+        );
+        let published = c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+        let diagnostics = published["diagnostics"].as_array().unwrap();
+        assert_eq!(diagnostics.len(), 1, "{published}");
+        assert_eq!(
+            diagnostics[0]["severity"], severity,
+            "{root:?} {cwd:?}: {published}"
+        );
+    }
+}
+
+/// A regression: what a workspace check published for a file stayed after the file was deleted
+/// or renamed, since the next check published only for the files it found.
+#[test]
+fn a_workspace_check_clears_a_file_that_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "def hours(minutes: int) -> int:\n    \"\"\"Convert minutes to hours.\"\"\"\n    return minutes / 60\n";
+    std::fs::write(dir.path().join("a.py"), text).unwrap();
+    std::fs::write(dir.path().join("kept.py"), text).unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let (a, b) = (format!("{root}/a.py"), format!("{root}/b.py"));
+    let mut c = Client::start(&dir.path().join("absent.gguf"));
+    c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"debounceMs": 0}}),
+    );
+    c.notify("initialized", json!({}));
+    c.wait("clarifycoder/status", |p| p["state"] == "noModel");
+    let check = |c: &mut Client| {
+        c.request(
+            "workspace/executeCommand",
+            json!({"command": "clarifycoder.server.checkWorkspace"}),
+        )
+    };
+    assert_eq!(check(&mut c)["result"]["flagged"], 2);
+    let published = c.wait("textDocument/publishDiagnostics", |p| {
+        p["uri"] == a.as_str()
+    });
+    assert_eq!(published["diagnostics"].as_array().unwrap().len(), 1);
+
+    std::fs::rename(dir.path().join("a.py"), dir.path().join("b.py")).unwrap();
+    let checked = check(&mut c);
+    assert_eq!(checked["result"]["files"], 2, "{checked}");
+    // Published before the check's answer: the renamed file's old name is cleared, once.
+    let published = c.kept("textDocument/publishDiagnostics");
+    let of = |uri: &str| -> Vec<Value> {
+        published
+            .iter()
+            .filter(|p| p["uri"] == uri)
+            .map(|p| p["diagnostics"].clone())
+            .collect()
+    };
+    assert_eq!(of(&a), [json!([])], "{published:?}");
+    assert_eq!(of(&b)[0].as_array().unwrap().len(), 1, "{published:?}");
+    // A third check has nothing left to clear.
+    let kept = c.kept("textDocument/publishDiagnostics").len();
+    check(&mut c);
+    let cleared = c
+        .kept("textDocument/publishDiagnostics")
+        .into_iter()
+        .skip(kept)
+        .filter(|p| p["uri"] == a.as_str())
+        .count();
+    assert_eq!(cleared, 0);
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use clarifycoder_core::analysis;
 use clarifycoder_core::engine::CancelToken;
-use clarifycoder_core::python::{self, Function};
+use clarifycoder_core::python::{self, Function, ParsedFile};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tower_lsp_server::jsonrpc::Result;
@@ -17,26 +17,31 @@ use super::worker::{EngineState, Job};
 use super::{edits, lsp_error, progress, ClarifyServer, SOURCE};
 
 impl ClarifyServer {
-    /// The function whose `def` line or docstring contains a position.
+    /// The function whose `def` line or docstring contains a position, with its file (whose
+    /// pragmas [`analysis::ignored`] reads).
     pub(super) fn function_at(
         &self,
         uri: &Uri,
         pos: Position,
-    ) -> Option<(String, Function, Encoding)> {
+    ) -> Option<(String, ParsedFile, Function, Encoding)> {
         let st = self.state.lock().unwrap();
         let doc = st.docs.get(uri)?;
         let byte = doc.byte_of_position(pos, st.encoding);
         let text = doc.text();
         let parsed = python::extract(&text);
-        let f = parsed.functions.into_iter().rfind(|f| {
-            let doc_end = f
-                .docstring
-                .as_ref()
-                .map(|d| d.span.end.byte)
-                .unwrap_or(f.header_span.end.byte);
-            f.decorated_span.start.byte <= byte && byte <= doc_end
-        })?;
-        Some((text, f, st.encoding))
+        let f = parsed
+            .functions
+            .iter()
+            .rfind(|f| {
+                let doc_end = f
+                    .docstring
+                    .as_ref()
+                    .map(|d| d.span.end.byte)
+                    .unwrap_or(f.header_span.end.byte);
+                f.decorated_span.start.byte <= byte && byte <= doc_end
+            })?
+            .clone();
+        Some((text, parsed, f, st.encoding))
     }
 
     pub(super) fn workspace_edit(
@@ -68,9 +73,12 @@ impl ClarifyServer {
         params: CodeActionParams,
     ) -> Result<Option<CodeActionResponse>> {
         let uri = params.text_document.uri;
-        let Some((text, f, enc)) = self.function_at(&uri, params.range.start) else {
+        let Some((text, parsed, f, enc)) = self.function_at(&uri, params.range.start) else {
             return Ok(None);
         };
+        // A function its pragma (or its file's) already skips has nothing to answer or ignore: its
+        // cached result outlives the pragma, which the function's hash does not cover.
+        let ignored = analysis::ignored(&parsed, &f);
         let options = self.state.lock().unwrap().config.options;
         let threshold = options.threshold;
         let outcome = self.worker.outcome(&uri, &f, options.max_questions);
@@ -93,11 +101,13 @@ impl ClarifyServer {
             1,
         )
         .is_some();
-        if flagged && !certain {
-            let questions = outcome
-                .as_ref()
-                .and_then(|o| o.questions.clone())
-                .unwrap_or_default();
+        // Only with questions to answer: a flagged function may have none (the model gave none,
+        // or they are still being generated), and the edit would add an empty heading.
+        let questions = outcome
+            .as_ref()
+            .and_then(|o| o.questions.clone())
+            .unwrap_or_default();
+        if flagged && !certain && !ignored && !questions.is_empty() {
             let title = "Answer the model's questions in the docstring";
             match edits::answer(&text, &f, &questions) {
                 Ok(edit) => actions.push(CodeAction {
@@ -133,7 +143,7 @@ impl ClarifyServer {
                 ..CodeAction::default()
             });
         }
-        if let Ok(edit) = edits::ignore_function(&text, &f) {
+        if let Some(edit) = edits::ignore_function(&text, &f).ok().filter(|_| !ignored) {
             actions.push(CodeAction {
                 title: format!("Ignore `{}` (# clarify: ignore)", f.qualname),
                 kind: Some(CodeActionKind::QUICKFIX),
@@ -142,13 +152,15 @@ impl ClarifyServer {
                 ..CodeAction::default()
             });
         }
-        actions.push(CodeAction {
-            title: "Ignore this file (# clarify: ignore-file)".into(),
-            kind: Some(CodeActionKind::QUICKFIX),
-            diagnostics: Some(diagnostics),
-            edit: Some(self.workspace_edit(&uri, &text, &edits::ignore_file(&text), enc)),
-            ..CodeAction::default()
-        });
+        if !parsed.ignore_file {
+            actions.push(CodeAction {
+                title: "Ignore this file (# clarify: ignore-file)".into(),
+                kind: Some(CodeActionKind::QUICKFIX),
+                diagnostics: Some(diagnostics),
+                edit: Some(self.workspace_edit(&uri, &text, &edits::ignore_file(&text), enc)),
+                ..CodeAction::default()
+            });
+        }
         Ok(Some(
             actions
                 .into_iter()

@@ -2,6 +2,7 @@
 //! workspace folders, with cancellable progress), `clarifycoder.server.restartEngine` and the
 //! unadvertised `clarifycoder.stats` (and the first two's old ids, without `server.`).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use clarifycoder_core::engine::CancelToken;
@@ -70,6 +71,9 @@ impl ClarifyServer {
         )
         .await;
         let total = files.len().max(1);
+        // Every file found, checked or not (a cancelled check stops early), and those published.
+        let found: HashSet<Uri> = files.iter().filter_map(Uri::from_file_path).collect();
+        let mut published = HashSet::new();
         let mut flagged = 0;
         let mut checked = 0;
         // A pull client is told once, at the end, to pull the open documents' diagnostics again.
@@ -152,6 +156,7 @@ impl ClarifyServer {
                 self.client
                     .publish_diagnostics(uri.clone(), diags, None)
                     .await;
+                published.insert(uri.clone());
             }
             if let Some(p) = &progress {
                 p.report_with_message(
@@ -161,6 +166,26 @@ impl ClarifyServer {
                 )
                 .await;
             }
+        }
+        // What the last check published for a file it no longer finds stays until cleared; an
+        // open document's diagnostics are its own (closing it clears them).
+        let gone: Vec<Uri> = {
+            let mut st = self.state.lock().unwrap();
+            let before = std::mem::take(&mut st.checked);
+            let (kept, gone): (HashSet<Uri>, HashSet<Uri>) =
+                before.into_iter().partition(|u| found.contains(u));
+            st.checked = kept.into_iter().chain(published).collect();
+            let gone: Vec<Uri> = gone
+                .into_iter()
+                .filter(|u| !st.docs.contains_key(u))
+                .collect();
+            for u in &gone {
+                st.pushed.remove(u);
+            }
+            gone
+        };
+        for uri in gone {
+            self.client.publish_diagnostics(uri, Vec::new(), None).await;
         }
         if open_pulled {
             let _ = self.client.workspace_diagnostic_refresh().await;

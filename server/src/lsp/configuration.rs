@@ -79,8 +79,14 @@ impl ClarifyServer {
             (st.settings.clone(), st.roots.first().cloned())
         };
         // The project's configuration file, read like `check` reads it (paths relative to it,
-        // values validated); a broken one is reported, not silently ignored.
-        let config_file = match root.as_deref().and_then(Settings::discover) {
+        // values validated); a broken one is reported, not silently ignored. Without a workspace
+        // root (a single file opened) it is found from the working directory, as `check` finds
+        // it, and the user's own file is the fallback either way (the only file when not even
+        // the working directory can be read).
+        let start = root
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_default();
+        let config_file = match Settings::discover(&start) {
             Some(path) => {
                 match Settings::from_toml_file(&path) {
                     Ok(s) => s,

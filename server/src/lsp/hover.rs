@@ -6,14 +6,14 @@ use tower_lsp_server::jsonrpc::Result;
 use super::types::*;
 use super::worker::EngineState;
 use super::ClarifyServer;
-use clarifycoder_core::consistency;
 use clarifycoder_core::examples::Verdict;
+use clarifycoder_core::{analysis, consistency};
 
 impl ClarifyServer {
     /// `textDocument/hover`.
     pub(super) async fn on_hover(&self, params: HoverParams) -> Result<Option<Hover>> {
         let p = params.text_document_position_params;
-        let Some((_, f, _)) = self.function_at(&p.text_document.uri, p.position) else {
+        let Some((_, parsed, f, _)) = self.function_at(&p.text_document.uri, p.position) else {
             return Ok(None);
         };
         // Only on the function's name and its docstring, and only for a function with one: a
@@ -38,7 +38,16 @@ impl ClarifyServer {
         let examples = self.worker.verdict(uri, &f.hash);
         let engine = self.worker.state.lock().unwrap().clone();
         let mut md = format!("**ClarifyCoder** · `{}`\n\n", f.qualname);
-        match (&outcome, f.docstring.is_some(), f.ignored) {
+        // A pragma added after the analysis leaves its result cached (the function's hash does
+        // not cover it): the pragma decides.
+        match (
+            &outcome,
+            f.docstring.is_some(),
+            analysis::ignored(&parsed, &f),
+        ) {
+            (_, _, true) if parsed.ignore_file => {
+                md.push_str("Ignored (`# clarify: ignore-file`).")
+            }
             (_, _, true) => md.push_str("Ignored (`# clarify: ignore`)."),
             (None, _, _) => {
                 let why = self

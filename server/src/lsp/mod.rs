@@ -94,6 +94,9 @@ struct State {
     shown: HashMap<Uri, HashMap<String, String>>,
     /// Pull clients: files whose diagnostics a workspace check pushed while they were closed.
     pushed: std::collections::HashSet<Uri>,
+    /// The files the last workspace check published diagnostics to: the next one clears those
+    /// it no longer finds (deleted, renamed), which nothing else would.
+    checked: std::collections::HashSet<Uri>,
     /// Progress tokens the user cancelled (workspace checks stop at the next file).
     cancelled_progress: std::collections::HashSet<String>,
 }
@@ -187,6 +190,7 @@ impl ClarifyServer {
                 roots: Vec::new(),
                 shown: HashMap::new(),
                 pushed: Default::default(),
+                checked: Default::default(),
                 cancelled_progress: Default::default(),
             })),
             worker,
@@ -255,6 +259,13 @@ impl ClarifyServer {
                     .iter()
                     .filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned()))
                     .collect();
+            }
+            // A client without workspace folders (or an older one) may still name the root.
+            if st.roots.is_empty() {
+                #[allow(deprecated)]
+                let root = params.root_uri.as_ref();
+                st.roots
+                    .extend(root.and_then(|u| u.to_file_path().map(|p| p.into_owned())));
             }
         }
         if let Some(options) = &params.initialization_options {

@@ -262,6 +262,9 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     let mut analyzer: Option<Analyzer> = None;
     let mut plan: Option<(Plan, Options)> = None;
     let mut pending: std::collections::VecDeque<Job> = Default::default();
+    // The engine error last shown: an endpoint that is down fails every analysis the same way,
+    // and the user is told once, until the model answers again (or the engine is reloaded).
+    let mut shown_error: Option<String> = None;
     loop {
         // Drain the channel so that newer jobs can supersede older ones.
         let job = match pending.pop_front() {
@@ -290,6 +293,7 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                 };
                 analyzer = result.ok();
                 plan = Some((*p, options));
+                shown_error = None;
                 let _ = reply.send(message);
             }
             Job::Analyze {
@@ -333,7 +337,10 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     });
                 };
                 match guarded(|| analyze(a, &w, &items, &verdicts, threshold, &cancel, partial)) {
-                    Ok(()) => {}
+                    // The model answered: a later failure is news again.
+                    Ok(true) => shown_error = None,
+                    // Nothing was asked (all cached): the model may still be unreachable.
+                    Ok(false) => {}
                     Err(EngineError::Cancelled) => {
                         // Cancelled because the document changed or closed: a newer job (or
                         // nothing) follows; publishing half the results would only flicker.
@@ -352,12 +359,10 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                             let m = "the inference engine stopped and could not be restarted"
                                 .to_string();
                             *w.state.lock().unwrap() = EngineState::Failed(m.clone());
-                            let _ = events.send(Event::EngineError(m));
+                            report(&events, &mut shown_error, m);
                         }
                     }
-                    Err(e) => {
-                        let _ = events.send(Event::EngineError(e.to_string()));
-                    }
+                    Err(e) => report(&events, &mut shown_error, e.to_string()),
                 }
                 let _ = events.send(Event::Analyzed { uri, version });
                 w.save_cache();
@@ -471,6 +476,14 @@ fn run_examples(run: &ExamplesRun) -> Verdicts {
     }
 }
 
+/// Sends an engine error for the user unless it is the one shown last (`shown`), which it becomes.
+fn report(events: &tmpsc::UnboundedSender<Event>, shown: &mut Option<String>, message: String) {
+    if shown.as_ref() != Some(&message) {
+        *shown = Some(message.clone());
+        let _ = events.send(Event::EngineError(message));
+    }
+}
+
 /// Runs a job's work so that a bug in it is an error for the user, not the end of the worker
 /// (which would leave every later edit without diagnostics).
 fn guarded<T>(work: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
@@ -512,7 +525,8 @@ const LAST_ROUND: usize = 32;
 
 /// Decides the items that have no result yet and generates questions for those at or above the
 /// threshold, in rounds of growing size; `partial` is called after every round but the last, when
-/// new results are in the cache (the caller publishes them).
+/// new results are in the cache (the caller publishes them). Returns whether the model was asked
+/// anything (and answered).
 fn analyze(
     a: &Analyzer,
     w: &Worker,
@@ -521,7 +535,7 @@ fn analyze(
     threshold: f32,
     cancel: &CancelToken,
     mut partial: impl FnMut(),
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     // A function with a finding of its own (an example the code disagrees with, a contradiction
     // with its signature or its code) needs no model.
     let settled =
@@ -580,13 +594,14 @@ fn analyze(
     }
     // Functions decided before (under another threshold, say) that still need their questions.
     let all: Vec<&Item> = items.iter().collect();
-    ask(a, w, &all, verdicts, threshold, cancel)
+    let asked = ask(a, w, &all, verdicts, threshold, cancel)?;
+    Ok(!undecided.is_empty() || asked)
 }
 
 /// Generates questions for the items whose cached result is at or above the threshold and has
 /// none yet. They are generated together (the engine batches them), in groups: a cancellation
 /// stops the work after the group in flight, and every answer is cached as its group ends, even
-/// when another one of the group failed.
+/// when another one of the group failed. Returns whether any were generated.
 fn ask(
     a: &Analyzer,
     w: &Worker,
@@ -594,7 +609,7 @@ fn ask(
     verdicts: &Verdicts,
     threshold: f32,
     cancel: &CancelToken,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     cancel.check()?;
     let flagged: Vec<&Item> = {
         let cache = w.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -635,7 +650,7 @@ fn ask(
             return Err(e);
         }
     }
-    Ok(())
+    Ok(!flagged.is_empty())
 }
 
 /// Generates code for a problem, given that the model codes: the prompt is followed by an opening

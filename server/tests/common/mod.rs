@@ -53,9 +53,13 @@ impl Client {
         let binary = std::env::var_os("CLARIFYCODER_TEST_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_clarifycoder").into());
         let mut command = Command::new(binary);
+        // Without a workspace folder the server looks for a configuration file from its working
+        // directory up, then in the user's: neither is the developer's.
         command
             .arg("serve")
+            .current_dir(cache.path())
             .env("XDG_CACHE_HOME", cache.path())
+            .env("XDG_CONFIG_HOME", cache.path().join("config"))
             .env("CLARIFYCODER_MODEL", model)
             .env("CLARIFYCODER_ADAPTER", "none")
             .env("CLARIFYCODER_LOG", "info,clarifycoder=debug");
