@@ -1417,3 +1417,136 @@ fn a_workspace_check_clears_a_file_that_is_gone() {
         .count();
     assert_eq!(cleared, 0);
 }
+
+/// The names of the server's threads that belong to a session, each once: its worker's
+/// (`clarifycoder-analysis`, `clarifycoder-examples`) and the engine's (`clarifycoder-engine`,
+/// which the loaded model owns, and the OpenMP threads it started, which take its name). Linux
+/// keeps 15 bytes of a thread's name.
+fn session_threads(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .filter(|name| name.starts_with("clarifycoder-"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A regression: each session of `serve --listen` kept its worker's threads, and with them its
+/// loaded model, after the connection ended (each thread held a sender to its own channel, so it
+/// never saw the channel close), and an editor that reconnected (a window reload) added a
+/// model's memory each time until loads failed. A session's threads now end with it, whether it
+/// ends with `exit` or with the connection.
+#[test]
+fn a_listening_server_frees_each_session_s_model_when_it_ends() {
+    let mut c = Client::listen(&model_path());
+    let pid = c.child.id();
+    let ended = |c: &mut Client| {
+        let started = Instant::now();
+        while !session_threads(pid).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the session's threads are still there: {:?}",
+                session_threads(pid)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(c.child.try_wait().unwrap().is_none(), "the server exited");
+    };
+    for session in 0..2 {
+        if session > 0 {
+            c.connect();
+        }
+        c.initialize(json!({}), json!({"debounceMs": 0}));
+        c.wait("clarifycoder/status", |p| p["state"] == "ready");
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+        );
+        c.wait("textDocument/publishDiagnostics", |p| p["version"] == 1);
+        assert_eq!(
+            session_threads(pid),
+            ["clarifycoder-an", "clarifycoder-en", "clarifycoder-ex"],
+            "session {session}"
+        );
+        if session == 0 {
+            // The first session ends as the protocol says; the second with its connection.
+            assert_eq!(c.request("shutdown", Value::Null)["result"], Value::Null);
+            c.notify("exit", Value::Null);
+        } else {
+            c.disconnect();
+        }
+        ended(&mut c);
+    }
+}
+
+/// A mock endpoint serving two models by name: `a` asks about every function (P(ask) = 1) and
+/// answers only once `held` is cleared; `b` never asks (P(ask) = 0) and answers at once.
+fn two_models(held: Arc<AtomicBool>) -> MockServer {
+    MockServer::start(move |request| {
+        let a = request.body["model"] == "a";
+        while a && held.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let first = if a { "What" } else { "```" };
+        if request.body.get("logprobs").is_some() {
+            Reply::json(
+                &json!({"choices": [{"text": first, "logprobs": {"top_logprobs": [{first: 0.0}]}}]}),
+            )
+        } else {
+            Reply::completion("Which data?")
+        }
+    })
+}
+
+/// A regression: switching models swapped the result cache to the new model's at once, while the
+/// analysis in flight (and any queued before the reload) still ran on the old model, so the old
+/// model's results went into the new model's cache and were shown, and kept, as the new model's.
+/// The new model's cache now comes in with the new model, and what was in flight is cancelled
+/// and asked again of the new one.
+#[test]
+fn a_model_switched_mid_analysis_gets_results_of_its_own() {
+    let held = Arc::new(AtomicBool::new(true));
+    let server = two_models(held.clone());
+    let settings = |model: &str| json!({"backend": "openai", "endpoint": server.url(), "apiModel": model, "debounceMs": 0});
+    let mut c = Client::start(&model_path());
+    c.initialize(json!({}), settings("a"));
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    c.wait("clarifycoder/status", |p| p["state"] == "loading");
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": URI, "languageId": "python", "version": 1, "text": SHOP}}),
+    );
+    // `a` has the document's functions and holds its answers.
+    let started = Instant::now();
+    while server.request_count() == 0 {
+        assert!(started.elapsed() < TIMEOUT, "model `a` was never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": settings("b")}),
+    );
+    c.wait("clarifycoder/status", |p| p["state"] == "loading");
+    held.store(false, Ordering::SeqCst);
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    stats(&mut c);
+
+    let asked_b: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.body["model"] == "b")
+        .map(|r| r.prompt().to_string())
+        .collect();
+    for docstring in ["Return the sum of the prices.", "Process the data properly"] {
+        assert!(
+            asked_b.iter().any(|p| p.contains(docstring)),
+            "`b` was not asked about {docstring:?}: {asked_b:?}"
+        );
+    }
+    // What is shown is `b`'s: it asks about nothing.
+    let shown = c.last_publish(URI, 1, Duration::from_millis(300)).unwrap();
+    assert_eq!(shown["diagnostics"], json!([]), "{shown}");
+}

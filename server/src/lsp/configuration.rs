@@ -109,11 +109,23 @@ impl ClarifyServer {
             st.file_settings = config_file;
             st.config.options
         };
-        // Results are only valid for one model: reopen the persistent cache for this one.
-        if let Ok(identity) = plan.identity() {
-            *self.worker.cache.lock().unwrap() =
-                ResultCache::open(settings::cache_dir().join("results"), &identity, &options);
-        }
+        // Results are only valid for one model: the persistent cache for this one comes in with
+        // it, on the worker, after the jobs queued before (whose results are the old model's).
+        let cache = plan.identity().ok().map(|identity| {
+            ResultCache::open(settings::cache_dir().join("results"), &identity, &options)
+        });
+        let untuned = plan.untuned_warning();
+        let (tx, rx) = oneshot::channel();
+        let sent = self.worker.send(Job::Load {
+            plan: Box::new(plan),
+            options,
+            cache,
+            reply: tx,
+        });
+        // What is in flight or queued is for the old model: cancelled, and every open document
+        // is analysed again after the load (which reports what it can without a model when the
+        // load fails).
+        self.reanalyze_all();
         let progress = progress::begin(
             &self.client,
             &progress::token("load"),
@@ -124,9 +136,7 @@ impl ClarifyServer {
         self.client
             .send_notification::<StatusNotification>(json!({"state": "loading"}))
             .await;
-        let untuned = plan.untuned_warning();
-        let (tx, rx) = oneshot::channel();
-        let result = match self.worker.send(Job::Load(Box::new(plan), options, tx)) {
+        let result = match sent {
             Ok(()) => rx
                 .await
                 .unwrap_or_else(|_| Err(String::from("the analysis thread stopped").into())),
@@ -149,7 +159,6 @@ impl ClarifyServer {
                         json!({"state": "ready", "message": model}),
                     )
                     .await;
-                self.reanalyze_all();
             }
             Err(LoadFailure {
                 missing_model,

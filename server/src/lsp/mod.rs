@@ -140,7 +140,8 @@ pub async fn serve_tcp(addr: &str) -> anyhow::Result<()> {
 }
 
 /// One session over a byte stream, behind the transport guard (malformed frames answered, not
-/// fatal). Returns after `exit` (or the end of the input) once the last responses are out.
+/// fatal). Returns after `exit` (or the end of the input) once the last responses are out and
+/// the session's worker threads have ended, its model freed.
 async fn serve_guarded<R, W>(input: R, output: W)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -148,6 +149,7 @@ where
 {
     let guarded = transport::guard(input, output);
     let (service, socket) = service();
+    let session = service.inner().handle();
     let serve = Server::new(guarded.input, guarded.output, socket).serve(service);
     tokio::pin!(serve);
     tokio::select! {
@@ -160,6 +162,15 @@ where
     }
     // What the server wrote last still goes out (the pump ends when the server's output closes).
     let _ = tokio::time::timeout(Duration::from_millis(300), guarded.pump).await;
+    // A listening server's next session must not find this one's model still loaded. A job that
+    // cannot be cancelled (a load, a generation) is waited for a few seconds; after that the
+    // threads end on their own once it is done.
+    if tokio::time::timeout(Duration::from_secs(5), session.end())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the session's model is still busy; it is freed when its job ends");
+    }
     tracing::debug!("session ended");
 }
 
@@ -196,6 +207,15 @@ impl ClarifyServer {
             worker,
             events: Mutex::new(Some(rx)),
         }
+    }
+
+    /// Ends the session's work: cancels the analyses in flight and ends the worker's threads,
+    /// which saves the result cache and frees the model.
+    async fn end(&self) {
+        for cancel in self.state.lock().unwrap().cancels.values() {
+            cancel.cancel();
+        }
+        self.worker.stop().await;
     }
 
     fn handle(&self) -> ClarifyServer {

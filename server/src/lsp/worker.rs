@@ -96,11 +96,15 @@ pub fn effective(
 /// Work for the worker.
 pub enum Job {
     /// (Re)load the backend from a plan; replies with the outcome.
-    Load(
-        Box<Plan>,
-        Options,
-        oneshot::Sender<Result<String, LoadFailure>>,
-    ),
+    Load {
+        plan: Box<Plan>,
+        options: Options,
+        /// The results of the plan's model (`None`: keep the cache there is). It takes the
+        /// place of the old model's when this job runs, not before: the jobs queued ahead of it
+        /// still run on the old model, and their results are the old model's.
+        cache: Option<ResultCache>,
+        reply: oneshot::Sender<Result<String, LoadFailure>>,
+    },
     /// Analyse the functions of one document version.
     Analyze {
         uri: Uri,
@@ -117,6 +121,9 @@ pub enum Job {
     },
     /// Replies once every job queued before it is done, the examples runs it queued included.
     Barrier(oneshot::Sender<()>),
+    /// The session is over: ends the thread, before the jobs still queued, saving the result
+    /// cache and freeing the model; replies when the model is freed.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Work for the examples thread.
@@ -129,6 +136,8 @@ enum ExamplesJob {
     },
     /// Replies once every run queued before it is done.
     Barrier(oneshot::Sender<()>),
+    /// The session is over: ends the thread, before the runs still queued.
+    Stop,
 }
 
 /// What the worker reports.
@@ -256,6 +265,17 @@ impl Worker {
             .send(job)
             .map_err(|_| "the analysis thread stopped".to_string())
     }
+
+    /// Ends both threads once the job in flight is done (cancel it first) and returns when the
+    /// model is freed. Each thread holds a `Worker`, hence a sender to its own channel: the
+    /// channels never close, and without this the threads and the model outlived their session.
+    pub async fn stop(&self) {
+        let _ = self.examples_jobs.send(ExamplesJob::Stop);
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.jobs.send(Job::Stop(done_tx)).is_ok() {
+            let _ = done_rx.await;
+        }
+    }
 }
 
 fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>) {
@@ -265,9 +285,10 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
     // The engine error last shown: an endpoint that is down fails every analysis the same way,
     // and the user is told once, until the model answers again (or the engine is reloaded).
     let mut shown_error: Option<String> = None;
+    let mut stopped = None;
     loop {
         // Drain the channel so that newer jobs can supersede older ones.
-        let job = match pending.pop_front() {
+        let mut job = match pending.pop_front() {
             Some(job) => job,
             None => match rx.recv() {
                 Ok(job) => job,
@@ -275,8 +296,26 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
             },
         };
         pending.extend(rx.try_iter());
+        // Once the session is over, what is still queued is for nobody.
+        if let Some(i) = pending.iter().position(|j| matches!(j, Job::Stop(_))) {
+            job = pending.remove(i).expect("a queued job");
+        }
         match job {
-            Job::Load(p, options, reply) => {
+            Job::Stop(done) => {
+                stopped = Some(done);
+                break;
+            }
+            Job::Load {
+                plan: p,
+                options,
+                cache,
+                reply,
+            } => {
+                // What the jobs before this one found is the old model's, in its cache.
+                if let Some(cache) = cache {
+                    w.save_cache();
+                    *w.cache.lock().unwrap_or_else(PoisonError::into_inner) = cache;
+                }
                 *w.state.lock().unwrap() = EngineState::Loading;
                 let result = load(&p, options);
                 let message = match &result {
@@ -391,6 +430,10 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
         }
     }
     w.save_cache();
+    drop(analyzer);
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
 }
 
 /// The examples thread: runs each document's examples (the latest run queued for it), stores the
@@ -405,9 +448,13 @@ fn run_examples_jobs(
     let mut ran: HashMap<Uri, ExamplesRun> = HashMap::new();
     while let Ok(first) = rx.recv() {
         let jobs: Vec<ExamplesJob> = std::iter::once(first).chain(rx.try_iter()).collect();
+        // Once the session is over, what is still queued is for nobody.
+        if jobs.iter().any(|j| matches!(j, ExamplesJob::Stop)) {
+            break;
+        }
         for (i, job) in jobs.iter().enumerate() {
             match job {
-                ExamplesJob::Barrier(_) => {}
+                ExamplesJob::Barrier(_) | ExamplesJob::Stop => {}
                 ExamplesJob::Run { uri, version, run } => {
                     // A later run of the same document supersedes this one.
                     let superseded = jobs[i + 1..]

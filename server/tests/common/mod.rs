@@ -1,10 +1,12 @@
-//! A small LSP client for the tests and benchmarks: the real binary over stdin/stdout.
+//! A small LSP client for the tests and benchmarks: the real binary over stdin/stdout, or over
+//! TCP (`serve --listen`).
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,10 @@ pub fn too_long_source() -> String {
 
 pub struct Client {
     pub child: Child,
-    stdin: ChildStdin,
+    /// Where messages to the server go: its stdin, or the connection.
+    output: Box<dyn Write + Send>,
+    /// `serve --listen`: the server's address and the connection of the current session.
+    tcp: Option<(SocketAddr, TcpStream)>,
     rx: mpsc::Receiver<Value>,
     /// Notifications seen while waiting for something else.
     backlog: VecDeque<Value>,
@@ -47,22 +52,7 @@ impl Client {
 
     /// [`Client::start`] with more settings of the server's process (`configure`).
     pub fn start_with(model: &Path, configure: impl FnOnce(&mut Command)) -> Client {
-        let cache = tempfile::tempdir().unwrap();
-        let log = cache.path().join("server.log");
-        // Another build of the server, for benchmarks side by side.
-        let binary = std::env::var_os("CLARIFYCODER_TEST_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_clarifycoder").into());
-        let mut command = Command::new(binary);
-        // Without a workspace folder the server looks for a configuration file from its working
-        // directory up, then in the user's: neither is the developer's.
-        command
-            .arg("serve")
-            .current_dir(cache.path())
-            .env("XDG_CACHE_HOME", cache.path())
-            .env("XDG_CONFIG_HOME", cache.path().join("config"))
-            .env("CLARIFYCODER_MODEL", model)
-            .env("CLARIFYCODER_ADAPTER", "none")
-            .env("CLARIFYCODER_LOG", "info,clarifycoder=debug");
+        let (mut command, cache, log) = server_command(model);
         configure(&mut command);
         let mut child = command
             .stdin(Stdio::piped())
@@ -76,37 +66,11 @@ impl Client {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            loop {
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("Content-Length: ") {
-                        length = v.parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
         Client {
             child,
-            stdin,
-            rx,
+            output: Box::new(stdin),
+            tcp: None,
+            rx: read_messages(stdout),
             backlog: VecDeque::new(),
             next_id: 1,
             log,
@@ -114,16 +78,78 @@ impl Client {
         }
     }
 
+    /// `serve --listen` on a free local port, connected: the first session.
+    pub fn listen(model: &Path) -> Client {
+        let (mut command, cache, log) = server_command(model);
+        command.args(["--listen", "127.0.0.1:0"]);
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The log (stderr) names the address; the rest of it goes where `start`'s goes.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let addr: SocketAddr = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "the server ended without listening"
+            );
+            if let Some(addr) = line.trim_end().strip_prefix("clarifycoder: listening on ") {
+                break addr.parse().unwrap();
+            }
+        };
+        let mut sink: Box<dyn Write + Send> = if std::env::var_os("CLARIFYCODER_TEST_LOG").is_some()
+        {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::fs::File::create(&log).unwrap())
+        };
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
+        let stream = TcpStream::connect(addr).unwrap();
+        Client {
+            child,
+            output: Box::new(stream.try_clone().unwrap()),
+            rx: read_messages(stream.try_clone().unwrap()),
+            tcp: Some((addr, stream)),
+            backlog: VecDeque::new(),
+            next_id: 1,
+            log,
+            _cache: cache,
+        }
+    }
+
+    /// A listening server ([`Client::listen`]): closes the connection, which ends the session as
+    /// an editor's window reload does.
+    pub fn disconnect(&mut self) {
+        let (_, stream) = self.tcp.as_ref().expect("a server started with `listen`");
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+
+    /// A listening server ([`Client::listen`]): connects again (after [`Client::disconnect`] or
+    /// `exit`), for the next session.
+    pub fn connect(&mut self) {
+        self.disconnect();
+        let (addr, _) = self.tcp.take().unwrap();
+        let stream = TcpStream::connect(addr).unwrap();
+        self.output = Box::new(stream.try_clone().unwrap());
+        self.rx = read_messages(stream.try_clone().unwrap());
+        self.tcp = Some((addr, stream));
+        self.backlog.clear();
+        self.next_id = 1;
+    }
+
     pub fn send(&mut self, message: Value) {
         let body = message.to_string();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-        self.stdin.flush().unwrap();
+        write!(self.output, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.output.flush().unwrap();
     }
 
     /// Writes raw bytes, framing and all (for malformed-input tests).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stdin.write_all(bytes).unwrap();
-        self.stdin.flush().unwrap();
+        self.output.write_all(bytes).unwrap();
+        self.output.flush().unwrap();
     }
 
     pub fn notify(&mut self, method: &str, params: Value) {
@@ -260,6 +286,60 @@ impl Client {
         self.notify("initialized", json!({}));
         response
     }
+}
+
+/// The server's command (`serve`), with a cache, configuration and working directory of its own
+/// (a temporary directory, returned) and the path of its log there.
+fn server_command(model: &Path) -> (Command, tempfile::TempDir, PathBuf) {
+    let cache = tempfile::tempdir().unwrap();
+    let log = cache.path().join("server.log");
+    // Another build of the server, for benchmarks side by side.
+    let binary = std::env::var_os("CLARIFYCODER_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_clarifycoder").into());
+    let mut command = Command::new(binary);
+    // Without a workspace folder the server looks for a configuration file from its working
+    // directory up, then in the user's: neither is the developer's.
+    command
+        .arg("serve")
+        .current_dir(cache.path())
+        .env("XDG_CACHE_HOME", cache.path())
+        .env("XDG_CONFIG_HOME", cache.path().join("config"))
+        .env("CLARIFYCODER_MODEL", model)
+        .env("CLARIFYCODER_ADAPTER", "none")
+        .env("CLARIFYCODER_LOG", "info,clarifycoder=debug");
+    (command, cache, log)
+}
+
+/// The messages the server writes to `input`, read on a thread of their own.
+fn read_messages(input: impl Read + Send + 'static) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(input);
+        loop {
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("Content-Length: ") {
+                    length = v.parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for Client {
