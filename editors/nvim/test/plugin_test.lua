@@ -22,8 +22,12 @@ local ok, err = pcall(function()
   vim.fn.mkdir(base .. "/.git", "p")
   vim.fn.mkdir(base .. "/svc/src", "p")
   vim.fn.mkdir(base .. "/lib", "p")
+  vim.fn.mkdir(base .. "/pkg", "p")
   vim.fn.writefile({}, base .. "/svc/clarifycoder.toml")
-  for file, want in pairs({ ["/svc/src/a.py"] = base .. "/svc", ["/lib/b.py"] = base }) do
+  -- A package's pyproject.toml does not make it a project of its own: .git comes first.
+  vim.fn.writefile({}, base .. "/pkg/pyproject.toml")
+  local roots = { ["/svc/src/a.py"] = base .. "/svc", ["/lib/b.py"] = base, ["/pkg/c.py"] = base }
+  for file, want in pairs(roots) do
     local got = cc.root_dir(vim.fn.bufadd(base .. file))
     if got ~= want then
       error("root of " .. file .. ": " .. got .. ", not " .. want)

@@ -9,6 +9,8 @@ import { LanguageClient, LanguageClientOptions, ServerOptions, State } from "vsc
 import { EngineState, EXPERIMENTAL_CAPABILITIES, initializationOptions, needsRestart, resolveBinary, serial, settingValue, statusText } from "./config";
 
 let client: LanguageClient | undefined;
+/** How long a started server may take to answer `initialize`. */
+const START_TIMEOUT_S = 60;
 let output: vscode.OutputChannel;
 let status: vscode.StatusBarItem;
 /**
@@ -93,7 +95,17 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     }
   });
   showState("loading");
-  await c.start();
+  // A program that never answers `initialize` (clarifycoder.path set to the wrong one) would hold
+  // every later restart in the queue: give up on it after a minute (the model loads after it).
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${binary.path} did not answer the editor within ${START_TIMEOUT_S} s`)), START_TIMEOUT_S * 1000);
+  });
+  try {
+    await Promise.race([c.start(), silent]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The model whose install offer is on screen or whose install runs (one at a time). */

@@ -143,7 +143,10 @@ impl ClarifyServer {
                 ..CodeAction::default()
             });
         }
-        if let Some(edit) = edits::ignore_function(&text, &f).ok().filter(|_| !ignored) {
+        if let Some(edit) = (!ignored)
+            .then(|| edits::ignore_function(&text, &f).ok())
+            .flatten()
+        {
             actions.push(CodeAction {
                 title: format!("Ignore `{}` (# clarify: ignore)", f.qualname),
                 kind: Some(CodeActionKind::QUICKFIX),

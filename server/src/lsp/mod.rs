@@ -150,15 +150,19 @@ where
     let guarded = transport::guard(input, output);
     let (service, socket) = service();
     let session = service.inner().handle();
-    let serve = Server::new(guarded.input, guarded.output, socket).serve(service);
-    tokio::pin!(serve);
-    tokio::select! {
-        () = &mut serve => {}
-        _ = guarded.exited => {
-            // Answers already under way get a moment to go out; requests the server sent the
-            // client may stay unanswered, and must not keep the process alive.
-            let _ = tokio::time::timeout(Duration::from_millis(300), &mut serve).await;
+    {
+        let serve = Server::new(guarded.input, guarded.output, socket).serve(service);
+        tokio::pin!(serve);
+        tokio::select! {
+            () = &mut serve => {}
+            _ = guarded.exited => {
+                // Answers already under way get a moment to go out; requests the server sent the
+                // client may stay unanswered, and must not keep the process alive.
+                let _ = tokio::time::timeout(Duration::from_millis(300), &mut serve).await;
+            }
         }
+        // Dropped here: the requests still in flight (a code generation, when the connection
+        // just closed) are dropped with it, which cancels their work before the wait below.
     }
     // What the server wrote last still goes out (the pump ends when the server's output closes).
     let _ = tokio::time::timeout(Duration::from_millis(300), guarded.pump).await;

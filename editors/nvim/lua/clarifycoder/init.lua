@@ -46,11 +46,26 @@ function M.find_up(dir, names)
   end
 end
 
---- The project root of a buffer: the directory of the nearest root marker, else the file's.
+--- The project root of a buffer: the directory of the first root marker found (in the order of
+--- `root_markers`, `.git` first: a monorepo's packages, each with its pyproject.toml, share one
+--- server and one model), unless a clarifycoder.toml lies nearer (a project with settings of
+--- its own); else the file's directory.
 function M.root_dir(bufnr)
   local file = vim.api.nvim_buf_get_name(bufnr)
   local dir = vim.fn.fnamemodify(file, ":p:h")
-  return M.find_up(dir, M.config.root_markers) or dir
+  local root
+  for _, marker in ipairs(M.config.root_markers) do
+    root = M.find_up(dir, { marker })
+    if root then
+      break
+    end
+  end
+  -- Both are dir or above it: the longer path is the nearer.
+  local own = M.find_up(dir, { "clarifycoder.toml", ".clarifycoder.toml" })
+  if own and (root == nil or #own > #root) then
+    return own
+  end
+  return root or dir
 end
 
 --- Starts (or reuses) the server for a buffer and attaches it.
@@ -218,6 +233,7 @@ end
 --- Merges options into the defaults, sets up the autocommand and the user commands; servers
 --- already running get the new settings.
 function M.setup(opts)
+  local before = M.config.settings
   M.config = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts or {})
   local group = vim.api.nvim_create_augroup("clarifycoder", { clear = true })
   vim.api.nvim_create_autocmd("FileType", {
@@ -249,8 +265,11 @@ function M.setup(opts)
   end
   -- A running server keeps its initializationOptions (vim.lsp.start reuses it): send it the new
   -- settings. One still initializing gets them in on_init.
-  for _, client in ipairs(live_clients()) do
-    client.notify("workspace/didChangeConfiguration", M.configuration())
+  -- Only when they changed: the server analyses every open document again on new settings.
+  if not vim.deep_equal(before, M.config.settings) then
+    for _, client in ipairs(live_clients()) do
+      client.notify("workspace/didChangeConfiguration", M.configuration())
+    end
   end
 end
 
