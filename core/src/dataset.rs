@@ -283,6 +283,32 @@ pub struct LineError {
     pub message: String,
 }
 
+/// Opens a JSONL file that a resumable run appends to, first cutting a half-written last line
+/// (a run killed mid-row): the rows appended next start lines of their own.
+pub fn open_jsonl_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Ok(bytes) = std::fs::read(path) {
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(keep as u64)?;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Appends one row and its newline in a single write, so that a kill leaves whole lines.
+pub fn append_jsonl<T: Serialize>(file: &mut std::fs::File, row: &T) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut line = serde_json::to_vec(row)?;
+    line.push(b'\n');
+    file.write_all(&line)
+}
+
 /// Reads a JSON Lines file. With `skip_bad`, malformed lines are skipped and counted; without,
 /// the first one is an error naming the file and line. Blank lines are ignored.
 pub fn read_jsonl<T: DeserializeOwned>(
@@ -338,6 +364,28 @@ pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()>
 
 #[cfg(test)]
 mod tests {
+    /// A run killed mid-row leaves half a line; the next run's rows must not be glued to it.
+    #[test]
+    fn appending_after_a_half_written_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":").unwrap();
+        let mut file = super::open_jsonl_for_append(&path).unwrap();
+        super::append_jsonl(&mut file, &serde_json::json!({"a": 2})).unwrap();
+        drop(file);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
+        let (rows, skipped) = super::read_jsonl::<serde_json::Value>(&path, false).unwrap();
+        assert_eq!((rows.len(), skipped), (2, 0));
+        // A missing file is created; a whole one is left as it is.
+        let fresh = dir.path().join("new.jsonl");
+        super::append_jsonl(&mut super::open_jsonl_for_append(&fresh).unwrap(), &1).unwrap();
+        super::append_jsonl(&mut super::open_jsonl_for_append(&fresh).unwrap(), &2).unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), "1\n2\n");
+    }
+
     #[test]
     fn a_code_answer_leaves_the_docstring_out() {
         let code = "def f(x):\n    \"\"\"Double `x`.\n\n    >>> f(2)\n    4\n    \"\"\"\n    return 2 * x\n";

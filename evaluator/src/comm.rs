@@ -7,7 +7,6 @@
 //! interrupted run resumes without redoing finished instances.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -152,10 +151,7 @@ pub fn run(
         Vec::new()
     };
     let done_keys: HashSet<String> = done.iter().map(|i| i.key.clone()).collect();
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&records_path)?;
+    let mut file = clarifycoder_core::dataset::open_jsonl_for_append(&records_path)?;
     let markup = backend.info().markup;
     let shots: Vec<(String, String)> = SHOTS
         .iter()
@@ -241,9 +237,7 @@ pub fn run(
         run.parallel,
         instance,
         |_, instance| {
-            serde_json::to_writer(&mut file, &instance)?;
-            file.write_all(b"\n")?;
-            file.flush()?;
+            clarifycoder_core::dataset::append_jsonl(&mut file, &instance)?;
             bar.set_message(instance.key.clone());
             done.push(instance);
             bar.inc(1);

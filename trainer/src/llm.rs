@@ -249,10 +249,7 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
         HashSet::new()
     };
     done.extend(existing.iter().cloned());
-    let mut output = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&common.output)
+    let mut output = dataset::open_jsonl_for_append(&common.output)
         .with_context(|| format!("cannot open '{}'", common.output.display()))?;
     let mut progress = std::fs::OpenOptions::new()
         .create(true)
@@ -314,9 +311,7 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
     let finished = parallel::for_each_unordered(&work, args.parallel, rewrite, |i, row| {
         match row {
             Some(row) => {
-                serde_json::to_writer(&mut output, &row)?;
-                output.write_all(b"\n")?;
-                output.flush()?;
+                dataset::append_jsonl(&mut output, &row)?;
                 kept += 1;
             }
             None => rejected += 1,
