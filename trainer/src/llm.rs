@@ -2,7 +2,7 @@
 //! given category, then writes the clarifying questions for the rewritten problem (shown the
 //! clear one only so its questions target what changed, and told never to mention it).
 //!
-//! The output file is the checkpoint: rows are appended and flushed one by one, and every
+//! The output file is the checkpoint: rows are appended one write each, and every
 //! finished (function, variant) key, kept or rejected, is appended to `<output>.progress`. A run
 //! that was killed resumes from both without redoing or duplicating anything.
 
