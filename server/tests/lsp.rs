@@ -813,6 +813,63 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
     assert_eq!(published["diagnostics"].as_array().unwrap().len(), 2);
 }
 
+/// A settings change that reloads the model stops a workspace check (one check's results come
+/// from one model), its file in flight included: that file is not published half analysed.
+#[test]
+fn a_reload_stops_a_workspace_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            dir.path().join(format!("m{i:02}.py")),
+            SHOP.replace("process", &format!("process_{i}")),
+        )
+        .unwrap();
+    }
+    let root = format!("file://{}", dir.path().display());
+    let mut c = Client::start(&model_path());
+    c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"threshold": 0.0, "maxTokens": 4}}),
+    );
+    c.notify("initialized", json!({}));
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    let id = 78;
+    c.send(
+        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
+                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
+    );
+    // The first file's analysis is under way once its progress has begun; the context size
+    // reloads the model.
+    let begin = c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
+    });
+    c.notify(
+        "workspace/didChangeConfiguration",
+        json!({"settings": {"clarifycoder": {"threshold": 0.0, "maxTokens": 4, "ctxSize": 1024}}}),
+    );
+    let response = c.response(id);
+    let checked = response["result"]["checked"].as_u64().unwrap();
+    assert!(checked < 20, "{response:#}");
+    let end = c.wait("$/progress", |p| {
+        p["token"] == begin["token"] && p["value"]["kind"] == "end"
+    });
+    assert!(
+        end["value"]["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("(cancelled)")),
+        "{end}"
+    );
+    // Every file it published was analysed whole: both functions flagged at threshold 0.
+    for p in c.kept("textDocument/publishDiagnostics") {
+        assert_eq!(p["diagnostics"].as_array().unwrap().len(), 2, "{p}");
+    }
+}
+
 /// The workspace check waits for the examples, which run on a thread of their own.
 #[test]
 fn check_workspace_runs_the_examples_of_files_that_are_not_open() {

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use clarifycoder_core::engine::CancelToken;
 use serde_json::{json, Value};
@@ -15,8 +16,8 @@ use super::document::Document;
 use super::types::*;
 use super::worker::{EngineState, Item, Job};
 use super::{
-    lsp_error, progress, ClarifyServer, CMD_CHECK_WORKSPACE, CMD_CHECK_WORKSPACE_OLD, CMD_RESTART,
-    CMD_RESTART_OLD, CMD_STATS,
+    lsp_error, progress, ClarifyServer, State, CMD_CHECK_WORKSPACE, CMD_CHECK_WORKSPACE_OLD,
+    CMD_RESTART, CMD_RESTART_OLD, CMD_STATS,
 };
 
 impl ClarifyServer {
@@ -59,6 +60,8 @@ impl ClarifyServer {
             tracing::warn!("workspace check: {e}");
         }
         let token_name = progress::token("check");
+        // Known before the progress begins, so that a cancel from it always finds the check.
+        let check = CheckGuard::register(&self.state, &token_name);
         let progress = progress::begin(
             &self.client,
             &token_name,
@@ -79,16 +82,9 @@ impl ClarifyServer {
         // A pull client is told once, at the end, to pull the open documents' diagnostics again.
         let mut open_pulled = false;
         for (i, file) in files.iter().enumerate() {
-            if self
-                .state
-                .lock()
-                .unwrap()
-                .cancelled_progress
-                .remove(&token_name)
-            {
+            if check.cancel.is_cancelled() {
                 break;
             }
-            checked = i + 1;
             let Some(uri) = Uri::from_file_path(file) else {
                 continue;
             };
@@ -121,12 +117,17 @@ impl ClarifyServer {
                 version: 0,
                 items,
                 threshold,
-                cancel: CancelToken::new(),
+                cancel: check.cancel.clone(),
             });
             // Wait until the worker has done this file.
             let (done_tx, done_rx) = oneshot::channel();
             let _ = self.worker.send(Job::Barrier(done_tx));
             let _ = done_rx.await;
+            // Cancelled mid-file: its results are not all there, and not published.
+            if check.cancel.is_cancelled() {
+                break;
+            }
+            checked = i + 1;
             let diags = match self.diagnostics(&uri) {
                 Some((_, diags)) => diags,
                 None => {
@@ -204,5 +205,41 @@ impl ClarifyServer {
         Ok(Some(
             json!({"files": files.len(), "checked": checked, "flagged": flagged}),
         ))
+    }
+}
+
+/// A running workspace check's cancel token, known to the server under the check's progress
+/// token until the check ends. Dropped early (the request cancelled, the session over), it
+/// cancels the check's file in flight.
+struct CheckGuard {
+    state: Arc<Mutex<State>>,
+    name: String,
+    cancel: CancelToken,
+}
+
+impl CheckGuard {
+    fn register(state: &Arc<Mutex<State>>, name: &str) -> CheckGuard {
+        let cancel = CancelToken::new();
+        state
+            .lock()
+            .unwrap()
+            .checks
+            .insert(name.to_string(), cancel.clone());
+        CheckGuard {
+            state: state.clone(),
+            name: name.to_string(),
+            cancel,
+        }
+    }
+}
+
+impl Drop for CheckGuard {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checks
+            .remove(&self.name);
     }
 }

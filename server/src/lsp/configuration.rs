@@ -124,7 +124,10 @@ impl ClarifyServer {
         });
         // What is in flight or queued is for the old model: cancelled, and every open document
         // is analysed again after the load (which reports what it can without a model when the
-        // load fails).
+        // load fails). A workspace check stops: one check's results come from one model.
+        for check in self.state.lock().unwrap().checks.values() {
+            check.cancel();
+        }
         self.reanalyze_all();
         let progress = progress::begin(
             &self.client,

@@ -97,8 +97,9 @@ struct State {
     /// The files the last workspace check published diagnostics to: the next one clears those
     /// it no longer finds (deleted, renamed), which nothing else would.
     checked: std::collections::HashSet<Uri>,
-    /// Progress tokens the user cancelled (workspace checks stop at the next file).
-    cancelled_progress: std::collections::HashSet<String>,
+    /// The workspace checks running, by progress token: cancelling one (from its progress, a
+    /// reload, the session's end) stops its file in flight and the check.
+    checks: HashMap<String, CancelToken>,
 }
 
 /// The language server.
@@ -206,7 +207,7 @@ impl ClarifyServer {
                 shown: HashMap::new(),
                 pushed: Default::default(),
                 checked: Default::default(),
-                cancelled_progress: Default::default(),
+                checks: HashMap::new(),
             })),
             worker,
             events: Mutex::new(Some(rx)),
@@ -216,8 +217,11 @@ impl ClarifyServer {
     /// Ends the session's work: cancels the analyses in flight and ends the worker's threads,
     /// which saves the result cache and frees the model.
     async fn end(&self) {
-        for cancel in self.state.lock().unwrap().cancels.values() {
-            cancel.cancel();
+        {
+            let st = self.state.lock().unwrap();
+            for cancel in st.cancels.values().chain(st.checks.values()) {
+                cancel.cancel();
+            }
         }
         self.worker.stop().await;
     }

@@ -28,12 +28,14 @@ pub(super) async fn begin<B, C>(
 }
 
 impl ClarifyServer {
-    /// `window/workDoneProgress/cancel`: a workspace check under that token stops at its next
-    /// file.
+    /// `window/workDoneProgress/cancel`: a workspace check under that token stops, its file in
+    /// flight included.
     pub(super) async fn progress_cancel(&self, params: WorkDoneProgressCancelParams) {
         tracing::debug!("progress cancelled: {:?}", params.token);
         if let ProgressToken::String(token) = params.token {
-            self.state.lock().unwrap().cancelled_progress.insert(token);
+            if let Some(cancel) = self.state.lock().unwrap().checks.get(&token) {
+                cancel.cancel();
+            }
         }
     }
 }

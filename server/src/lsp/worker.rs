@@ -316,6 +316,11 @@ fn run(rx: mpsc::Receiver<Job>, w: Worker, events: tmpsc::UnboundedSender<Event>
                     w.save_cache();
                     *w.cache.lock().unwrap_or_else(PoisonError::into_inner) = cache;
                 }
+                // So is why a function could not be analysed (the new context may hold it).
+                w.not_analysed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
                 *w.state.lock().unwrap() = EngineState::Loading;
                 let result = load(&p, options);
                 let message = match &result {
