@@ -18,6 +18,16 @@ M.defaults = {
 M.config = vim.deepcopy(M.defaults)
 local clients = {} -- root_dir -> client id
 
+-- Neovim 0.11 made a client's functions methods (`client:notify(...)`) and deprecated the field
+-- form, which 0.7-0.10 only have.
+local methods = vim.fn.has("nvim-0.11") == 1
+local function call(client, name, ...)
+  if methods then
+    return client[name](client, ...)
+  end
+  return client[name](...)
+end
+
 --- The command that starts the server.
 function M.command()
   local bin = os.getenv("CLARIFYCODER_PATH")
@@ -95,7 +105,7 @@ function M.attach(bufnr)
     -- settings yet (nothing but `initialize` may come first), so they go now.
     on_init = function(client)
       if not vim.deep_equal(client.config.init_options, M.config.settings) then
-        client.notify("workspace/didChangeConfiguration", M.configuration())
+        call(client, "notify", "workspace/didChangeConfiguration", M.configuration())
       end
     end,
     -- The plugin offers a missing known model's install itself (:ClarifyInstallModel), so the
@@ -178,7 +188,7 @@ function M.configuration()
 end
 
 local function request(client, command, callback)
-  client.request("workspace/executeCommand", { command = command, arguments = {} }, function(err, result)
+  call(client, "request", "workspace/executeCommand", { command = command, arguments = {} }, function(err, result)
     if err then
       vim.notify("ClarifyCoder: " .. err.message, vim.log.levels.ERROR)
     elseif callback then
@@ -268,7 +278,7 @@ function M.setup(opts)
   -- Only when they changed: the server analyses every open document again on new settings.
   if not vim.deep_equal(before, M.config.settings) then
     for _, client in ipairs(live_clients()) do
-      client.notify("workspace/didChangeConfiguration", M.configuration())
+      call(client, "notify", "workspace/didChangeConfiguration", M.configuration())
     end
   end
 end
