@@ -316,7 +316,8 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
             }
             None => rejected += 1,
         }
-        writeln!(progress, "{}", work[i].3)?;
+        // One write: a kill leaves a whole key or none.
+        progress.write_all(format!("{}\n", work[i].3).as_bytes())?;
         progress.flush()?;
         bar.inc(1);
         Ok(())
