@@ -4,7 +4,9 @@
 //! other response is questions: the judge rates them and answers them from the original problem,
 //! and round 2 (the conversation, the answers and the request for code) gets the code. Then the
 //! tests run in the sandbox. Results are appended to `instances.jsonl` one by one, so an
-//! interrupted run resumes without redoing finished instances.
+//! interrupted run resumes without redoing finished instances. `run.json` records the settings
+//! that decide the results ([`CommRun::settings`] and this module's own), and a rerun with other
+//! settings is refused rather than mixed with the stored instances.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -112,6 +114,107 @@ pub struct CommRun {
     pub max_tokens: usize,
     /// Instances in flight at once.
     pub parallel: usize,
+    /// What else decides the results (the model and adapter, the judge, the sandbox), by the
+    /// name of its flag without dashes; recorded in `run.json` with this module's own settings
+    /// (see [`claim_out_dir`]). Not how fast the run goes (`--parallel`, threads).
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// The settings recorded in `run.json`: the caller's [`CommRun::settings`] and what this module
+/// reads (the benchmark file's content, shots, chain of thought, prompt texts, answer length).
+fn run_settings(run: &CommRun) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    use sha2::Digest;
+    let data = std::fs::read(&run.data)
+        .with_context(|| format!("cannot read '{}'", run.data.display()))?;
+    let mut settings = run.settings.clone();
+    settings.insert(
+        "data".into(),
+        format!("sha256:{:x}", sha2::Sha256::digest(&data)).into(),
+    );
+    settings.insert("shots".into(), run.shots.into());
+    settings.insert("cot".into(), run.cot.into());
+    settings.insert("prompts".into(), serde_json::to_value(&run.texts)?);
+    settings.insert("max_tokens".into(), run.max_tokens.into());
+    Ok(settings)
+}
+
+/// Where a run's settings are recorded.
+pub const SETTINGS_FILE: &str = "run.json";
+
+/// Makes `run.out_dir` this run's: refuses it when it holds instances of a run with other
+/// settings (they would be summarized under this run's label), naming each setting that
+/// differs; else records this run's settings in `run.json`. Cheap: call it before loading a
+/// model. [`run`] calls it too.
+pub fn claim_out_dir(run: &CommRun) -> anyhow::Result<()> {
+    let dir = &run.out_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    let settings = run_settings(run)?;
+    let settings_path = dir.join(SETTINGS_FILE);
+    let has_instances = std::fs::metadata(dir.join("instances.jsonl")).is_ok_and(|m| m.len() > 0);
+    if has_instances {
+        let start_over = format!(
+            "use another --out-dir, or delete '{}' to start over",
+            dir.display()
+        );
+        let recorded: BTreeMap<String, serde_json::Value> =
+            match std::fs::read_to_string(&settings_path) {
+                Ok(text) => serde_json::from_str(&text).with_context(|| {
+                    format!("'{}' is not a run's settings; {start_over}", settings_path.display())
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                    "'{}' holds instances of a run that did not record its settings (no {SETTINGS_FILE}), \
+                     so they cannot be resumed safely; {start_over}",
+                    dir.display()
+                ),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot read '{}'", settings_path.display()))
+                }
+            };
+        let differences = differences(&recorded, &settings);
+        if !differences.is_empty() {
+            anyhow::bail!(
+                "'{}' holds the instances of a run with other settings: {}; {start_over}",
+                dir.display(),
+                differences.join("; ")
+            );
+        }
+    }
+    let json = serde_json::to_string_pretty(&settings)? + "\n";
+    clarifycoder_core::fsutil::write_atomic(&settings_path, json.as_bytes())
+        .with_context(|| format!("cannot write '{}'", settings_path.display()))
+}
+
+/// Each setting that differs, as its flag with the recorded and the new value.
+fn differences(
+    recorded: &BTreeMap<String, serde_json::Value>,
+    now: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    let null = serde_json::Value::Null;
+    let keys: std::collections::BTreeSet<&String> = recorded.keys().chain(now.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (was, is) = (
+                recorded.get(key).unwrap_or(&null),
+                now.get(key).unwrap_or(&null),
+            );
+            (was != is).then(|| {
+                let shown = |v: &serde_json::Value| match v {
+                    serde_json::Value::Null => "not set".to_string(),
+                    serde_json::Value::String(s) => format!("'{s}'"),
+                    other => other.to_string(),
+                };
+                let flag = format!("--{}", key.replace('_', "-"));
+                match key.as_str() {
+                    "data" => "--data: the benchmark file's content differs".to_string(),
+                    "prompts" => "--prompts: the prompt texts differ".to_string(),
+                    "model_files" => {
+                        "the model or adapter file differs (same path, another file)".to_string()
+                    }
+                    _ => format!("{flag} was {}, now {}", shown(was), shown(is)),
+                }
+            })
+        })
+        .collect()
 }
 
 fn generate(
@@ -142,8 +245,7 @@ pub fn run(
     if let Some(l) = run.limit {
         problems.truncate(l);
     }
-    std::fs::create_dir_all(&run.out_dir)
-        .with_context(|| format!("cannot create '{}'", run.out_dir.display()))?;
+    claim_out_dir(run)?;
     let records_path = run.out_dir.join("instances.jsonl");
     let mut done: Vec<Instance> = if records_path.exists() {
         clarifycoder_core::dataset::read_jsonl::<Instance>(&records_path, true)?.0
@@ -163,13 +265,23 @@ pub fn run(
         texts.round1_suffix.push_str(COT_SUFFIX);
     }
 
-    let work: Vec<(&CommProblem, Category, &str)> = problems
+    let wanted: Vec<(&CommProblem, Category, &str)> = problems
         .iter()
         .flat_map(|p| {
             run.variants
                 .iter()
                 .filter_map(move |c| p.variant(*c).map(|text| (p, *c, text)))
         })
+        .collect();
+    let wanted_keys: HashSet<String> = wanted
+        .iter()
+        .map(|(p, c, _)| format!("{}#{}", p.name, c.code()))
+        .collect();
+    // Stored instances this run did not ask for (another --limit or --variants) stay stored but
+    // are not summarized.
+    done.retain(|i| wanted_keys.contains(&i.key));
+    let work: Vec<(&CommProblem, Category, &str)> = wanted
+        .into_iter()
         .filter(|(p, c, _)| !done_keys.contains(&format!("{}#{}", p.name, c.code())))
         .collect();
     let bar = ProgressBar::new(work.len() as u64);

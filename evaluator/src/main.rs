@@ -6,6 +6,7 @@
 //!
 //! Generated code runs in `core::sandbox` (see `harness.rs`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use clarifycoder_core::engine::Backend;
 use clarifycoder_core::prompt::{Markup, Texts};
 use clarifycoder_core::settings::{BackendKind, Settings};
 use clarifycoder_evaluator::{comm, data, harness, humaneval, judge, report};
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -101,9 +103,9 @@ impl ModelArgs {
         }
     }
 
-    /// The backend the flags name, loaded through core's [`Plan`] (so model resolution and
-    /// error messages are the language server's), and a label for reports.
-    fn open(&self) -> anyhow::Result<(Arc<dyn Backend>, String)> {
+    /// The model and adapter the flags name, resolved through core's [`Plan`] (so model
+    /// resolution and error messages are the language server's); nothing is loaded yet.
+    fn plan(&self) -> Plan {
         let flags = Settings {
             model: self.model.clone(),
             adapter: self.adapter.clone(),
@@ -121,6 +123,45 @@ impl ModelArgs {
         plan.code_from_base = self.code_from == CodeFrom::Base;
         plan.lanes = Some(self.parallel());
         plan.batch_invariant = self.batch_invariant;
+        plan
+    }
+
+    /// What of the model decides the answers, for a run's `run.json`: the files (their paths
+    /// and, through [`Plan::identity`], their size and time) or the endpoint and model name, and
+    /// the flags that change what is generated. Fails when the model is missing, with the
+    /// install hint.
+    fn settings(&self, plan: &Plan) -> anyhow::Result<BTreeMap<String, Value>> {
+        let mut s = BTreeMap::new();
+        let path = |p: &std::path::Path| Value::from(p.display().to_string());
+        match &self.endpoint {
+            Some(url) => {
+                s.insert("endpoint".into(), url.clone().into());
+                s.insert("api_model".into(), self.api_model.clone().into());
+                s.insert("markup".into(), serde_json::to_value(self.markup)?);
+            }
+            None => {
+                s.insert("model".into(), path(&plan.model.path));
+                s.insert(
+                    "adapter".into(),
+                    plan.adapter.as_ref().map_or(Value::Null, |a| path(&a.path)),
+                );
+                s.insert("model_files".into(), plan.identity()?.into());
+                s.insert(
+                    "code_from".into(),
+                    match self.code_from {
+                        CodeFrom::Base => "base",
+                        CodeFrom::Adapter => "adapter",
+                    }
+                    .into(),
+                );
+                s.insert("batch_invariant".into(), self.batch_invariant.into());
+            }
+        }
+        Ok(s)
+    }
+
+    /// Loads the planned backend, with a label for reports.
+    fn open(&self, plan: &Plan) -> anyhow::Result<(Arc<dyn Backend>, String)> {
         let backend = plan.open()?;
         let label = match (&self.endpoint, &plan.adapter) {
             (Some(url), _) => format!("{} at {url}", self.api_model),
@@ -162,6 +203,15 @@ impl SandboxArgs {
         h.per_case_timeout = std::time::Duration::from_secs_f64(self.case_timeout.max(0.1));
         h
     }
+
+    /// What of the sandbox decides test results, for a run's `run.json`.
+    fn settings(&self, harness: &harness::Harness) -> BTreeMap<String, Value> {
+        BTreeMap::from([
+            ("python".to_string(), harness.python.clone().into()),
+            ("compat".to_string(), self.compat.into()),
+            ("case_timeout".to_string(), self.case_timeout.into()),
+        ])
+    }
 }
 
 #[derive(Args)]
@@ -196,7 +246,8 @@ struct CommArgs {
     /// Model name to request from the judge endpoint.
     #[arg(long, default_value = "judge")]
     judge_api_model: String,
-    /// Output directory (instances.jsonl, summary.json, summary.md, chart.svg); reruns resume.
+    /// Output directory (run.json, instances.jsonl, summary.json, summary.md, chart.svg); a
+    /// rerun with the same settings resumes, one with other settings is refused.
     #[arg(long, default_value = "eval/humanevalcomm")]
     out_dir: PathBuf,
     #[command(flatten)]
@@ -266,7 +317,47 @@ fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("'{}' is not a prompts file (JSON with round1_instruction, round2_request, round1_suffix)", p.display()))?,
                 None => Texts::default(),
             };
-            let (backend, label) = args.model.open()?;
+            // The output directory is checked before anything slow is loaded.
+            let plan = args.model.plan();
+            let harness = args.sandbox.harness();
+            let mut settings = args.model.settings(&plan)?;
+            settings.extend(args.sandbox.settings(&harness));
+            settings.insert(
+                "judge".into(),
+                match args.judge {
+                    JudgeArg::Offline => "offline",
+                    JudgeArg::Llm => "llm",
+                }
+                .into(),
+            );
+            if let JudgeArg::Llm = args.judge {
+                settings.insert("judge_endpoint".into(), args.judge_endpoint.clone().into());
+                settings.insert(
+                    "judge_model".into(),
+                    args.judge_model
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .into(),
+                );
+                settings.insert(
+                    "judge_api_model".into(),
+                    args.judge_api_model.clone().into(),
+                );
+            }
+            let run = comm::CommRun {
+                data: args.data.clone(),
+                variants,
+                limit: args.limit,
+                shots: args.shots,
+                cot: args.cot,
+                texts,
+                out_dir: args.out_dir.clone(),
+                max_tokens: args.model.max_tokens,
+                parallel: args.model.parallel(),
+                settings,
+            };
+            comm::claim_out_dir(&run)?;
+            let (backend, label) = args.model.open(&plan)?;
             let judge = match args.judge {
                 JudgeArg::Offline => judge::Judge::Offline,
                 JudgeArg::Llm => {
@@ -294,18 +385,7 @@ fn run() -> anyhow::Result<()> {
                     judge::Judge::Llm(b, markup)
                 }
             };
-            let run = comm::CommRun {
-                data: args.data.clone(),
-                variants,
-                limit: args.limit,
-                shots: args.shots,
-                cot: args.cot,
-                texts,
-                out_dir: args.out_dir.clone(),
-                max_tokens: args.model.max_tokens,
-                parallel: args.model.parallel(),
-            };
-            let summary = comm::run(&run, backend, &judge, &args.sandbox.harness(), &label)?;
+            let summary = comm::run(&run, backend, &judge, &harness, &label)?;
             eprintln!("{}", report::markdown(&summary));
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
@@ -313,7 +393,7 @@ fn run() -> anyhow::Result<()> {
             let (backend, label) = if args.reference {
                 (None, "canonical solutions".to_string())
             } else {
-                let (b, l) = args.model.open()?;
+                let (b, l) = args.model.open(&args.model.plan())?;
                 (Some(b), l)
             };
             let run = humaneval::HumanEvalRun {

@@ -135,6 +135,96 @@ fn humanevalcomm_protocol_metrics_and_resume() {
     assert_eq!(lines, records.len());
 }
 
+/// A rerun into an output directory is refused when a setting that decides the results
+/// differs (its instances would be summarized under the new model's label), and a rerun that
+/// asks for fewer instances summarizes only those.
+#[test]
+fn humanevalcomm_resumes_only_the_same_settings_and_summarizes_what_it_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    let out = dir.path().join("out");
+    let model = scripted_model();
+    let run = |extra: &[&str]| {
+        bin()
+            .args(["humanevalcomm", "--data"])
+            .arg(&data)
+            .arg("--out-dir")
+            .arg(&out)
+            .args(["--endpoint", model.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let all = ["--variants", "1a,original", "--api-model"];
+    let first = ok(&run(&[&all[..], &["first"]].concat()));
+    assert_eq!(first["overall"]["instances"], 2);
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(recorded["api_model"], "first", "{recorded:#}");
+    let instances = std::fs::read_to_string(out.join("instances.jsonl")).unwrap();
+    assert_eq!(instances.lines().count(), 4);
+
+    let refused = |extra: &[&str], needles: &[&str]| {
+        let output = run(extra);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {err}");
+        for needle in needles.iter().chain(&["another --out-dir", "delete"]) {
+            assert!(err.contains(needle), "{extra:?}: no `{needle}` in {err}");
+        }
+        // Nothing was added or summarized.
+        assert_eq!(
+            std::fs::read_to_string(out.join("instances.jsonl")).unwrap(),
+            instances
+        );
+    };
+    refused(
+        &[&all[..], &["second"]].concat(),
+        &["--api-model was 'first', now 'second'"],
+    );
+    refused(
+        &[&all[..], &["first", "--shots", "2", "--max-tokens", "64"]].concat(),
+        &["--shots was 0, now 2", "--max-tokens was 512, now 64"],
+    );
+    refused(
+        &["--api-model", "first", "--cot"],
+        &["--cot was false, now true"],
+    );
+    let recorded_after: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        recorded_after, recorded,
+        "a refused run leaves run.json alone"
+    );
+
+    // The same settings resume; fewer problems and categories summarize only those.
+    let fewer = ok(&run(&[
+        "--api-model",
+        "first",
+        "--variants",
+        "1a",
+        "--limit",
+        "1",
+    ]));
+    assert_eq!(fewer["overall"]["instances"], 1, "{fewer:#}");
+    assert_eq!(
+        fewer["categories"].as_array().unwrap().len(),
+        1,
+        "{fewer:#}"
+    );
+    assert_eq!(fewer["false_alarm_rate"], Value::Null);
+    assert_eq!(
+        std::fs::read_to_string(out.join("instances.jsonl")).unwrap(),
+        instances
+    );
+
+    // An output directory with instances but no record of their settings is not resumed.
+    std::fs::remove_file(out.join("run.json")).unwrap();
+    refused(
+        &[&all[..], &["first"]].concat(),
+        &["did not record its settings"],
+    );
+}
+
 #[test]
 fn bad_benchmark_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
