@@ -365,6 +365,22 @@ impl Harness {
             .collect()
     }
 
+    /// Starts the interpreter once in the sandbox with an empty program. `Err` says why it
+    /// cannot run programs (not found, not executable as `nobody` when root, or not a Python
+    /// that runs the driver): every test would fail for that reason instead.
+    pub fn check_python(&self) -> Result<(), String> {
+        let input = serde_json::json!({ "mode": "program", "code": "" });
+        let run = self.execute(input, self.run_timeout(1))?;
+        if run.ready && run.done {
+            return Ok(());
+        }
+        let (why, _) = run.death();
+        Err(format!(
+            "{} cannot run the test harness: the process {why}",
+            self.python
+        ))
+    }
+
     /// The Landlock ABI the driver could apply in this sandbox (`None`: not available, so files
     /// are protected only by ownership and, as root, by running as `nobody`). Starts Python.
     pub fn landlock_abi(&self) -> Option<u32> {

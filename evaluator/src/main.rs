@@ -194,6 +194,18 @@ struct SandboxArgs {
 }
 
 impl SandboxArgs {
+    /// The harness, with its interpreter checked: a missing or broken one would fail every
+    /// test (pass@1 0) instead of stopping the run.
+    fn checked_harness(&self) -> anyhow::Result<harness::Harness> {
+        let h = self.harness();
+        h.check_python().map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; give a Python 3 interpreter with --python (e.g. /usr/bin/python3)"
+            )
+        })?;
+        Ok(h)
+    }
+
     fn harness(&self) -> harness::Harness {
         let mut h = harness::Harness::new();
         if let Some(p) = &self.python {
@@ -319,7 +331,7 @@ fn run() -> anyhow::Result<()> {
             };
             // The output directory is checked before anything slow is loaded.
             let plan = args.model.plan();
-            let harness = args.sandbox.harness();
+            let harness = args.sandbox.checked_harness()?;
             let mut settings = args.model.settings(&plan)?;
             settings.extend(args.sandbox.settings(&harness));
             settings.insert(
@@ -390,6 +402,7 @@ fn run() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Humaneval(args) => {
+            let harness = args.sandbox.checked_harness()?;
             let (backend, label) = if args.reference {
                 (None, "canonical solutions".to_string())
             } else {
@@ -408,7 +421,7 @@ fn run() -> anyhow::Result<()> {
                 out_dir: args.out_dir.clone(),
                 reference: args.reference,
             };
-            let summary = humaneval::run(&run, backend, &args.sandbox.harness(), &label)?;
+            let summary = humaneval::run(&run, backend, &harness, &label)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
     }

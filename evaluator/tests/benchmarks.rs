@@ -225,6 +225,69 @@ fn humanevalcomm_resumes_only_the_same_settings_and_summarizes_what_it_asked() {
     );
 }
 
+/// One HumanEval-format problem.
+fn humaneval_fixture(dir: &Path) -> std::path::PathBuf {
+    let problem = json!({
+        "task_id": "Fixture/0", "entry_point": "inc",
+        "prompt": "def inc(x):\n    \"\"\"Add one.\"\"\"\n",
+        "canonical_solution": "    return x + 1\n",
+        "test": "def check(candidate):\n    assert candidate(1) == 2\n"
+    });
+    let path = dir.join("he.jsonl");
+    std::fs::write(&path, format!("{problem}\n")).unwrap();
+    path
+}
+
+/// An interpreter that cannot run the harness stops the run before anything is generated or
+/// tested (every test would fail and report pass@1 0).
+#[test]
+fn an_interpreter_that_cannot_run_stops_the_run_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let he = humaneval_fixture(dir.path());
+    let comm = fixture(dir.path());
+    let model = scripted_model();
+    for (python, reason) in [
+        ("/nonexistent/python3", "No such file"),
+        ("/bin/false", "exited with code 1"),
+    ] {
+        let out_dir = dir.path().join("he");
+        let out = bin()
+            .args(["humaneval", "--reference", "--data"])
+            .arg(&he)
+            .args(["--python", python, "--out-dir"])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{python}: {err}");
+        for needle in [python, reason, "--python"] {
+            assert!(err.contains(needle), "{python}: no `{needle}` in {err}");
+        }
+        assert!(!out_dir.join("humaneval.json").exists());
+
+        let out = bin()
+            .args(["humanevalcomm", "--data"])
+            .arg(&comm)
+            .args(["--endpoint", model.url(), "--python", python, "--out-dir"])
+            .arg(dir.path().join("comm"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{python}: {err}");
+        assert!(err.contains(python) && err.contains("--python"), "{err}");
+        assert_eq!(model.request_count(), 0, "nothing is generated");
+    }
+    // The same run with a working interpreter passes.
+    let summary = ok(&bin()
+        .args(["humaneval", "--reference", "--data"])
+        .arg(&he)
+        .arg("--out-dir")
+        .arg(dir.path().join("he"))
+        .output()
+        .unwrap());
+    assert_eq!(summary["pass_at_k_percent"]["pass@1"], 100.0, "{summary:#}");
+}
+
 #[test]
 fn bad_benchmark_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
