@@ -185,12 +185,23 @@ struct SandboxArgs {
     /// Compare results exactly like the benchmark's harness (`str(result) == expected`).
     #[arg(long)]
     compat: bool,
-    /// Seconds per test case.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds per test case, 0.1 to 3600.
+    #[arg(long, default_value_t = 3.0, value_parser = case_seconds)]
     case_timeout: f64,
     /// Parallel test processes.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+}
+
+/// `--case-timeout`: a number of seconds a timer can hold (`Duration::from_secs_f64` panics on
+/// infinity, NaN, negative and huge values).
+fn case_seconds(text: &str) -> Result<f64, String> {
+    let range = "give seconds from 0.1 to 3600";
+    match text.parse::<f64>() {
+        Ok(secs) if (0.1..=3600.0).contains(&secs) => Ok(secs),
+        Ok(_) => Err(format!("out of range; {range}")),
+        Err(e) => Err(format!("{e}; {range}")),
+    }
 }
 
 impl SandboxArgs {
@@ -212,7 +223,7 @@ impl SandboxArgs {
             h.python = p.clone();
         }
         h.compat = self.compat;
-        h.per_case_timeout = std::time::Duration::from_secs_f64(self.case_timeout.max(0.1));
+        h.per_case_timeout = std::time::Duration::from_secs_f64(self.case_timeout);
         h
     }
 

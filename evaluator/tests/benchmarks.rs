@@ -288,6 +288,44 @@ fn an_interpreter_that_cannot_run_stops_the_run_up_front() {
     assert_eq!(summary["pass_at_k_percent"]["pass@1"], 100.0, "{summary:#}");
 }
 
+/// A per-case timeout no timer can hold is refused by name (it panicked), and one in range runs.
+#[test]
+fn case_timeouts_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let he = humaneval_fixture(dir.path());
+    for value in ["1e20", "inf", "NaN", "-1", "0", "0.01", "3601", "soon"] {
+        let out = bin()
+            .args(["humaneval", "--reference", "--data"])
+            .arg(&he)
+            .arg(format!("--case-timeout={value}"))
+            .arg("--out-dir")
+            .arg(dir.path().join("he"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{value}: {err}");
+        assert!(
+            err.contains("--case-timeout") && err.contains("from 0.1 to 3600"),
+            "{value}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{value}: {err}");
+    }
+    let summary = ok(&bin()
+        .args([
+            "humaneval",
+            "--reference",
+            "--case-timeout",
+            "0.5",
+            "--data",
+        ])
+        .arg(&he)
+        .arg("--out-dir")
+        .arg(dir.path().join("he"))
+        .output()
+        .unwrap());
+    assert_eq!(summary["pass_at_k_percent"]["pass@1"], 100.0, "{summary:#}");
+}
+
 #[test]
 fn bad_benchmark_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
