@@ -39,6 +39,35 @@ pub struct HumanEvalRun {
     pub reference: bool,
 }
 
+impl HumanEvalRun {
+    /// Samples per problem: `n`, or one canonical solution with `reference`.
+    pub fn samples(&self) -> usize {
+        if self.reference {
+            1
+        } else {
+            self.n.max(1)
+        }
+    }
+
+    /// Refuses a k that pass@k cannot be estimated for: 0, or more than the samples per problem
+    /// (it was left out of the report without a word). Cheap: call it before loading a model.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let n = self.samples();
+        if let Some(k) = self.ks.iter().find(|&&k| k == 0 || k > n) {
+            let samples = if self.reference {
+                "--reference tests one canonical solution per problem".to_string()
+            } else {
+                format!("-n {n} samples per problem")
+            };
+            anyhow::bail!(
+                "-k {k}: pass@k needs k from 1 to the samples per problem ({samples}); raise -n to \
+                 at least {k} or leave {k} out of -k"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The program for a problem and a model response: when the response defines the entry point, its
 /// code follows the prompt (redefining the function); otherwise the response is the body.
 pub fn program(p: &HumanEvalProblem, response: &str) -> String {
@@ -68,6 +97,7 @@ pub fn run(
     model_label: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let started = Instant::now();
+    run.check()?;
     let mut problems = data::read_humaneval(&run.data)?;
     if let Some(l) = run.limit {
         problems.truncate(l);
@@ -143,9 +173,6 @@ pub fn run(
     }
     let mut pass = serde_json::Map::new();
     for &k in &run.ks {
-        if k > run.n {
-            continue;
-        }
         let mean = per_problem
             .iter()
             .map(|(n, c)| pass_at_k(*n, *c, k))
@@ -161,17 +188,21 @@ pub fn run(
     }
     let secs = started.elapsed().as_secs_f64();
     // A clear problem answered without code: the model asked instead (a false alarm on
-    // HumanEval's clear prompts).
-    let asked = completions
-        .iter()
-        .filter(|(_, _, text)| prompt::first_code_block(text).is_none())
-        .count();
+    // HumanEval's clear prompts). Not for the canonical solutions, which are bodies without a
+    // fence.
+    let asked_percent = (!run.reference).then(|| {
+        let asked = completions
+            .iter()
+            .filter(|(_, _, text)| prompt::first_code_block(text).is_none())
+            .count();
+        100.0 * asked as f64 / completions.len().max(1) as f64
+    });
     let summary = serde_json::json!({
         "model": model_label,
         "problems": problems.len(),
-        "samples_per_problem": if run.reference { 1 } else { run.n },
+        "samples_per_problem": run.samples(),
         "pass_at_k_percent": pass,
-        "asked_percent": 100.0 * asked as f64 / completions.len().max(1) as f64,
+        "asked_percent": asked_percent,
         "seconds": secs,
         "problems_per_minute": problems.len() as f64 / (secs / 60.0).max(1e-9),
         "network": crate::harness::network_note(),

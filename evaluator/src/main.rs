@@ -293,7 +293,7 @@ struct HumanEvalArgs {
     /// Samples per problem.
     #[arg(short, default_value_t = 1)]
     n: usize,
-    /// k values of pass@k.
+    /// k values of pass@k, each at most -n.
     #[arg(short, value_delimiter = ',', default_value = "1")]
     k: Vec<usize>,
     /// Sampling temperature when n > 1.
@@ -413,13 +413,6 @@ fn run() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Humaneval(args) => {
-            let harness = args.sandbox.checked_harness()?;
-            let (backend, label) = if args.reference {
-                (None, "canonical solutions".to_string())
-            } else {
-                let (b, l) = args.model.open(&args.model.plan())?;
-                (Some(b), l)
-            };
             let run = humaneval::HumanEvalRun {
                 data: args.data.clone().unwrap_or_else(data::default_humaneval),
                 n: args.n.max(1),
@@ -431,6 +424,14 @@ fn run() -> anyhow::Result<()> {
                 jobs: args.sandbox.jobs,
                 out_dir: args.out_dir.clone(),
                 reference: args.reference,
+            };
+            run.check()?;
+            let harness = args.sandbox.checked_harness()?;
+            let (backend, label) = if args.reference {
+                (None, "canonical solutions".to_string())
+            } else {
+                let (b, l) = args.model.open(&args.model.plan())?;
+                (Some(b), l)
             };
             let summary = humaneval::run(&run, backend, &harness, &label)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);

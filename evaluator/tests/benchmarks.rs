@@ -326,6 +326,58 @@ fn case_timeouts_out_of_range_are_refused() {
     assert_eq!(summary["pass_at_k_percent"]["pass@1"], 100.0, "{summary:#}");
 }
 
+/// pass@k for a k above the samples per problem is refused up front (it was dropped from the
+/// report without a word), and the canonical solutions report no asking rate (they have no
+/// code fence, so every one counted as asking).
+#[test]
+fn humaneval_refuses_k_above_n_and_reference_reports_no_asking() {
+    let dir = tempfile::tempdir().unwrap();
+    let he = humaneval_fixture(dir.path());
+    let model = scripted_model();
+    let out_dir = dir.path().join("he");
+    let run = |extra: &[&str]| {
+        bin()
+            .arg("humaneval")
+            .args(extra)
+            .arg("--data")
+            .arg(&he)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .output()
+            .unwrap()
+    };
+    for (extra, needles) in [
+        (
+            &["--endpoint", model.url(), "-k", "1,10"][..],
+            &["-k 10", "-n 1", "raise -n"][..],
+        ),
+        (
+            &["--endpoint", model.url(), "-n", "5", "-k", "0"],
+            &["-k 0"],
+        ),
+        (&["--reference", "-k", "1,2"], &["-k 2", "--reference"]),
+    ] {
+        let out = run(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{extra:?}: no `{needle}` in {err}");
+        }
+    }
+    assert_eq!(model.request_count(), 0, "refused before any sample");
+
+    let reference = ok(&run(&["--reference"]));
+    assert_eq!(reference["asked_percent"], Value::Null, "{reference:#}");
+    assert_eq!(reference["pass_at_k_percent"]["pass@1"], 100.0);
+    // A model's completions do report it (the scripted model answers with a fence).
+    let modelled = ok(&run(&["--endpoint", model.url(), "-n", "2", "-k", "1,2"]));
+    assert_eq!(modelled["asked_percent"], 0.0, "{modelled:#}");
+    assert!(
+        modelled["pass_at_k_percent"]["pass@2"].is_f64(),
+        "{modelled:#}"
+    );
+}
+
 #[test]
 fn bad_benchmark_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
