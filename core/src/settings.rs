@@ -177,9 +177,23 @@ fn camel_case(key: &str) -> String {
     out
 }
 
+/// `path` with a leading `~` component (`~`, `~/x`) replaced by `home`, as a shell does; other
+/// paths (`~user/x`, `a/~/x`), and any path when there is no home, as they are.
+fn expand_home(path: &Path, home: Option<&Path>) -> PathBuf {
+    let mut parts = path.components();
+    match (parts.next(), home) {
+        (Some(std::path::Component::Normal(first)), Some(home)) if first == "~" => {
+            home.join(parts.as_path())
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
 impl Settings {
-    /// Reads a TOML configuration file, validated, with relative `model` and `adapter` paths
-    /// made relative to the file (a known model's name and `none` are kept as they are).
+    /// Reads a TOML configuration file, validated, with `model`, `adapter` and `python` paths
+    /// that start with `~/` taken from the home directory and other relative ones made relative
+    /// to the file (a known model's name, `none` and a bare interpreter name are kept as they
+    /// are).
     pub fn from_toml_file(path: &Path) -> Result<Settings, SettingsError> {
         let text = std::fs::read_to_string(path).map_err(|error| SettingsError::Read {
             path: path.to_path_buf(),
@@ -199,8 +213,13 @@ impl Settings {
             );
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // `~/m.gguf` is the user's home as in a shell, not a folder named `~` beside the file.
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
         let rebase = |p: Option<PathBuf>| {
             p.map(|p| {
+                let p = expand_home(&p, home.as_deref());
                 let named = crate::models::find_by_path(&p).is_some();
                 if p.is_relative() && p.as_os_str() != "none" && !named {
                     base.join(p)
@@ -211,6 +230,9 @@ impl Settings {
         };
         // An interpreter given as a relative path (`.venv/bin/python`) is the project's.
         let python = settings.python.clone().map(|p| {
+            let p = expand_home(Path::new(&p), home.as_deref())
+                .display()
+                .to_string();
             if p.contains('/') && Path::new(&p).is_relative() {
                 base.join(p).display().to_string()
             } else {
@@ -574,6 +596,61 @@ mod tests {
         assert_eq!(s.max_questions, Some(2));
         assert_eq!(s.threshold, Some(0.7));
         assert_eq!(s.unknown.keys().collect::<Vec<_>>(), ["colour"]);
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_directory() {
+        let home = Path::new("/home/u");
+        for (path, expanded) in [
+            ("~/m.gguf", "/home/u/m.gguf"),
+            ("~", "/home/u"),
+            ("~/", "/home/u/"),
+            ("~/.venv/bin/python", "/home/u/.venv/bin/python"),
+            ("~user/m.gguf", "~user/m.gguf"),
+            ("models/~/m.gguf", "models/~/m.gguf"),
+            ("/abs/m.gguf", "/abs/m.gguf"),
+        ] {
+            assert_eq!(
+                expand_home(Path::new(path), Some(home)),
+                Path::new(expanded),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            expand_home(Path::new("~/m.gguf"), None),
+            Path::new("~/m.gguf")
+        );
+    }
+
+    /// `model = "~/m.gguf"` became `<config dir>/~/m.gguf`; so did `adapter` and `python`.
+    #[test]
+    fn config_file_paths_under_the_home_directory_are_expanded_before_rebasing() {
+        let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+            panic!("HOME is not set; this test reads the real home directory");
+        };
+        let home = PathBuf::from(home);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clarifycoder.toml");
+        std::fs::write(
+            &path,
+            "model = \"~/m.gguf\"\nadapter = \"~/a.lora.gguf\"\npython = \"~/.venv/bin/python\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(s.model, Some(home.join("m.gguf")));
+        assert_eq!(s.adapter, Some(home.join("a.lora.gguf")));
+        assert_eq!(
+            s.python,
+            Some(home.join(".venv/bin/python").display().to_string())
+        );
+        // Relative paths are still the file's.
+        std::fs::write(&path, "model = \"m.gguf\"\npython = \"bin/python\"\n").unwrap();
+        let s = Settings::from_toml_file(&path).unwrap();
+        assert_eq!(s.model, Some(dir.path().join("m.gguf")));
+        assert_eq!(
+            s.python,
+            Some(dir.path().join("bin/python").display().to_string())
+        );
     }
 
     #[test]
