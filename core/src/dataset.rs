@@ -271,16 +271,50 @@ pub fn read_text_maybe_gz(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// A line of a JSON Lines file that could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {message}", path.display())]
+/// A JSON Lines file, or a line of it, that could not be read.
+#[derive(Debug)]
 pub struct LineError {
     /// The file.
     pub path: PathBuf,
-    /// 1-based line number.
+    /// 1-based line number; 0 when the file as a whole could not be opened.
     pub line: usize,
     /// What is wrong.
     pub message: String,
+    /// Which kind of problem it is.
+    pub problem: LineProblem,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if self.problem == LineProblem::OtherKind {
+            write!(
+                f,
+                " (the file holds another kind of record than is read here)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// What is wrong with a JSON Lines file, so that a caller can say what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineProblem {
+    /// The file could not be opened or read.
+    Unreadable,
+    /// A line is not UTF-8, not JSON, or not a record of the kind read, while other lines
+    /// are: skipping such lines makes sense.
+    Malformed,
+    /// The file holds another kind of record: its first record lacks a required field or has
+    /// one of another type, or none of its lines is a record of the kind read. Skipping would
+    /// skip everything.
+    OtherKind,
 }
 
 /// Opens a JSONL file that a resumable run appends to, first cutting a half-written last line
@@ -310,45 +344,72 @@ pub fn append_jsonl<T: Serialize>(file: &mut std::fs::File, row: &T) -> std::io:
 }
 
 /// Reads a JSON Lines file. With `skip_bad`, malformed lines are skipped and counted; without,
-/// the first one is an error naming the file and line. Blank lines are ignored.
+/// the first one is an error naming the file and line: [`LineProblem::OtherKind`] when the file
+/// holds another kind of record (its first record is JSON of another shape, or no line is a
+/// record of this kind), else [`LineProblem::Malformed`]. Blank lines are ignored.
 pub fn read_jsonl<T: DeserializeOwned>(
     path: &Path,
     skip_bad: bool,
 ) -> Result<(Vec<T>, usize), LineError> {
-    let err = |line, message: String| LineError {
+    let err = |line, problem, message: String| LineError {
         path: path.to_path_buf(),
         line,
         message,
+        problem,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(0, format!("cannot open: {e}")))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| err(0, LineProblem::Unreadable, format!("cannot open: {e}")))?;
     let mut rows = Vec::new();
     let mut skipped = 0;
+    // Without `skip_bad`, a bad first record is held while the rest of the file shows whether
+    // it is a bad line or a file of another kind.
+    let mut held: Option<LineError> = None;
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line_no = i + 1;
-        let bytes = line.map_err(|e| err(line_no, format!("cannot read: {e}")))?;
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(t) => t.trim(),
-            Err(_) if skip_bad => {
-                skipped += 1;
-                continue;
-            }
-            Err(_) => return Err(err(line_no, "not valid UTF-8".into())),
+        let bytes = line.map_err(|e| {
+            err(
+                line_no,
+                LineProblem::Unreadable,
+                format!("cannot read: {e}"),
+            )
+        })?;
+        let parsed = match std::str::from_utf8(&bytes) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => serde_json::from_str::<T>(text.trim()).map_err(|e| {
+                (
+                    e.to_string(),
+                    e.classify() == serde_json::error::Category::Data,
+                )
+            }),
+            Err(_) => Err(("not valid UTF-8".to_string(), false)),
         };
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str(text) {
-            Ok(row) => rows.push(row),
+        match parsed {
+            Ok(row) => {
+                if let Some(bad) = held {
+                    return Err(bad);
+                }
+                rows.push(row);
+            }
             Err(_) if skip_bad => skipped += 1,
-            Err(e) => {
-                return Err(err(
-                    line_no,
-                    format!("{e} (pass --skip-bad to skip such lines)"),
-                ))
+            Err((message, _)) if !rows.is_empty() => {
+                return Err(err(line_no, LineProblem::Malformed, message))
+            }
+            Err((message, true)) if held.is_none() => {
+                return Err(err(line_no, LineProblem::OtherKind, message))
+            }
+            Err((message, _)) => {
+                held.get_or_insert_with(|| err(line_no, LineProblem::Malformed, message));
             }
         }
     }
-    Ok((rows, skipped))
+    match held {
+        // No line holds a record of this kind.
+        Some(bad) => Err(LineError {
+            problem: LineProblem::OtherKind,
+            ..bad
+        }),
+        None => Ok((rows, skipped)),
+    }
 }
 
 /// Writes rows as JSON Lines (atomically: a temp file renamed into place).
@@ -429,6 +490,47 @@ mod tests {
         );
     }
 
+    /// A file of another kind of record is told apart from a bad line: its first record lacks a
+    /// required field, or none of its lines is a record; a missing file has no line number.
+    #[test]
+    fn a_file_of_another_kind_is_not_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.jsonl");
+        std::fs::write(&path, "\n{\"name\": \"f\"}\n{\"name\": \"g\"}\n").unwrap();
+        let err = read_jsonl::<Example>(&path, false).unwrap_err();
+        assert_eq!(
+            (err.line, err.problem),
+            (2, LineProblem::OtherKind),
+            "{err}"
+        );
+        assert!(err.to_string().contains("missing field `source`"), "{err}");
+        // Not JSON at all, on every line.
+        std::fs::write(&path, "def f():\n    pass\n").unwrap();
+        let err = read_jsonl::<Example>(&path, false).unwrap_err();
+        assert_eq!(
+            (err.line, err.problem),
+            (1, LineProblem::OtherKind),
+            "{err}"
+        );
+        // A bad first line followed by good ones is a bad line.
+        std::fs::write(
+            &path,
+            "{\"source\": \n{\"source\": \"a\", \"want\": \"1\"}\n",
+        )
+        .unwrap();
+        let err = read_jsonl::<Example>(&path, false).unwrap_err();
+        assert_eq!(
+            (err.line, err.problem),
+            (1, LineProblem::Malformed),
+            "{err}"
+        );
+        let err = read_jsonl::<Example>(&dir.path().join("absent.jsonl"), false).unwrap_err();
+        assert_eq!((err.line, err.problem), (0, LineProblem::Unreadable));
+        let text = err.to_string();
+        assert!(text.contains("absent.jsonl: cannot open"), "{text}");
+        assert!(!text.contains(":0"), "{text}");
+    }
+
     #[test]
     fn jsonl_errors_name_the_line_and_skip_bad_counts() {
         let dir = tempfile::tempdir().unwrap();
@@ -437,6 +539,7 @@ mod tests {
             .unwrap();
         let err = read_jsonl::<Example>(&path, false).unwrap_err();
         assert_eq!(err.line, 3);
+        assert_eq!(err.problem, LineProblem::Malformed);
         assert!(err.to_string().contains("rows.jsonl:3:"), "{err}");
         let (rows, skipped) = read_jsonl::<Example>(&path, true).unwrap();
         assert_eq!(rows.len(), 2);

@@ -6,6 +6,7 @@ pub mod devset;
 pub mod export;
 pub mod finetune;
 pub mod harvest;
+pub mod input;
 pub mod llm;
 pub mod mix;
 pub mod model;

@@ -213,14 +213,7 @@ fn read_keys(path: &Path) -> HashSet<String> {
 pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let weights = parse_weights(&common.weights)?;
-    let (mut functions, skipped) =
-        dataset::read_jsonl::<Harvested>(&common.input, common.skip_bad)?;
-    if skipped > 0 {
-        eprintln!(
-            "warning: skipped {skipped} malformed lines of {}",
-            common.input.display()
-        );
-    }
+    let mut functions = crate::rules::read_functions(&common)?;
     if let Some(limit) = common.limit {
         functions.truncate(limit);
     }

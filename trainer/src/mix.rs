@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clarifycoder_core::dataset::{read_jsonl, write_jsonl, Category, Row};
+use clarifycoder_core::dataset::{write_jsonl, Category, Row};
 use serde::Serialize;
 
 /// Arguments of `mix`.
@@ -312,7 +312,7 @@ fn read_side(
                 path.display()
             );
         }
-        let (read, n) = read_jsonl::<Row>(path, skip_bad)
+        let (read, n) = crate::input::read::<Row>(path, crate::input::ROWS, skip_bad)
             .with_context(|| format!("cannot read {flag} file {}", path.display()))?;
         *skipped += n;
         if let Some(row) = read

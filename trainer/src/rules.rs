@@ -19,7 +19,7 @@ use crate::verify;
 #[derive(clap::Args)]
 pub struct RulesArgs {
     /// Harvested functions (`harvested.jsonl` from `harvest`).
-    #[arg(long, default_value = "data/harvested.jsonl")]
+    #[arg(long, default_value = DEFAULT_INPUT)]
     pub input: PathBuf,
     /// Where the clarify rows go (JSON Lines).
     #[arg(long, default_value = "data/clarify.jsonl")]
@@ -42,6 +42,31 @@ pub struct RulesArgs {
     /// Skip malformed input lines instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
+}
+
+/// Where `harvest --out-dir data` writes its functions: `synthesize`'s default input.
+pub const DEFAULT_INPUT: &str = "data/harvested.jsonl";
+
+/// The harvested functions of `--input`, after a warning for skipped lines; a missing input
+/// says to run `harvest` first when it is the default one.
+pub fn read_functions(args: &RulesArgs) -> anyhow::Result<Vec<Harvested>> {
+    if !args.input.exists() {
+        let hint = if args.input == std::path::Path::new(DEFAULT_INPUT) {
+            format!("run `clarifycoder-trainer harvest --out-dir data` first (it writes {DEFAULT_INPUT}), or give --input")
+        } else {
+            "check --input".to_string()
+        };
+        anyhow::bail!("{} does not exist; {hint}", args.input.display());
+    }
+    let (functions, skipped) =
+        crate::input::read::<Harvested>(&args.input, crate::input::HARVESTED, args.skip_bad)?;
+    if skipped > 0 {
+        eprintln!(
+            "warning: skipped {skipped} malformed lines of {}",
+            args.input.display()
+        );
+    }
+    Ok(functions)
 }
 
 /// A deterministic generator per (seed, key): SplitMix64 seeded from a hash.
@@ -1107,13 +1132,7 @@ pub fn synthesize_function(
 pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let weights = parse_weights(&args.weights)?;
-    let (mut functions, skipped) = dataset::read_jsonl::<Harvested>(&args.input, args.skip_bad)?;
-    if skipped > 0 {
-        eprintln!(
-            "warning: skipped {skipped} malformed lines of {}",
-            args.input.display()
-        );
-    }
+    let mut functions = read_functions(&args)?;
     if let Some(limit) = args.limit {
         functions.truncate(limit);
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clarifycoder_core::dataset::{read_jsonl, Category, Kind, Row};
+use clarifycoder_core::dataset::{Category, Kind, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::{Backend, CancelToken, EngineError};
 use clarifycoder_core::prompt;
@@ -24,7 +24,7 @@ use serde::Serialize;
 /// Arguments of `stats`.
 #[derive(clap::Args)]
 pub struct StatsArgs {
-    /// JSONL files of rows (from `harvest`, `synthesize` or `mix`).
+    /// JSONL files of rows (harvest's original.jsonl, or from `synthesize`, `specs` or `mix`).
     #[arg(required = true, value_name = "FILES")]
     pub files: Vec<PathBuf>,
     /// Skip malformed JSONL lines (and report how many) instead of stopping at the first.
@@ -212,8 +212,7 @@ pub fn run(args: StatsArgs) -> anyhow::Result<()> {
         if !path.is_file() {
             bail!("{} does not exist; check the path", path.display());
         }
-        let (read, n) = read_jsonl::<Row>(path, args.skip_bad)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (read, n) = crate::input::read::<Row>(path, crate::input::ROWS, args.skip_bad)?;
         rows.extend(read);
         skipped += n;
     }

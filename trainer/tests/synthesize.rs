@@ -192,6 +192,88 @@ fn inconsistencies_are_verified_by_running_the_implementation() {
     );
 }
 
+/// A file of another kind (harvested functions given to `stats` or `mix`, rows given to
+/// `synthesize`) says which kind was expected and does not suggest --skip-bad, which would skip
+/// every line and report nothing; a missing default input says to run `harvest`.
+#[test]
+fn inputs_of_another_kind_say_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("good.py"), GOOD).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let harvested = out.join("harvested.jsonl");
+    let rows = out.join("original.jsonl");
+    let fails = |args: &[&std::ffi::OsStr], needles: &[&str]| {
+        let o = bin().current_dir(dir.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: no `{needle}` in {err}");
+        }
+        err
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let err = fails(
+        &[os("stats"), harvested.as_os_str()],
+        &[
+            "harvested.jsonl:1:",
+            "missing field",
+            "not a file of training rows",
+        ],
+    );
+    assert!(!err.contains("--skip-bad"), "{err}");
+    fails(
+        &[os("stats"), os("--skip-bad"), harvested.as_os_str()],
+        &["--skip-bad skipped every line", "training rows"],
+    );
+    let err = fails(
+        &[
+            os("mix"),
+            os("--clarify"),
+            harvested.as_os_str(),
+            os("--original"),
+            rows.as_os_str(),
+            os("--ratio"),
+            os("0.5"),
+            os("--out-dir"),
+            out.join("mix").as_os_str(),
+        ],
+        &["not a file of training rows"],
+    );
+    assert!(!err.contains("--skip-bad"), "{err}");
+    let err = fails(
+        &[os("synthesize"), os("--input"), rows.as_os_str()],
+        &["original.jsonl:1:", "not a file of harvested functions"],
+    );
+    assert!(!err.contains("--skip-bad"), "{err}");
+    // No input at all, where the default input is harvest's output.
+    let err = fails(
+        &[os("synthesize")],
+        &[
+            "data/harvested.jsonl does not exist",
+            "clarifycoder-trainer harvest",
+        ],
+    );
+    assert!(!err.contains(":0"), "{err}");
+    // A bad line among good ones still suggests --skip-bad, which then skips it.
+    let mixed = out.join("mixed.jsonl");
+    let text = std::fs::read_to_string(&rows).unwrap();
+    std::fs::write(&mixed, format!("{text}not json\n")).unwrap();
+    fails(
+        &[os("stats"), mixed.as_os_str()],
+        &["mixed.jsonl:3:", "--skip-bad"],
+    );
+    let o = bin()
+        .args(["stats", "--skip-bad", "--format", "json"])
+        .arg(&mixed)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["skipped_lines"], 1);
+}
+
 /// A teacher that answers rewrite and question requests after a delay (the server counts them).
 fn teacher(delay: Duration) -> MockServer {
     MockServer::start(move |request| {
