@@ -1163,7 +1163,8 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
             mutated: ex.clone(),
         })
         .collect();
-    let verdicts = verify::verify(&args.python, &candidates);
+    let verdicts =
+        verify::verify(&args.python, &candidates).inspect_err(|_| bar.finish_and_clear())?;
     let mut rejected = 0;
     for ((row, _, _), ok) in pending.into_iter().zip(verdicts) {
         if ok {

@@ -60,24 +60,59 @@ pub struct Candidate<'a> {
 /// For each candidate: `true` when the original examples all pass and at least one mutated
 /// example fails. Candidates are run in batches in one process; a batch that fails as a whole
 /// (a hang, a crash) is retried one candidate at a time, and candidates that still fail are
-/// `false`.
-pub fn verify(python: &str, candidates: &[Candidate]) -> Vec<bool> {
+/// `false`. An interpreter that cannot be started, or that does not run Python, is an error: it
+/// would otherwise reject every candidate.
+pub fn verify(python: &str, candidates: &[Candidate]) -> anyhow::Result<Vec<bool>> {
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    check_python(python)?;
     let mut out = Vec::with_capacity(candidates.len());
     for chunk in candidates.chunks(32) {
-        match run_batch(python, chunk, Duration::from_secs(30)) {
+        match run_batch(python, chunk, Duration::from_secs(30))? {
             Some(results) => out.extend(results),
             None => {
                 for c in chunk {
-                    let r = run_batch(python, std::slice::from_ref(c), Duration::from_secs(5));
+                    let r = run_batch(python, std::slice::from_ref(c), Duration::from_secs(5))?;
                     out.push(r.is_some_and(|v| v[0]));
                 }
             }
         }
     }
-    out
+    Ok(out)
 }
 
-fn run_batch(python: &str, chunk: &[Candidate], timeout: Duration) -> Option<Vec<bool>> {
+/// Starts `python` once in the sandbox with a one-line program.
+fn check_python(python: &str) -> anyhow::Result<()> {
+    let what_to_do = "give a Python 3 interpreter with --python (one that imports the harvested modules, e.g. the .venv's)";
+    let outcome = sandbox::run_python(python, "print('ok')", &[], &Limits::default())
+        .map_err(|e| anyhow::anyhow!("cannot start the Python interpreter '{python}' to verify inconsistencies: {e}; {what_to_do}"))?;
+    if !outcome.success() || outcome.stdout.trim() != "ok" {
+        let stderr: String = outcome.stderr.trim().chars().take(300).collect();
+        let status = match outcome.status {
+            sandbox::Status::Exited(code) => format!("exit code {code}"),
+            sandbox::Status::Signaled(signal) => format!("killed by signal {signal}"),
+            sandbox::Status::TimedOut => "timed out".to_string(),
+        };
+        anyhow::bail!(
+            "'{python}' did not run a one-line Python program ({status}{}); {what_to_do}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(": {stderr}")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// The verdicts of one batch, `None` when the batch failed as a whole; `Err` only when the
+/// interpreter could not be started.
+fn run_batch(
+    python: &str,
+    chunk: &[Candidate],
+    timeout: Duration,
+) -> anyhow::Result<Option<Vec<bool>>> {
     let specs: Vec<Spec> = chunk
         .iter()
         .map(|c| Spec {
@@ -88,24 +123,32 @@ fn run_batch(python: &str, chunk: &[Candidate], timeout: Duration) -> Option<Vec
             mutated: &c.mutated,
         })
         .collect();
-    let json = serde_json::to_vec(&specs).ok()?;
+    let json = serde_json::to_vec(&specs)?;
     let limits = Limits {
         timeout,
         cpu_seconds: timeout.as_secs().max(1),
         ..Limits::default()
     };
-    let outcome = sandbox::run_python(python, VERIFIER, &[("specs.json", &json)], &limits).ok()?;
+    let outcome = sandbox::run_python(python, VERIFIER, &[("specs.json", &json)], &limits)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the Python interpreter '{python}' to verify inconsistencies: {e}"
+            )
+        })?;
     if !outcome.success() {
-        return None;
+        return Ok(None);
     }
-    let results: Vec<Option<(usize, usize)>> = serde_json::from_str(outcome.stdout.trim()).ok()?;
+    let Ok(results) = serde_json::from_str::<Vec<Option<(usize, usize)>>>(outcome.stdout.trim())
+    else {
+        return Ok(None);
+    };
     if results.len() != chunk.len() {
-        return None;
+        return Ok(None);
     }
-    Some(
+    Ok(Some(
         results
             .into_iter()
             .map(|r| matches!(r, Some((0, failed)) if failed > 0))
             .collect(),
-    )
+    ))
 }

@@ -274,6 +274,38 @@ fn inputs_of_another_kind_say_what_was_expected() {
     assert_eq!(json(&o)["skipped_lines"], 1);
 }
 
+/// An interpreter that cannot verify is an error: every inconsistency row was rejected as if
+/// the code had disagreed with it, and the run exited 0.
+#[test]
+fn an_interpreter_that_cannot_start_is_an_error_not_a_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("good.py"), GOOD).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let clarify = out.join("clarify.jsonl");
+    for (python, reason) in [
+        ("/nonexistent/python", "cannot start"),
+        ("/bin/false", "did not run"),
+    ] {
+        let o = bin()
+            .args(["synthesize", "--weights", "1c=1", "--per-function", "1"])
+            .args(["--python", python, "--input"])
+            .arg(out.join("harvested.jsonl"))
+            .arg("--output")
+            .arg(&clarify)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{python}: {err}");
+        for needle in [python, reason, "--python"] {
+            assert!(err.contains(needle), "{python}: no `{needle}` in {err}");
+        }
+        assert!(!clarify.exists(), "{python}: nothing is written");
+    }
+}
+
 /// A teacher that answers rewrite and question requests after a delay (the server counts them).
 fn teacher(delay: Duration) -> MockServer {
     MockServer::start(move |request| {
