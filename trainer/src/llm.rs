@@ -23,6 +23,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::rules::{parse_weights, Rng, RulesArgs};
 
+/// `synthesize --method llm`'s default output: not the rules method's, which rewrites its
+/// output whole.
+pub const DEFAULT_OUTPUT: &str = "data/clarify-llm.jsonl";
+
 /// Teacher settings of `synthesize --method llm`.
 #[derive(clap::Args)]
 pub struct LlmArgs {
@@ -226,14 +230,18 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
     };
 
     // Resume: rows already in the output and keys already finished.
-    if let Some(dir) = common.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let output_path = common
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT));
+    if let Some(dir) = output_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let progress_path = PathBuf::from(format!("{}.progress", common.output.display()));
+    let progress_path = crate::rules::progress_path(&output_path);
     let mut done = read_keys(&progress_path);
-    let existing: HashSet<String> = if common.output.exists() {
+    let existing: HashSet<String> = if output_path.exists() {
         // A kill can leave a half-written last line: keep the good rows.
-        dataset::read_jsonl::<Row>(&common.output, true)?
+        dataset::read_jsonl::<Row>(&output_path, true)?
             .0
             .into_iter()
             .map(|r| r.id)
@@ -242,8 +250,8 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
         HashSet::new()
     };
     done.extend(existing.iter().cloned());
-    let mut output = dataset::open_jsonl_for_append(&common.output)
-        .with_context(|| format!("cannot open '{}'", common.output.display()))?;
+    let mut output = dataset::open_jsonl_for_append(&output_path)
+        .with_context(|| format!("cannot open '{}'", output_path.display()))?;
     let mut progress = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -319,7 +327,7 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
         bar.abandon();
         return Err(e.context(format!(
             "the teacher failed; {kept} new rows are saved in '{}' and a rerun resumes from there",
-            common.output.display()
+            output_path.display()
         )));
     }
     bar.finish_and_clear();

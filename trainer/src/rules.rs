@@ -21,9 +21,10 @@ pub struct RulesArgs {
     /// Harvested functions (`harvested.jsonl` from `harvest`).
     #[arg(long, default_value = DEFAULT_INPUT)]
     pub input: PathBuf,
-    /// Where the clarify rows go (JSON Lines).
-    #[arg(long, default_value = "data/clarify.jsonl")]
-    pub output: PathBuf,
+    /// Where the clarify rows go (JSON Lines) [default: data/clarify.jsonl with `--method
+    /// rules`, data/clarify-llm.jsonl with `--method llm`].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// Use at most this many functions.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -46,6 +47,14 @@ pub struct RulesArgs {
 
 /// Where `harvest --out-dir data` writes its functions: `synthesize`'s default input.
 pub const DEFAULT_INPUT: &str = "data/harvested.jsonl";
+
+/// `synthesize --method rules`'s default output.
+pub const DEFAULT_OUTPUT: &str = "data/clarify.jsonl";
+
+/// The checkpoint that `synthesize --method llm` keeps beside its output: the keys it finished.
+pub fn progress_path(output: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.progress", output.display()))
+}
 
 /// The harvested functions of `--input`, after a warning for skipped lines; a missing input
 /// says to run `harvest` first when it is the default one.
@@ -1132,6 +1141,22 @@ pub fn synthesize_function(
 pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let weights = parse_weights(&args.weights)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUTPUT));
+    // This method rewrites its output whole; the LLM method's would lose its rows, and its
+    // checkpoint would then make a rerun skip them.
+    let progress = progress_path(&output);
+    if progress.exists() {
+        anyhow::bail!(
+            "'{}' is the output of `synthesize --method llm` ('{}' lists the rows it finished), \
+             which this would overwrite; give --output another file (the rules method's default \
+             is {DEFAULT_OUTPUT}), or delete both files to start the LLM synthesis over",
+            output.display(),
+            progress.display()
+        );
+    }
     let mut functions = read_functions(&args)?;
     if let Some(limit) = args.limit {
         functions.truncate(limit);
@@ -1178,11 +1203,11 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     for r in &rows {
         *counts.entry(r.category.code().to_string()).or_default() += 1;
     }
-    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    dataset::write_jsonl(&args.output, &rows)
-        .with_context(|| format!("cannot write '{}'", args.output.display()))?;
+    dataset::write_jsonl(&output, &rows)
+        .with_context(|| format!("cannot write '{}'", output.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "functions": functions.len(),
@@ -1195,7 +1220,7 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
     eprintln!(
         "wrote {} rows to {} ({:.0} rows/s)",
         rows.len(),
-        args.output.display(),
+        output.display(),
         rows.len() as f64 / secs.max(1e-9)
     );
     println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -410,6 +410,53 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
     assert_eq!(read_rows(&output).len(), 8);
 }
 
+/// The two methods write to different default files, and the rules method, which rewrites its
+/// output whole, refuses a file the LLM method keeps a checkpoint for (it overwrote the LLM rows,
+/// and an LLM rerun then skipped every key its .progress listed).
+#[test]
+fn rules_never_overwrite_the_llm_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
+    let data = dir.path().join("data");
+    harvest(&src, &data);
+    let teacher = teacher(Duration::ZERO);
+    // Both with their default input and output, as the README runs them.
+    let synthesize = |extra: &[&str]| {
+        bin()
+            .current_dir(dir.path())
+            .args(["synthesize", "--per-function", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = synthesize(&["--method", "llm", "--teacher-endpoint", teacher.url()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let llm = data.join("clarify-llm.jsonl");
+    let llm_rows = std::fs::read_to_string(&llm).unwrap();
+    assert_eq!(llm_rows.lines().count(), 2);
+    assert!(data.join("clarify-llm.jsonl.progress").is_file());
+
+    let o = synthesize(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rules = read_rows(&data.join("clarify.jsonl"));
+    assert!(rules.iter().all(|r| r["method"] == "rules"));
+    assert_eq!(std::fs::read_to_string(&llm).unwrap(), llm_rows);
+
+    let o = synthesize(&["--output", "data/clarify-llm.jsonl"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for needle in [
+        "clarify-llm.jsonl.progress",
+        "--method llm",
+        "give --output another file",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in {err}");
+    }
+    assert_eq!(std::fs::read_to_string(&llm).unwrap(), llm_rows);
+}
+
 #[test]
 fn unreachable_teacher_is_a_clear_error_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
