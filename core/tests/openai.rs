@@ -81,7 +81,37 @@ fn client_errors_are_not_retried_and_name_the_endpoint() {
         msg.contains("HTTP 400") && msg.contains("bad model") && msg.contains(url),
         "{msg}"
     );
+    assert!(
+        matches!(
+            err,
+            EngineError::Http {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(server.request_count(), 1);
+}
+
+/// An answer that is not the API's is told apart from no answer: status 200.
+#[test]
+fn an_answer_that_is_not_the_apis_has_status_200() {
+    let server = MockServer::scripted(vec![Reply::new(200, "<html>not an API</html>")]);
+    let engine = OpenAiEngine::new(config(server.url())).unwrap();
+    let req = GenerateRequest::greedy(prompt::round1(Markup::Gemma, "P"), Markup::Gemma, 4);
+    let err = engine.generate(&req, &CancelToken::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::Http {
+                status: Some(200),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not JSON"), "{err}");
 }
 
 #[test]
@@ -93,7 +123,10 @@ fn unreachable_endpoint_is_a_clear_error_after_retries() {
     let err = engine
         .decide(&[prompt::round1(Markup::Gemma, "P")], &CancelToken::new())
         .unwrap_err();
-    assert!(matches!(err, EngineError::Http { .. }), "{err}");
+    assert!(
+        matches!(err, EngineError::Http { status: None, .. }),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains(&format!("127.0.0.1:{port}/v1/completions")),

@@ -5,6 +5,11 @@
 //! The output file is the checkpoint: rows are appended one write each, and every
 //! finished (function, variant) key, kept or rejected, is appended to `<output>.progress`. A run
 //! that was killed resumes from both without redoing or duplicating anything.
+//!
+//! A request the teacher refuses for its row's sake ([`refused_row`]: an HTTP 4xx such as a
+//! prompt too long for its context, an answer that is not the API's) rejects that row, which is
+//! recorded as finished once another request goes through; [`REFUSED_IN_A_ROW`] refusals in a
+//! row, and every other failure, stop the run, and a rerun resumes.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -16,7 +21,7 @@ use anyhow::Context;
 use clarifycoder_core::dataset::{self, Category, Harvested, Kind, Mutation, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::openai::{OpenAiConfig, OpenAiEngine};
-use clarifycoder_core::engine::{Backend, CancelToken, GenerateRequest};
+use clarifycoder_core::engine::{Backend, CancelToken, EngineError, GenerateRequest};
 use clarifycoder_core::parallel;
 use clarifycoder_core::prompt::{self, Markup, Prompt, Turn};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -179,7 +184,7 @@ struct Teacher {
 }
 
 impl Teacher {
-    fn ask(&self, message: &str, seed: u64) -> anyhow::Result<String> {
+    fn ask(&self, message: &str, seed: u64) -> Result<String, EngineError> {
         let text = self.markup.render(&[Turn::user(message)]);
         let mut request = GenerateRequest::greedy(
             Prompt {
@@ -196,13 +201,46 @@ impl Teacher {
     }
 
     /// Asks, and once more with a nudge if the answer is empty (the repair pass).
-    fn ask_with_repair(&self, message: &str, seed: u64) -> anyhow::Result<String> {
+    fn ask_with_repair(&self, message: &str, seed: u64) -> Result<String, EngineError> {
         let first = self.ask(message, seed)?;
         if !first.trim().is_empty() {
             return Ok(first);
         }
         self.ask(&format!("{message}\n\nYour previous answer was empty. Answer now, following the instructions exactly."), seed ^ 1)
     }
+}
+
+/// Whether a teacher error concerns its row alone, so that the row is rejected and the run
+/// goes on: the endpoint refused this request (an HTTP 4xx other than 401, 403, 404 and 429,
+/// such as a prompt too long for its context) or gave an answer that is not the API's, or the
+/// prompt does not fit a local teacher's context. Anything else stops the run: no connection,
+/// authentication (401, 403), a wrong address or model name (404), rate limits (429) and server
+/// errors (5xx) after the client's retries, a failing engine.
+pub fn refused_row(e: &EngineError) -> bool {
+    match e {
+        EngineError::Http {
+            status: Some(status),
+            ..
+        } => {
+            *status == 200
+                || ((400..500).contains(status) && ![401, 403, 404, 429].contains(status))
+        }
+        EngineError::PromptTooLong { .. } => true,
+        _ => false,
+    }
+}
+
+/// Teacher requests refused in a row (see [`refused_row`]) that stop the run: then the teacher's
+/// settings rather than the rows are at fault (a context too small for `--max-tokens`, say), and
+/// these rows are not recorded as done, so a rerun asks for them again.
+pub const REFUSED_IN_A_ROW: usize = 5;
+
+/// What became of one (function, variant).
+enum Outcome {
+    Kept(Box<Row>),
+    Rejected(&'static str),
+    /// The teacher refused a request of this row: the error.
+    Refused(String),
 }
 
 fn read_keys(path: &Path) -> HashSet<String> {
@@ -281,17 +319,29 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
         let (variant, category) = (*variant, *category);
         let seed = common.seed ^ (variant as u64) << 32;
         let original = h.problem();
-        let rewritten = teacher.ask_with_repair(&rewrite_message(category, &original), seed)?;
+        // A request this row's content made the teacher refuse rejects the row; any other
+        // failure stops the run.
+        let ask = |message: &str, seed| match teacher.ask_with_repair(message, seed) {
+            Ok(text) => Ok(Ok(text)),
+            Err(e) if refused_row(&e) => Ok(Err(Outcome::Refused(e.to_string()))),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        let rewritten = match ask(&rewrite_message(category, &original), seed)? {
+            Ok(text) => text,
+            Err(refused) => return Ok(refused),
+        };
         let modified = prompt::first_code_block(&rewritten)
             .unwrap_or_else(|| rewritten.trim().to_string() + "\n");
-        let answer = teacher
-            .ask_with_repair(&questions_message(category, &modified, &original), seed ^ 2)?;
+        let answer = match ask(&questions_message(category, &modified, &original), seed ^ 2)? {
+            Ok(text) => text,
+            Err(refused) => return Ok(refused),
+        };
         let questions = prompt::split_questions(&answer);
         if let Some(why) = rejection(&original, &modified, &questions) {
             bar.set_message(format!("rejected: {why}"));
-            return Ok(None);
+            return Ok(Outcome::Rejected(why));
         }
-        anyhow::Ok(Some(Row {
+        anyhow::Ok(Outcome::Kept(Box::new(Row {
             id: key.clone(),
             problem: modified,
             answer: crate::rules::render_questions(&questions, &mut Rng::for_key(seed, key)),
@@ -305,22 +355,59 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
                 detail: category_text(category),
             }],
             original_problem: original.clone(),
-        }))
+        })))
     };
     // `--parallel` rewrites in flight; each is saved as it finishes, so a rerun resumes.
     let (mut kept, mut rejected) = (0usize, 0usize);
-    let finished = parallel::for_each_unordered(&work, args.parallel, rewrite, |i, row| {
-        match row {
-            Some(row) => {
+    let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
+    // Rows whose request was refused since the last request that went through: recorded as
+    // rejected once one goes through (or the run ends), never when the refusals stop the run.
+    let mut refused: Vec<usize> = Vec::new();
+    let mut stopped = false;
+    let record = |progress: &mut std::fs::File, i: usize| -> std::io::Result<()> {
+        // One write: a kill leaves a whole key or none.
+        progress.write_all(format!("{}\n", work[i].3).as_bytes())?;
+        progress.flush()
+    };
+    let finished = parallel::for_each_unordered(&work, args.parallel, rewrite, |i, outcome| {
+        bar.inc(1);
+        match outcome {
+            Outcome::Refused(error) => {
+                bar.suspend(|| {
+                    eprintln!(
+                        "warning: the teacher refused a request for {}: {error}",
+                        work[i].3
+                    )
+                });
+                refused.push(i);
+                if refused.len() >= REFUSED_IN_A_ROW && !stopped {
+                    stopped = true;
+                    anyhow::bail!(
+                        "the teacher refused {REFUSED_IN_A_ROW} requests in a row (the last: \
+                         {error}), so its settings rather than these rows look wrong (a context \
+                         too small for --max-tokens, the model name); they are not recorded as \
+                         done"
+                    );
+                }
+                return Ok(());
+            }
+            Outcome::Kept(row) => {
                 dataset::append_jsonl(&mut output, &row)?;
                 kept += 1;
             }
-            None => rejected += 1,
+            Outcome::Rejected(why) => {
+                rejected += 1;
+                *reasons.entry(why).or_default() += 1;
+            }
         }
-        // One write: a kill leaves a whole key or none.
-        progress.write_all(format!("{}\n", work[i].3).as_bytes())?;
-        progress.flush()?;
-        bar.inc(1);
+        if !stopped {
+            for j in refused.drain(..) {
+                record(&mut progress, j)?;
+                rejected += 1;
+                *reasons.entry("teacher_refused_the_request").or_default() += 1;
+            }
+        }
+        record(&mut progress, i)?;
         Ok(())
     });
     if let Err(e) = finished {
@@ -330,10 +417,16 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
             output_path.display()
         )));
     }
+    for j in refused.drain(..) {
+        record(&mut progress, j)?;
+        rejected += 1;
+        *reasons.entry("teacher_refused_the_request").or_default() += 1;
+    }
     bar.finish_and_clear();
     let summary = serde_json::json!({
         "kept": kept,
         "rejected": rejected,
+        "rejected_by_reason": reasons,
         "resumed_from": existing.len(),
         "seconds": started.elapsed().as_secs_f64(),
     });

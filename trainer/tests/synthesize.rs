@@ -309,23 +309,25 @@ fn an_interpreter_that_cannot_start_is_an_error_not_a_rejection() {
 /// A teacher that answers rewrite and question requests after a delay (the server counts them).
 fn teacher(delay: Duration) -> MockServer {
     MockServer::start(move |request| {
-        let prompt = request.prompt();
         std::thread::sleep(delay);
-        if prompt.contains("Modify the coding problem") {
-            let name = prompt
-                .split("def ")
-                .nth(1)
-                .and_then(|s| s.split('(').next())
-                .unwrap_or("f");
-            Reply::completion(&format!(
-                "```python\ndef {name}(a, b):\n    \"\"\"Combine a and b somehow.\"\"\"\n```"
-            ))
-        } else {
-            Reply::completion(
-                "1. How exactly should a and b be combined?\n2. What should be returned?",
-            )
-        }
+        teacher_answer(request.prompt())
     })
+}
+
+/// The teacher's answer to a rewrite or a questions request.
+fn teacher_answer(prompt: &str) -> Reply {
+    if prompt.contains("Modify the coding problem") {
+        let name = prompt
+            .split("def ")
+            .nth(1)
+            .and_then(|s| s.split('(').next())
+            .unwrap_or("f");
+        Reply::completion(&format!(
+            "```python\ndef {name}(a, b):\n    \"\"\"Combine a and b somehow.\"\"\"\n```"
+        ))
+    } else {
+        Reply::completion("1. How exactly should a and b be combined?\n2. What should be returned?")
+    }
 }
 
 fn many_functions(n: usize) -> String {
@@ -455,6 +457,92 @@ fn rules_never_overwrite_the_llm_output() {
         assert!(err.contains(needle), "no `{needle}` in {err}");
     }
     assert_eq!(std::fs::read_to_string(&llm).unwrap(), llm_rows);
+}
+
+/// A request the teacher refuses for one row (HTTP 400, e.g. a prompt too long for its context)
+/// rejects that row and the run goes on (it stopped every rerun at the same row); refusals of
+/// every request, and errors that are not the row's (401), still stop the run, recording nothing
+/// for the refused rows.
+#[test]
+fn a_request_the_teacher_refuses_rejects_its_row_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(6)).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    // The usual teacher, except for op_1's rewrite, which it refuses as too long.
+    let refusing = MockServer::start(|request| {
+        let prompt = request.prompt();
+        if prompt.contains("Modify the coding problem") && prompt.contains("def op_1(") {
+            return Reply::new(
+                400,
+                r#"{"error": {"message": "the prompt exceeds the context size"}}"#,
+            );
+        }
+        teacher_answer(prompt)
+    });
+    let output = out.join("llm.jsonl");
+    let progress = out.join("llm.jsonl.progress");
+    let run = |url: &str| {
+        bin()
+            .args(["synthesize", "--method", "llm", "--per-function", "1"])
+            .args(["--parallel", "1", "--teacher-endpoint", url, "--input"])
+            .arg(out.join("harvested.jsonl"))
+            .arg("--output")
+            .arg(&output)
+            .output()
+            .unwrap()
+    };
+    let o = run(refusing.url());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("HTTP 400") && err.contains("exceeds the context"),
+        "{err}"
+    );
+    let summary = json(&o);
+    assert_eq!(summary["kept"], 5, "{summary:#}");
+    assert_eq!(summary["rejected"], 1, "{summary:#}");
+    assert_eq!(
+        summary["rejected_by_reason"]["teacher_refused_the_request"], 1,
+        "{summary:#}"
+    );
+    assert_eq!(read_rows(&output).len(), 5);
+    assert_eq!(
+        std::fs::read_to_string(&progress).unwrap().lines().count(),
+        6
+    );
+    // A rerun has nothing left to ask.
+    let requests = refusing.request_count();
+    let o = run(refusing.url());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(refusing.request_count(), requests);
+
+    // A teacher that refuses every request is misconfigured: the run stops and records none.
+    std::fs::remove_file(&output).unwrap();
+    std::fs::remove_file(&progress).unwrap();
+    let refuses_all =
+        MockServer::start(|_| Reply::new(400, r#"{"error": "max_tokens is too large"}"#));
+    let o = run(refuses_all.url());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("refused 5 requests in a row") && err.contains("rerun resumes"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&progress).unwrap_or_default(), "");
+    // An error that is not the row's stops the run at once.
+    let unauthorized = MockServer::start(|_| Reply::new(401, r#"{"error": "bad key"}"#));
+    let o = run(unauthorized.url());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("HTTP 401") && err.contains("rerun resumes"),
+        "{err}"
+    );
+    assert_eq!(unauthorized.request_count(), 1);
+    assert_eq!(std::fs::read_to_string(&progress).unwrap_or_default(), "");
 }
 
 #[test]

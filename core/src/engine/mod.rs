@@ -61,6 +61,11 @@ pub enum EngineError {
         url: String,
         /// What went wrong.
         reason: String,
+        /// The status of the endpoint's answer (after the retries of 429 and 5xx); `Some(200)`
+        /// for an answer that is not what the API promises (not JSON, no choices, no
+        /// log-probabilities); `None` when no answer came (no connection, a timeout) or the
+        /// request was never sent (a bad address, an unset API key variable).
+        status: Option<u16>,
     },
     /// The backend cannot do this.
     #[error("{0}")]

@@ -120,6 +120,7 @@ impl OpenAiEngine {
             return Err(EngineError::Http {
                 url: config.endpoint.clone(),
                 reason: "not an http:// or https:// address; give the server's, such as http://127.0.0.1:8080".into(),
+                status: None,
             });
         }
         let url = if base.ends_with("/v1") {
@@ -133,6 +134,7 @@ impl OpenAiEngine {
                 reason: format!(
                     "the API key variable {var} is not set; export it or change apiKeyEnv"
                 ),
+                status: None,
             })?),
             None => None,
         };
@@ -168,11 +170,12 @@ impl OpenAiEngine {
             cancel.check()?;
             let err = match self.post_once(body) {
                 Ok(v) => return Ok(v),
-                Err((retryable, reason)) if retryable && attempt < self.config.retries => reason,
-                Err((_, reason)) => {
+                Err(failed) if failed.retryable && attempt < self.config.retries => failed.reason,
+                Err(failed) => {
                     return Err(EngineError::Http {
                         url: self.url.clone(),
-                        reason,
+                        reason: failed.reason,
+                        status: failed.status,
                     });
                 }
             };
@@ -188,8 +191,7 @@ impl OpenAiEngine {
         }
     }
 
-    /// Err((retryable, reason)).
-    fn post_once(&self, body: &Value) -> Result<Value, (bool, String)> {
+    fn post_once(&self, body: &Value) -> Result<Value, Failed> {
         let mut request = self
             .agent
             .post(&self.url)
@@ -197,11 +199,12 @@ impl OpenAiEngine {
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", &format!("Bearer {key}"));
         }
-        let mut response = request.send_json(body).map_err(|e| {
-            (
-                true,
-                format!("{e} (is the server running at that address, and reachable from here?)"),
-            )
+        let mut response = request.send_json(body).map_err(|e| Failed {
+            retryable: true,
+            status: None,
+            reason: format!(
+                "{e} (is the server running at that address, and reachable from here?)"
+            ),
         })?;
         let status = response.status().as_u16();
         let text = response
@@ -209,13 +212,24 @@ impl OpenAiEngine {
             .with_config()
             .limit(64 << 20)
             .read_to_string()
-            .map_err(|e| (true, e.to_string()))?;
+            .map_err(|e| Failed {
+                retryable: true,
+                status: None,
+                reason: e.to_string(),
+            })?;
         if status != 200 {
             let snippet: String = text.chars().take(300).collect();
-            let retryable = status == 429 || status >= 500;
-            return Err((retryable, format!("HTTP {status}: {snippet}")));
+            return Err(Failed {
+                retryable: status == 429 || status >= 500,
+                status: Some(status),
+                reason: format!("HTTP {status}: {snippet}"),
+            });
         }
-        serde_json::from_str(&text).map_err(|e| (false, format!("response is not JSON: {e}")))
+        serde_json::from_str(&text).map_err(|e| Failed {
+            retryable: false,
+            status: Some(status),
+            reason: format!("response is not JSON: {e}"),
+        })
     }
 
     fn choice<'a>(&self, response: &'a Value) -> Result<&'a Value, EngineError> {
@@ -225,12 +239,21 @@ impl OpenAiEngine {
             .ok_or_else(|| self.bad("response has no choices".to_string()))
     }
 
+    /// An answer of status 200 that is not what the API promises.
     fn bad(&self, reason: String) -> EngineError {
         EngineError::Http {
             url: self.url.clone(),
             reason,
+            status: Some(200),
         }
     }
+}
+
+/// One failed request: whether to retry it, the status of the answer if one came, and why.
+struct Failed {
+    retryable: bool,
+    status: Option<u16>,
+    reason: String,
 }
 
 /// First-token top log-probabilities, in either the legacy completions format
