@@ -7,9 +7,10 @@
 //!    C' / (C' + O') equal `--ratio` (rounded to the nearest integer count):
 //!    - `downsample` keeps the side that is too small and drops random rows of the other;
 //!    - `oversample` keeps everything and repeats the side that is too small (whole copies first,
-//!      then a random subset for the remainder);
+//!      then a random subset for the remainder), at most [`MAX_REPEAT`] times on average;
 //!    - `uniform` keeps the total C + O and draws each side's share from its rows, without
-//!      replacement while rows last, then with replacement.
+//!      replacement while rows last, then with replacement (also at most [`MAX_REPEAT`] times on
+//!      average).
 //! 3. The training rows are shuffled. The same inputs and seed give byte-identical outputs.
 //!
 //! The split uses its own random stream derived from the seed, so the validation set depends only
@@ -359,6 +360,31 @@ fn check_targets(tc: usize, to: usize, c: usize, o: usize, ratio: f64) -> anyhow
     Ok(())
 }
 
+/// The most times `oversample` and `uniform` may repeat a side's rows on average: beyond it the
+/// model would mostly learn those few rows by heart (and a tiny ratio asked for petabytes).
+pub const MAX_REPEAT: f64 = 10.0;
+
+/// Refuses targets that repeat a side's rows more than [`MAX_REPEAT`] times on average.
+fn check_repeats(
+    tc: usize,
+    to: usize,
+    c: usize,
+    o: usize,
+    ratio: f64,
+    strategy: &str,
+) -> anyhow::Result<()> {
+    for (target, have, side) in [(tc, c, "clarify"), (to, o, "original")] {
+        let factor = target as f64 / have as f64;
+        if factor > MAX_REPEAT {
+            bail!(
+                "--ratio {ratio} with --strategy {strategy} would repeat each of the {have} {side} training rows {factor:.0} times on average (at most {MAX_REPEAT:.0}); use --strategy downsample, or a ratio nearer to the data's own ({:.3})",
+                c as f64 / (c + o) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `downsample`: keep the side that is too small, shrink the other.
 fn downsample_targets(c: usize, o: usize, ratio: f64) -> anyhow::Result<(usize, usize)> {
     let (tc, to) = if (c as f64) / ((c + o) as f64) > ratio {
@@ -378,6 +404,7 @@ fn oversample_targets(c: usize, o: usize, ratio: f64) -> anyhow::Result<(usize, 
         (c, original_for(c, ratio).max(o))
     };
     check_targets(tc, to, c, o, ratio)?;
+    check_repeats(tc, to, c, o, ratio, "oversample")?;
     Ok((tc, to))
 }
 
@@ -387,6 +414,7 @@ fn uniform_targets(c: usize, o: usize, ratio: f64) -> anyhow::Result<(usize, usi
     let tc = ((ratio * total as f64).round() as usize).min(total);
     let to = total - tc;
     check_targets(tc, to, c, o, ratio)?;
+    check_repeats(tc, to, c, o, ratio, "uniform")?;
     Ok((tc, to))
 }
 

@@ -380,6 +380,62 @@ fn malformed_lines_stop_with_file_and_line_unless_skipped() {
     assert_eq!((nc, no), (30, 30));
 }
 
+/// A ratio far from the data's own is refused when it would repeat a side's rows more than
+/// 10 times on average (1e-12 aborted allocating petabytes; 0.0001 repeated rows 20,000 times).
+#[test]
+fn oversampling_more_than_ten_times_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, o) = write_inputs(dir.path());
+    // Three clarify rows (one function's) against 70 originals.
+    let few = dir.path().join("few.jsonl");
+    write_jsonl(&few, &read(&c)[..3]).unwrap();
+    let out = dir.path().join("out");
+    for (clarify, strategy, ratio) in [
+        (&c, "oversample", "1e-12"),
+        (&c, "oversample", "0.0001"),
+        (&c, "oversample", "0.999"),
+        (&few, "uniform", "0.5"),
+    ] {
+        let output = mix(
+            clarify,
+            &o,
+            &out,
+            &[
+                "--ratio",
+                ratio,
+                "--strategy",
+                strategy,
+                "--val-fraction",
+                "0",
+            ],
+        );
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{strategy} {ratio}: {err}");
+        for needle in ["times on average", "at most 10", "--strategy downsample"] {
+            assert!(
+                err.contains(needle),
+                "{strategy} {ratio}: no `{needle}` in {err}"
+            );
+        }
+        assert!(!out.join("train.jsonl").exists());
+    }
+    // 70 originals against 30 clarify rows: 0.7 repeats the clarify rows 5.4 times, allowed.
+    let report = ok(&mix(
+        &c,
+        &o,
+        &out,
+        &[
+            "--ratio",
+            "0.7",
+            "--strategy",
+            "oversample",
+            "--val-fraction",
+            "0",
+        ],
+    ));
+    assert_eq!(report["train"]["clarify"], 163, "{report:#}");
+}
+
 #[test]
 fn bad_arguments_and_inputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
