@@ -21,7 +21,8 @@ pub struct ValidateArgs {
     /// A GGUF model file or a known model name [default: the default model].
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// A LoRA adapter GGUF applied to the model.
+    /// A LoRA adapter GGUF applied to the model, or `none` (as with `check` and `devset`)
+    /// [default: none].
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
     /// Rows checked at most (evenly spaced through the file).
@@ -87,8 +88,10 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let picked: Vec<&Row> = (0..args.limit.min(rows.len()))
         .map(|i| &rows[((i as f64 * step) as usize).min(rows.len() - 1)])
         .collect();
+    // `none` means no adapter, as everywhere else; it is no file name.
+    let adapter = args.adapter.clone().filter(|a| a.as_os_str() != "none");
     let mut config = LlamaConfig::new(&model);
-    config.adapter = args.adapter.clone();
+    config.adapter = adapter.clone();
     // The server's flow (decide in batches, then questions) with its default options.
     let analyzer = Analyzer::new(Arc::new(LlamaEngine::load(config)?), Options::default());
     let cancel = CancelToken::new();
@@ -151,8 +154,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        adapter: args
-            .adapter
+        adapter: adapter
             .as_ref()
             .and_then(|a| a.file_name())
             .map(|n| n.to_string_lossy().into_owned()),
