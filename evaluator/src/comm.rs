@@ -6,7 +6,7 @@
 //! tests run in the sandbox. Results are appended to `instances.jsonl` one by one, so an
 //! interrupted run resumes without redoing finished instances. `run.json` records the settings
 //! that decide the results ([`CommRun::settings`] and this module's own), and a rerun with other
-//! settings is refused rather than mixed with the stored instances.
+//! settings is refused rather than mixed with the stored instances ([`check_out_dir`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -116,7 +116,7 @@ pub struct CommRun {
     pub parallel: usize,
     /// What else decides the results (the model and adapter, the judge, the sandbox), by the
     /// name of its flag without dashes; recorded in `run.json` with this module's own settings
-    /// (see [`claim_out_dir`]). Not how fast the run goes (`--parallel`, threads).
+    /// (see [`check_out_dir`]). Not how fast the run goes (`--parallel`, threads).
     pub settings: BTreeMap<String, serde_json::Value>,
 }
 
@@ -141,44 +141,62 @@ fn run_settings(run: &CommRun) -> anyhow::Result<BTreeMap<String, serde_json::Va
 /// Where a run's settings are recorded.
 pub const SETTINGS_FILE: &str = "run.json";
 
-/// Makes `run.out_dir` this run's: refuses it when it holds instances of a run with other
-/// settings (they would be summarized under this run's label), naming each setting that
-/// differs; else records this run's settings in `run.json`. Cheap: call it before loading a
-/// model. [`run`] calls it too.
-pub fn claim_out_dir(run: &CommRun) -> anyhow::Result<()> {
-    let dir = &run.out_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
-    let settings = run_settings(run)?;
+/// Refuses `run.out_dir` when it holds instances of a run with other settings (they would be
+/// summarized under this run's label), naming each setting that differs. Reads only: call it
+/// before loading a model; [`run`] checks again and records this run's settings.
+pub fn check_out_dir(run: &CommRun) -> anyhow::Result<()> {
+    check_settings(&run.out_dir, &run_settings(run)?)
+}
+
+fn check_settings(
+    dir: &std::path::Path,
+    settings: &BTreeMap<String, serde_json::Value>,
+) -> anyhow::Result<()> {
     let settings_path = dir.join(SETTINGS_FILE);
     let has_instances = std::fs::metadata(dir.join("instances.jsonl")).is_ok_and(|m| m.len() > 0);
-    if has_instances {
-        let start_over = format!(
-            "use another --out-dir, or delete '{}' to start over",
-            dir.display()
-        );
-        let recorded: BTreeMap<String, serde_json::Value> =
-            match std::fs::read_to_string(&settings_path) {
-                Ok(text) => serde_json::from_str(&text).with_context(|| {
-                    format!("'{}' is not a run's settings; {start_over}", settings_path.display())
-                })?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
-                    "'{}' holds instances of a run that did not record its settings (no {SETTINGS_FILE}), \
-                     so they cannot be resumed safely; {start_over}",
-                    dir.display()
-                ),
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot read '{}'", settings_path.display()))
-                }
-            };
-        let differences = differences(&recorded, &settings);
-        if !differences.is_empty() {
-            anyhow::bail!(
-                "'{}' holds the instances of a run with other settings: {}; {start_over}",
-                dir.display(),
-                differences.join("; ")
-            );
-        }
+    if !has_instances {
+        return Ok(());
     }
+    let start_over = format!(
+        "use another --out-dir, or delete '{}' to start over",
+        dir.display()
+    );
+    let recorded: BTreeMap<String, serde_json::Value> = match std::fs::read_to_string(
+        &settings_path,
+    ) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "'{}' is not a run's settings; {start_over}",
+                settings_path.display()
+            )
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "'{}' holds instances of a run that did not record its settings (no {SETTINGS_FILE}), \
+                 so they cannot be resumed safely; {start_over}",
+            dir.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read '{}'", settings_path.display()))
+        }
+    };
+    let differences = differences(&recorded, settings);
+    if !differences.is_empty() {
+        anyhow::bail!(
+            "'{}' holds the instances of a run with other settings: {}; {start_over}",
+            dir.display(),
+            differences.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// [`check_out_dir`], then records this run's settings in `run.json`.
+fn claim_out_dir(run: &CommRun) -> anyhow::Result<()> {
+    let dir = &run.out_dir;
+    let settings = run_settings(run)?;
+    check_settings(dir, &settings)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+    let settings_path = dir.join(SETTINGS_FILE);
     let json = serde_json::to_string_pretty(&settings)? + "\n";
     clarifycoder_core::fsutil::write_atomic(&settings_path, json.as_bytes())
         .with_context(|| format!("cannot write '{}'", settings_path.display()))

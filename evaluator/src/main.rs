@@ -379,7 +379,7 @@ fn run() -> anyhow::Result<()> {
                 parallel: args.model.parallel(),
                 settings,
             };
-            comm::claim_out_dir(&run)?;
+            comm::check_out_dir(&run)?;
             let (backend, label) = args.model.open(&plan)?;
             let judge = match args.judge {
                 JudgeArg::Offline => judge::Judge::Offline,

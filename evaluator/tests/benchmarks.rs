@@ -223,6 +223,21 @@ fn humanevalcomm_resumes_only_the_same_settings_and_summarizes_what_it_asked() {
         &[&all[..], &["first"]].concat(),
         &["did not record its settings"],
     );
+
+    // A run that fails before it starts (a bad benchmark line) leaves no output directory.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"name\": 1}\n").unwrap();
+    let fresh = dir.path().join("fresh");
+    let output = bin()
+        .args(["humanevalcomm", "--data"])
+        .arg(&bad)
+        .arg("--out-dir")
+        .arg(&fresh)
+        .args(["--endpoint", model.url()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!fresh.exists(), "a failed run left {}", fresh.display());
 }
 
 /// One HumanEval-format problem.
