@@ -311,11 +311,16 @@ pub enum LineProblem {
     /// A line is not UTF-8, not JSON, or not a record of the kind read, while other lines
     /// are: skipping such lines makes sense.
     Malformed,
-    /// The file holds another kind of record: its first record lacks a required field or has
-    /// one of another type, or none of its lines is a record of the kind read. Skipping would
-    /// skip everything.
+    /// The file holds another kind of record: none of its first [`LOOK_AHEAD`] lines (none of
+    /// its lines, in a shorter file) is a record of the kind read. Skipping would skip
+    /// everything.
     OtherKind,
 }
+
+/// How many lines [`read_jsonl`] reads for a record of the kind read when the first one is
+/// not, before it calls the file one of another kind: enough to pass a few bad rows, and a
+/// file of another kind (or no JSON at all) is not read to its end.
+pub const LOOK_AHEAD: usize = 100;
 
 /// Opens a JSONL file that a resumable run appends to, first cutting a half-written last line
 /// (a run killed mid-row): the rows appended next start lines of their own.
@@ -345,8 +350,10 @@ pub fn append_jsonl<T: Serialize>(file: &mut std::fs::File, row: &T) -> std::io:
 
 /// Reads a JSON Lines file. With `skip_bad`, malformed lines are skipped and counted; without,
 /// the first one is an error naming the file and line: [`LineProblem::OtherKind`] when the file
-/// holds another kind of record (its first record is JSON of another shape, or no line is a
-/// record of this kind), else [`LineProblem::Malformed`]. Blank lines are ignored.
+/// holds another kind of record (none of its first [`LOOK_AHEAD`] lines is a record of this
+/// kind, whether they are not JSON or JSON of another shape), else [`LineProblem::Malformed`]
+/// (a bad first record, say an unknown value or a missing field, followed by good ones is a bad
+/// line). Blank lines are ignored.
 pub fn read_jsonl<T: DeserializeOwned>(
     path: &Path,
     skip_bad: bool,
@@ -361,11 +368,20 @@ pub fn read_jsonl<T: DeserializeOwned>(
         .map_err(|e| err(0, LineProblem::Unreadable, format!("cannot open: {e}")))?;
     let mut rows = Vec::new();
     let mut skipped = 0;
-    // Without `skip_bad`, a bad first record is held while the rest of the file shows whether
-    // it is a bad line or a file of another kind.
+    // Without `skip_bad`, a bad first record is held while the next lines show whether it is a
+    // bad line (one of them is a record) or a file of another kind (none of the first
+    // `LOOK_AHEAD` is).
     let mut held: Option<LineError> = None;
     for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line_no = i + 1;
+        if line_no > LOOK_AHEAD && rows.is_empty() {
+            if let Some(bad) = held {
+                return Err(LineError {
+                    problem: LineProblem::OtherKind,
+                    ..bad
+                });
+            }
+        }
         let bytes = line.map_err(|e| {
             err(
                 line_no,
@@ -375,13 +391,8 @@ pub fn read_jsonl<T: DeserializeOwned>(
         })?;
         let parsed = match std::str::from_utf8(&bytes) {
             Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => serde_json::from_str::<T>(text.trim()).map_err(|e| {
-                (
-                    e.to_string(),
-                    e.classify() == serde_json::error::Category::Data,
-                )
-            }),
-            Err(_) => Err(("not valid UTF-8".to_string(), false)),
+            Ok(text) => serde_json::from_str::<T>(text.trim()).map_err(|e| e.to_string()),
+            Err(_) => Err("not valid UTF-8".to_string()),
         };
         match parsed {
             Ok(row) => {
@@ -391,19 +402,16 @@ pub fn read_jsonl<T: DeserializeOwned>(
                 rows.push(row);
             }
             Err(_) if skip_bad => skipped += 1,
-            Err((message, _)) if !rows.is_empty() => {
+            Err(message) if !rows.is_empty() => {
                 return Err(err(line_no, LineProblem::Malformed, message))
             }
-            Err((message, true)) if held.is_none() => {
-                return Err(err(line_no, LineProblem::OtherKind, message))
-            }
-            Err((message, _)) => {
+            Err(message) => {
                 held.get_or_insert_with(|| err(line_no, LineProblem::Malformed, message));
             }
         }
     }
     match held {
-        // No line holds a record of this kind.
+        // No line (of a file shorter than `LOOK_AHEAD`) holds a record of this kind.
         Some(bad) => Err(LineError {
             problem: LineProblem::OtherKind,
             ..bad
@@ -529,6 +537,82 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("absent.jsonl: cannot open"), "{text}");
         assert!(!text.contains(":0"), "{text}");
+    }
+
+    /// A first record that is JSON of the wrong shape (an unknown category code, a missing
+    /// field) followed by good rows is a bad line, like a first line that is not JSON (it was
+    /// called a file of another kind, and --skip-bad was not suggested); only the first
+    /// `LOOK_AHEAD` lines are searched for a good one.
+    #[test]
+    fn a_bad_first_record_among_good_ones_is_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        let good = serde_json::to_string(&Row {
+            id: "r".into(),
+            problem: "def f():\n    \"\"\"Do it.\"\"\"\n".into(),
+            answer: "Which way?".into(),
+            kind: Kind::Ambiguous,
+            category: Category::A,
+            source: "t.py:1".into(),
+            source_id: "f".into(),
+            method: "rules".into(),
+            mutations: Vec::new(),
+            original_problem: String::new(),
+        })
+        .unwrap();
+        let unknown_category = good.replace("\"category\":\"1a\"", "\"category\":\"9z\"");
+        assert_ne!(unknown_category, good);
+        let missing_field = good.replace("\"source_id\":\"f\",", "");
+        assert_ne!(missing_field, good);
+        for (first, needle) in [
+            (&unknown_category, "9z"),
+            (&missing_field, "missing field `source_id`"),
+        ] {
+            std::fs::write(&path, format!("{first}\n{good}\n{good}\n")).unwrap();
+            let err = read_jsonl::<Row>(&path, false).unwrap_err();
+            assert_eq!(
+                (err.line, err.problem),
+                (1, LineProblem::Malformed),
+                "{err}"
+            );
+            assert!(err.to_string().contains(needle), "{err}");
+            let (rows, skipped) = read_jsonl::<Row>(&path, true).unwrap();
+            assert_eq!((rows.len(), skipped), (2, 1));
+            // Alone in the file, or with only bad rows, it is a file of another kind.
+            std::fs::write(&path, format!("{first}\n{first}\n")).unwrap();
+            let err = read_jsonl::<Row>(&path, false).unwrap_err();
+            assert_eq!((err.line, err.problem), (1, LineProblem::OtherKind));
+        }
+        // A good record on the last line looked at makes the first a bad line; one further
+        // down is not looked for.
+        let bad_lines = |n: usize| format!("{unknown_category}\n").repeat(n);
+        std::fs::write(&path, format!("{}{good}\n", bad_lines(LOOK_AHEAD - 1))).unwrap();
+        let err = read_jsonl::<Row>(&path, false).unwrap_err();
+        assert_eq!((err.line, err.problem), (1, LineProblem::Malformed));
+        std::fs::write(&path, format!("{}{good}\n", bad_lines(LOOK_AHEAD))).unwrap();
+        let err = read_jsonl::<Row>(&path, false).unwrap_err();
+        assert_eq!((err.line, err.problem), (1, LineProblem::OtherKind));
+        // A file of another kind, not JSON and without end, stops being read after the first
+        // lines.
+        let mut endless = std::process::Command::new("yes")
+            .arg("not json")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let fifo = format!("/dev/fd/{}", {
+            use std::os::fd::AsRawFd;
+            endless.stdout.as_ref().unwrap().as_raw_fd()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(read_jsonl::<Row>(Path::new(&fifo), false)));
+        let read = rx.recv_timeout(std::time::Duration::from_secs(30));
+        // Ends the file (and a reader that did not stop).
+        endless.kill().unwrap();
+        endless.wait().unwrap();
+        let err = read
+            .expect("the endless file was read on and on")
+            .unwrap_err();
+        assert_eq!((err.line, err.problem), (1, LineProblem::OtherKind));
     }
 
     #[test]

@@ -272,6 +272,24 @@ fn inputs_of_another_kind_say_what_was_expected() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json(&o)["skipped_lines"], 1);
+    // So does a first row of the right kind with a bad value (an unknown category code): it was
+    // called a file of another kind, without --skip-bad.
+    let bad_first = out.join("bad-first.jsonl");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[0] = lines[0].replace("\"category\":\"original\"", "\"category\":\"9z\"");
+    std::fs::write(&bad_first, lines.join("\n") + "\n").unwrap();
+    let err = fails(
+        &[os("stats"), bad_first.as_os_str()],
+        &["bad-first.jsonl:1:", "9z", "--skip-bad"],
+    );
+    assert!(!err.contains("not a file of"), "{err}");
+    let o = bin()
+        .args(["stats", "--skip-bad", "--format", "json"])
+        .arg(&bad_first)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["skipped_lines"], 1);
 }
 
 /// An interpreter that cannot verify is an error: every inconsistency row was rejected as if
