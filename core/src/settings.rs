@@ -214,9 +214,7 @@ impl Settings {
         }
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         // `~/m.gguf` is the user's home as in a shell, not a folder named `~` beside the file.
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from);
+        let home = home();
         let rebase = |p: Option<PathBuf>| {
             p.map(|p| {
                 let p = expand_home(&p, home.as_deref());
