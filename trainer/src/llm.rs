@@ -8,8 +8,10 @@
 //!
 //! A request the teacher refuses for its row's sake ([`refused_row`]: an HTTP 4xx such as a
 //! prompt too long for its context, an answer that is not the API's) rejects that row, which is
-//! recorded as finished once another request goes through; [`REFUSED_IN_A_ROW`] refusals in a
-//! row, and every other failure, stop the run, and a rerun resumes.
+//! recorded as finished once a later row's request goes through in the same run: refused rows
+//! that no answer follows are left for the rerun (a teacher that refuses everything is no
+//! verdict on the rows), and a run whose every row was refused fails. [`REFUSED_IN_A_ROW`]
+//! refusals in a row, and every other failure, stop the run, and a rerun resumes.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -210,20 +212,24 @@ impl Teacher {
     }
 }
 
+/// HTTP 4xx statuses that are not about the request's content: authentication (401, 403), a
+/// wrong address or model name (404), a timeout (408), a conflict (409), too early (425) and
+/// rate limits (429). They stop the run; a later rerun may well get an answer.
+pub const NOT_THE_ROWS_FAULT: [u16; 7] = [401, 403, 404, 408, 409, 425, 429];
+
 /// Whether a teacher error concerns its row alone, so that the row is rejected and the run
-/// goes on: the endpoint refused this request (an HTTP 4xx other than 401, 403, 404 and 429,
-/// such as a prompt too long for its context) or gave an answer that is not the API's, or the
-/// prompt does not fit a local teacher's context. Anything else stops the run: no connection,
-/// authentication (401, 403), a wrong address or model name (404), rate limits (429) and server
-/// errors (5xx) after the client's retries, a failing engine.
+/// goes on: the endpoint refused this request (an HTTP 4xx other than those of
+/// [`NOT_THE_ROWS_FAULT`], such as a prompt too long for its context) or gave an answer that
+/// is not the API's, or the prompt does not fit a local teacher's context. Anything else stops
+/// the run: no connection, the statuses of [`NOT_THE_ROWS_FAULT`] and server errors (5xx)
+/// after the client's retries, a failing engine.
 pub fn refused_row(e: &EngineError) -> bool {
     match e {
         EngineError::Http {
             status: Some(status),
             ..
         } => {
-            *status == 200
-                || ((400..500).contains(status) && ![401, 403, 404, 429].contains(status))
+            *status == 200 || ((400..500).contains(status) && !NOT_THE_ROWS_FAULT.contains(status))
         }
         EngineError::PromptTooLong { .. } => true,
         _ => false,
@@ -360,9 +366,13 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
     // `--parallel` rewrites in flight; each is saved as it finishes, so a rerun resumes.
     let (mut kept, mut rejected) = (0usize, 0usize);
     let mut reasons: std::collections::BTreeMap<&str, usize> = Default::default();
-    // Rows whose request was refused since the last request that went through: recorded as
-    // rejected once one goes through (or the run ends), never when the refusals stop the run.
+    // Rows whose request was refused since the last row whose requests went through: recorded
+    // as rejected once a later one goes through, never when the refusals stop the run or end
+    // it (then the teacher, not the rows, may be at fault, and a rerun asks for them again).
     let mut refused: Vec<usize> = Vec::new();
+    let mut last_refusal = String::new();
+    // Whether any row's requests went through in this run.
+    let mut answered = false;
     let mut stopped = false;
     let record = |progress: &mut std::fs::File, i: usize| -> std::io::Result<()> {
         // One write: a kill leaves a whole key or none.
@@ -380,6 +390,7 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
                     )
                 });
                 refused.push(i);
+                last_refusal = error.clone();
                 if refused.len() >= REFUSED_IN_A_ROW && !stopped {
                     stopped = true;
                     anyhow::bail!(
@@ -394,10 +405,12 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
             Outcome::Kept(row) => {
                 dataset::append_jsonl(&mut output, &row)?;
                 kept += 1;
+                answered = true;
             }
             Outcome::Rejected(why) => {
                 rejected += 1;
                 *reasons.entry(why).or_default() += 1;
+                answered = true;
             }
         }
         if !stopped {
@@ -417,16 +430,30 @@ pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
             output_path.display()
         )));
     }
-    for j in refused.drain(..) {
-        record(&mut progress, j)?;
-        rejected += 1;
-        *reasons.entry("teacher_refused_the_request").or_default() += 1;
+    // Refusals that no answer followed are not recorded: a rerun asks for these rows again.
+    let unrecorded = refused.len();
+    if unrecorded > 0 && !answered {
+        bar.abandon();
+        anyhow::bail!(
+            "the teacher refused every request of this run ({unrecorded} rows; the last: \
+             {last_refusal}), so its settings rather than these rows look wrong (a context too \
+             small for --max-tokens, the model name); they are not recorded as done, and a rerun \
+             asks for them again"
+        );
     }
     bar.finish_and_clear();
+    if unrecorded > 0 {
+        eprintln!(
+            "warning: the teacher refused the requests of the last {unrecorded} rows (the last: \
+             {last_refusal}) and no request went through after them, so they are not recorded \
+             as done: a rerun asks for them again"
+        );
+    }
     let summary = serde_json::json!({
         "kept": kept,
         "rejected": rejected,
         "rejected_by_reason": reasons,
+        "refused_not_recorded": unrecorded,
         "resumed_from": existing.len(),
         "seconds": started.elapsed().as_secs_f64(),
     });
@@ -473,6 +500,22 @@ mod tests {
             rejection("def f(): 'a'", "def f(): 'b'", &q("Which order?")),
             None
         );
+    }
+
+    #[test]
+    fn only_errors_of_the_request_itself_reject_its_row() {
+        let http = |status| EngineError::Http {
+            url: "http://teacher".into(),
+            reason: "refused".into(),
+            status,
+        };
+        for status in [200, 400, 413, 422] {
+            assert!(refused_row(&http(Some(status))), "{status}");
+        }
+        for status in [401, 403, 404, 408, 409, 425, 429, 500, 503] {
+            assert!(!refused_row(&http(Some(status))), "{status}");
+        }
+        assert!(!refused_row(&http(None)));
     }
 
     #[test]

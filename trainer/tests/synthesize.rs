@@ -563,6 +563,104 @@ fn a_request_the_teacher_refuses_rejects_its_row_and_the_run_goes_on() {
     assert_eq!(std::fs::read_to_string(&progress).unwrap_or_default(), "");
 }
 
+/// Refused rows that no answered request follows are not recorded as done (a teacher that
+/// refused everything with --limit 3, or only the last rows, exited 0 and those rows were never
+/// asked again): the rerun asks for them, and a run whose every request was refused fails.
+/// Timeouts, conflicts and "too early" (408, 409, 425) are not the row's fault: they stop the
+/// run at once.
+#[test]
+fn refusals_that_no_answer_follows_are_left_for_the_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(6)).unwrap();
+    let out = dir.path().join("out");
+    harvest(&src, &out);
+    let output = out.join("llm.jsonl");
+    let progress = out.join("llm.jsonl.progress");
+    let run = |url: &str, extra: &[&str]| {
+        bin()
+            .args(["synthesize", "--method", "llm", "--per-function", "1"])
+            .args(["--parallel", "1", "--teacher-endpoint", url, "--input"])
+            .arg(out.join("harvested.jsonl"))
+            .arg("--output")
+            .arg(&output)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let lines = |path: &Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // Every request refused, fewer than five: an error, nothing recorded.
+    let refuses_all =
+        MockServer::start(|_| Reply::new(400, r#"{"error": "max_tokens is too large"}"#));
+    let o = run(refuses_all.url(), &["--limit", "3"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for needle in [
+        "refused every request of this run (3 rows",
+        "max_tokens is too large",
+        "not recorded as done",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in {err}");
+    }
+    assert_eq!(refuses_all.request_count(), 3);
+    assert_eq!(lines(&progress), 0);
+    assert_eq!(lines(&output), 0);
+
+    // The last two rows refused: the others are kept and recorded, those two are not.
+    let refuses_the_last = MockServer::start(|request| {
+        let prompt = request.prompt();
+        if prompt.contains("def op_4(") || prompt.contains("def op_5(") {
+            return Reply::new(400, r#"{"error": "the prompt exceeds the context size"}"#);
+        }
+        teacher_answer(prompt)
+    });
+    let o = run(refuses_the_last.url(), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("refused the requests of the last 2 rows")
+            && err.contains("a rerun asks for them again"),
+        "{err}"
+    );
+    let summary = json(&o);
+    assert_eq!(summary["kept"], 4, "{summary:#}");
+    assert_eq!(summary["rejected"], 0, "{summary:#}");
+    assert_eq!(summary["refused_not_recorded"], 2, "{summary:#}");
+    assert_eq!(lines(&progress), 4);
+    // The rerun asks for exactly those two, and a teacher that answers them finishes the job.
+    let answers = teacher(Duration::ZERO);
+    let o = run(answers.url(), &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["kept"], 2);
+    assert_eq!(answers.request_count(), 4);
+    assert_eq!(lines(&output), 6);
+    assert_eq!(lines(&progress), 6);
+
+    // A timeout, a conflict or "too early" stops the run at its first request.
+    std::fs::remove_file(&output).unwrap();
+    std::fs::remove_file(&progress).unwrap();
+    for status in [408, 409, 425] {
+        let busy = MockServer::start(move |_| Reply::new(status, r#"{"error": "try later"}"#));
+        let o = run(busy.url(), &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{status}: {err}");
+        assert!(
+            err.contains(&format!("HTTP {status}")) && err.contains("rerun resumes"),
+            "{status}: {err}"
+        );
+        assert!(!err.contains("warning: the teacher refused"), "{err}");
+        assert_eq!(busy.request_count(), 1, "{status}");
+        assert_eq!(lines(&progress), 0, "{status}");
+    }
+}
+
 #[test]
 fn unreachable_teacher_is_a_clear_error_and_keeps_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
