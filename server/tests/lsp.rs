@@ -870,6 +870,77 @@ fn a_reload_stops_a_workspace_check() {
     }
 }
 
+/// Cancelling a workspace check from its progress stops the file in flight: the file is not
+/// published with half its results (here: decided, its questions never asked).
+#[test]
+fn a_cancelled_workspace_check_does_not_publish_its_file_in_flight() {
+    let held = Arc::new(AtomicBool::new(true));
+    let server = two_models(held.clone());
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["m0.py", "m1.py"] {
+        std::fs::write(dir.path().join(name), SHOP).unwrap();
+    }
+    let root = format!("file://{}", dir.path().display());
+    let mut c = Client::start(&model_path());
+    c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": {"backend": "openai", "endpoint": server.url(), "apiModel": "a"}}),
+    );
+    c.notify("initialized", json!({}));
+    c.wait("clarifycoder/status", |p| p["state"] == "ready");
+    let id = 79;
+    c.send(
+        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
+                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
+    );
+    let begin = c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
+    });
+    // The first file's decision is in flight, held by the model.
+    let started = Instant::now();
+    while server.request_count() == 0 {
+        assert!(started.elapsed() < TIMEOUT, "the model was never asked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.notify(
+        "window/workDoneProgress/cancel",
+        json!({"token": begin["token"]}),
+    );
+    // Answered after the cancel is handled (a handler with nothing to wait for).
+    c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": "file:///nowhere.py"}, "position": {"line": 0, "character": 0}}),
+    );
+    held.store(false, Ordering::SeqCst);
+    let response = c.response(id);
+    assert_eq!(response["result"]["checked"], 0, "{response:#}");
+    let end = c.wait("$/progress", |p| {
+        p["token"] == begin["token"] && p["value"]["kind"] == "end"
+    });
+    assert_eq!(
+        end["value"]["message"], "0 of 0 files have unclear functions (cancelled)",
+        "{end}"
+    );
+    assert_eq!(
+        c.kept("textDocument/publishDiagnostics"),
+        Vec::<Value>::new()
+    );
+    // No question was asked after the cancel.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.body.get("logprobs").is_some()),
+        "{:?}",
+        server.requests().len()
+    );
+}
+
 /// The workspace check waits for the examples, which run on a thread of their own.
 #[test]
 fn check_workspace_runs_the_examples_of_files_that_are_not_open() {

@@ -78,6 +78,7 @@ impl ClarifyServer {
         let found: HashSet<Uri> = files.iter().filter_map(Uri::from_file_path).collect();
         let mut published = HashSet::new();
         let mut flagged = 0;
+        // Files done, those skipped (unreadable, gone) included.
         let mut checked = 0;
         // A pull client is told once, at the end, to pull the open documents' diagnostics again.
         let mut open_pulled = false;
@@ -85,6 +86,7 @@ impl ClarifyServer {
             if check.cancel.is_cancelled() {
                 break;
             }
+            checked = i + 1;
             let Some(uri) = Uri::from_file_path(file) else {
                 continue;
             };
@@ -125,9 +127,9 @@ impl ClarifyServer {
             let _ = done_rx.await;
             // Cancelled mid-file: its results are not all there, and not published.
             if check.cancel.is_cancelled() {
+                checked = i;
                 break;
             }
-            checked = i + 1;
             let diags = match self.diagnostics(&uri) {
                 Some((_, diags)) => diags,
                 None => {
@@ -194,7 +196,7 @@ impl ClarifyServer {
         if let Some(p) = progress {
             p.finish_with_message(format!(
                 "{flagged} of {checked} files have unclear functions{}",
-                if checked < files.len() {
+                if check.cancel.is_cancelled() {
                     " (cancelled)"
                 } else {
                     ""
