@@ -34,6 +34,29 @@ use crate::rules::{parse_weights, Rng, RulesArgs};
 /// output whole.
 pub const DEFAULT_OUTPUT: &str = "data/clarify-llm.jsonl";
 
+/// Without `--output`, an LLM synthesis interrupted while the default output was the rules
+/// method's ([`crate::rules::DEFAULT_OUTPUT`]) is not started over in [`DEFAULT_OUTPUT`] (the
+/// teacher paid again, two partial files): its checkpoint stops the run with how to resume it.
+fn check_no_older_default_run(output: Option<&Path>) -> anyhow::Result<()> {
+    if output.is_some() {
+        return Ok(());
+    }
+    let older = Path::new(crate::rules::DEFAULT_OUTPUT);
+    let checkpoint = crate::rules::progress_path(older);
+    if checkpoint.exists() {
+        anyhow::bail!(
+            "'{}' is the checkpoint of an LLM synthesis into '{}', this method's default output \
+             before it became '{DEFAULT_OUTPUT}': pass --output {} to resume it, or delete '{}' \
+             to start over in '{DEFAULT_OUTPUT}'",
+            checkpoint.display(),
+            older.display(),
+            older.display(),
+            checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
 /// Teacher settings of `synthesize --method llm`.
 #[derive(clap::Args)]
 pub struct LlmArgs {
@@ -260,6 +283,7 @@ fn read_keys(path: &Path) -> HashSet<String> {
 /// Runs `synthesize --method llm`.
 pub fn run(common: RulesArgs, args: LlmArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    check_no_older_default_run(common.output.as_deref())?;
     let weights = parse_weights(&common.weights)?;
     let mut functions = crate::rules::read_functions(&common)?;
     if let Some(limit) = common.limit {

@@ -477,6 +477,60 @@ fn rules_never_overwrite_the_llm_output() {
     assert_eq!(std::fs::read_to_string(&llm).unwrap(), llm_rows);
 }
 
+/// Without --output, an LLM synthesis left unfinished in data/clarify.jsonl (the method's
+/// default output before data/clarify-llm.jsonl) is not silently started over in the new
+/// default: the run stops before asking anything and says how to resume it or start over.
+#[test]
+fn an_llm_run_under_the_older_default_output_is_resumed_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
+    let data = dir.path().join("data");
+    harvest(&src, &data);
+    let teacher = teacher(Duration::ZERO);
+    let synthesize = |extra: &[&str]| {
+        bin()
+            .current_dir(dir.path())
+            .args(["synthesize", "--method", "llm", "--per-function", "1"])
+            .args(["--teacher-endpoint", teacher.url()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // An interrupted run into the older default: one row of two.
+    let o = synthesize(&["--output", "data/clarify.jsonl", "--limit", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(data.join("clarify.jsonl.progress").is_file());
+    let requests = teacher.request_count();
+
+    let o = synthesize(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for needle in [
+        "data/clarify.jsonl.progress",
+        "pass --output data/clarify.jsonl to resume it",
+        "start over in 'data/clarify-llm.jsonl'",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in {err}");
+    }
+    assert_eq!(teacher.request_count(), requests, "nothing was asked");
+    assert!(!data.join("clarify-llm.jsonl").exists());
+    assert!(!data.join("clarify-llm.jsonl.progress").exists());
+
+    // As told: the older run resumes with the row it lacked.
+    let o = synthesize(&["--output", "data/clarify.jsonl"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["kept"], 1);
+    assert_eq!(teacher.request_count(), requests + 2);
+    assert_eq!(read_rows(&data.join("clarify.jsonl")).len(), 2);
+    // Without its checkpoint, the default output is the new one.
+    std::fs::remove_file(data.join("clarify.jsonl.progress")).unwrap();
+    let o = synthesize(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_rows(&data.join("clarify-llm.jsonl")).len(), 2);
+}
+
 /// A request the teacher refuses for one row (HTTP 400, e.g. a prompt too long for its context)
 /// rejects that row and the run goes on (it stopped every rerun at the same row); refusals of
 /// every request, and errors that are not the row's (401), still stop the run, recording nothing
