@@ -11,6 +11,7 @@ use clarifycoder_core::analysis::{Analyzer, Options};
 use clarifycoder_core::dataset::{read_jsonl, Category, Row};
 use clarifycoder_core::engine::llama::{LlamaConfig, LlamaEngine};
 use clarifycoder_core::engine::CancelToken;
+use clarifycoder_core::settings;
 use serde::Serialize;
 
 #[derive(clap::Args, Debug)]
@@ -21,8 +22,8 @@ pub struct ValidateArgs {
     /// A GGUF model file or a known model name [default: the default model].
     #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// A LoRA adapter GGUF applied to the model, or `none` (as with `check` and `devset`)
-    /// [default: none].
+    /// A LoRA adapter GGUF applied to the model, or `none` [env: CLARIFYCODER_ADAPTER; default:
+    /// ClarifyCoder's adapter for a known model], resolved as `check` and `devset` resolve it.
     #[arg(long, value_name = "FILE")]
     pub adapter: Option<PathBuf>,
     /// Rows checked at most (evenly spaced through the file).
@@ -72,10 +73,26 @@ pub struct ExampleQuestions {
 }
 
 pub fn run(args: ValidateArgs) -> Result<()> {
-    let model = match &args.model {
-        Some(p) => clarifycoder_core::settings::resolve_model(Some(p), None).path,
-        None => clarifycoder_core::settings::installed_model().context("no --model given")?,
-    };
+    let resolved = settings::resolve_model(args.model.as_deref(), None);
+    if args.model.is_none() {
+        // The default model (or CLARIFYCODER_MODEL's) is installed, or the hint says how.
+        settings::installed_model().context("no --model given")?;
+    }
+    let model = resolved.path.clone();
+    // As `check` and `devset` resolve it: the flag, CLARIFYCODER_ADAPTER, else ClarifyCoder's
+    // adapter for a known model; `none` at any level is no adapter.
+    let adapter = settings::resolve_adapter(args.adapter.as_deref(), None, &resolved).file();
+    if let Some(a) = adapter.as_ref().filter(|a| !a.path.is_file()) {
+        let set_by = match a.origin {
+            settings::Origin::Env => format!(" (set by {})", settings::ADAPTER_ENV),
+            _ => String::new(),
+        };
+        bail!(
+            "adapter not found at '{}'{set_by}; pass --adapter none to run without it",
+            a.path.display()
+        );
+    }
+    let adapter = adapter.map(|a| a.path);
     if !args.data.is_file() {
         bail!("{} does not exist", args.data.display());
     }
@@ -88,8 +105,6 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let picked: Vec<&Row> = (0..args.limit.min(rows.len()))
         .map(|i| &rows[((i as f64 * step) as usize).min(rows.len() - 1)])
         .collect();
-    // `none` means no adapter, as everywhere else; it is no file name.
-    let adapter = args.adapter.clone().filter(|a| a.as_os_str() != "none");
     let mut config = LlamaConfig::new(&model);
     config.adapter = adapter.clone();
     // The server's flow (decide in batches, then questions) with its default options.

@@ -60,3 +60,62 @@ fn adapter_none_runs_the_model_alone() {
     assert_eq!(report["adapter"], serde_json::Value::Null, "{report:#}");
     assert_eq!(report["rows"], 2, "{report:#}");
 }
+
+/// The adapter is resolved as `check` and `devset` resolve it: CLARIFYCODER_ADAPTER is
+/// honoured (validate ignored it and ran the model alone), `--adapter none` beats it, and a
+/// model that is not a known one has no default adapter.
+#[test]
+fn the_adapter_is_resolved_as_check_and_devset_resolve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    write_model(&model, &Tiny::llama());
+    let rows = dir.path().join("val.jsonl");
+    write_jsonl(
+        &rows,
+        &[row(
+            "a",
+            "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n",
+            Category::Original,
+        )],
+    )
+    .unwrap();
+    let report = dir.path().join("report.json");
+    let missing = dir.path().join("missing.lora.gguf");
+    let validate = |adapter_env: Option<&std::path::Path>, extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clarifycoder-trainer"));
+        c.arg("validate")
+            .arg(&rows)
+            .arg("--model")
+            .arg(&model)
+            .args(["--examples", "0", "--json"])
+            .arg(&report)
+            .args(extra);
+        match adapter_env {
+            Some(a) => c.env("CLARIFYCODER_ADAPTER", a),
+            None => c.env_remove("CLARIFYCODER_ADAPTER"),
+        };
+        c.output().unwrap()
+    };
+    let o = validate(Some(&missing), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for needle in [
+        &format!("adapter not found at '{}'", missing.display()),
+        "set by CLARIFYCODER_ADAPTER",
+        "--adapter none",
+    ] {
+        assert!(err.contains(needle), "no `{needle}` in {err}");
+    }
+    assert!(!report.exists());
+    for (env, extra) in [
+        (Some(missing.as_path()), &["--adapter", "none"][..]),
+        (None, &[]),
+    ] {
+        let o = validate(env, extra);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(json["adapter"], serde_json::Value::Null, "{json:#}");
+        std::fs::remove_file(&report).unwrap();
+    }
+}
