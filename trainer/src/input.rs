@@ -8,7 +8,8 @@ use anyhow::bail;
 use clarifycoder_core::dataset::{self, LineProblem};
 use serde::de::DeserializeOwned;
 
-/// What `stats`, `mix`, `finetune` and `validate` read.
+/// What `stats` and `mix` read. (`finetune` and `validate` read training rows too, but have no
+/// `--skip-bad`: they call [`dataset::read_jsonl`] directly, and a bad line stops them.)
 pub const ROWS: &str = "training rows (from `clarifycoder-trainer synthesize`, `specs` or `mix`, \
                         or harvest's original.jsonl)";
 
