@@ -116,7 +116,8 @@ pub struct CommRun {
     pub parallel: usize,
     /// What else decides the results (the model and adapter, the judge, the sandbox), by the
     /// name of its flag without dashes; recorded in `run.json` with this module's own settings
-    /// (see [`check_out_dir`]). Not how fast the run goes (`--parallel`, threads).
+    /// (see [`check_out_dir`]). Not how fast the run goes (threads; `--parallel` only where it
+    /// changes the answers: the embedded engine without `--batch-invariant`).
     pub settings: BTreeMap<String, serde_json::Value>,
 }
 
@@ -161,24 +162,23 @@ fn check_settings(
         "use another --out-dir, or delete '{}' to start over",
         dir.display()
     );
-    let recorded: BTreeMap<String, serde_json::Value> = match std::fs::read_to_string(
-        &settings_path,
-    ) {
-        Ok(text) => serde_json::from_str(&text).with_context(|| {
-            format!(
-                "'{}' is not a run's settings; {start_over}",
-                settings_path.display()
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+    let recorded: BTreeMap<String, serde_json::Value> =
+        match std::fs::read_to_string(&settings_path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "'{}' is not a run's settings; {start_over}",
+                    settings_path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
             "'{}' holds instances of a run that did not record its settings (no {SETTINGS_FILE}), \
                  so they cannot be resumed safely; {start_over}",
             dir.display()
         ),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read '{}'", settings_path.display()))
-        }
-    };
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read '{}'", settings_path.display()))
+            }
+        };
     let differences = differences(&recorded, settings);
     if !differences.is_empty() {
         anyhow::bail!(
@@ -215,7 +215,10 @@ fn differences(
                 recorded.get(key).unwrap_or(&null),
                 now.get(key).unwrap_or(&null),
             );
-            (was != is).then(|| {
+            // Files of another kind of model (an endpoint's run has none): the model or
+            // endpoint settings differ too and say so.
+            let one_side = key == "model_files" && (was.is_null() || is.is_null());
+            (was != is && !one_side).then(|| {
                 let shown = |v: &serde_json::Value| match v {
                     serde_json::Value::Null => "not set".to_string(),
                     serde_json::Value::String(s) => format!("'{s}'"),
@@ -225,9 +228,12 @@ fn differences(
                 match key.as_str() {
                     "data" => "--data: the benchmark file's content differs".to_string(),
                     "prompts" => "--prompts: the prompt texts differ".to_string(),
-                    "model_files" => {
-                        "the model or adapter file differs (same path, another file)".to_string()
-                    }
+                    "model_files" => format!(
+                        "the model or adapter file was replaced or touched since these \
+                         instances were made (same path, another size or modification time; if \
+                         it is the same model, only copied back or touched, set \"model_files\" \
+                         to {is} in {SETTINGS_FILE} to resume)"
+                    ),
                     _ => format!("{flag} was {}, now {}", shown(was), shown(is)),
                 }
             })

@@ -128,8 +128,9 @@ impl ModelArgs {
 
     /// What of the model decides the answers, for a run's `run.json`: the files (their paths
     /// and, through [`Plan::identity`], their size and time) or the endpoint and model name, and
-    /// the flags that change what is generated. Fails when the model is missing, with the
-    /// install hint.
+    /// the flags that change what is generated: for the embedded engine `--ctx-size` (which
+    /// prompts fit) and, without `--batch-invariant`, `--parallel` (the batch an answer was
+    /// decoded in changes it). Fails when the model is missing, with the install hint.
     fn settings(&self, plan: &Plan) -> anyhow::Result<BTreeMap<String, Value>> {
         let mut s = BTreeMap::new();
         let path = |p: &std::path::Path| Value::from(p.display().to_string());
@@ -155,6 +156,10 @@ impl ModelArgs {
                     .into(),
                 );
                 s.insert("batch_invariant".into(), self.batch_invariant.into());
+                s.insert("ctx_size".into(), self.ctx_size.into());
+                if !self.batch_invariant {
+                    s.insert("parallel".into(), self.parallel().into());
+                }
             }
         }
         Ok(s)

@@ -240,6 +240,122 @@ fn humanevalcomm_resumes_only_the_same_settings_and_summarizes_what_it_asked() {
     assert!(!fresh.exists(), "a failed run left {}", fresh.display());
 }
 
+/// With the embedded engine, run.json records --ctx-size (it decides which prompts fit) and,
+/// without --batch-invariant, --parallel (an answer depends on the batch it was decoded in):
+/// a rerun with another is refused (it resumed). A model file replaced or touched is refused
+/// with what happened and how to resume when it is the same model. A tiny random model.
+#[test]
+fn humanevalcomm_records_the_embedded_engine_settings_that_change_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    let model = dir.path().join("tiny.gguf");
+    clarifycoder_testkit::tiny::write_model(&model, &clarifycoder_testkit::tiny::Tiny::llama());
+    let run = |out: &Path, extra: &[&str]| {
+        bin()
+            .args(["humanevalcomm", "--data"])
+            .arg(&data)
+            .arg("--out-dir")
+            .arg(out)
+            .arg("--model")
+            .arg(&model)
+            .args([
+                "--adapter",
+                "none",
+                "--variants",
+                "original",
+                "--limit",
+                "1",
+            ])
+            .args(["--max-tokens", "8"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // --ctx-size 2048 unless another is given.
+    let run = |out: &Path, extra: &[&str]| {
+        let ctx: &[&str] = if extra.contains(&"--ctx-size") {
+            &[]
+        } else {
+            &["--ctx-size", "2048"]
+        };
+        run(out, &[ctx, extra].concat())
+    };
+    let recorded = |out: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap()
+    };
+    let refused = |out: &Path, extra: &[&str], needles: &[&str]| {
+        let instances = std::fs::read_to_string(out.join("instances.jsonl")).unwrap();
+        let output = run(out, extra);
+        let err = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{extra:?}: {err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{extra:?}: no `{needle}` in {err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(out.join("instances.jsonl")).unwrap(),
+            instances
+        );
+        err
+    };
+
+    let out = dir.path().join("out");
+    ok(&run(&out, &["--parallel", "2"]));
+    let settings = recorded(&out);
+    assert_eq!(settings["ctx_size"], 2048, "{settings:#}");
+    assert_eq!(settings["parallel"], 2, "{settings:#}");
+    refused(
+        &out,
+        &["--parallel", "2", "--ctx-size", "4096"],
+        &["--ctx-size was 2048, now 4096"],
+    );
+    refused(&out, &["--parallel", "3"], &["--parallel was 2, now 3"]);
+    // The same settings resume.
+    ok(&run(&out, &["--parallel", "2"]));
+
+    // The model touched: refused, saying so and how to resume if it is the same model.
+    std::fs::File::options()
+        .write(true)
+        .open(&model)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    let err = refused(
+        &out,
+        &["--parallel", "2"],
+        &[
+            "the model or adapter file was replaced or touched",
+            "another size or modification time",
+            "to resume",
+            "another --out-dir",
+        ],
+    );
+    assert!(!err.contains("--model was"), "{err}");
+    // As told: the new value in run.json resumes.
+    let new_files = err
+        .split("set \"model_files\" to \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no value to set in {err}"));
+    let mut settings = recorded(&out);
+    assert_ne!(settings["model_files"], new_files);
+    settings["model_files"] = new_files.into();
+    std::fs::write(out.join("run.json"), settings.to_string()).unwrap();
+    ok(&run(&out, &["--parallel", "2"]));
+
+    // With --batch-invariant, --parallel does not change the answers and is not recorded.
+    let invariant = dir.path().join("invariant");
+    ok(&run(&invariant, &["--batch-invariant", "--parallel", "2"]));
+    let settings = recorded(&invariant);
+    assert_eq!(settings["batch_invariant"], true, "{settings:#}");
+    assert_eq!(settings.get("parallel"), None, "{settings:#}");
+    let lines = std::fs::read_to_string(invariant.join("instances.jsonl")).unwrap();
+    ok(&run(&invariant, &["--batch-invariant", "--parallel", "3"]));
+    assert_eq!(
+        std::fs::read_to_string(invariant.join("instances.jsonl")).unwrap(),
+        lines
+    );
+}
+
 /// One HumanEval-format problem.
 fn humaneval_fixture(dir: &Path) -> std::path::PathBuf {
     let problem = json!({
