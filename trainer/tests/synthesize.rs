@@ -89,6 +89,17 @@ fn harvest(dir: &Path, out: &Path) -> Value {
     json(&o)
 }
 
+/// A temporary directory with `src/<file>` holding `text`, harvested into `<out>` there.
+fn harvested(file: &str, text: &str, out: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join(file), text).unwrap();
+    let out = dir.path().join(out);
+    harvest(&src, &out);
+    (dir, out)
+}
+
 #[test]
 fn harvest_drops_what_overlaps_humaneval() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,12 +137,7 @@ fn harvest_drops_what_overlaps_humaneval() {
 
 #[test]
 fn inconsistencies_are_verified_by_running_the_implementation() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("good.py"), GOOD).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("good.py", GOOD, "out");
     let clarify = out.join("clarify.jsonl");
     let o = bin()
         .args([
@@ -197,12 +203,7 @@ fn inconsistencies_are_verified_by_running_the_implementation() {
 /// every line and report nothing; a missing default input says to run `harvest`.
 #[test]
 fn inputs_of_another_kind_say_what_was_expected() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("good.py"), GOOD).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (dir, out) = harvested("good.py", GOOD, "out");
     let harvested = out.join("harvested.jsonl");
     let rows = out.join("original.jsonl");
     let fails = |args: &[&std::ffi::OsStr], needles: &[&str]| {
@@ -296,12 +297,7 @@ fn inputs_of_another_kind_say_what_was_expected() {
 /// the code had disagreed with it, and the run exited 0.
 #[test]
 fn an_interpreter_that_cannot_start_is_an_error_not_a_rejection() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("good.py"), GOOD).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("good.py", GOOD, "out");
     let clarify = out.join("clarify.jsonl");
     for (python, reason) in [
         ("/nonexistent/python", "cannot start"),
@@ -356,12 +352,7 @@ fn many_functions(n: usize) -> String {
 
 #[test]
 fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(8)).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("ops.py", &many_functions(8), "out");
     let teacher = teacher(Duration::from_millis(150));
     let url = teacher.url();
     let output = out.join("llm.jsonl");
@@ -435,12 +426,7 @@ fn llm_synthesis_resumes_after_a_kill_without_duplicates() {
 /// and an LLM rerun then skipped every key its .progress listed).
 #[test]
 fn rules_never_overwrite_the_llm_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
-    let data = dir.path().join("data");
-    harvest(&src, &data);
+    let (dir, data) = harvested("ops.py", &many_functions(2), "data");
     let teacher = teacher(Duration::ZERO);
     // Both with their default input and output, as the README runs them.
     let synthesize = |extra: &[&str]| {
@@ -482,12 +468,7 @@ fn rules_never_overwrite_the_llm_output() {
 /// default: the run stops before asking anything and says how to resume it or start over.
 #[test]
 fn an_llm_run_under_the_older_default_output_is_resumed_not_restarted() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
-    let data = dir.path().join("data");
-    harvest(&src, &data);
+    let (dir, data) = harvested("ops.py", &many_functions(2), "data");
     let teacher = teacher(Duration::ZERO);
     let synthesize = |extra: &[&str]| {
         bin()
@@ -537,12 +518,7 @@ fn an_llm_run_under_the_older_default_output_is_resumed_not_restarted() {
 /// for the refused rows.
 #[test]
 fn a_request_the_teacher_refuses_rejects_its_row_and_the_run_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(6)).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("ops.py", &many_functions(6), "out");
     // The usual teacher, except for op_1's rewrite, which it refuses as too long.
     let refusing = MockServer::start(|request| {
         let prompt = request.prompt();
@@ -624,12 +600,7 @@ fn a_request_the_teacher_refuses_rejects_its_row_and_the_run_goes_on() {
 /// run at once.
 #[test]
 fn refusals_that_no_answer_follows_are_left_for_the_rerun() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(6)).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("ops.py", &many_functions(6), "out");
     let output = out.join("llm.jsonl");
     let progress = out.join("llm.jsonl.progress");
     let run = |url: &str, extra: &[&str]| {
@@ -717,12 +688,7 @@ fn refusals_that_no_answer_follows_are_left_for_the_rerun() {
 
 #[test]
 fn unreachable_teacher_is_a_clear_error_and_keeps_the_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    std::fs::write(src.join("ops.py"), many_functions(2)).unwrap();
-    let out = dir.path().join("out");
-    harvest(&src, &out);
+    let (_dir, out) = harvested("ops.py", &many_functions(2), "out");
     let port = unused_port();
     let output = out.join("llm.jsonl");
     std::fs::write(&output, "").unwrap();
