@@ -755,6 +755,35 @@ fn cancelling_a_generation_stops_it() {
     );
 }
 
+/// A server with workspace folder `root` and work-done progress, initialized with `options`.
+fn workspace_client(root: &str, options: Value) -> Client {
+    let mut c = Client::start(&model_path());
+    let init = c.request(
+        "initialize",
+        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
+               "workspaceFolders": [{"uri": root, "name": "w"}],
+               "initializationOptions": options}),
+    );
+    assert!(init.get("result").is_some(), "{init}");
+    c.notify("initialized", json!({}));
+    c
+}
+
+/// Starts a workspace check as request `id` (answered later, `Client::response`) and returns
+/// its progress's `begin`.
+fn begin_workspace_check(c: &mut Client, id: i64) -> Value {
+    c.send(
+        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
+                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
+    );
+    c.wait("$/progress", |p| {
+        p["value"]["kind"] == "begin"
+            && p["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
+    })
+}
+
 #[test]
 fn check_workspace_reports_progress_and_can_be_cancelled() {
     let dir = tempfile::tempdir().unwrap();
@@ -767,28 +796,11 @@ fn check_workspace_reports_progress_and_can_be_cancelled() {
     }
     std::fs::write(dir.path().join("notes.txt"), "not python").unwrap();
     let root = format!("file://{}", dir.path().display());
-    let mut c = Client::start(&model_path());
-    let init = c.request(
-        "initialize",
-        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
-               "workspaceFolders": [{"uri": root, "name": "w"}],
-               "initializationOptions": {"threshold": 0.0, "maxTokens": 4}}),
-    );
-    assert!(init.get("result").is_some());
-    c.notify("initialized", json!({}));
+    let mut c = workspace_client(&root, json!({"threshold": 0.0, "maxTokens": 4}));
 
     // Cancel as soon as the check reports that it began.
     let id = 77;
-    c.send(
-        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
-    );
-    let begin = c.wait("$/progress", |p| {
-        p["value"]["kind"] == "begin"
-            && p["token"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
-    });
+    let begin = begin_workspace_check(&mut c, id);
     assert_eq!(begin["value"]["cancellable"], true);
     c.notify(
         "window/workDoneProgress/cancel",
@@ -826,28 +838,12 @@ fn a_reload_stops_a_workspace_check() {
         .unwrap();
     }
     let root = format!("file://{}", dir.path().display());
-    let mut c = Client::start(&model_path());
-    c.request(
-        "initialize",
-        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
-               "workspaceFolders": [{"uri": root, "name": "w"}],
-               "initializationOptions": {"threshold": 0.0, "maxTokens": 4}}),
-    );
-    c.notify("initialized", json!({}));
+    let mut c = workspace_client(&root, json!({"threshold": 0.0, "maxTokens": 4}));
     c.wait("clarifycoder/status", |p| p["state"] == "ready");
     let id = 78;
-    c.send(
-        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
-    );
     // The first file's analysis is under way once its progress has begun; the context size
     // reloads the model.
-    let begin = c.wait("$/progress", |p| {
-        p["value"]["kind"] == "begin"
-            && p["token"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
-    });
+    let begin = begin_workspace_check(&mut c, id);
     c.notify(
         "workspace/didChangeConfiguration",
         json!({"settings": {"clarifycoder": {"threshold": 0.0, "maxTokens": 4, "ctxSize": 1024}}}),
@@ -881,26 +877,13 @@ fn a_cancelled_workspace_check_does_not_publish_its_file_in_flight() {
         std::fs::write(dir.path().join(name), SHOP).unwrap();
     }
     let root = format!("file://{}", dir.path().display());
-    let mut c = Client::start(&model_path());
-    c.request(
-        "initialize",
-        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
-               "workspaceFolders": [{"uri": root, "name": "w"}],
-               "initializationOptions": {"backend": "openai", "endpoint": server.url(), "apiModel": "a"}}),
+    let mut c = workspace_client(
+        &root,
+        json!({"backend": "openai", "endpoint": server.url(), "apiModel": "a"}),
     );
-    c.notify("initialized", json!({}));
     c.wait("clarifycoder/status", |p| p["state"] == "ready");
     let id = 79;
-    c.send(
-        json!({"jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand",
-                  "params": {"command": "clarifycoder.server.checkWorkspace"}}),
-    );
-    let begin = c.wait("$/progress", |p| {
-        p["value"]["kind"] == "begin"
-            && p["token"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("clarifycoder/check/"))
-    });
+    let begin = begin_workspace_check(&mut c, id);
     // The first file's decision is in flight, held by the model.
     let started = Instant::now();
     while server.request_count() == 0 {
@@ -989,14 +972,10 @@ fn a_file_opened_during_a_workspace_check_stays_open() {
     std::fs::write(dir.path().join("a.py"), SHOP).unwrap();
     let root = format!("file://{}", dir.path().display());
     let uri = format!("{root}/a.py");
-    let mut c = Client::start(&model_path());
-    c.request(
-        "initialize",
-        json!({"processId": null, "capabilities": {"window": {"workDoneProgress": true}},
-               "workspaceFolders": [{"uri": root, "name": "w"}],
-               "initializationOptions": {"threshold": 0.0, "maxTokens": 64, "debounceMs": 0}}),
+    let mut c = workspace_client(
+        &root,
+        json!({"threshold": 0.0, "maxTokens": 64, "debounceMs": 0}),
     );
-    c.notify("initialized", json!({}));
     // With the engine ready, the check really analyses the file when the user opens it.
     c.wait("clarifycoder/status", |p| p["state"] == "ready");
     // The check is under way (its generation takes a second or more) when the user opens the
