@@ -498,8 +498,9 @@ mod tests {
         );
     }
 
-    /// A file of another kind of record is told apart from a bad line: its first record lacks a
-    /// required field, or none of its lines is a record; a missing file has no line number.
+    /// A file of another kind of record is told apart from a bad line: none of its first lines
+    /// is a record of the kind asked for (a bad first line among good ones is a bad line); a
+    /// missing file has no line number.
     #[test]
     fn a_file_of_another_kind_is_not_a_bad_line() {
         let dir = tempfile::tempdir().unwrap();
